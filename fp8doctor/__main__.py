@@ -1,0 +1,5 @@
+import sys
+
+from fp8doctor.cli import main
+
+sys.exit(main())

@@ -1,0 +1,81 @@
+"""Pure capability checks: each returns (supported, reason), the reason a sentence a user can act on.
+
+The same functions feed the doctor's findings, the matrix's skipped cells and the pytest skip reasons.
+"""
+
+from __future__ import annotations
+
+# Minimum compute capability per FP8 recipe family (Ada 8.9, Hopper 9.0, Blackwell 10.0).
+FAMILY_MIN_CC: dict[str, tuple[int, int]] = {
+    "per-tensor": (8, 9),
+    "block": (9, 0),
+    "mxfp8": (10, 0),
+    "nvfp4": (10, 0),
+}
+FAMILY_LABEL = {
+    "per-tensor": "per-tensor FP8 (delayed/current scaling, torchao tensorwise/rowwise)",
+    "block": "FP8 block scaling",
+    "mxfp8": "MXFP8 block scaling",
+    "nvfp4": "NVFP4 block scaling",
+}
+
+
+def cc_str(cc: tuple[int, int]) -> str:
+    return f"{cc[0]}.{cc[1]}"
+
+
+def fp8_family_supported(cc: tuple[int, int] | None, family: str) -> tuple[bool, str]:
+    """Whether a GPU of compute capability `cc` (None: no CUDA GPU) can run an FP8 recipe family."""
+    if family not in FAMILY_MIN_CC:
+        raise ValueError(f"unknown FP8 recipe family {family!r}; expected one of {sorted(FAMILY_MIN_CC)}")
+    need = FAMILY_MIN_CC[family]
+    label = FAMILY_LABEL[family]
+    if cc is None:
+        return False, (
+            f"No CUDA GPU is visible, so {label} cannot run on hardware; it needs compute capability "
+            f"{cc_str(need)} or higher (check `nvidia-smi` and CUDA_VISIBLE_DEVICES)."
+        )
+    if tuple(cc) < need:
+        return False, (
+            f"This GPU has compute capability {cc_str(tuple(cc))}, but {label} needs {cc_str(need)} or higher; "
+            "use a newer GPU or train in bf16."
+        )
+    if family == "mxfp8" and tuple(cc)[0] == 12:
+        return False, (
+            f"MXFP8 is not supported by Transformer Engine on compute capability {cc_str(tuple(cc))} "
+            "(consumer Blackwell); use per-tensor FP8 there."
+        )
+    return True, f"Compute capability {cc_str(tuple(cc))} supports {label}."
+
+
+def te_recipe_family(recipe: str) -> str:
+    """The hardware family a Transformer Engine recipe name belongs to."""
+    return {
+        "delayed_hybrid": "per-tensor",
+        "delayed_e4m3": "per-tensor",
+        "current": "per-tensor",
+        "block": "block",
+        "mxfp8": "mxfp8",
+        "nvfp4": "nvfp4",
+    }[recipe]
+
+
+def backend_available(backend: str, installed: dict[str, str | None], te_import_error: str | None = None
+                      ) -> tuple[bool, str]:
+    """Whether an FP8 backend can be used, from installed versions (name -> version or None)."""
+    if backend == "torchao":
+        if installed.get("torchao"):
+            return True, f"torchao {installed['torchao']} is installed."
+        return False, "torchao is not installed; install it with `pip install torchao`."
+    if backend == "te":
+        if not installed.get("transformer-engine") and not installed.get("transformer_engine"):
+            return False, (
+                "Transformer Engine is not installed; on a CUDA machine install it with "
+                "`pip install fp8doctor[te]` (transformer-engine[pytorch])."
+            )
+        if te_import_error:
+            return False, f"Transformer Engine is installed but `transformer_engine.pytorch` fails to import: {te_import_error}"
+        return True, "Transformer Engine is installed and imports."
+    if backend == "none":
+        return True, "No FP8 backend is needed for a bf16 baseline."
+    raise ValueError(f"unknown backend {backend!r}")

@@ -1,0 +1,60 @@
+"""Command-line entry point: argparse sub-commands; each command lives in fp8doctor.commands.<name>."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from fp8doctor import __version__
+from fp8doctor.errors import UsageError
+
+# Sub-command name -> module in fp8doctor.commands exposing add_parser(subparsers) and run(args) -> int.
+COMMANDS = ("env", "repro", "matrix", "report", "watch")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage as one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="fp8doctor",
+        description="Diagnose and reproduce FP8 training problems with Accelerate, Transformer Engine and torchao.",
+    )
+    parser.add_argument("--version", action="version", version=f"fp8doctor {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"fp8doctor.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"fp8doctor.commands.{name}":
+                continue  # command not built yet
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"fp8doctor {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"fp8doctor {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Short isolated training runs: spec -> child process -> one JSON result -> verdicts."""

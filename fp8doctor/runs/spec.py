@@ -1,0 +1,90 @@
+"""What one short run is (RunSpec) and what it returns (the result dict's keys, documented here).
+
+A result is a plain JSON object so it survives a child process, a JSON-lines file and a report unchanged:
+
+  spec            RunSpec.to_dict()
+  outcome         "finished" | "raised" | "crashed" | "timed_out" | "skipped"
+  error           {"type", "message", "where"} when raised; {"signal"} when crashed; null otherwise
+  skip_reason     sentence when skipped (the capability check's reason)
+  accelerator     {"mixed_precision", "fp8_enabled", "fp8_backend", "distributed_type", "num_processes"}
+                  as Accelerate saw them (null for entries without an Accelerator)
+  fp8_layers      names of FP8 modules after preparation
+  eligible_layers names of Linear layers the backend's filter would convert (fp8doctor.observe)
+  forwards        fp8doctor.observe.FP8ForwardCounter.to_dict()
+  fp8_active      bool: FP8 modules ran forward (and TE ran inside FP8 autocast)
+  losses          per-step loss (floats; NaN/inf kept as strings "nan"/"inf")
+  step_times_s    per-step wall time
+  tokens_per_s    mean over steps after the first
+  peak_mem_bytes  peak RSS (CPU) or torch.cuda.max_memory_allocated (GPU)
+  device          "cpu" | "cuda:N" (+ name)
+  emulated        true when torchao ran with Float8LinearConfig(emulate=True) (CPU)
+  timings_s       {"imports", "model_build", "prepare", "steps", "total"}
+  ranks           for nproc > 1: one result per rank (same keys), rank 0's copied to the top level
+  notes           free sentences (e.g. "torchao emulate=True: real FP8 casts, plain matmul")
+  versions        {"torch", "accelerate", "transformers", "torchao", "transformer_engine"}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+BACKENDS = ("torchao", "te", "none")
+TORCHAO_RECIPES = ("tensorwise", "rowwise", "rowwise_with_gw_hp")
+TE_RECIPES = ("delayed_hybrid", "delayed_e4m3", "current", "block", "mxfp8", "nvfp4")
+BASELINE_RECIPE = "bf16"
+# Entry paths: real ways users switch FP8 on (and the reference report's buggy ways).
+ENTRIES = ("native", "accelerator", "trainer", "launch", "multiproc")
+BUGGY_ENTRIES = ("buggy_patch_if_missing", "buggy_patch_append")
+OUTCOMES = ("finished", "raised", "crashed", "timed_out", "skipped")
+SIZES = ("tiny", "small", "medium")
+
+
+@dataclass
+class RunSpec:
+    backend: str = "torchao"
+    recipe: str = "tensorwise"
+    entry: str = "accelerator"
+    mixed_precision: str = "fp8"
+    env: dict[str, str] = field(default_factory=dict)
+    steps: int = 8
+    seed: int = 0
+    nproc: int = 1
+    size: str = "tiny"
+    timeout_s: float = 180.0
+    config_file: str | None = None
+    bf16: bool = False  # TrainingArguments(bf16=...) / the reference report's `bf16: true`
+    device: str | None = None  # None: cuda:0 when a GPU is visible, else cpu
+
+    def validate(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
+        recipes = {"torchao": TORCHAO_RECIPES, "te": TE_RECIPES, "none": (BASELINE_RECIPE,)}[self.backend]
+        if self.recipe not in recipes:
+            raise ValueError(f"unknown recipe {self.recipe!r} for {self.backend}; choose from {', '.join(recipes)}")
+        if self.entry not in ENTRIES + BUGGY_ENTRIES:
+            raise ValueError(f"unknown entry {self.entry!r}; choose from {', '.join(ENTRIES + BUGGY_ENTRIES)}")
+        if self.size not in SIZES:
+            raise ValueError(f"unknown size {self.size!r}; choose from {', '.join(SIZES)}")
+        if self.steps < 1 or self.nproc < 1:
+            raise ValueError("steps and nproc must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**known)
+
+    def key(self) -> str:
+        """Stable identity of a cell, used by the matrix's JSON lines and --resume."""
+        d = self.to_dict()
+        d.pop("timeout_s", None)
+        blob = json.dumps(d, sort_keys=True)
+        return f"{self.backend}/{self.recipe}/{self.entry}/s{self.seed}-" + hashlib.sha1(blob.encode()).hexdigest()[:8]
+
+    def label(self) -> str:
+        return f"{self.backend}:{self.recipe} via {self.entry}"
