@@ -74,7 +74,9 @@ def backend_available(backend: str, installed: dict[str, str | None], te_import_
                 "`pip install fp8doctor[te]` (transformer-engine[pytorch])."
             )
         if te_import_error:
-            return False, f"Transformer Engine is installed but `transformer_engine.pytorch` fails to import: {te_import_error}"
+            return False, (
+                f"Transformer Engine is installed but `transformer_engine.pytorch` fails to import: {te_import_error}"
+            )
         return True, "Transformer Engine is installed and imports."
     if backend == "none":
         return True, "No FP8 backend is needed for a bf16 baseline."
