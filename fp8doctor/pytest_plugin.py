@@ -1,15 +1,163 @@
-"""pytest plugin (installed with fp8doctor): FP8 markers whose skip reasons come from the doctor's checks."""
+"""pytest plugin (installed with fp8doctor): FP8 markers whose skip reasons come from the doctor's checks.
+
+Loaded in every pytest session on a machine where fp8doctor is installed, so it imports only pytest and the
+stdlib at load time, reads the machine (nvidia-smi, importlib.metadata; no torch import) only when a marked
+test or `requires(...)` asks, caches what it read, and turns any failure of its own into a skip reason
+instead of an error in someone else's test session.
+
+  import pytest
+  from fp8doctor.pytest_plugin import requires
+
+  @requires(gpu=True, te=True, min_cc=(8, 9))
+  def test_te_linear(): ...
+
+  @pytest.mark.gpu            # skipped with the doctor's reason when no usable GPU is visible
+  def test_on_gpu(fp8_cell):  # fp8_cell runs one RunSpec in a child process, pinned to this xdist worker's GPU
+      result = fp8_cell(backend="torchao", recipe="tensorwise", entry="accelerator")
+      assert result["fp8_active"]
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+from typing import Any
+
+import pytest
+
 MARKERS = {
-    "gpu": "needs a CUDA GPU; skipped with the doctor's reason when none is usable",
+    "gpu": "needs a CUDA GPU; skipped with the doctor's reason when none is usable (kwarg min_cc=(8, 9))",
     "te": "needs Transformer Engine importable on a GPU of compute capability 8.9+",
-    "multigpu": "needs two or more CUDA GPUs",
+    "multigpu": "needs two or more CUDA GPUs (kwarg min_gpus=N)",
     "slow": "takes more than a few seconds",
 }
 
 
-def pytest_configure(config) -> None:  # type: ignore[no-untyped-def]
+@functools.lru_cache(maxsize=1)
+def _facts() -> dict[str, Any]:
+    from fp8doctor.matrix.machine import machine_facts
+
+    return machine_facts()
+
+
+def missing(gpu: bool = False, te: bool = False, min_cc: tuple[int, int] | None = None,
+            min_gpus: int | None = None, torchao: bool = False) -> list[str]:
+    """What this machine lacks for the requirements, one sentence each (empty: everything is there)."""
+    from fp8doctor.capability import backend_available, cc_str, fp8_family_supported
+
+    facts = _facts()
+    out: list[str] = []
+    cc = facts.get("cc")
+    count = int(facts.get("gpu_count") or 0)
+    need_gpu = gpu or te or min_cc is not None or bool(min_gpus)
+    if need_gpu and count == 0:
+        why = str(facts.get("gpu_status") or "nvidia-smi lists none, or CUDA_VISIBLE_DEVICES hides them")
+        out.append(f"No CUDA GPU is visible ({why.removeprefix('no CUDA device: ')}).")
+    if min_gpus and 0 < count < min_gpus:
+        out.append(f"{min_gpus} CUDA GPUs needed, {count} visible.")
+    elif min_gpus and count == 0 and min_gpus > 1:
+        out.append(f"{min_gpus} CUDA GPUs needed, none visible.")
+    if min_cc is not None and cc is not None and tuple(cc) < tuple(min_cc):
+        out.append(f"Compute capability {cc_str(tuple(min_cc))} or higher needed; this GPU has {cc_str(tuple(cc))}.")
+    if te:
+        ok, why = backend_available("te", facts["installed"], facts.get("te_import_error"))
+        if not ok:
+            out.append(why)
+        if cc is not None:
+            ok, why = fp8_family_supported(cc, "per-tensor")
+            if not ok and not any(why == o for o in out):
+                out.append(why)
+    if torchao:
+        ok, why = backend_available("torchao", facts["installed"])
+        if not ok:
+            out.append(why)
+    return out
+
+
+def _reason(**need: Any) -> str:
+    try:
+        lacks = missing(**need)
+    except Exception as exc:  # noqa: BLE001 - a broken probe must not break the session: skip and say why
+        return f"fp8doctor could not read this machine's capabilities ({type(exc).__name__}: {exc})"
+    return ("fp8doctor: " + " ".join(lacks)) if lacks else ""
+
+
+def requires(gpu: bool = False, te: bool = False, min_cc: tuple[int, int] | None = None,
+             min_gpus: int | None = None, torchao: bool = False) -> pytest.MarkDecorator:
+    """A `skipif` mark whose reason lists exactly what is missing (Lightning's RunIf style)."""
+    reason = _reason(gpu=gpu, te=te, min_cc=min_cc, min_gpus=min_gpus, torchao=torchao)
+    return pytest.mark.skipif(bool(reason), reason=reason or "all requirements met")
+
+
+def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def _needs(item: pytest.Item) -> dict[str, Any] | None:
+    need: dict[str, Any] = {}
+    gpu = item.get_closest_marker("gpu")
+    if gpu is not None:
+        need["gpu"] = True
+        if "min_cc" in gpu.kwargs:
+            need["min_cc"] = tuple(gpu.kwargs["min_cc"])
+    if item.get_closest_marker("te") is not None:
+        need["te"] = True
+    multi = item.get_closest_marker("multigpu")
+    if multi is not None:
+        need["min_gpus"] = int(multi.kwargs.get("min_gpus", 2))
+    return need or None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip gpu/te/multigpu-marked tests this machine cannot run, with the doctor's reason."""
+    cache: dict[tuple[Any, ...], str] = {}
+    for item in items:
+        need = _needs(item)
+        if need is None:
+            continue
+        key = tuple(sorted(need.items()))
+        if key not in cache:
+            cache[key] = _reason(**need)
+        if cache[key]:
+            item.add_marker(pytest.mark.skip(reason=cache[key]))
+
+
+def worker_gpu() -> str | None:
+    """The GPU an xdist worker should use (gw0 -> first visible GPU, gw1 -> second, ...); None without GPUs."""
+    try:
+        gpus = _facts().get("gpus") or []
+    except Exception:  # noqa: BLE001
+        return None
+    if not gpus:
+        return None
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    n = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    return str(gpus[n % len(gpus)]["index"])
+
+
+@pytest.fixture
+def fp8_cell() -> Any:
+    """Run one matrix cell in a child process: `fp8_cell(spec)` or `fp8_cell(backend=..., recipe=..., ...)`.
+
+    Returns the result dict (schema in fp8doctor.runs.spec). Under pytest-xdist each worker is pinned to one
+    GPU through CUDA_VISIBLE_DEVICES in the child's environment; a multi-process spec sees every GPU.
+    """
+
+    def run(spec: Any = None, **fields: Any) -> dict[str, Any]:
+        from dataclasses import replace
+
+        from fp8doctor.runs.pool import run_spec
+        from fp8doctor.runs.spec import RunSpec
+
+        if spec is None:
+            spec = RunSpec(**fields)
+        elif isinstance(spec, dict):
+            spec = RunSpec.from_dict(spec)
+        gpu = worker_gpu()
+        if gpu is not None and spec.nproc == 1 and "CUDA_VISIBLE_DEVICES" not in spec.env:
+            spec = replace(spec, env={**spec.env, "CUDA_VISIBLE_DEVICES": gpu, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"})
+        return run_spec(spec)
+
+    return run

@@ -4,7 +4,10 @@ A result is a plain JSON object so it survives a child process, a JSON-lines fil
 
   spec            RunSpec.to_dict()
   outcome         "finished" | "raised" | "crashed" | "timed_out" | "skipped"
-  error           {"type", "message", "where"} when raised; {"signal"} when crashed; null otherwise
+  error           {"type", "message", "where"} when raised; {"signal"} when crashed; null otherwise.
+                  "where" is the innermost accelerate/transformers/torchao/TE frame ("path:line in func");
+                  raised errors add "user_where" (innermost frame outside site-packages) and "traceback_tail";
+                  a crash without a signal adds "exit_code"; a failed rank adds "rank"
   skip_reason     sentence when skipped (the capability check's reason)
   accelerator     {"mixed_precision", "fp8_enabled", "fp8_backend", "distributed_type", "num_processes"}
                   as Accelerate saw them (null for entries without an Accelerator)
@@ -22,6 +25,17 @@ A result is a plain JSON object so it survives a child process, a JSON-lines fil
   ranks           for nproc > 1: one result per rank (same keys), rank 0's copied to the top level
   notes           free sentences (e.g. "torchao emulate=True: real FP8 casts, plain matmul")
   versions        {"torch", "accelerate", "transformers", "torchao", "transformer_engine"}
+Added by the engine (fp8doctor.runs; absent from results made elsewhere):
+  eligibility_rule  the fp8doctor.observe rule behind eligible_layers
+  env             {"removed_from_caller": the caller's FP8-relevant variables, recorded and not inherited,
+                   "applied": spec.env} (redacted)
+  wall_s, returncode, stderr_tail   the child process as the pool saw it (stderr_tail only when not finished)
+  patch           buggy entries: {"form", "calls", "injected", "kwargs_handlers_seen", "mixed_precision_arg"}
+  training_args   trainer entries: {"bf16", "mixed_precision"} as TrainingArguments resolved them
+  entry_env       variables the entry set the way a user would (e.g. ACCELERATE_MIXED_PRECISION=fp8)
+  launcher        launch/multiproc: {"command", "env", "returncode", "processes_started"}
+  accelerate_config, accelerate_config_file   launch: the config the launcher read
+  rank            inside "ranks": the process's rank
 """
 
 from __future__ import annotations

@@ -1,0 +1,35 @@
+"""`fp8doctor env`: collect facts, evaluate rules, render. Exit 0 ok, 1 a finding failed, 2 bad input."""
+
+from __future__ import annotations
+
+import argparse
+
+from fp8doctor.findings import exit_code
+from fp8doctor.render.findings import FORMATS
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "env", help="diagnose this machine's FP8 setup and lint training configs",
+        description="Collect every FP8-relevant fact (GPU, versions, environment, Accelerate config), lint the "
+                    "given configs, and report each problem with its fix.",
+    )
+    p.add_argument("--config", action="append", default=[], metavar="FILE",
+                   help="a LLaMA-Factory YAML, Accelerate config, DeepSpeed JSON or TrainingArguments JSON "
+                        "(repeatable)")
+    p.add_argument("--accelerate-config", metavar="FILE",
+                   help="the Accelerate config to check (default: ACCELERATE_CONFIG_FILE, then "
+                        "$HF_HOME/accelerate/default_config.yaml)")
+    p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fp8doctor.facts.collect import collect_facts
+    from fp8doctor.render.findings import render
+    from fp8doctor.rules import evaluate
+
+    facts = collect_facts(config_paths=args.config, accelerate_config=args.accelerate_config)
+    findings = evaluate(facts)
+    print(render(findings, facts, args.format), end="")
+    return exit_code(findings)

@@ -1,0 +1,39 @@
+"""`fp8doctor matrix`: short FP8 runs over backend x recipe x entry path, each checked against bf16."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from fp8doctor.runs.spec import ENTRIES, SIZES, TE_RECIPES, TORCHAO_RECIPES
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "matrix",
+        help="run short FP8 trainings over backend x recipe x entry path and check each against bf16",
+        description="Run a matrix of short FP8 trainings on the built-in tiny model, each checked: finished, "
+        "loss finite and falling, loss near the bf16 baseline, FP8 layers present and active, native vs "
+        "Accelerate agreement, speed vs bf16. Cells this machine cannot run are listed as skipped with the reason.",
+    )
+    p.add_argument("--backend", action="append", choices=("te", "torchao"), help="repeatable; default both")
+    p.add_argument("--recipe", action="append", metavar="RECIPE",
+                   help=f"repeatable; torchao: {', '.join(TORCHAO_RECIPES)}; te: {', '.join(TE_RECIPES)}")
+    p.add_argument("--entry", action="append", choices=ENTRIES, help="repeatable; default all entry paths")
+    p.add_argument("--steps", type=int, default=8, help="training steps per cell (default 8)")
+    p.add_argument("--size", choices=SIZES, default="tiny", help="built-in model size (default tiny)")
+    p.add_argument("--seed", type=int, action="append", help="repeatable; default 0")
+    p.add_argument("--workers", type=int, default=1, help="cells run in parallel (one GPU per worker on GPUs)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds before a cell counts as hung")
+    p.add_argument("--out", metavar="FILE.jsonl",
+                   help="results file, one JSON line per cell (default reports/fp8doctor-matrix-<time>.jsonl)")
+    p.add_argument("--resume", action="store_true", help="skip cells already measured in --out")
+    p.add_argument("--format", choices=("text", "md", "json"), default="text")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from fp8doctor.matrix.command import main
+
+    return main(args)

@@ -1,0 +1,154 @@
+"""Read a user's config file safely and tell what kind it is (by content, not by name).
+
+Kinds: LLaMA-Factory training YAML, Accelerate config YAML, DeepSpeed JSON, HF TrainingArguments JSON.
+Every bad file becomes a UsageError with one line; YAML is read with `safe_load` only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fp8doctor.errors import UsageError
+
+MAX_BYTES = 1024 * 1024
+MAX_DEPTH = 32
+MAX_NODES = 100_000
+
+KINDS = ("llamafactory", "accelerate", "deepspeed", "training_args")
+KIND_LABEL = {
+    "llamafactory": "LLaMA-Factory training config",
+    "accelerate": "Accelerate config",
+    "deepspeed": "DeepSpeed config",
+    "training_args": "HF TrainingArguments config",
+}
+
+# Keys that only one kind of config has (shared keys such as bf16 or gradient_accumulation_steps decide nothing).
+_LLAMAFACTORY_KEYS = {"stage", "finetuning_type", "template", "fp8_backend", "quantization_bit"}
+_ACCELERATE_KEYS = {"compute_environment", "distributed_type", "fp8_config", "num_processes", "machine_rank",
+                    "num_machines", "main_training_function", "downcast_bf16"}
+_DEEPSPEED_KEYS = {"zero_optimization", "train_micro_batch_size_per_gpu", "train_batch_size",
+                   "zero_allow_untested_optimizer", "wall_clock_breakdown"}
+_TRAINING_ARGS_KEYS = {"output_dir", "per_device_train_batch_size", "learning_rate", "num_train_epochs",
+                       "max_steps", "logging_steps", "save_strategy", "gradient_checkpointing", "bf16", "fp16"}
+
+
+def _check_shape(obj: Any, path: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and alias-expanded graphs bigger than MAX_NODES."""
+    stack: list[tuple[Any, int]] = [(obj, 0)]
+    nodes = 0
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise UsageError(f"{path}: config is too large once expanded (over {MAX_NODES} values); refusing it")
+        if depth > MAX_DEPTH:
+            raise UsageError(f"{path}: config is nested deeper than {MAX_DEPTH} levels; refusing it")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+
+
+def _jsonable(obj: Any) -> Any:
+    """YAML can yield dates, sets, non-string keys: turn them into JSON types so facts stay serialisable."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [_jsonable(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    return str(obj)
+
+
+def read_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse a YAML or JSON file into a dict, or raise UsageError with one clear line."""
+    p = Path(path)
+    shown = str(path)
+    if not p.exists():
+        raise UsageError(f"{shown}: no such file")
+    if p.is_dir():
+        raise UsageError(f"{shown}: is a directory, not a config file")
+    try:
+        size = p.stat().st_size
+        if size > MAX_BYTES:
+            raise UsageError(f"{shown}: file is {size} bytes, over the {MAX_BYTES}-byte limit for a config")
+        raw = p.read_bytes()
+    except PermissionError:
+        raise UsageError(f"{shown}: cannot read it (permission denied)") from None
+    except OSError as exc:
+        raise UsageError(f"{shown}: cannot read it ({exc.strerror or exc})") from None
+    if len(raw) > MAX_BYTES:  # a FIFO or /proc file reports size 0
+        raise UsageError(f"{shown}: file is over the {MAX_BYTES}-byte limit for a config")
+    if b"\x00" in raw:
+        raise UsageError(f"{shown}: looks like a binary file, not a YAML or JSON config")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UsageError(f"{shown}: is not UTF-8 text (binary file?), not a YAML or JSON config") from None
+    if not text.strip():
+        raise UsageError(f"{shown}: file is empty")
+    data = _parse(text, shown, json_first=p.suffix.lower() == ".json")
+    if data is None:
+        raise UsageError(f"{shown}: file holds no settings (only comments or an empty document)")
+    if not isinstance(data, dict):
+        raise UsageError(f"{shown}: top level must be a mapping of settings, found a {type(data).__name__}")
+    _check_shape(data, shown)
+    return _jsonable(data)
+
+
+def _parse(text: str, shown: str, json_first: bool) -> Any:
+    try:
+        if json_first:
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                where = f"line {exc.lineno} column {exc.colno}"
+                raise UsageError(f"{shown}: malformed JSON at {where}: {exc.msg}") from None
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise UsageError(f"{shown}: config is nested too deeply to parse; refusing it") from None
+    except yaml.constructor.ConstructorError as exc:
+        tag = getattr(exc, "problem", "") or "an unsupported tag"
+        msg = f"{shown}: refused unsafe or unknown YAML tag ({tag.strip()}); only plain YAML is read"
+        raise UsageError(msg) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"{shown}: malformed YAML{where}: {problem}") from None
+
+
+def detect_kind(data: dict[str, Any]) -> str | None:
+    """The config kind by its keys, or None when nothing matches."""
+    keys = set(data)
+    if keys & _LLAMAFACTORY_KEYS:
+        return "llamafactory"
+    if keys & _DEEPSPEED_KEYS or isinstance(data.get("fp16"), dict) or isinstance(data.get("bf16"), dict):
+        return "deepspeed"
+    if keys & _ACCELERATE_KEYS or ("mixed_precision" in keys and not keys & _TRAINING_ARGS_KEYS):
+        return "accelerate"
+    if keys & _TRAINING_ARGS_KEYS:
+        return "training_args"
+    return None
+
+
+def load_config(path: str | os.PathLike[str], expect: str | None = None) -> dict[str, Any]:
+    """Read one config: {"path", "kind", "label", "data"}. `expect` forces/validates the kind."""
+    data = read_mapping(path)
+    kind = detect_kind(data)
+    if expect is not None:
+        if kind not in (expect, None) and not (expect == "accelerate" and "mixed_precision" in data):
+            raise UsageError(f"{path}: expected an {KIND_LABEL[expect]}, but this looks like a {KIND_LABEL[kind]}")
+        kind = expect
+    if kind is None:
+        keys = ", ".join(sorted(data)[:6])
+        raise UsageError(
+            f"{path}: cannot tell what kind of config this is (keys: {keys}); expected a LLaMA-Factory YAML, "
+            "an Accelerate config, a DeepSpeed JSON or a TrainingArguments JSON"
+        )
+    return {"path": str(path), "kind": kind, "label": KIND_LABEL[kind], "data": data}

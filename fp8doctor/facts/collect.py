@@ -1,0 +1,74 @@
+"""Collect every fact into one JSON-serialisable dict: bad input first (UsageError), then child probes in
+parallel with the cheap in-process reads. Rendering happens later, on this dict only."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from fp8doctor import SCHEMA_VERSION, __version__
+from fp8doctor.configs import load_config
+from fp8doctor.facts import gpu, packages, probes
+from fp8doctor.facts.accelerate_config import accelerate_config_facts
+from fp8doctor.facts.environ import environ_facts
+from fp8doctor.generations import accelerate_generation, transformers_generation
+from fp8doctor.precision import effective_precision, fp8_intent
+
+PROBE_TIMEOUT_S = 30.0
+
+
+def collect_facts(config_paths: Iterable[str] = (), accelerate_config: str | None = None,
+                  environ: Mapping[str, str] | None = None, probe_timeout_s: float = PROBE_TIMEOUT_S
+                  ) -> dict[str, Any]:
+    t0 = time.monotonic()
+    env = dict(os.environ if environ is None else environ)
+    configs = [load_config(p) for p in config_paths]
+    acc_cfg = accelerate_config_facts(accelerate_config, env)
+
+    versions = packages.package_versions()
+    wanted: dict[str, str] = {}
+    if packages.te_installed(versions):
+        wanted["te_import"] = packages.TE_IMPORT_PROBE
+    if gpu.driver_present() and not shutil.which("nvidia-smi") and importlib.util.find_spec("pynvml") is None:
+        wanted["torch_gpu"] = gpu.TORCH_PROBE
+    started = probes.start_probes(wanted, env)
+
+    smi = gpu.from_nvidia_smi()
+    nvml = gpu.from_nvml() if smi[0] is None else (None, "not needed")
+    torch_build = gpu.torch_build()
+    results = probes.finish_probes(started, probe_timeout_s)
+
+    facts: dict[str, Any] = {
+        "fp8doctor": {"version": __version__, "schema_version": SCHEMA_VERSION},
+        "platform": {
+            "python": platform.python_version(),
+            "executable": sys.executable,
+            "system": platform.platform(),
+            "cpu_count": os.cpu_count(),
+        },
+        "gpu": gpu.gpu_facts(env, torch_probe=results.get("torch_gpu"), smi=smi, nvml=nvml),
+        "torch_build": torch_build,
+        "packages": versions,
+        "te_import": packages.te_import_fact(versions, results.get("te_import")),
+        "generations": {
+            "accelerate": accelerate_generation(versions.get("accelerate")),
+            "transformers": transformers_generation(versions.get("transformers")),
+        },
+        "environ": environ_facts(env),
+        "accelerate_config": acc_cfg,
+        "configs": configs,
+        "probes": {name: {k: v for k, v in r.items() if k != "result"} for name, r in results.items()},
+    }
+    if results.get("torch_gpu", {}).get("ok"):
+        r = results["torch_gpu"]["result"]
+        facts["torch_build"].update(cuda_runtime_probe=r.get("torch_cuda"), cudnn_probe=r.get("cudnn"))
+    facts["intent"] = fp8_intent(facts)
+    facts["precision"] = effective_precision(facts)
+    facts["collect_seconds"] = round(time.monotonic() - t0, 3)
+    return facts

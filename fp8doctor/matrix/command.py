@@ -1,0 +1,69 @@
+"""`fp8doctor matrix` from parsed arguments to exit code (the CLI module only declares the options)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from fp8doctor.errors import UsageError
+from fp8doctor.matrix import plan, render, run
+from fp8doctor.matrix.machine import machine_facts
+
+
+def default_out(out_dir: str = "reports") -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return os.path.join(out_dir, f"fp8doctor-matrix-{stamp}.jsonl")
+
+
+def check_writable(path: str) -> None:
+    from fp8doctor.matrix.store import ResultStore
+
+    try:
+        ResultStore(path).open_for_append()
+    except OSError as exc:
+        raise UsageError(f"cannot write results to {path}: {exc.strerror or exc}") from None
+
+
+def gpu_slots(facts: dict[str, Any]) -> list[str]:
+    return [str(g["index"]) for g in facts.get("gpus") or []]
+
+
+def run_matrix(
+    backends: list[str] | None = None,
+    recipes: list[str] | None = None,
+    entries: list[str] | None = None,
+    steps: int = plan.DEFAULT_STEPS,
+    size: str = plan.DEFAULT_SIZE,
+    seeds: list[int] | None = None,
+    workers: int = 1,
+    out: str | None = None,
+    resume: bool = False,
+    timeout_s: float = 300.0,
+) -> run.MatrixResult:
+    """Plan and execute; UsageError for bad selections or an unwritable results file."""
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if resume and not out:
+        raise UsageError("--resume needs --out FILE.jsonl (the results file of the matrix to continue)")
+    if out and os.path.isdir(out):
+        raise UsageError(f"--out {out} is a directory; give a FILE.jsonl")
+    facts = machine_facts()
+    cells = plan.plan(facts, backends, recipes, entries, steps, size, seeds or [0], timeout_s)
+    if out:
+        check_writable(out)
+    gpus = gpu_slots(facts)
+    if gpus:
+        workers = min(workers, len(gpus))  # one GPU per worker
+    return run.execute(cells, workers=workers, out=out, resume=resume, gpu_ids=gpus or None)
+
+
+def main(args: Any) -> int:
+    if args.resume and not args.out:
+        raise UsageError("--resume needs --out FILE.jsonl (the results file of the matrix to continue)")
+    out = args.out or default_out()
+    result = run_matrix(args.backend, args.recipe, args.entry, args.steps, args.size, args.seed, args.workers,
+                        out, args.resume, args.timeout)
+    sys.stdout.write(render.render(result, args.format) + "\n")
+    return result.exit_code()

@@ -1,0 +1,131 @@
+"""Which cells a matrix runs: backend x recipe x entry path, plus a bf16 baseline per entry path and seed.
+
+Cells this machine cannot run carry the doctor's reason and are never spawned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from fp8doctor.capability import backend_available, fp8_family_supported, te_recipe_family
+from fp8doctor.errors import UsageError
+from fp8doctor.runs.spec import BASELINE_RECIPE, ENTRIES, SIZES, TE_RECIPES, TORCHAO_RECIPES, RunSpec
+
+RECIPES = {"torchao": TORCHAO_RECIPES, "te": TE_RECIPES}
+FP8_BACKENDS = ("te", "torchao")
+DEFAULT_STEPS = 8
+DEFAULT_SIZE = "tiny"
+NPROC = {"multiproc": 2}
+
+
+@dataclass
+class Cell:
+    spec: RunSpec
+    role: str  # "baseline" | "fp8"
+    skip: str | None = None
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key = self.spec.key()
+
+
+def baseline_spec(spec: RunSpec) -> RunSpec:
+    """The bf16 run an FP8 cell is compared with: same entry path, seed, steps, size and process count."""
+    return replace(spec, backend="none", recipe=BASELINE_RECIPE, mixed_precision="bf16", env={}, bf16=False)
+
+
+def native_spec(spec: RunSpec) -> RunSpec:
+    return replace(spec, entry="native", nproc=1)
+
+
+def fallback_skip_reason(spec: RunSpec, facts: dict[str, Any]) -> str | None:
+    """The doctor's capability checks applied to one cell (used when fp8doctor.runs.skip is not there)."""
+    if spec.backend == "none":
+        return None
+    reasons = []
+    ok, why = backend_available(spec.backend, facts["installed"], facts.get("te_import_error"))
+    if not ok:
+        reasons.append(why)
+    if spec.backend == "te":
+        ok, why = fp8_family_supported(facts.get("cc"), te_recipe_family(spec.recipe))
+        if not ok:
+            reasons.append(why)
+    elif spec.backend == "torchao" and facts.get("cc") is not None:
+        ok, why = fp8_family_supported(facts["cc"], "per-tensor")
+        if not ok:
+            reasons.append(why)
+    if facts.get("gpu_count") and spec.nproc > facts["gpu_count"]:
+        reasons.append(f"{spec.nproc} processes need {spec.nproc} GPUs; {facts['gpu_count']} visible.")
+    return " ".join(reasons) or None
+
+
+def skip_reason(spec: RunSpec, facts: dict[str, Any]) -> str | None:
+    try:
+        from fp8doctor.runs.skip import skip_reason as engine_skip_reason
+    except ImportError:
+        return fallback_skip_reason(spec, facts)
+    # The engine's reason first (it knows the entry paths), then whatever else the capability checks say is
+    # missing, so a skipped cell lists everything this machine lacks for it.
+    reasons = [r for r in (engine_skip_reason(spec, facts), fallback_skip_reason(spec, facts)) if r]
+    if not reasons:
+        return None
+    merged = reasons[0]
+    for extra in reasons[1:]:
+        merged += "".join(" " + s for s in _sentences(extra) if s not in merged)
+    return merged
+
+
+def _sentences(text: str) -> list[str]:
+    import re
+
+    return [s for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", text.strip()) if s]
+
+
+def _pick(given: Sequence[str] | None, allowed: Sequence[str], what: str) -> list[str]:
+    if not given:
+        return list(allowed)
+    bad = [g for g in given if g not in allowed]
+    if bad:
+        raise UsageError(f"unknown {what} {', '.join(map(repr, bad))}; choose from {', '.join(allowed)}")
+    return list(dict.fromkeys(given))
+
+
+def plan(
+    facts: dict[str, Any],
+    backends: Sequence[str] | None = None,
+    recipes: Sequence[str] | None = None,
+    entries: Sequence[str] | None = None,
+    steps: int = DEFAULT_STEPS,
+    size: str = DEFAULT_SIZE,
+    seeds: Sequence[int] = (0,),
+    timeout_s: float = 300.0,
+) -> list[Cell]:
+    """Baselines first, then FP8 cells, each with its skip reason (None: it will run)."""
+    backends = _pick(backends, FP8_BACKENDS, "backend")
+    all_recipes = [r for b in backends for r in RECIPES[b]]
+    recipes = _pick(recipes, all_recipes, "recipe for the chosen backends")
+    entries = _pick(entries, ENTRIES, "entry")
+    if size not in SIZES:
+        raise UsageError(f"unknown size {size!r}; choose from {', '.join(SIZES)}")
+    if steps < 2:
+        raise UsageError("--steps must be at least 2 (the loss-falls check compares first and last steps)")
+    fp8: list[Cell] = []
+    for seed in seeds:
+        for backend in backends:
+            for recipe in (r for r in RECIPES[backend] if r in recipes):
+                for entry in entries:
+                    spec = RunSpec(backend=backend, recipe=recipe, entry=entry, mixed_precision="fp8",
+                                   steps=steps, seed=seed, nproc=NPROC.get(entry, 1), size=size, timeout_s=timeout_s)
+                    fp8.append(Cell(spec, "fp8", skip_reason(spec, facts)))
+    baselines: dict[str, Cell] = {}
+    for cell in fp8:
+        base = baseline_spec(cell.spec)
+        if base.key() not in baselines:
+            baselines[base.key()] = Cell(base, "baseline", skip_reason(base, facts))
+    runnable = {baseline_spec(c.spec).key() for c in fp8 if c.skip is None}
+    for key, cell in baselines.items():
+        if cell.skip is None and key not in runnable:
+            cell.skip = "no FP8 cell on this entry path can run here, so its bf16 baseline is not needed"
+    return list(baselines.values()) + fp8

@@ -1,0 +1,140 @@
+"""The matrix as a table (text / Markdown via tabulate) or JSON; skip reasons grouped under the table."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from typing import Any
+
+from fp8doctor import SCHEMA_VERSION
+from fp8doctor.matrix.run import MatrixResult, Row
+from fp8doctor.matrix.store import scrub
+
+HEADERS = ["cell", "entry", "status", "loss vs bf16", "FP8 layers", "FP8 fwd", "vs native", "FP8/bf16 time",
+           "run s"]
+_MARK = {"pass": "pass", "warn": "warn", "fail": "FAIL", "skip": "skip"}
+
+
+def _verdict(row: Row, name: str) -> Any:
+    return next((v for v in row.verdicts if v.check == name), None)
+
+
+def _cell_text(row: Row, name: str) -> str:
+    v = _verdict(row, name)
+    if v is None:
+        return ""
+    if v.level.value == "skip":
+        return "-"
+    mark = "" if v.level.value == "ok" else f"{v.level.value.upper()} "
+    if name == "loss_vs_bf16":
+        return f"{mark}{v.value:.1e}" if v.value is not None else mark + v.detail
+    if name == "fp8_layers":
+        return mark + v.detail.split(":")[0].replace(" FP8 layers / ", "/").replace(" eligible", "")
+    if name == "fp8_active":
+        return f"{mark}{'yes' if v.level.value == 'ok' else 'no'} ({int(v.value or 0)})"
+    if name == "native_agreement":
+        return mark + ("identical" if v.value == 0.0 else f"{v.value:.1e}")
+    if name == "step_time_ratio":
+        return f"{mark}{v.value:.2f}x"
+    return mark + v.detail
+
+
+def table_rows(result: MatrixResult) -> tuple[list[list[str]], dict[str, int]]:
+    """Table rows, and the footnote number of each distinct skip reason."""
+    notes: OrderedDict[str, int] = OrderedDict()
+    rows = []
+    for row in result.rows:
+        spec = row.cell.spec
+        status = _MARK[row.status] + (" (resumed)" if row.reused else "")
+        if row.status == "skip":
+            reason = row.verdicts[0].detail
+            status = f"skip [{notes.setdefault(reason, len(notes) + 1)}]"
+        elif row.status == "fail":
+            fails = [v.check for v in row.verdicts if v.level.value in ("fail", "error")]
+            status += ": " + ", ".join(fails)
+        total = (row.result.get("timings_s") or {}).get("total")
+        rows.append([
+            f"{spec.backend}:{spec.recipe}" if spec.backend != "none" else "bf16 baseline",
+            spec.entry + (f" x{spec.nproc}" if spec.nproc > 1 else ""),
+            status,
+            _cell_text(row, "loss_vs_bf16"),
+            _cell_text(row, "fp8_layers"),
+            _cell_text(row, "fp8_active"),
+            _cell_text(row, "native_agreement"),
+            _cell_text(row, "step_time_ratio"),
+            f"{total:.1f}" if isinstance(total, (int, float)) else "",
+        ])
+    return rows, dict(notes)
+
+
+def summary(result: MatrixResult) -> str:
+    counts = {s: sum(1 for r in result.rows if r.status == s) for s in ("pass", "warn", "fail", "skip")}
+    verdict = "FAIL" if counts["fail"] else ("no cell could run here" if counts["skip"] == len(result.rows)
+                                             else "all runnable cells pass")
+    return (f"matrix: {verdict} - {counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail, "
+            f"{counts['skip']} skipped; {result.wall_s:.1f} s wall with {result.workers} worker(s)")
+
+
+def failure_lines(result: MatrixResult) -> list[str]:
+    out = []
+    for row in result.failed:
+        for v in row.verdicts:
+            if v.level.value in ("fail", "error"):
+                out.append(f"{row.cell.spec.label()}: {v.check}: {v.detail}")
+    return out
+
+
+def render_text(result: MatrixResult, fmt: str = "text") -> str:
+    from tabulate import tabulate
+
+    rows, notes = table_rows(result)
+    tablefmt = "github" if fmt == "md" else "simple"
+    parts = [tabulate(rows, headers=HEADERS, tablefmt=tablefmt, disable_numparse=True)]
+    if notes:
+        parts.append("")
+        parts += [f"[{n}] {reason}" for reason, n in notes.items()]
+    fails = failure_lines(result)
+    if fails:
+        parts.append("")
+        parts += ["Failed checks:"] + [f"  {line}" for line in fails]
+    if any(r.result.get("emulated") for r in result.rows):
+        parts += ["", "torchao ran with Float8LinearConfig(emulate=True): real FP8 casts and scaling, plain "
+                  "matmul (no FP8 GEMM on CPU); step-time ratios are informational there."]
+    if result.problems:
+        parts += [""] + [f"resume: {p}" for p in result.problems]
+    if result.out:
+        parts += ["", f"results: {result.out}"]
+    parts += ["", summary(result)]
+    text = "\n".join(parts)
+    return scrub(text)
+
+
+def to_json_obj(result: MatrixResult) -> dict[str, Any]:
+    return scrub({
+        "schema_version": SCHEMA_VERSION,
+        "kind": "fp8doctor.matrix",
+        "summary": summary(result),
+        "exit_code": result.exit_code(),
+        "wall_s": round(result.wall_s, 3),
+        "workers": result.workers,
+        "out": result.out,
+        "problems": result.problems,
+        "cells": [
+            {
+                "key": r.cell.key,
+                "role": r.cell.role,
+                "label": r.cell.spec.label(),
+                "status": r.status,
+                "reused": r.reused,
+                "verdicts": [v.to_dict() for v in r.verdicts],
+                "result": r.result,
+            }
+            for r in result.rows
+        ],
+    })
+
+
+def render(result: MatrixResult, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(to_json_obj(result), indent=2, sort_keys=False, default=str)
+    return render_text(result, fmt)

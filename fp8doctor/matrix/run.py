@@ -1,0 +1,160 @@
+"""Run a planned matrix: skipped cells are recorded without spawning, the rest run in isolated child processes
+(`fp8doctor.runs.pool.run_spec`) on N worker threads, one GPU per worker when there are GPUs; every result is
+appended to the JSON-lines store as it arrives. Checks run once every result is in."""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from fp8doctor.matrix import checks, store
+from fp8doctor.matrix.plan import Cell, baseline_spec, native_spec
+from fp8doctor.runs.spec import RunSpec
+
+Runner = Callable[[RunSpec], dict[str, Any]]
+
+
+@dataclass
+class Row:
+    cell: Cell
+    result: dict[str, Any]
+    verdicts: list[checks.Verdict]
+    status: str
+    reused: bool = False
+
+
+@dataclass
+class MatrixResult:
+    rows: list[Row]
+    wall_s: float
+    workers: int
+    out: str | None = None
+    problems: list[str] = field(default_factory=list)  # unreadable lines found by --resume
+
+    @property
+    def failed(self) -> list[Row]:
+        return [r for r in self.rows if r.status == "fail"]
+
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def skipped_result(cell: Cell) -> dict[str, Any]:
+    return {"spec": cell.spec.to_dict(), "outcome": "skipped", "skip_reason": cell.skip, "losses": []}
+
+
+def _default_runner(spec: RunSpec) -> dict[str, Any]:
+    from fp8doctor.runs.pool import run_spec
+
+    return run_spec(spec)
+
+
+def _progress(total: int) -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    # disable=None: a bar on an interactive stderr only; logs and CI output stay clean.
+    return tqdm(total=total, file=sys.stderr, unit="cell", disable=None, dynamic_ncols=True, leave=False)
+
+
+def execute(
+    cells: list[Cell],
+    workers: int = 1,
+    out: str | None = None,
+    resume: bool = False,
+    runner: Runner | None = None,
+    gpu_ids: list[str] | None = None,
+    on_result: Callable[[Cell, dict[str, Any]], None] | None = None,
+) -> MatrixResult:
+    """Run the cells (baselines come first in `cells`) and check them; `out` gets one JSON line per cell."""
+    t0 = time.monotonic()
+    runner = runner or _default_runner
+    workers = max(1, workers)
+    results: dict[str, dict[str, Any]] = {}
+    reused: set[str] = set()
+    problems: list[str] = []
+    sink = store.ResultStore(out) if out else None
+    if sink and resume:
+        loaded = store.load(out)
+        problems = loaded.problems
+        for key in store.reusable_keys(loaded):
+            if any(c.key == key for c in cells):
+                results[key] = loaded.records[key]["result"]
+                reused.add(key)
+    if sink:
+        sink.open_for_append()
+    lock = threading.Lock()
+
+    def record(cell: Cell, result: dict[str, Any]) -> None:
+        with lock:
+            results[cell.key] = result
+            if sink:
+                sink.append(store.make_record(cell.key, cell.role, result))
+            if on_result:
+                on_result(cell, result)
+
+    for cell in cells:
+        if cell.skip is not None:
+            record(cell, skipped_result(cell))
+    todo = [c for c in cells if c.skip is None and c.key not in reused]
+    # A multi-process cell needs several GPUs, so on a GPU machine those run last, alone, seeing every GPU.
+    pooled = [c for c in todo if not (gpu_ids and c.spec.nproc > 1)]
+    alone = [c for c in todo if c not in pooled]
+    bar = _progress(len(todo))
+    slots: queue.Queue[str | None] = queue.Queue()
+    for i in range(workers):
+        slots.put(gpu_ids[i % len(gpu_ids)] if gpu_ids else None)
+
+    def run_one(cell: Cell, pin: bool = True) -> None:
+        slot = slots.get() if pin else None
+        try:
+            spec = cell.spec
+            if slot is not None:
+                spec = replace(spec, env={**spec.env, "CUDA_VISIBLE_DEVICES": slot, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"})
+            elif not gpu_ids and "OMP_NUM_THREADS" not in os.environ:
+                # One thread per CPU run: no oversubscription with --workers N, and the same numerics for any N.
+                spec = replace(spec, env={"OMP_NUM_THREADS": "1", **spec.env})
+            try:
+                result = runner(spec)
+            except Exception as exc:  # noqa: BLE001 - the engine never raises; if it does, it is a result
+                result = {"spec": spec.to_dict(), "outcome": "crashed", "losses": [],
+                          "error": {"type": type(exc).__name__, "message": str(exc), "where": "fp8doctor.matrix"}}
+            record(cell, result)
+            if bar is not None:
+                bar.set_postfix_str(f"{cell.spec.label()}: {result.get('outcome')}", refresh=False)
+                bar.update(1)
+        finally:
+            if pin:
+                slots.put(slot)
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fp8doctor-matrix") as pool:
+            list(pool.map(run_one, pooled))
+        for cell in alone:
+            run_one(cell, pin=False)
+    finally:
+        if bar is not None:
+            bar.close()
+    rows = evaluate(cells, results, reused)
+    return MatrixResult(rows, time.monotonic() - t0, workers, out, problems)
+
+
+def evaluate(cells: list[Cell], results: dict[str, dict[str, Any]], reused: set[str] | None = None) -> list[Row]:
+    rows = []
+    for cell in cells:
+        result = results.get(cell.key) or skipped_result(cell)
+        base = native = None
+        if cell.role == "fp8":
+            base = results.get(baseline_spec(cell.spec).key())
+            native = results.get(native_spec(cell.spec).key())
+        verdicts = checks.check_cell(result, base, native)
+        rows.append(Row(cell, result, verdicts, checks.cell_status(verdicts), cell.key in (reused or set())))
+    return rows

@@ -1,0 +1,125 @@
+"""Matrix results as JSON lines: one line per finished cell, flushed and fsynced, so an interrupted matrix
+keeps what it measured and `--resume` continues it."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fp8doctor.redact import REDACTED, is_secret_name, redact_env, redact_text
+
+_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+RECORD_SCHEMA = "fp8doctor.matrix.cell/1"
+
+
+def scrub(obj: Any) -> Any:
+    """Redact credentials in every string and secret-named variables in every `env` mapping.
+
+    Result dicts hold keys such as `tokens_per_s` and `key` that a name-based redaction would blank, so names
+    are judged only where they are environment variables (an `env` mapping, or an UPPER_CASE key);
+    everything else is redacted by content.
+    """
+    if isinstance(obj, str):
+        return redact_text(obj)
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            if k == "env" and isinstance(v, dict) and all(isinstance(x, str) for x in v.values()):
+                out[k] = {str(ek): redact_text(str(ev)) for ek, ev in redact_env(v).items()}
+            elif isinstance(k, str) and _ENV_NAME.match(k) and is_secret_name(k) and v not in (None, ""):
+                out[k] = REDACTED
+            else:
+                out[k] = scrub(v)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [scrub(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)  # "nan" / "inf" / "-inf", as the result schema stores them
+    return obj
+
+
+def make_record(key: str, role: str, result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schema": RECORD_SCHEMA,
+        "key": key,
+        "role": role,
+        "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "result": scrub(result),
+    }
+
+
+class ResultStore:
+    """Append-only JSON-lines file of cell records."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def open_for_append(self) -> None:
+        """Create the file (and its folder); end a truncated last line so the next record starts clean.
+
+        Raises OSError when the place is not writable: the caller turns that into a usage error.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "ab+") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() > 0:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    fh.write(b"\n")
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, sort_keys=True, allow_nan=False, default=str) + "\n"
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+@dataclass
+class Loaded:
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> last record with that key
+    problems: list[str] = field(default_factory=list)  # one sentence per line that could not be read
+
+
+def load(path: str | os.PathLike[str]) -> Loaded:
+    """Read the records back; a truncated or corrupt line is reported in `problems` and skipped, never fatal."""
+    out = Loaded()
+    p = Path(path)
+    if not p.exists():
+        return out
+    raw = p.read_bytes()
+    lines = raw.split(b"\n")
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        last = lineno == len(lines) and not raw.endswith(b"\n")
+        try:
+            rec = json.loads(line.decode("utf-8"))
+            if not isinstance(rec, dict) or "key" not in rec or not isinstance(rec.get("result"), dict):
+                raise ValueError("not a matrix cell record")
+        except (ValueError, UnicodeDecodeError) as exc:
+            what = "truncated last line" if last else "unreadable line"
+            out.problems.append(f"{p}:{lineno}: {what} ignored ({type(exc).__name__}: {str(exc)[:80]})")
+            continue
+        out.records[rec["key"]] = rec
+    return out
+
+
+def reusable_keys(loaded: Loaded) -> set[str]:
+    """Keys whose cell was measured (any outcome but skipped): --resume does not run them again."""
+    return {k for k, rec in loaded.records.items() if rec["result"].get("outcome") != "skipped"}
+
+
+def write_all(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:
+    store = ResultStore(path)
+    store.open_for_append()
+    for rec in records:
+        store.append(rec)

@@ -1,0 +1,1 @@
+"""Rendering of facts and findings (text, Markdown, JSON); every output is redacted."""

@@ -1,0 +1,153 @@
+"""Assemble the report: measure each part, then write `fp8doctor-report-<time>.md` and its `.json` twin
+(plus the loss-curve PNG and the matrix's JSON lines) into the output folder. Everything passes redaction."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from fp8doctor import SCHEMA_VERSION, __version__
+from fp8doctor.errors import UsageError
+from fp8doctor.matrix.store import scrub
+from fp8doctor.redact import redact_env
+from fp8doctor.report import curves, sections
+from fp8doctor.report.markdown import render_markdown
+
+# Variables that decide FP8 behaviour or describe the machine's accelerator setup.
+ENV_PREFIXES = ("ACCELERATE_", "NVTE_", "CUDA_", "NCCL_", "PYTORCH_", "TORCH", "HF_", "TRANSFORMERS_", "OMP_",
+                "FP8_", "WANDB_", "LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_")
+
+QUICK_STEPS = 6
+
+
+@dataclass
+class Options:
+    out_dir: str = "reports"
+    steps: int | None = None
+    workers: int = 2
+    quick: bool = False
+    watch_cmd: list[str] = field(default_factory=list)
+    watch_timeout: float = 600.0
+    skip_parts: tuple[str, ...] = ()  # parts left out (tests; never set from the CLI)
+
+
+@dataclass
+class Report:
+    data: dict[str, Any]
+    markdown: str
+    md_path: str
+    json_path: str
+    png_path: str | None
+    jsonl_path: str
+    exit_code: int
+
+    @property
+    def files(self) -> list[str]:
+        return [p for p in (self.md_path, self.json_path, self.png_path, self.jsonl_path) if p and os.path.exists(p)]
+
+
+def stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def ensure_writable(out_dir: str) -> None:
+    """Fail before measuring anything: minutes of runs must not end in 'cannot write'."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        probe = os.path.join(out_dir, f".fp8doctor-write-test-{os.getpid()}")
+        with open(probe, "w") as fh:
+            fh.write("")
+        os.remove(probe)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
+
+
+def relevant_env() -> dict[str, str]:
+    picked = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
+    return dict(sorted(redact_env(picked).items()))
+
+
+def versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    out: dict[str, str | None] = {"fp8doctor": __version__, "python": platform.python_version(),
+                                  "platform": platform.platform()}
+    for dist in ("torch", "accelerate", "transformers", "torchao", "transformer-engine", "numpy", "tabulate",
+                 "matplotlib"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def overall(parts: list[sections.Section]) -> tuple[str, int]:
+    """One verdict for the top of the report and the exit code (1 when any part failed or errored)."""
+    bad = [p for p in parts if p.status in ("fail", "error")]
+    if not bad:
+        return "No blocking FP8 problem found: every part below passed.", 0
+    return "Problems found in: " + ", ".join(p.title for p in bad) + ".", 1
+
+
+def build(opts: Options) -> Report:
+    if opts.watch_cmd is None:
+        opts.watch_cmd = []
+    ensure_writable(opts.out_dir)
+    t0 = time.monotonic()
+    base = os.path.join(opts.out_dir, f"fp8doctor-report-{stamp()}")
+    md_path, json_path, png_path, jsonl_path = base + ".md", base + ".json", base + "-loss.png", base + ".matrix.jsonl"
+    steps = opts.steps or (QUICK_STEPS if opts.quick else 8)
+    parts: list[sections.Section] = []
+    if "env" not in opts.skip_parts:
+        parts.append(sections.guarded("env", "Environment findings", sections.env_section))
+    if "repro" not in opts.skip_parts:
+        parts.append(sections.guarded("repro", "Reproduction of the mixed-precision ValueError",
+                                      lambda: sections.repro_section(opts.steps, opts.workers)))
+    if "matrix" not in opts.skip_parts:
+        parts.append(sections.guarded("matrix", "FP8 matrix", lambda: sections.matrix_section(
+            jsonl_path, steps, opts.workers, opts.quick)))
+    if opts.watch_cmd:
+        parts.append(sections.guarded("watch", "fp8doctor watch of your command",
+                                      lambda: sections.watch_section(opts.watch_cmd, opts.watch_timeout)))
+    matrix = next((p for p in parts if p.name == "matrix" and isinstance(p.data, dict)), None)
+    pairs = curves.curve_pairs(matrix.data) if matrix else []
+    png = curves.plot_png(pairs, png_path) if pairs else None
+    verdict, code = overall(parts)
+    data = scrub({
+        "schema_version": SCHEMA_VERSION,
+        "kind": "fp8doctor.report",
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["fp8doctor", "report"] + sys.argv[2:]) if sys.argv[1:2] == ["report"] else None,
+        "verdict": verdict,
+        "exit_code": code,
+        "wall_s": round(time.monotonic() - t0, 1),
+        "options": {"steps": steps, "workers": opts.workers, "quick": opts.quick, "watch": opts.watch_cmd or None},
+        "parts": [p.to_dict() for p in parts],
+        "loss_curves": {"png": os.path.basename(png) if png else None, "cells": pairs},
+        "versions": versions(),
+        "environment": relevant_env(),
+    })
+    md = scrub(render_markdown(data, parts, png, pairs))
+    report = Report(data, md, md_path, json_path, png, jsonl_path, code)
+    write(report)
+    return report
+
+
+def write(report: Report) -> None:
+    """Write both files; on failure print the Markdown to stdout so the measurements are not lost."""
+    try:
+        with open(report.md_path, "w", encoding="utf-8") as fh:
+            fh.write(report.markdown)
+        with open(report.json_path, "w", encoding="utf-8") as fh:
+            json.dump(report.data, fh, indent=2, default=str)
+            fh.write("\n")
+    except OSError as exc:
+        sys.stdout.write(report.markdown + "\n")
+        raise UsageError(f"cannot write {report.md_path}: {exc.strerror or exc} (the report was printed above)") \
+            from None

@@ -1,0 +1,32 @@
+"""`fp8doctor report` from parsed arguments to exit code (the CLI module only declares the options)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from fp8doctor.errors import UsageError
+from fp8doctor.report.build import Options, build
+
+
+def main(args: Any) -> int:
+    cmd = list(args.watch_cmd or [])
+    if args.watch and not cmd:
+        raise UsageError("--watch needs the command to watch after `--`, e.g. `fp8doctor report --watch -- python "
+                         "train.py`")
+    if cmd and not args.watch:
+        raise UsageError(f"unexpected argument {cmd[0]!r}; to watch a command use `--watch -- CMD ...`")
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.steps is not None and args.steps < 2:
+        raise UsageError("--steps must be at least 2")
+    report = build(Options(out_dir=args.out_dir, steps=args.steps, workers=args.workers, quick=args.quick,
+                           watch_cmd=cmd, watch_timeout=args.timeout))
+    print(report.data["verdict"])
+    for part in report.data["parts"]:
+        print(f"  {part['status']:5} {part['title']}: {part['headline']}")
+    print("wrote:")
+    for path in report.files:
+        print(f"  {path}")
+    sys.stdout.flush()
+    return report.exit_code

@@ -1,0 +1,86 @@
+"""The report's parts, each measured by its own command's code and returned as data + Markdown.
+
+A part whose code is missing or raises becomes an `error` section with the reason; the report is still written.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Section:
+    name: str
+    title: str
+    status: str  # "ok" | "fail" | "error" | "skip"
+    headline: str  # one line for the summary at the top
+    markdown: str = ""
+    data: Any = None
+    seconds: float = 0.0
+    files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "status": self.status, "headline": self.headline,
+                "seconds": round(self.seconds, 2), "data": self.data, "files": self.files}
+
+
+def guarded(name: str, title: str, build: Callable[[], Section]) -> Section:
+    """Run one part; an exception becomes an error section rather than a lost report."""
+    import time
+
+    t0 = time.monotonic()
+    try:
+        section = build()
+    except Exception as exc:  # noqa: BLE001 - one broken part must not lose the others' measurements
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{last.filename}:{last.lineno}"
+        section = Section(name, title, "error", f"could not run: {type(exc).__name__}: {exc}",
+                          f"`{type(exc).__name__}: {exc}` at `{where}`",
+                          {"error": {"type": type(exc).__name__, "message": str(exc), "where": where}})
+    section.seconds = time.monotonic() - t0
+    return section
+
+
+def env_section(config_files: list[str] | None = None) -> Section:
+    from fp8doctor.facts.collect import collect_facts
+    from fp8doctor.findings import exit_code, summary_line
+    from fp8doctor.redact import redact_obj
+    from fp8doctor.render.findings import render
+    from fp8doctor.rules import evaluate
+
+    facts = collect_facts(config_files) if config_files else collect_facts()
+    findings = evaluate(facts)
+    status = "fail" if exit_code(findings) else "ok"
+    md = render(findings, facts, "md")
+    # The env renderer's own `###` title sits under this part's heading; keep its subheadings below it.
+    return Section("env", "Environment findings", status, summary_line(findings), md,
+                   {"facts": redact_obj(facts), "findings": [f.to_dict() for f in findings]})
+
+
+def repro_section(steps: int | None = None, workers: int = 2) -> Section:
+    from fp8doctor.report.adapters import run_repro_for_report
+
+    return run_repro_for_report(steps, workers)
+
+
+def matrix_section(out_jsonl: str, steps: int, workers: int, quick: bool) -> Section:
+    from fp8doctor.matrix.command import run_matrix
+    from fp8doctor.matrix.render import render, summary, to_json_obj
+
+    if quick:
+        result = run_matrix(backends=["torchao", "te"], recipes=["tensorwise", "current"],
+                            entries=["native", "accelerator"], steps=steps, workers=workers, out=out_jsonl)
+    else:
+        result = run_matrix(steps=steps, workers=workers, out=out_jsonl)
+    status = "fail" if result.exit_code() else "ok"
+    return Section("matrix", "FP8 matrix", status, summary(result), render(result, "md"), to_json_obj(result),
+                   files=[out_jsonl])
+
+
+def watch_section(cmd: list[str], timeout: float) -> Section:
+    from fp8doctor.report.adapters import run_watch_for_report
+
+    return run_watch_for_report(cmd, timeout)

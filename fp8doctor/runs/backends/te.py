@@ -1,0 +1,80 @@
+"""Transformer Engine recipes and autocast, written against TE's public API (CUDA only; never runs on CPU).
+
+Recipe presence is checked with hasattr because it varies by TE release (2.0 DelayedScaling/MXFP8, 2.2 current
+scaling, 2.3 block scaling, 2.8 NVFP4); `autocast` replaced `fp8_autocast` in 2.9 and whichever exists is used.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any
+
+# RunSpec recipe -> (TE recipe class, constructor kwargs by name of a Format member or plain values)
+RECIPE_CLASSES = {
+    "delayed_hybrid": ("DelayedScaling", {"fp8_format": "HYBRID"}),
+    "delayed_e4m3": ("DelayedScaling", {"fp8_format": "E4M3"}),
+    "current": ("Float8CurrentScaling", {}),
+    "block": ("Float8BlockScaling", {}),
+    "mxfp8": ("MXFP8BlockScaling", {}),
+    "nvfp4": ("NVFP4BlockScaling", {}),
+}
+# Recipes Accelerate's TERecipeKwargs can express (it builds DelayedScaling, or MXFP8 with use_mxfp8_block_scaling).
+ACCELERATE_RECIPES = {"delayed_hybrid", "delayed_e4m3", "mxfp8"}
+
+
+def te_recipe(recipe: str) -> Any:
+    from transformer_engine.common import recipe as te_recipes
+
+    cls_name, kwargs = RECIPE_CLASSES[recipe]
+    if not hasattr(te_recipes, cls_name):
+        raise RuntimeError(f"this Transformer Engine has no transformer_engine.common.recipe.{cls_name}")
+    kwargs = dict(kwargs)
+    if "fp8_format" in kwargs:
+        kwargs["fp8_format"] = getattr(te_recipes.Format, kwargs["fp8_format"])
+    return getattr(te_recipes, cls_name)(**kwargs)
+
+
+def autocast_name() -> str:
+    import transformer_engine.pytorch as te
+
+    return "autocast" if hasattr(te, "autocast") else "fp8_autocast"
+
+
+def te_autocast(recipe: str) -> AbstractContextManager[Any]:
+    import transformer_engine.pytorch as te
+
+    if hasattr(te, "autocast"):
+        return te.autocast(enabled=True, recipe=te_recipe(recipe))
+    return te.fp8_autocast(enabled=True, fp8_recipe=te_recipe(recipe))
+
+
+def handler_kwargs(recipe: str) -> dict[str, Any]:
+    if recipe == "mxfp8":
+        return {"use_mxfp8_block_scaling": True}
+    return {"fp8_format": RECIPE_CLASSES[recipe][1]["fp8_format"]}
+
+
+def recipe_handler(recipe: str) -> Any:
+    from accelerate.utils import TERecipeKwargs
+
+    return TERecipeKwargs(**handler_kwargs(recipe))
+
+
+def accelerate_env(recipe: str) -> dict[str, str]:
+    """What `accelerate launch` with `fp8_config: {backend: TE, ...}` exports for this recipe."""
+    env = {"ACCELERATE_FP8_BACKEND": "TE"}
+    if recipe == "mxfp8":
+        env["ACCELERATE_FP8_USE_MXFP8_BLOCK_SCALING"] = "true"
+    else:
+        env["ACCELERATE_FP8_FORMAT"] = RECIPE_CLASSES[recipe][1]["fp8_format"]
+    return env
+
+
+def convert_native(model: Any) -> Any:
+    """Swap nn.Linear/nn.LayerNorm for TE modules the way Accelerate does (its own converter, weights kept)."""
+    import torch
+    from accelerate.utils.transformer_engine import convert_model
+
+    with torch.no_grad():
+        convert_model(model)
+    return model

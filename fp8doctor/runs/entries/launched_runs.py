@@ -1,0 +1,65 @@
+"""Start a real launcher on launched.py, wait for it, and merge the per-rank results into the worker's result."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from fp8doctor.runs.entries.common import Context
+
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launched.py")
+MERGED_KEYS = ("accelerator", "fp8_layers", "eligible_layers", "eligibility_rule", "forwards", "fp8_active",
+               "losses", "step_times_s", "tokens_per_s", "peak_mem_bytes", "device", "emulated")
+
+
+def work_dir() -> str:
+    base = os.environ.get("FP8DOCTOR_RUN_DIR")
+    return tempfile.mkdtemp(prefix="launch-", dir=base if base and os.path.isdir(base) else None)
+
+
+def launch(ctx: Context, cmd: list[str], env: dict[str, str], out_dir: str, shown_cmd: str) -> None:
+    """Run the launcher command; raise RuntimeError when no rank reported, re-raise rank 0's error as a result."""
+    ctx.result["launcher"] = {"command": shown_cmd, "env": {k: v for k, v in env.items()
+                                                            if k.startswith(("ACCELERATE_", "FP8DOCTOR_AO"))}}
+    timeout = max(30.0, ctx.spec.timeout_s - 10.0)
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+                          check=False, stdin=subprocess.DEVNULL)
+    output = proc.stdout.decode("utf-8", "replace")
+    ranks = []
+    for path in sorted(glob.glob(os.path.join(out_dir, "rank*.json")), key=lambda p: int(p.rsplit("rank", 1)[1][:-5])):
+        with open(path, encoding="utf-8") as fh:
+            ranks.append(json.load(fh))
+    ctx.result["launcher"]["returncode"] = proc.returncode
+    ctx.result["launcher"]["processes_started"] = len(ranks)
+    if not ranks:
+        raise RuntimeError(f"the launcher exited with code {proc.returncode} and no rank wrote a result; "
+                           f"output tail: {output[-1500:]}")
+    ctx.result["ranks"] = ranks
+    first = ranks[0]
+    for key in MERGED_KEYS:
+        if key in first:
+            ctx.result[key] = first[key]
+    for note in first.get("notes", []):
+        ctx.note(note)
+    failed = [r for r in ranks if r.get("outcome") != "finished"]
+    if failed:
+        ctx.result["outcome"] = "raised"
+        ctx.result["error"] = dict(failed[0]["error"], rank=failed[0].get("rank"))
+    elif proc.returncode != 0:
+        raise RuntimeError(f"the launcher exited with code {proc.returncode} although every rank finished; "
+                           f"output tail: {output[-1500:]}")
+
+
+def write_spec(ctx: Context, out_dir: str) -> str:
+    path = os.path.join(out_dir, "spec.json")
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(ctx.spec.to_dict(), fh)
+    return path
+
+
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,133 @@
+"""Run one RunSpec in this (child) process and write exactly one JSON result.
+
+    python -m fp8doctor.runs.worker SPEC_JSON_PATH RESULT_JSON_PATH
+
+Every exception of the run becomes outcome "raised" with type, message and where; the result file is written
+atomically (temp file + rename) so a reader never sees half a result. FP8DOCTOR_TEST_FAULT=hang|segv|raise|exit
+injects a fault before anything is imported (tests of the pool's timeout and crash handling use it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import signal
+import sys
+import time
+from importlib import metadata
+from typing import Any
+
+FAULT_ENV = "FP8DOCTOR_TEST_FAULT"
+VERSION_DISTS = {"torch": "torch", "accelerate": "accelerate", "transformers": "transformers", "torchao": "torchao",
+                 "transformer_engine": "transformer-engine"}
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for key, dist in VERSION_DISTS.items():
+        try:
+            out[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[key] = None
+    return out
+
+
+def base_result(spec_dict: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "spec": spec_dict, "outcome": None, "error": None, "skip_reason": None, "accelerator": None,
+        "fp8_layers": [], "eligible_layers": [], "forwards": {}, "fp8_active": False, "losses": [],
+        "step_times_s": [], "tokens_per_s": None, "peak_mem_bytes": None, "device": None, "emulated": False,
+        "timings_s": {}, "notes": [], "versions": versions(), "python": platform.python_version(), "pid": os.getpid(),
+    }
+
+
+def inject_fault(kind: str | None) -> None:
+    if not kind:
+        return
+    if kind == "hang":
+        while True:
+            time.sleep(3600)
+    if kind == "segv":
+        os.kill(os.getpid(), signal.SIGSEGV)
+        time.sleep(5)
+    if kind == "exit":
+        os._exit(3)
+    if kind == "raise":
+        raise RuntimeError("fault injected by FP8DOCTOR_TEST_FAULT=raise")
+
+
+def execute(spec_dict: dict[str, Any], result: dict[str, Any]) -> None:
+    """Run the spec, filling `result` in place so that what was observed before an exception survives it."""
+    from fp8doctor.runs.spec import RunSpec
+
+    spec = RunSpec.from_dict(spec_dict)
+    spec.validate()
+    inject_fault(os.environ.get(FAULT_ENV))
+    t = time.perf_counter()
+    module = importlib.import_module(f"fp8doctor.runs.entries.{spec.entry}")
+    launches = getattr(module, "LAUNCHES_PROCESSES", False)
+    if launches:
+        # The launcher's ranks import the libraries; importing torch here too would only cost seconds.
+        from fp8doctor.runs.skip import machine_facts
+
+        device = spec.device or ("cuda:0" if machine_facts().get("gpu_count") else "cpu")
+    else:
+        import torch  # noqa: F401 - timed here so "imports" is comparable across entries
+
+        from fp8doctor.runs.entries.common import resolve_device
+
+        device = resolve_device(spec)
+    from fp8doctor.runs.entries.common import Context
+
+    emulate = False
+    if spec.backend == "torchao" and device == "cpu":
+        from fp8doctor.runs.backends.torchao import EMULATE_ENV, enable_cpu_emulation
+
+        os.environ[EMULATE_ENV] = "1"
+        if not launches:
+            enable_cpu_emulation()
+        emulate = True
+    result["timings_s"]["imports"] = round(time.perf_counter() - t, 4)
+    result["device"] = device
+    ctx = Context(spec=spec, device=device, result=result, emulate=emulate)
+    module.run(ctx)
+    if device.startswith("cuda") and not launches:
+        import torch
+
+        result["device"] = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    if result["outcome"] is None:
+        result["outcome"] = "finished"
+
+
+def write_json(path: str, obj: dict[str, Any]) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, default=str)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m fp8doctor.runs.worker SPEC_JSON_PATH RESULT_JSON_PATH", file=sys.stderr)
+        return 2
+    spec_path, result_path = argv
+    t0 = time.perf_counter()
+    with open(spec_path, encoding="utf-8") as fh:
+        spec_dict = json.load(fh)
+    result = base_result(spec_dict)
+    try:
+        execute(spec_dict, result)
+    except BaseException as exc:  # noqa: BLE001 - every failure of the run is a result
+        from fp8doctor.runs.entries.common import describe_exception
+
+        result["outcome"] = "raised"
+        result["error"] = describe_exception(exc)
+    result["timings_s"]["total"] = round(time.perf_counter() - t0, 4)
+    write_json(result_path, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,149 @@
+"""Render a watch result as text, Markdown (embedded by `fp8doctor report --watch`) or JSON; always redacted."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+from tabulate import tabulate
+
+from fp8doctor.redact import redact_obj, redact_text
+
+FORMATS = ("text", "md", "json")
+MAX_LOSSES_SHOWN = 8
+
+
+def command_line(result: dict[str, Any]) -> str:
+    return shlex.join(result.get("command") or [])
+
+
+def outcome_line(result: dict[str, Any]) -> str:
+    took = f"after {result.get('duration_s')} s"
+    if result.get("timed_out"):
+        return f"timed out after {result.get('timeout_s')} s: its process group was stopped"
+    if result.get("interrupted"):
+        return f"interrupted {took}"
+    if result.get("signal"):
+        return f"killed by {result['signal']} {took}"
+    return f"exited {result.get('exit_code')} {took}"
+
+
+def _rank_name(r: dict[str, Any]) -> str:
+    return f"rank {r['rank']}" if r.get("rank") is not None else "main"
+
+
+def _acc_cell(r: dict[str, Any]) -> str:
+    acc = r.get("accelerator") or {}
+    if not acc:
+        return "-"
+    res = acc.get("result") or {}
+    arg = acc.get("arg_mixed_precision")
+    env = (acc.get("env") or {}).get("ACCELERATE_MIXED_PRECISION")
+    asked = f"arg {arg if arg is not None else '-'}, env {env if env is not None else '-'}"
+    if acc.get("error"):
+        return f"{asked} -> raised {acc['error'].get('type')}"
+    return f"{asked} -> {res.get('mixed_precision')} (fp8_enabled {res.get('fp8_enabled')}, {res.get('fp8_backend')})"
+
+
+def _layers_cell(r: dict[str, Any]) -> str:
+    m = r.get("model")
+    if not m:
+        return "-"
+    return f"{m['fp8_layers']}/{m['eligible']}"
+
+
+def _forwards_cell(r: dict[str, Any]) -> str:
+    m = r.get("model")
+    if not m:
+        return "-"
+    return f"{m['fp8_module_forwards']} in {m['forwards_seen']} passes"
+
+
+def _losses(result: dict[str, Any], pid: Any) -> list[str]:
+    for p in result.get("processes") or []:
+        if p.get("pid") != pid:
+            continue
+        trainer = [x["values"].get("loss") for x in p.get("losses") or [] if x.get("source") == "trainer.log"
+                   and "loss" in (x.get("values") or {})]
+        values = trainer or [x.get("value") for x in p.get("losses") or [] if x.get("source") == "accelerator.backward"]
+        source = "Trainer.log" if trainer else "Accelerator.backward"
+        if not values:
+            return []
+        shown = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in values[:MAX_LOSSES_SHOWN]]
+        more = f" ... ({len(values)} in all)" if len(values) > MAX_LOSSES_SHOWN else ""
+        return [f"{source}: {', '.join(shown)}{more}"]
+    return []
+
+
+def rank_rows(result: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for r in result.get("ranks") or []:
+        rows.append([_rank_name(r), str(r.get("pid")), r["verdict"], _acc_cell(r), _layers_cell(r),
+                     _forwards_cell(r), "; ".join(_losses(result, r.get("pid"))) or "-"])
+    return rows
+
+
+HEADERS = ["process", "pid", "verdict", "Accelerator (asked -> got)", "FP8/eligible", "FP8 forwards", "losses"]
+
+
+def _details(result: dict[str, Any]) -> list[str]:
+    lines = []
+    ranks = result.get("ranks") or []
+    for r in ranks:
+        if len(ranks) > 1:
+            lines.append(f"{_rank_name(r)}: {r['verdict']}: {r.get('reason')}")
+        acc = r.get("accelerator") or {}
+        if acc.get("handlers"):
+            lines.append(f"{_rank_name(r)} kwargs_handlers: {', '.join(acc['handlers'])}")
+        m = r.get("model") or {}
+        if m.get("missing"):
+            lines.append(f"{_rank_name(r)} eligible but not FP8: {', '.join(m['missing'][:6])}"
+                         + (f" (+{len(m['missing']) - 6})" if len(m["missing"]) > 6 else ""))
+    for h in result.get("helpers") or []:
+        argv = " ".join(h.get("argv") or [])
+        lines.append(f"other Python process {h.get('pid')} (no Accelerator): {argv[:120]}")
+    return lines
+
+
+def render_text(result: dict[str, Any]) -> str:
+    out = [
+        f"fp8doctor watch: {command_line(result)}",
+        f"command: {outcome_line(result)}",
+        f"verdict: {result['verdict']}: {result.get('reason')}",
+    ]
+    if result.get("ranks"):
+        out += ["", tabulate(rank_rows(result), headers=HEADERS, tablefmt="simple")]
+    details = _details(result)
+    if details:
+        out += [""] + details
+    if result.get("fix"):
+        out += ["", "fix:"] + [f"  {line}" for line in result["fix"]]
+    return "\n".join(out) + "\n"
+
+
+def render_md(result: dict[str, Any]) -> str:
+    # No heading: `fp8doctor report --watch` embeds this under its own.
+    out = [
+        f"Command: `{command_line(result)}` ({outcome_line(result)})",
+        "",
+        f"**Verdict: `{result['verdict']}`**: {result.get('reason')}",
+    ]
+    if result.get("ranks"):
+        out += ["", tabulate(rank_rows(result), headers=HEADERS, tablefmt="github")]
+    details = _details(result)
+    if details:
+        out += [""] + [f"- {line.strip()}" for line in details]
+    if result.get("fix"):
+        out += ["", "Fix for the installed versions:", "", "```", *result["fix"], "```"]
+    return "\n".join(out) + "\n"
+
+
+def render(result: dict[str, Any], fmt: str = "text") -> str:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r} (text, md, json)")
+    if fmt == "json":
+        return json.dumps(redact_obj(result), indent=2, default=str) + "\n"
+    safe = redact_obj(result)
+    text = render_md(safe) if fmt == "md" else render_text(safe)
+    return redact_text(text)

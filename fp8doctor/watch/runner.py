@@ -1,0 +1,124 @@
+"""Run the watched command with the observer injected into its Python processes, then judge what it saw."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from fp8doctor.errors import UsageError
+from fp8doctor.watch.collect import collect
+from fp8doctor.watch.observer import WATCH_DIR_ENV
+from fp8doctor.watch.verdicts import facts_from_processes, fix_hint, overall_verdict
+
+INJECT_DIR = Path(__file__).resolve().parent / "inject"
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+TERM_GRACE_S = 5.0
+
+
+def child_env(watch_dir: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of the watched command: the observer's directory first on PYTHONPATH, and where to write."""
+    env = dict(os.environ if base is None else base)
+    old = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(INJECT_DIR) + (os.pathsep + old if old else "")
+    env[WATCH_DIR_ENV] = watch_dir
+    env["FP8DOCTOR_WATCH_ROOT"] = str(PACKAGE_ROOT)
+    return env
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the whole process group (launcher and ranks), then SIGKILL what is left after a grace period."""
+    _signal_group(proc, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=TERM_GRACE_S)
+    _signal_group(proc, signal.SIGKILL)
+    proc.wait()
+
+
+def run_watch(
+    cmd: list[str],
+    timeout: float | None = None,
+    *,
+    stdout: IO[Any] | int | None = None,
+    stderr: IO[Any] | int | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run CMD (output streams to the terminal unless stdout/stderr say otherwise) and report what FP8 did in it."""
+    if not cmd:
+        raise UsageError("no command to watch: usage `fp8doctor watch [options] -- CMD ARGS...`")
+    path = (env or os.environ).get("PATH")
+    if os.sep not in cmd[0] and shutil.which(cmd[0], path=path) is None:
+        raise UsageError(f"command not found: {cmd[0]}")
+    if os.sep in cmd[0] and not os.access(cmd[0], os.X_OK):
+        raise UsageError(f"command not found or not executable: {cmd[0]}")
+    watch_dir = tempfile.mkdtemp(prefix="fp8doctor-watch-")
+    # Own process group: a timeout or Ctrl-C can then stop the launcher and every rank it started.
+    group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
+    start = time.monotonic()
+    timed_out = interrupted = False
+    try:
+        try:
+            proc = subprocess.Popen(cmd, env=child_env(watch_dir, env), stdout=stdout, stderr=stderr, **group)
+        except OSError as exc:
+            raise UsageError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _stop_group(proc)
+        except KeyboardInterrupt:
+            interrupted = True
+            _signal_group(proc, signal.SIGINT)
+            try:
+                proc.wait(timeout=TERM_GRACE_S * 2)
+            except subprocess.TimeoutExpired:
+                _stop_group(proc)
+        duration = time.monotonic() - start
+        procs = collect(watch_dir)
+    finally:
+        shutil.rmtree(watch_dir, ignore_errors=True)
+    rc = proc.returncode
+    sig = -rc if rc is not None and rc < 0 else None
+    verdict = overall_verdict(procs)
+    facts = facts_from_processes(procs)
+    return {
+        "command": list(cmd),
+        "exit_code": rc if sig is None else None,
+        "signal": signal.Signals(sig).name if sig else None,
+        "timed_out": timed_out,
+        "timeout_s": timeout,
+        "interrupted": interrupted,
+        "duration_s": round(duration, 2),
+        "verdict": verdict["verdict"],
+        "reason": verdict.get("reason"),
+        "winner": verdict.get("winner"),
+        "error": verdict.get("error"),
+        "ranks": verdict["ranks"],
+        "helpers": verdict["helpers"],
+        "fix": fix_hint(verdict, facts),
+        "versions": facts["packages"],
+        "processes": procs,
+    }
+
+
+def exit_code(result: dict[str, Any]) -> int:
+    """The command's own failure first (124 timeout, 128+N signal, its exit code), then 1 unless FP8 was active."""
+    if result.get("timed_out"):
+        return 124
+    if result.get("signal"):
+        return 128 + int(signal.Signals[result["signal"]])
+    if result.get("exit_code"):
+        return int(result["exit_code"])
+    return 0 if result.get("verdict") == "fp8-active" else 1

@@ -1,0 +1,223 @@
+"""Verdicts on what FP8 really did in a watched command: pure functions on collected process dicts.
+
+Vocabulary (as `repro`): "fp8-active", "silent-bf16", "raised", "no-accelerator-seen", plus "no-forward-seen"
+when an Accelerator had FP8 enabled but no forward pass of a prepared model was seen, so activity is unproven.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+FP8_ACTIVE = "fp8-active"
+SILENT_BF16 = "silent-bf16"
+RAISED = "raised"
+NO_ACCELERATOR = "no-accelerator-seen"
+NO_FORWARD = "no-forward-seen"
+VERDICTS = (FP8_ACTIVE, SILENT_BF16, RAISED, NO_ACCELERATOR, NO_FORWARD)
+# Worst first: the overall verdict is the worst rank's.
+_SEVERITY = (RAISED, SILENT_BF16, NO_ACCELERATOR, NO_FORWARD, FP8_ACTIVE)
+
+
+def _q(value: Any) -> str:
+    return "unset" if value is None else repr(value)
+
+
+def _call(acc: dict[str, Any]) -> str:
+    parts = []
+    if acc.get("arg_mixed_precision") is not None:
+        parts.append(f"mixed_precision={acc['arg_mixed_precision']!r}")
+    if acc.get("handlers"):
+        parts.append(f"kwargs_handlers=[{', '.join(acc['handlers'])}]")
+    return f"Accelerator({', '.join(parts)})"
+
+
+def _setter(acc: dict[str, Any]) -> str:
+    """Who passed the mixed_precision argument, in the user's words where we can tell."""
+    ta = acc.get("trainer_args") or {}
+    cls = ta.get("args_class") or "TrainingArguments"
+    if ta.get("bf16") and acc.get("arg_mixed_precision") == "bf16":
+        return f"{cls}(bf16=True)"
+    if ta.get("fp16") and acc.get("arg_mixed_precision") == "fp16":
+        return f"{cls}(fp16=True)"
+    if ta:
+        return f"{cls}(mixed_precision={ta.get('mixed_precision')!r}) via {ta.get('trainer_class', 'Trainer')}"
+    callers = acc.get("callers") or []
+    return f"the caller ({callers[0]})" if callers else "the caller"
+
+
+def silent_reason(acc: dict[str, Any], proc: dict[str, Any]) -> tuple[str, str]:
+    """(winning setting, sentence) explaining why an Accelerator ended up without FP8."""
+    arg = acc.get("arg_mixed_precision")
+    env_now = (acc.get("env") or {}).get("ACCELERATE_MIXED_PRECISION")
+    env_start = (proc.get("env_at_start") or {}).get("ACCELERATE_MIXED_PRECISION")
+    result = (acc.get("result") or {}).get("mixed_precision")
+    ta = acc.get("trainer_args") or {}
+    for targs in proc.get("training_args") or []:
+        before = (targs.get("env_before") or {}).get("ACCELERATE_MIXED_PRECISION")
+        after = (targs.get("env_after") or {}).get("ACCELERATE_MIXED_PRECISION")
+        if before == "fp8" and after != "fp8":
+            flag = "bf16=True" if targs.get("bf16") else "fp16=True" if targs.get("fp16") else "its settings"
+            return (f"{targs.get('cls', 'TrainingArguments')}({flag})",
+                    f"{targs.get('cls', 'TrainingArguments')}({flag}) rewrote ACCELERATE_MIXED_PRECISION from "
+                    f"'fp8' to {_q(after)} before the Accelerator was built")
+    if arg == "fp8" and result != "fp8":
+        return ("Accelerate", f"Accelerator(mixed_precision='fp8') resulted in mixed_precision={_q(result)}: "
+                "Accelerate downgrades fp8 where the device cannot run it (compute capability below 8.9)")
+    if arg not in (None, "fp8", "no") and env_now == "fp8":
+        setter = _setter(acc)
+        return (setter, f"{setter} passed mixed_precision={arg!r} to Accelerator although "
+                        f"ACCELERATE_MIXED_PRECISION=fp8")
+    if env_now == "fp8" and ta and ta.get("mixed_precision") != "fp8":
+        read = [t for t in proc.get("training_args") or []
+                if (t.get("env_before") or {}).get("ACCELERATE_MIXED_PRECISION") != "fp8"]
+        if read:
+            seen = (read[-1].get("env_before") or {}).get("ACCELERATE_MIXED_PRECISION")
+            return ("ACCELERATE_MIXED_PRECISION set too late",
+                    f"ACCELERATE_MIXED_PRECISION=fp8 was set after {read[-1].get('cls', 'TrainingArguments')} "
+                    f"read it (it saw {_q(seen)}), so mixed_precision={_q(arg)} reached the Accelerator")
+    if env_start == "fp8" and env_now != "fp8":
+        return ("code in the command", f"ACCELERATE_MIXED_PRECISION was 'fp8' when the process started but "
+                f"{_q(env_now)} when the Accelerator was built: the command changed it")
+    if acc.get("fp8_handlers"):
+        return ("mixed precision setting", f"{', '.join(acc['fp8_handlers'])} was passed but mixed precision "
+                f"resolved to {_q(result)} (argument {_q(arg)}, ACCELERATE_MIXED_PRECISION {_q(env_now)})")
+    return ("nothing asked for fp8", f"nothing asked for FP8: mixed_precision argument {_q(arg)}, "
+            f"ACCELERATE_MIXED_PRECISION {_q(env_now)}, no FP8 recipe handler; it ran in {_q(result)}")
+
+
+def _model_summary(acc: dict[str, Any]) -> dict[str, Any] | None:
+    """The last prepared model of this Accelerator: FP8 layers, eligible layers, forward evidence."""
+    models = [m for p in acc.get("prepares") or [] for m in p.get("models") or [] if "fp8_layers" in m]
+    if not models:
+        return None
+    model = models[-1]
+    forwards = [f for f in acc.get("forwards") or [] if f.get("arg_index") == model.get("arg_index")]
+    last = forwards[-1] if forwards else None
+    return {
+        "class": model.get("class"),
+        "rule": model.get("rule"),
+        "fp8_layers": len(model.get("fp8_layers") or []),
+        "eligible": len(model.get("eligible") or []),
+        "missing": sorted(set(model.get("eligible") or []) - set(model.get("fp8_layers") or [])),
+        "forwards_seen": last.get("forwards") if last else 0,
+        "fp8_module_forwards": (last.get("counter") or {}).get("fp8_module_forwards", 0) if last else 0,
+        "fp8_active": bool(last and last.get("fp8_active")),
+    }
+
+
+def process_verdict(proc: dict[str, Any]) -> dict[str, Any]:
+    """{verdict, reason, winner, accelerator, model} for one process."""
+    accs = proc.get("accelerators") or []
+    if not accs:
+        tail = "" if proc.get("exited") else " (the process ended without reaching its exit handlers)"
+        return {"verdict": NO_ACCELERATOR, "reason": f"this process built no accelerate.Accelerator{tail}"}
+    built = [a for a in accs if not a.get("error")]
+    if not built:
+        acc = accs[-1]
+        err = acc["error"]
+        why = ""
+        if acc.get("fp8_handlers"):
+            mp = acc.get("arg_mixed_precision")
+            src = f" (passed by {_setter(acc)})" if mp not in (None, "fp8") else ""
+            why = f"; the FP8 recipe {', '.join(acc['fp8_handlers'])} reached an Accelerator whose " \
+                  f"mixed precision was {_q(mp)}{src}"
+        return {"verdict": RAISED, "error": err, "accelerator": acc,
+                "reason": f"{_call(acc)} raised {err.get('type')}: {err.get('message')}{why}"}
+    with_model = [a for a in built if _model_summary(a)]
+    acc = with_model[-1] if with_model else built[-1]
+    result = acc.get("result") or {}
+    model = _model_summary(acc)
+    out: dict[str, Any] = {"accelerator": acc, "model": model}
+    if not result.get("fp8_enabled"):
+        winner, reason = silent_reason(acc, proc)
+        return {**out, "verdict": SILENT_BF16, "winner": winner, "reason": reason}
+    backend = result.get("fp8_backend")
+    if model is None:
+        return {**out, "verdict": NO_FORWARD,
+                "reason": f"fp8_enabled with backend {backend}, but prepare() was never given a model"}
+    layers = f"{model['fp8_layers']} FP8 layers of {model['eligible']} eligible Linear ({model['rule']} rule)"
+    if model["fp8_layers"] == 0:
+        return {**out, "verdict": SILENT_BF16, "winner": "layer filter",
+                "reason": f"fp8_enabled with backend {backend}, but prepare() converted no layer: {layers}"}
+    if model["fp8_active"]:
+        return {**out, "verdict": FP8_ACTIVE, "reason": f"{layers}; FP8 modules ran "
+                f"{model['fp8_module_forwards']} times in the first {model['forwards_seen']} forward passes"}
+    if model["forwards_seen"] or model["fp8_module_forwards"]:
+        return {**out, "verdict": SILENT_BF16, "winner": "FP8 autocast off",
+                "reason": f"{layers}, but they did not run in FP8 during the first forward passes "
+                          "(Transformer Engine autocast was off)"}
+    return {**out, "verdict": NO_FORWARD, "reason": f"{layers}; no forward pass of the prepared model was seen"}
+
+
+def is_rank_process(proc: dict[str, Any]) -> bool:
+    """A training process: it built an Accelerator or a launcher gave it a RANK (launcher shells are not)."""
+    return bool(proc.get("accelerators")) or proc.get("rank") is not None
+
+
+def overall_verdict(procs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-rank verdicts and the overall one (the worst rank's); helper processes are listed, not judged."""
+    ranks = [p for p in procs if is_rank_process(p)]
+    per_rank = []
+    for p in ranks:
+        v = process_verdict(p)
+        per_rank.append({"pid": p.get("pid"), "rank": p.get("rank"), "local_rank": p.get("local_rank"), **v})
+    helpers = [{"pid": p.get("pid"), "argv": p.get("argv")} for p in procs if not is_rank_process(p)]
+    if not per_rank:
+        n = len(procs)
+        reason = (f"no process built an accelerate.Accelerator ({n} Python process{'es' if n != 1 else ''} "
+                  "observed)" if n else "no Python process was observed: the command ran no Python, or ran it with "
+                  "-I, -E or -S (which skip PYTHONPATH or sitecustomize)")
+        return {"verdict": NO_ACCELERATOR, "reason": reason, "ranks": [], "helpers": helpers}
+    worst = min(per_rank, key=lambda r: _SEVERITY.index(r["verdict"]))
+    summary = {k: v for k, v in worst.items() if k in ("verdict", "reason", "winner", "error")}
+    if len(per_rank) > 1:
+        summary["reason"] = f"rank {worst.get('rank')}: {worst['reason']}"
+    return {**summary, "ranks": per_rank, "helpers": helpers}
+
+
+def facts_from_processes(procs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The facts `generations.fix_lines` reads, from what the watched processes themselves saw."""
+    versions: dict[str, Any] = {}
+    env: dict[str, Any] = {}
+    for p in procs:
+        versions = versions or p.get("versions") or {}
+        for acc in p.get("accelerators") or []:
+            backend = (acc.get("env") or {}).get("ACCELERATE_FP8_BACKEND")
+            if backend:
+                env["ACCELERATE_FP8_BACKEND"] = backend
+            for h in acc.get("fp8_handlers") or []:
+                if h == "TERecipeKwargs":
+                    env.setdefault("ACCELERATE_FP8_BACKEND", "TE")
+                elif h == "AORecipeKwargs":
+                    env.setdefault("ACCELERATE_FP8_BACKEND", "AO")
+    return {"packages": versions, "environ": {"accelerate_fp8": env}}
+
+
+def _own_fix_lines(facts: dict[str, Any]) -> list[str]:
+    backend = facts.get("environ", {}).get("accelerate_fp8", {}).get("ACCELERATE_FP8_BACKEND", "AO")
+    return [
+        f"export ACCELERATE_MIXED_PRECISION=fp8 ACCELERATE_FP8_BACKEND={backend}",
+        "bf16: false   # TrainingArguments: bf16=True makes the Trainer pass mixed_precision='bf16'",
+        "# or pass Accelerator(mixed_precision='fp8', ...) explicitly",
+    ]
+
+
+def fix_hint(verdict: dict[str, Any], facts: dict[str, Any]) -> list[str]:
+    """Concrete lines that make FP8 win for the installed versions; empty when FP8 was active."""
+    v = verdict.get("verdict")
+    if v == FP8_ACTIVE:
+        return []
+    lines: list[str] = []
+    if v == RAISED:
+        lines.append("# an FP8 recipe handler was passed while mixed precision was not fp8: make fp8 the mixed "
+                     "precision the Accelerator receives, or pass the recipe only when it is")
+    elif v == SILENT_BF16 and verdict.get("winner") == "layer filter":
+        return ["# no Linear layer qualified: FP8 needs in/out features divisible by 16, and Accelerate's torchao "
+                "path skips the first and last Linear; use a larger model or a module filter that includes them"]
+    elif v == NO_ACCELERATOR:
+        return ["# no Accelerator was built: the command does not train through accelerate (or never reached it)"]
+    try:
+        from fp8doctor.generations import fix_lines
+    except ImportError:
+        return lines + _own_fix_lines(facts)
+    return lines + fix_lines(facts)

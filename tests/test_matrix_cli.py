@@ -1,0 +1,88 @@
+"""`fp8doctor matrix` for real: the CPU torchao matrix (shared run), --resume over a truncated file, bad usage."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from fp8doctor.runs.spec import ENTRIES, TE_RECIPES, TORCHAO_RECIPES
+
+
+def fp8doctor(*args: str, cwd=None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fp8doctor", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+
+
+def test_cpu_matrix_runs_every_torchao_cell_and_passes(cpu_matrix) -> None:
+    assert cpu_matrix["rc"] == 0, cpu_matrix["stdout"][-3000:] + cpu_matrix["stderr"]
+    data = cpu_matrix["json"]
+    fp8 = [c for c in data["cells"] if c["role"] == "fp8"]
+    base = [c for c in data["cells"] if c["role"] == "baseline"]
+    assert len(fp8) == len(TORCHAO_RECIPES) * len(ENTRIES)
+    assert sorted(c["result"]["spec"]["entry"] for c in base) == sorted(ENTRIES)
+    limits = [c for c in fp8 if c["status"] == "skip"]
+    assert all(c["verdicts"][0]["detail"].startswith("known CPU limit: ") for c in limits), limits
+    assert len(limits) <= len(ENTRIES) - 1  # never the native path
+    assert all(c["status"] == "pass" for c in base + fp8 if c not in limits), [
+        c["label"] for c in base + fp8 if c["status"] not in ("pass", "skip")]
+    # One JSON line per cell, written as each finished.
+    lines = cpu_matrix["jsonl"].read_text().splitlines()
+    assert sorted(json.loads(x)["key"] for x in lines) == sorted(c["key"] for c in data["cells"])
+    # Accelerate's path agrees with the native torchao conversion on the same seed.
+    acc = [c for c in fp8 if c["result"]["spec"]["entry"] == "accelerator"]
+    for c in acc:
+        v = next(v for v in c["verdicts"] if v["check"] == "native_agreement")
+        assert v["level"] == "ok", v
+
+
+def test_te_cells_are_listed_as_skipped_with_the_doctors_reason(tmp_path) -> None:
+    p = fp8doctor("matrix", "--backend", "te", "--out", str(tmp_path / "te.jsonl"), cwd=tmp_path, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("skip [") == len(TE_RECIPES) * len(ENTRIES) + len(ENTRIES)
+    assert "Transformer Engine is not installed" in p.stdout and "No CUDA GPU is visible" in p.stdout
+    assert "0 pass, 0 warn, 0 fail" in p.stdout
+    assert len((tmp_path / "te.jsonl").read_text().splitlines()) == len(TE_RECIPES) * len(ENTRIES) + len(ENTRIES)
+
+
+def test_resume_reuses_measured_cells_and_reruns_a_truncated_one(cpu_matrix, tmp_path) -> None:
+    out = tmp_path / "resume.jsonl"
+    shutil.copy(cpu_matrix["jsonl"], out)
+    sel = ["--backend", "torchao", "--recipe", "tensorwise", "--entry", "native", "--entry", "accelerator",
+           "--steps", "8"]
+    keep = [json.loads(x) for x in out.read_text().splitlines()]
+    wanted = [r for r in keep if r["result"]["spec"]["entry"] in ("native", "accelerator")
+              and r["result"]["spec"]["recipe"] in ("tensorwise", "bf16")]
+    assert len(wanted) == 4
+    # The file as a killed matrix leaves it: three complete lines, then half of the fourth.
+    text = "".join(json.dumps(r) + "\n" for r in wanted[:3]) + json.dumps(wanted[3])[:200]
+    out.write_text(text)
+    p = fp8doctor("matrix", *sel, "--out", str(out), "--resume", cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "truncated last line ignored" in p.stdout
+    assert p.stdout.count("(resumed)") == 3
+    lines = out.read_text().splitlines()
+    assert len(lines) == 5 and json.loads(lines[4])["key"] == wanted[3]["key"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--recipe", "fp4"], "unknown recipe"),
+        (["--backend", "msamp"], "invalid choice"),
+        (["--steps", "1"], "--steps must be at least 2"),
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--resume"], "--resume needs --out"),
+        (["--out", "/proc/fp8doctor/x.jsonl"], "cannot write results to /proc/fp8doctor/x.jsonl"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(args, needle, tmp_path) -> None:
+    p = fp8doctor("matrix", *args, cwd=tmp_path, timeout=60)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert needle in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert not os.listdir(tmp_path) or args[0] == "--out"

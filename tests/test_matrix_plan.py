@@ -1,0 +1,65 @@
+"""Matrix planning on facts: which cells run, which are skipped with the doctor's reason, and selection errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from fp8doctor.errors import UsageError
+from fp8doctor.matrix import plan
+from fp8doctor.runs.spec import ENTRIES, TE_RECIPES, TORCHAO_RECIPES
+
+CPU = {"gpus": [], "gpu_count": 0, "cc": None, "te_import_error": None,
+       "installed": {"torchao": "0.18.0", "transformer-engine": None}}
+H100 = {"gpus": [{"index": "0", "name": "H100", "cc": (9, 0)}], "gpu_count": 1, "cc": (9, 0),
+        "te_import_error": None, "installed": {"torchao": "0.18.0", "transformer-engine": "2.9.0"}}
+
+
+def test_cpu_plan_runs_torchao_and_skips_te_with_reasons() -> None:
+    cells = plan.plan(CPU)
+    fp8 = [c for c in cells if c.role == "fp8"]
+    base = [c for c in cells if c.role == "baseline"]
+    assert len(fp8) == (len(TE_RECIPES) + len(TORCHAO_RECIPES)) * len(ENTRIES)
+    assert [c.spec.entry for c in base] == list(ENTRIES)  # one bf16 baseline per entry path and seed
+    assert cells[: len(base)] == base  # baselines first
+    assert all(c.skip is None for c in base)
+    for c in fp8:
+        if c.spec.backend == "torchao":
+            assert c.skip is None, c.skip
+        else:
+            assert "Transformer Engine is not installed" in c.skip and "No CUDA GPU is visible" in c.skip
+    assert {c.spec.nproc for c in fp8 if c.spec.entry == "multiproc"} == {2}
+    assert len({c.key for c in cells}) == len(cells)
+
+
+def test_gpu_plan_uses_compute_capability() -> None:
+    cells = plan.plan(H100, backends=["te"], entries=["native"])
+    skips = {c.spec.recipe: c.skip for c in cells if c.role == "fp8"}
+    assert skips["current"] is None and skips["block"] is None and skips["delayed_hybrid"] is None
+    assert "needs 10.0 or higher" in skips["mxfp8"] and "needs 10.0 or higher" in skips["nvfp4"]
+    multi = plan.plan(H100, backends=["torchao"], recipes=["tensorwise"], entries=["multiproc"])
+    assert "2 processes need 2 GPUs; 1 visible." in multi[-1].skip
+
+
+def test_selection_and_baseline_of_unrunnable_entry() -> None:
+    cells = plan.plan(CPU, backends=["te"], entries=["native"], steps=3, seeds=[0, 1])
+    base = [c for c in cells if c.role == "baseline"]
+    assert len(base) == 2 and all("baseline is not needed" in c.skip for c in base)
+    cells = plan.plan(CPU, recipes=["rowwise"], entries=["trainer"], steps=4, size="small")
+    assert [(c.spec.backend, c.spec.recipe, c.spec.steps, c.spec.size) for c in cells] == [
+        ("none", "bf16", 4, "small"), ("torchao", "rowwise", 4, "small")]
+    assert plan.baseline_spec(cells[1].spec).key() == cells[0].key
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"backends": ["msamp"]}, "unknown backend 'msamp'"),
+        ({"backends": ["torchao"], "recipes": ["current"]}, "unknown recipe for the chosen backends 'current'"),
+        ({"entries": ["deepspeed"]}, "unknown entry 'deepspeed'"),
+        ({"steps": 1}, "--steps must be at least 2"),
+        ({"size": "huge"}, "unknown size 'huge'"),
+    ],
+)
+def test_bad_selection_is_a_usage_error(kwargs, needle) -> None:
+    with pytest.raises(UsageError, match=needle.replace("(", r"\(")):
+        plan.plan(CPU, **kwargs)

@@ -1,0 +1,103 @@
+"""The installed pytest plugin: markers, skip reasons from the doctor's capability checks, the fp8_cell fixture."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from fp8doctor import pytest_plugin
+
+MARKED = """
+import pytest
+from fp8doctor.pytest_plugin import requires
+
+@pytest.mark.gpu
+def test_gpu(): pass
+
+@pytest.mark.te
+def test_te(): pass
+
+@pytest.mark.multigpu
+def test_multi(): pass
+
+@pytest.mark.slow
+def test_slow(): pass
+
+@requires(gpu=True, te=True, min_cc=(8, 9), min_gpus=2)
+def test_requires_all(): pass
+
+@requires(torchao=True)
+def test_requires_torchao(): pass
+
+def test_plain(): pass
+"""
+
+H100 = {"gpus": [{"index": "0", "name": "H100", "cc": (9, 0)}, {"index": "3", "name": "H100", "cc": (9, 0)}],
+        "gpu_count": 2, "cc": (9, 0), "te_import_error": None,
+        "installed": {"torchao": "0.18.0", "transformer-engine": "2.9.0"}}
+
+
+def _skips(result) -> dict[str, str]:
+    _, skipped, _ = result.listoutcomes()
+    return {rep.nodeid.split("::")[-1]: rep.longrepr[2] for rep in skipped}
+
+
+def test_markers_and_cpu_skip_reasons(pytester) -> None:
+    pytester.makepyfile(test_marked=MARKED)
+    result = pytester.inline_run("--strict-markers", "-p", "no:cacheprovider")
+    passed, skipped, failed = result.listoutcomes()
+    assert not failed
+    assert sorted(r.nodeid.split("::")[-1] for r in passed) == [
+        "test_plain", "test_requires_torchao", "test_slow"]
+    skips = _skips(result)
+    assert "No CUDA GPU is visible" in skips["test_gpu"]
+    assert "Transformer Engine is not installed" in skips["test_te"]
+    assert "No CUDA GPU is visible" in skips["test_multi"]
+    everything = skips["test_requires_all"]
+    for need in ("No CUDA GPU is visible", "2 CUDA GPUs needed, none visible.", "Transformer Engine is not installed"):
+        assert need in everything
+    assert everything.count("fp8doctor:") == 1
+
+
+def test_dash_m_gpu_exits_zero_with_skips_on_cpu(pytester) -> None:
+    pytester.makepyfile(test_marked=MARKED)
+    result = pytester.runpytest("-m", "gpu", "-rs", "-p", "no:cacheprovider")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*SKIPPED*No CUDA GPU is visible*", "*1 skipped, 6 deselected*"])
+
+
+def test_reasons_on_hand_written_gpu_facts(monkeypatch) -> None:
+    monkeypatch.setattr(pytest_plugin, "_facts", lambda: H100)
+    assert pytest_plugin.missing(gpu=True, te=True, min_cc=(8, 9), min_gpus=2) == []
+    assert pytest_plugin.missing(min_cc=(10, 0)) == ["Compute capability 10.0 or higher needed; this GPU has 9.0."]
+    assert pytest_plugin.missing(min_gpus=4) == ["4 CUDA GPUs needed, 2 visible."]
+    old = dict(H100, cc=(8, 0), installed={"torchao": None, "transformer-engine": "2.9.0"},
+               te_import_error="libcudnn.so.9: cannot open shared object file")
+    monkeypatch.setattr(pytest_plugin, "_facts", lambda: old)
+    lacks = pytest_plugin.missing(te=True, torchao=True)
+    assert any("fails to import: libcudnn.so.9" in x for x in lacks)
+    assert any("compute capability 8.0" in x and "8.9" in x for x in lacks)
+    assert any("torchao is not installed" in x for x in lacks)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    assert pytest_plugin.worker_gpu() == "3"
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw2")
+    assert pytest_plugin.worker_gpu() == "0"
+
+
+def test_a_broken_probe_skips_instead_of_crashing_the_session(pytester) -> None:
+    pytester.makeconftest(
+        "import fp8doctor.pytest_plugin as p\n"
+        "def boom():\n    raise OSError('nvidia-smi hung')\n"
+        "p._facts = boom\n"
+    )
+    pytester.makepyfile(test_marked=MARKED)
+    result = pytester.runpytest_subprocess("-rs", "-p", "no:cacheprovider")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*could not read this machine's capabilities (OSError: nvidia-smi hung)*"])
+
+
+def test_plugin_import_is_light() -> None:
+    code = "import sys, fp8doctor.pytest_plugin; print(sorted(m for m in ('torch', 'accelerate', 'transformers') " \
+           "if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,134 @@
+"""`fp8doctor report`: one real quick report (files, sections, plot, redaction), bad usage, and the pure parts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fp8doctor.report import curves
+
+SECRET = "hf_abcdefghijklmnopqrstuvwxyzABCDEF123456"
+URL_PASSWORD = "s3cr3tpassw0rd"
+
+
+def fp8doctor(*args: str, cwd=None, env=None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fp8doctor", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=env)
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    env = dict(os.environ, HF_TOKEN=SECRET, ACCELERATE_FP8_NOTE=f"https://user:{URL_PASSWORD}@example.com/x")
+    t0 = time.monotonic()
+    p = fp8doctor("report", "--quick", "--out-dir", str(root / "reports"), cwd=root, env=env)
+    return p, root / "reports", time.monotonic() - t0
+
+
+def test_quick_report_writes_markdown_json_plot_and_jsonl(quick_report) -> None:
+    p, out, _ = quick_report
+    assert p.returncode in (0, 1), p.stderr[-3000:]
+    names = sorted(os.listdir(out))
+    stems = {n.split(".")[0].removesuffix("-loss") for n in names}
+    assert len(stems) == 1 and next(iter(stems)).startswith("fp8doctor-report-")
+    assert [n.split(".", 1)[1] if "-loss" not in n else "png" for n in names] == ["json", "md", "matrix.jsonl",
+                                                                                  "png"]
+    for n in names:
+        assert str(out / n) in p.stdout  # the command lists what it wrote
+    png = next(out / n for n in names if n.endswith(".png"))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_layout_verdict_first_then_every_part(quick_report) -> None:
+    p, out, _ = quick_report
+    md_path = next(out / n for n in os.listdir(out) if n.endswith(".md"))
+    md = md_path.read_text()
+    lines = md.splitlines()
+    assert lines[0] == "# fp8doctor report" and lines[2].startswith("**Verdict: ")
+    order = [md.index(h) for h in ("## Environment findings", "## Reproduction of the mixed-precision ValueError",
+                                   "## FP8 matrix", "### Loss curves", "## Details")]
+    assert order == sorted(order)
+    assert "![loss curves](" in md and "<details>" in md and "<summary>Versions</summary>" in md
+    assert "torchao:tensorwise" in md and "bf16 baseline" in md
+    data = json.loads(next(out / n for n in os.listdir(out) if n.endswith(".json")).read_text())
+    assert data["kind"] == "fp8doctor.report" and data["exit_code"] == p.returncode
+    assert [part["name"] for part in data["parts"]] == ["env", "repro", "matrix"]
+    assert all(part["status"] in ("ok", "fail") for part in data["parts"]), [
+        (part["name"], part["headline"]) for part in data["parts"]]
+    matrix = next(part for part in data["parts"] if part["name"] == "matrix")["data"]
+    fp8 = [c for c in matrix["cells"] if c["role"] == "fp8" and c["status"] != "skip"]
+    assert fp8 and all(c["status"] == "pass" for c in fp8)
+    assert data["loss_curves"]["cells"] and data["loss_curves"]["png"]
+
+
+def test_report_redacts_every_secret(quick_report) -> None:
+    p, out, _ = quick_report
+    texts = [p.stdout, p.stderr] + [(out / n).read_text() for n in os.listdir(out) if not n.endswith(".png")]
+    for text in texts:
+        assert SECRET not in text and URL_PASSWORD not in text
+    md = next((out / n).read_text() for n in os.listdir(out) if n.endswith(".md"))
+    assert "HF_TOKEN" in md and "***REDACTED***" in md
+
+
+def test_unwritable_out_dir_is_one_line_and_exit_2_before_measuring(tmp_path) -> None:
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    target = "/proc/fp8doctor-reports" if os.geteuid() == 0 else str(locked)
+    if os.geteuid() != 0:
+        locked.chmod(0o500)
+    t0 = time.monotonic()
+    p = fp8doctor("report", "--out-dir", target, cwd=tmp_path, timeout=120)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert p.stderr.startswith("fp8doctor report: error: cannot write the report into ")
+    assert len(p.stderr.strip().splitlines()) == 1 and p.stdout == ""
+    assert time.monotonic() - t0 < 30  # nothing was measured
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--watch"], "--watch needs the command to watch after `--`"),
+        (["--", "python", "train.py"], "to watch a command use `--watch -- CMD ...`"),
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--steps", "1"], "--steps must be at least 2"),
+    ],
+)
+def test_bad_usage(args, needle, tmp_path) -> None:
+    p = fp8doctor("report", "--out-dir", str(tmp_path), *args, cwd=tmp_path, timeout=60)
+    assert p.returncode == 2 and needle in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert os.listdir(tmp_path) == []
+
+
+def test_sparklines_share_a_scale_and_mark_nonfinite() -> None:
+    assert curves.sparkline([3.0, 2.0, 1.0]) == "█▅▁"
+    assert curves.sparkline([2.0, float("nan"), 1.0], lo=1.0, hi=2.0) == "█!▁"
+    matrix = {"cells": [
+        {"role": "baseline", "result": {"outcome": "finished", "losses": [4.0, 3.0, 2.0],
+                                        "spec": {"entry": "native", "seed": 0, "steps": 3, "size": "tiny"}}},
+        {"role": "fp8", "result": {"outcome": "finished", "losses": [4.0, "nan", 1.0],
+                                   "spec": {"backend": "torchao", "recipe": "rowwise", "entry": "native", "seed": 0,
+                                            "steps": 3, "size": "tiny"}}},
+        {"role": "fp8", "result": {"outcome": "skipped", "spec": {"backend": "te", "entry": "native"}}},
+    ]}
+    pairs = curves.curve_pairs(matrix)
+    assert len(pairs) == 1 and pairs[0]["bf16"] == [4.0, 3.0, 2.0]
+    assert curves.sparkline_table(pairs) == [["torchao:rowwise", "native", "█!▁", "█▆▃"]]
+
+
+def test_markdown_falls_back_to_sparklines_without_a_plot() -> None:
+    from fp8doctor.report.markdown import render_markdown
+    from fp8doctor.report.sections import Section
+
+    data = {"verdict": "x", "created_at": "now", "wall_s": 1.0, "versions": {"fp8doctor": "0.1.0", "platform": "p"},
+            "environment": {"HF_TOKEN": "***REDACTED***"}, "schema_version": 1, "exit_code": 0, "options": {}}
+    part = Section("matrix", "FP8 matrix", "ok", "fine", "table")
+    pairs = [{"label": "torchao:tensorwise", "entry": "native", "fp8": [2.0, 1.0], "bf16": [2.0, 1.5]}]
+    md = render_markdown(data, [part], None, pairs)
+    row = next(line for line in md.splitlines() if line.startswith("| torchao:tensorwise"))
+    assert "text sparklines" in md and "![" not in md
+    assert [c.strip() for c in row.strip("|").split("|")] == ["torchao:tensorwise", "native", "█▁", "█▅"]

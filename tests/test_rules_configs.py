@@ -1,0 +1,77 @@
+"""Accelerate config rules and the config lint (LLaMA-Factory, TrainingArguments, DeepSpeed) on hand-made facts."""
+
+from __future__ import annotations
+
+from env_facts_helpers import LF_REFERENCE, acc_cfg, cfg, make_facts
+
+from fp8doctor.findings import Level
+from fp8doctor.rules import accelerate_config, lint
+
+
+def test_accelerate_config_bf16_while_fp8_intended() -> None:
+    facts = make_facts(accelerate_config=acc_cfg({"mixed_precision": "bf16"}),
+                       env={"ACCELERATE_FP8_BACKEND": "TE"})
+    [f] = accelerate_config.check_config_precision(facts)
+    assert f.level is Level.FAIL and "mixed_precision bf16" in f.title and "mixed_precision: fp8" in f.fix
+    [f] = accelerate_config.check_config_precision(make_facts(accelerate_config=acc_cfg({"mixed_precision": "bf16"})))
+    assert f.level is Level.SKIP
+    [f] = accelerate_config.check_config_precision(make_facts())
+    assert f.level is Level.SKIP and "No Accelerate config" in f.title
+    ok = make_facts(configs=[cfg("accelerate", {"mixed_precision": "fp8", "fp8_config": {"backend": "AO"}})])
+    assert [f.level for f in accelerate_config.check_config_precision(ok)] == [Level.OK]
+
+
+def test_fp8_config_backend_spelling() -> None:
+    def levels(backend: str) -> list[Level]:
+        facts = make_facts(configs=[cfg("accelerate", {"mixed_precision": "fp8", "fp8_config": {"backend": backend}})])
+        return [f.level for f in accelerate_config.check_fp8_config_backend(facts)]
+
+    assert levels("TE") == [Level.OK]
+    assert levels("te") == [Level.FAIL]
+    assert levels("torchao") == [Level.FAIL]
+
+
+def test_ao_fsdp_cpu_ram_efficient_loading() -> None:
+    data = {"mixed_precision": "fp8", "distributed_type": "FSDP", "fp8_config": {"backend": "AO"},
+            "fsdp_config": {"fsdp_version": 2, "fsdp_cpu_ram_efficient_loading": True}}
+    [f] = accelerate_config.check_ao_fsdp_cpu_ram(make_facts(accelerate_config=acc_cfg(data)))
+    assert f.level is Level.FAIL and "fsdp_cpu_ram_efficient_loading: false" in f.fix
+    data["fsdp_config"]["fsdp_cpu_ram_efficient_loading"] = False
+    assert accelerate_config.check_ao_fsdp_cpu_ram(make_facts(accelerate_config=acc_cfg(data))) == []
+
+
+def test_reference_config_fp8_with_bf16_on_each_transformers_generation() -> None:
+    for tf, outcome in (("5.24.0", "silent bf16 fallback"), ("4.45.0", "ValueError")):
+        facts = make_facts(packages={"transformers": tf}, configs=[cfg("llamafactory", LF_REFERENCE)])
+        [f] = lint.check_fp8_with_bf16(facts)
+        assert f.level is Level.FAIL and "bf16 wins" in f.title
+        assert outcome in f.detail and "bf16: false" in f.fix and "ACCELERATE_MIXED_PRECISION=fp8" in f.fix
+    facts = make_facts(configs=[cfg("llamafactory", {**LF_REFERENCE, "bf16": False})])
+    assert lint.check_fp8_with_bf16(facts) == []
+
+
+def test_fp8_backend_auto_resolves_to_torchao() -> None:
+    auto = {**LF_REFERENCE, "fp8_backend": "auto"}
+    [f] = lint.check_fp8_backend_auto(make_facts(configs=[cfg("llamafactory", auto)],
+                                                 packages={"transformer-engine": "2.9.0"}))
+    assert f.level is Level.WARN and "torchao" in f.title and "Transformer Engine 2.9.0" in f.detail
+    assert lint.check_fp8_backend_auto(make_facts(configs=[cfg("llamafactory", auto)],
+                                                  packages={"torchao": None})) == []
+    assert lint.check_fp8_backend_auto(make_facts(configs=[cfg("llamafactory", LF_REFERENCE)])) == []
+
+
+def test_fp8_with_quantization_and_unsupported_stage() -> None:
+    qlora = {**LF_REFERENCE, "quantization_bit": 4}
+    [f] = lint.check_fp8_quantization(make_facts(configs=[cfg("llamafactory", qlora)]))
+    assert f.level is Level.FAIL and "quantization_bit: 4" in f.title
+    [f] = lint.check_fp8_stage(make_facts(configs=[cfg("llamafactory", {**LF_REFERENCE, "stage": "dpo"})]))
+    assert f.level is Level.WARN and "dpo" in f.title
+    assert lint.check_fp8_stage(make_facts(configs=[cfg("llamafactory", LF_REFERENCE)])) == []
+
+
+def test_deepspeed_fp8_section() -> None:
+    ds = {"zero_optimization": {"stage": 2}, "bf16": {"enabled": True}, "fp8": {"enabled": True}}
+    [f] = lint.check_deepspeed_fp8(make_facts(configs=[cfg("deepspeed", ds, "ds.json")]))
+    assert f.level is Level.WARN and "ds.json" in f.title
+    del ds["fp8"]
+    assert lint.check_deepspeed_fp8(make_facts(configs=[cfg("deepspeed", ds, "ds.json")])) == []

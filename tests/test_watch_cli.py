@@ -1,0 +1,95 @@
+"""`fp8doctor watch` on cheap real commands: usage errors, exit codes, timeouts, injection and its isolation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+PY = sys.executable
+
+
+def watch(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, "-m", "fp8doctor", "watch", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def test_missing_command_is_one_line_exit_2():
+    for args in ([], ["--"], ["--timeout", "5"]):
+        r = watch(*args)
+        assert r.returncode == 2, r
+        assert r.stderr.strip().count("\n") == 0 and "no command to watch" in r.stderr
+        assert "Traceback" not in r.stderr
+
+
+def test_command_not_found_is_one_line_exit_2():
+    r = watch("--", "no-such-command-fp8doctor")
+    assert r.returncode == 2
+    assert r.stderr.strip() == "fp8doctor watch: error: command not found: no-such-command-fp8doctor"
+
+
+def test_bad_timeout_is_exit_2():
+    r = watch("--timeout", "0", "--", "true")
+    assert r.returncode == 2 and "--timeout" in r.stderr
+
+
+def test_non_python_command_has_no_accelerator_and_keeps_its_exit_code():
+    r = watch("--format", "json", "--", "sh", "-c", "exit 3")
+    assert r.returncode == 3
+    result = json.loads(r.stdout)
+    assert result["exit_code"] == 3 and result["verdict"] == "no-accelerator-seen"
+    assert watch("--", "true").returncode == 1  # ran fine, but FP8 was not active
+
+
+def test_observer_stays_cheap_and_chains_the_users_sitecustomize(tmp_path: Path):
+    user_site = tmp_path / "user_site"
+    user_site.mkdir()
+    marker = tmp_path / "marker"
+    (user_site / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    probe = "import sys; print('MODS', 'torch' in sys.modules, 'accelerate' in sys.modules)"
+    r = watch("--format", "json", "--", PY, "-c", probe, env={"PYTHONPATH": str(user_site)})
+    assert r.returncode == 1, r.stderr
+    assert "MODS False False" in r.stderr  # json mode: the command's stdout goes to stderr
+    assert marker.read_text() == "ran"
+    result = json.loads(r.stdout)
+    assert [h["argv"][0] for h in result["helpers"]] == ["-c"]  # the process was observed
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path):
+    pidfile = tmp_path / "grandchild.pid"
+    script = textwrap.dedent(f"""
+        import subprocess, sys, time
+        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        open({str(pidfile)!r}, "w").write(str(p.pid))
+        time.sleep(120)
+    """)
+    start = time.monotonic()
+    r = watch("--timeout", "3", "--format", "json", "--", PY, "-c", script)
+    assert time.monotonic() - start < 60
+    assert r.returncode == 124
+    result = json.loads(r.stdout)
+    assert result["timed_out"] is True and result["signal"] == "SIGTERM"
+    grandchild = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(grandchild)
+    assert "timed out after 1.0 s" in watch("--timeout", "1", "--", "sleep", "30").stdout
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def test_killed_command_reports_the_signal():
+    r = watch("--format", "json", "--", PY, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+    assert r.returncode == 128 + 9
+    assert json.loads(r.stdout)["signal"] == "SIGKILL"

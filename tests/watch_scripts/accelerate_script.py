@@ -1,0 +1,35 @@
+"""Plain Accelerate training loop on the tiny Llama with a torchao FP8 recipe (emulated, so it runs on CPU).
+
+Mixed precision comes from the launcher (ACCELERATE_MIXED_PRECISION / `accelerate launch --mixed_precision`),
+so it runs unchanged under `accelerate launch` and `torchrun`. Prints "LOSS <rank> <step> <repr>" per step.
+"""
+
+from __future__ import annotations
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import AORecipeKwargs
+from tiny import build_model, token_rows
+from torchao.float8 import Float8LinearConfig
+
+
+def main() -> None:
+    accelerator = Accelerator(kwargs_handlers=[AORecipeKwargs(config=Float8LinearConfig(emulate=True))])
+    model = build_model(seed=0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    rows = token_rows(seed=accelerator.process_index)
+    model.train()
+    for step in range(4):
+        batch = rows[step * 4:(step + 1) * 4].to(accelerator.device)
+        loss = model(input_ids=batch, labels=batch).loss
+        accelerator.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad()
+        print(f"LOSS {accelerator.process_index} {step} {loss.item()!r}", flush=True)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()
