@@ -151,4 +151,62 @@ def load_config(path: str | os.PathLike[str], expect: str | None = None) -> dict
             f"{path}: cannot tell what kind of config this is (keys: {keys}); expected a LLaMA-Factory YAML, "
             "an Accelerate config, a DeepSpeed JSON or a TrainingArguments JSON"
         )
+    check_types(kind, data, str(path))
+    if kind == "accelerate":
+        check_accelerate_keys(data, str(path))
     return {"path": str(path), "kind": kind, "label": KIND_LABEL[kind], "data": data}
+
+
+_FLAG_STRINGS = ("true", "false", "yes", "no", "on", "off", "1", "0")
+
+
+def _is_flag(value: Any) -> bool:
+    return value is None or isinstance(value, bool) or (isinstance(value, str) and value.strip().lower()
+                                                        in _FLAG_STRINGS)
+
+
+def check_types(kind: str, data: dict[str, Any], shown: str) -> None:
+    """Refuse wrongly typed values of the keys fp8doctor interprets (a guess from them would be a wrong answer)."""
+    if kind in ("llamafactory", "training_args"):
+        for key in ("fp8", "bf16", "fp16"):
+            if key in data and not _is_flag(data[key]):
+                raise UsageError(f"{shown}: `{key}` must be true or false, found {type(data[key]).__name__} "
+                                 f"{str(data[key])[:40]!r}")
+    for key in ("fp8_backend", "mixed_precision"):
+        if kind != "deepspeed" and data.get(key) is not None and not isinstance(data[key], str):
+            raise UsageError(f"{shown}: `{key}` must be a string, found {type(data[key]).__name__} "
+                             f"{str(data[key])[:40]!r}")
+    if kind == "accelerate" and data.get("fp8_config") is not None and not isinstance(data["fp8_config"], dict):
+        raise UsageError(f"{shown}: `fp8_config` must be a mapping of settings, found "
+                         f"{type(data['fp8_config']).__name__}")
+
+
+def accelerate_config_fields() -> set[str] | None:
+    """Top-level keys the installed Accelerate's config loader accepts, read from its source without importing
+    it (importing accelerate costs seconds); None when that source cannot be found or parsed."""
+    import ast
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("accelerate")
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        src = Path(next(iter(spec.submodule_search_locations))) / "commands" / "config" / "config_args.py"
+        tree = ast.parse(src.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError, ImportError):
+        return None
+    fields: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name in ("BaseConfig", "ClusterConfig", "SageMakerConfig"):
+            fields |= {n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target,
+                                                                                                  ast.Name)}
+    # Legacy keys Accelerate's loader converts before it checks (process_config).
+    return fields | {"fp16", "dynamo_backend"} if "mixed_precision" in fields else None
+
+
+def check_accelerate_keys(data: dict[str, Any], shown: str) -> None:
+    fields = accelerate_config_fields()
+    unknown = sorted(set(data) - fields) if fields else []
+    if unknown:
+        raise UsageError(f"{shown}: unknown Accelerate config key(s) {', '.join(unknown[:8])}: `accelerate launch` "
+                         "refuses this file (ValueError: unknown keys); fix or remove them")

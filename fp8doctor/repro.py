@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import metadata
@@ -268,9 +269,12 @@ def _user_rows(configs: UserConfigs, base: RunSpec, backend: str, recipe: str, w
             Row("yours_if_missing", f"{name}: recipe injection, if-missing form", "yours",
                 replace(base, entry="buggy_patch_if_missing", bf16=bf16, env=dict(env)),
                 ("fp8-active",) if fp8 else (("silent-bf16",) if major >= 5 else ("reproduced", "silent-bf16"))),
+            # A leftover ACCELERATE_FP8_BACKEND next to a non-fp8 precision makes Accelerate 1.15's prepare()
+            # convert for that backend without a recipe (AO: AttributeError in _prepare_ao): either is possible.
             Row("yours_trainer", f"{name}: Trainer + env, no patch", "yours",
                 replace(base, entry="trainer", bf16=bf16, env=dict(env)),
-                ("fp8-active",) if fp8 else ("silent-bf16",)),
+                ("fp8-active",) if fp8 else (("silent-bf16", "failed") if "ACCELERATE_FP8_BACKEND" in env
+                                              else ("silent-bf16",))),
         ]
     if configs.accelerate is not None:
         adapted, changed = adapt_accelerate_config(configs.accelerate)
@@ -293,7 +297,8 @@ def _user_rows(configs: UserConfigs, base: RunSpec, backend: str, recipe: str, w
                                                                "delayed_hybrid")
         label = f"{name}: accelerate launch" + (f" (adapted: {', '.join(changed)})" if changed else "")
         rows.append(Row("yours_launch", label, "yours",
-                        replace(base, entry="launch", backend=spec_backend, recipe=spec_recipe, config_file=path),
+                        replace(base, entry="launch", backend=spec_backend, recipe=spec_recipe, config_file=path,
+                                nproc=int(adapted["num_processes"])),
                         ("fp8-active",) if mp == "fp8" else ("silent-bf16",)))
     return rows
 
@@ -302,8 +307,14 @@ def adapt_accelerate_config(data: dict[str, Any]) -> tuple[dict[str, Any], list[
     """The user's Accelerate config made runnable as one process on this machine; FP8 settings kept as they are."""
     keep = {"mixed_precision", "fp8_config", "downcast_bf16", "debug"}
     adapted: dict[str, Any] = {k: v for k, v in data.items() if k in keep}
-    forced = {"compute_environment": "LOCAL_MACHINE", "distributed_type": "NO", "num_machines": 1,
-              "num_processes": 1, "machine_rank": 0}
+    try:
+        nproc = int(data.get("num_processes") or 1)
+    except (TypeError, ValueError):
+        nproc = 1
+    multi = nproc > 1 and str(data.get("distributed_type", "")).upper() in ("MULTI_GPU", "MULTI_CPU")
+    # Multi-process configs keep 2 processes; MULTI_GPU is what really fans out (see runs/entries/launch.py).
+    forced = {"compute_environment": "LOCAL_MACHINE", "distributed_type": "MULTI_GPU" if multi else "NO",
+              "num_machines": 1, "num_processes": 2 if multi else 1, "machine_rank": 0}
     changed = [k for k, v in forced.items() if k in data and data[k] != v]
     dropped = sorted(k for k in data if k not in keep and k not in forced and k != "use_cpu")
     adapted.update(forced)
@@ -434,8 +445,8 @@ def verdict_paragraph(report: ReproReport) -> str:
     if append.verdict == "reproduced":
         err = (append.result or {}).get("error") or {}
         parts.append(f"REPRODUCED: with `bf16: true` the Trainer builds `Accelerator(mixed_precision='bf16')`; "
-                     f"injecting an FP8 recipe handler ({recipe_cls}) into it raises `ValueError: "
-                     f"{err.get('message')}` at {err.get('where')} (called from {err.get('user_where')}).")
+                     f"injecting an FP8 recipe handler ({recipe_cls}) into it raises ValueError "
+                     f"\"{err.get('message')}\" at {err.get('where')} (called from {err.get('user_where')}).")
     else:
         parts.append(f"NOT reproduced: the always-append patch gave {append.verdict} ({append.reason}).")
     missing = rows["buggy_if_missing"]
@@ -512,7 +523,8 @@ def render(report: ReproReport, fmt: str = "text") -> str:
     out.append(f"## {title}" if md else title)
     out += ["", table, ""]
     reasons = [f"- {r.key}: {r.reason}" for r in report.rows]
-    out += ["Verdict: " + verdict_paragraph(report), "", "Per run:", *reasons, ""]
+    paragraph = "Verdict: " + verdict_paragraph(report)
+    out += [paragraph if md else textwrap.fill(paragraph, 118), "", "Per run:", *reasons, ""]
     if report.caller_env:
         env = ", ".join(f"{k}={v}" for k, v in report.caller_env.items())
         out += [f"Your shell's FP8-relevant variables were recorded and NOT passed to the runs: {env}", ""]

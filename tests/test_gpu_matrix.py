@@ -39,7 +39,8 @@ def test_torchao_cell_on_cpu(cpu_matrix: dict[str, Any], recipe: str, entry: str
     assert cell["result"]["emulated"] is True
     bad = [f"{v['check']}: {v['detail']}" for v in cell["verdicts"] if v["level"] in ("fail", "error")]
     assert not bad, bad
-    assert cell["status"] == "pass"
+    warned = [v["check"] for v in cell["verdicts"] if v["level"] == "warn"]
+    assert cell["status"] == ("warn" if warned else "pass") and set(warned) <= {"native_agreement"}, warned
     checked = {v["check"] for v in cell["verdicts"] if v["level"] == "ok"}
     assert {"finished", "loss_finite", "loss_falls", "loss_vs_bf16", "fp8_layers", "fp8_active"} <= checked
 

@@ -28,16 +28,19 @@ def test_cpu_matrix_runs_every_torchao_cell_and_passes(cpu_matrix) -> None:
     limits = [c for c in fp8 if c["status"] == "skip"]
     assert all(c["verdicts"][0]["detail"].startswith("known CPU limit: ") for c in limits), limits
     assert len(limits) <= len(ENTRIES) - 1  # never the native path
-    assert all(c["status"] == "pass" for c in base + fp8 if c not in limits), [
-        c["label"] for c in base + fp8 if c["status"] not in ("pass", "skip")]
+    assert all(c["status"] in ("pass", "warn") for c in base + fp8 if c not in limits), [
+        c["label"] for c in base + fp8 if c["status"] not in ("pass", "warn", "skip")]
+    warned = {v["check"] for c in fp8 for v in c["verdicts"] if v["level"] == "warn"}
+    assert warned <= {"native_agreement"}, warned
     # One JSON line per cell, written as each finished.
     lines = cpu_matrix["jsonl"].read_text().splitlines()
     assert sorted(json.loads(x)["key"] for x in lines) == sorted(c["key"] for c in data["cells"])
-    # Accelerate's path agrees with the native torchao conversion on the same seed.
-    acc = [c for c in fp8 if c["result"]["spec"]["entry"] == "accelerator"]
+    # Accelerate's path agrees with the native torchao conversion on the same seed, within the loss tolerance.
+    acc = [c for c in fp8 if c["result"]["spec"]["entry"] == "accelerator" and c["status"] != "skip"]
+    assert len(acc) >= 2
     for c in acc:
         v = next(v for v in c["verdicts"] if v["check"] == "native_agreement")
-        assert v["level"] == "ok", v
+        assert v["level"] in ("ok", "warn") and v["value"] is not None, v
 
 
 def test_te_cells_are_listed_as_skipped_with_the_doctors_reason(tmp_path) -> None:

@@ -93,3 +93,36 @@ def test_killed_command_reports_the_signal():
     r = watch("--format", "json", "--", PY, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
     assert r.returncode == 128 + 9
     assert json.loads(r.stdout)["signal"] == "SIGKILL"
+
+
+def _on_a_terminal(script: str, send: bytes) -> tuple[int, str]:
+    """Run `fp8doctor watch -- python -c SCRIPT` on a pseudo-terminal; type SEND once it prints READY."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # child: becomes the terminal's session leader, as in an interactive shell
+        os.execv(PY, [PY, "-m", "fp8doctor", "watch", "--", PY, "-c", script])
+    out, sent, deadline = b"", False, time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        if not sent and b"READY" in out:
+            os.write(fd, send)
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+def test_keyboard_input_and_ctrl_c_reach_the_command():
+    rc, out = _on_a_terminal("print('READY', flush=True); print('GOT', input())", b"hello\n")
+    assert "GOT hello" in out and rc == 1  # ran fine; no FP8
+    rc, out = _on_a_terminal("import time; print('READY', flush=True); time.sleep(60)", b"\x03")
+    assert rc == 130 and "command: killed by SIGINT" in out

@@ -134,6 +134,18 @@ def test_overall_is_the_worst_rank_and_helpers_are_not_judged():
     assert overall_verdict([])["reason"].startswith("no Python process was observed")
 
 
+def test_spawned_children_of_a_rank_are_helpers_not_ranks():
+    active = acc(arg="fp8", result_mp="fp8", fp8=True, backend="AO", fp8_layers=ELIGIBLE, forwards=4)
+    rank0 = proc(active, rank=0, pid=2)
+    worker = {**proc(rank=0, pid=5), "accelerators": [], "ppid": 2}  # a spawned DataLoader worker inherits RANK
+    early = {**proc(rank=1, pid=3), "accelerators": [], "exited": False, "ppid": 1}
+    early_child = {**proc(rank=1, pid=6), "accelerators": [], "ppid": 3}
+    v = overall_verdict([rank0, early, worker, early_child])
+    assert [(r["rank"], r["pid"], r["verdict"]) for r in v["ranks"]] == [(0, 2, FP8_ACTIVE), (1, 3, NO_ACCELERATOR)]
+    assert sorted(h["pid"] for h in v["helpers"]) == [5, 6]
+    assert overall_verdict([rank0, worker])["verdict"] == FP8_ACTIVE
+
+
 def test_fix_hint_for_installed_versions():
     p = proc(acc(arg="bf16", env="fp8", trainer=TRAINER_BF16, handlers=["AORecipeKwargs"]))
     facts = facts_from_processes([p])

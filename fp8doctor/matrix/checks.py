@@ -15,9 +15,12 @@ from fp8doctor.findings import Level
 
 # Max relative difference |loss_fp8 - loss_bf16| / |loss_bf16| allowed at any step.
 LOSS_RTOL: dict[tuple[str, str], float] = {
-    ("torchao", "tensorwise"): 0.02,
-    ("torchao", "rowwise"): 0.02,
-    ("torchao", "rowwise_with_gw_hp"): 0.02,
+    # torchao (emulate on CPU, 8 steps, tiny model, seeds 0-2, all entry paths): worst measured 4.2e-2 for
+    # tensorwise (Trainer / `accelerate launch`, i.e. Accelerate's default Float8LinearConfig), 3.2e-3 rowwise,
+    # 1.6e-3 rowwise_with_gw_hp; tolerances are about twice to three times the worst seen.
+    ("torchao", "tensorwise"): 0.08,
+    ("torchao", "rowwise"): 0.01,
+    ("torchao", "rowwise_with_gw_hp"): 0.01,
     # Transformer Engine: TE's own FP8 test tolerance (rtol 0.125); NVFP4 has 2 mantissa bits, doubled.
     ("te", "delayed_hybrid"): 0.125,
     ("te", "delayed_e4m3"): 0.125,

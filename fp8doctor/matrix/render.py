@@ -75,11 +75,11 @@ def summary(result: MatrixResult) -> str:
             f"{counts['skip']} skipped; {result.wall_s:.1f} s wall with {result.workers} worker(s)")
 
 
-def failure_lines(result: MatrixResult) -> list[str]:
+def failure_lines(result: MatrixResult, levels: tuple[str, ...] = ("fail", "error")) -> list[str]:
     out = []
-    for row in result.failed:
+    for row in result.rows:
         for v in row.verdicts:
-            if v.level.value in ("fail", "error"):
+            if v.level.value in levels:
                 out.append(f"{row.cell.spec.label()}: {v.check}: {v.detail}")
     return out
 
@@ -93,10 +93,10 @@ def render_text(result: MatrixResult, fmt: str = "text") -> str:
     if notes:
         parts.append("")
         parts += [f"[{n}] {reason}" for reason, n in notes.items()]
-    fails = failure_lines(result)
-    if fails:
-        parts.append("")
-        parts += ["Failed checks:"] + [f"  {line}" for line in fails]
+    for title, levels in (("Failed checks:", ("fail", "error")), ("Warnings:", ("warn",))):
+        lines = failure_lines(result, levels)
+        if lines:
+            parts += ["", title] + [f"  {line}" for line in lines]
     if any(r.result.get("emulated") for r in result.rows):
         parts += ["", "torchao ran with Float8LinearConfig(emulate=True): real FP8 casts and scaling, plain "
                   "matmul (no FP8 GEMM on CPU); step-time ratios are informational there."]

@@ -15,7 +15,7 @@ VERDICTS = ("reproduced", "silent-bf16", "fp8-active", "bf16-baseline", "not-app
 #   >= 1.4: "Passing in an FP8 configuration requires setting `mixed_precision='fp8'`."
 #   <= 1.3: "Passing in a FP8RecipeKwargs object requires setting `mixed_precision='fp8'`."
 _FP8_MIXED_PRECISION_ERROR = re.compile(
-    r"passing in an? (fp8 configuration|fp8\w*kwargs( object)?|\w*recipe\w*( object)?)\b.*?"
+    r"passing in an? [`'\"]?(fp8 configuration|fp8\w*kwargs|\w*recipe\w*)\b.*?"
     r"requires\b.*?mixed_precision\s*=\s*[`'\"]*fp8",
     re.IGNORECASE | re.DOTALL,
 )

@@ -97,6 +97,11 @@ class Recorder:
         self._pid = -1
         self._fh: Any = None
         self._lock = threading.Lock()
+        # A fork taken while another thread writes must not inherit a held lock.
+        os.register_at_fork(after_in_child=self._new_lock)
+
+    def _new_lock(self) -> None:
+        self._lock = threading.Lock()
 
     def _file(self) -> Any:
         if self._pid != os.getpid():

@@ -9,7 +9,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,6 +49,31 @@ def _stop_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+@contextlib.contextmanager
+def _terminal_given_to(pgid: int) -> Iterator[None]:
+    """Make the command's process group the terminal's foreground group while it runs, as a shell would, so
+    Ctrl-C and keyboard input reach it directly; fp8doctor's own group gets the terminal back afterwards."""
+    fd = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        if threading.current_thread() is threading.main_thread() and sys.stdin.isatty():
+            fd = sys.stdin.fileno()
+            if os.tcgetpgrp(fd) != os.getpgrp():
+                fd = None
+            else:
+                os.tcsetpgrp(fd, pgid)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            # Taking the terminal back from the background would stop this process with SIGTTOU.
+            previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+            try:
+                with contextlib.suppress(OSError):
+                    os.tcsetpgrp(fd, os.getpgrp())
+            finally:
+                signal.signal(signal.SIGTTOU, previous)
+
+
 def run_watch(
     cmd: list[str],
     timeout: float | None = None,
@@ -74,7 +101,8 @@ def run_watch(
         except OSError as exc:
             raise UsageError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
         try:
-            proc.wait(timeout=timeout)
+            with _terminal_given_to(proc.pid):
+                proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
             _stop_group(proc)

@@ -149,19 +149,36 @@ def process_verdict(proc: dict[str, Any]) -> dict[str, Any]:
     return {**out, "verdict": NO_FORWARD, "reason": f"{layers}; no forward pass of the prepared model was seen"}
 
 
-def is_rank_process(proc: dict[str, Any]) -> bool:
-    """A training process: it built an Accelerator or a launcher gave it a RANK (launcher shells are not)."""
-    return bool(proc.get("accelerators")) or proc.get("rank") is not None
+def rank_processes(procs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The training processes: those that built an Accelerator, plus, for a RANK none of those covers, the first
+    process a launcher gave that RANK (a rank that died early). Launcher shells and the rank's own Python
+    children (spawned DataLoader workers inherit RANK) are helpers, not ranks."""
+    with_acc = [p for p in procs if p.get("accelerators")]
+    covered = {p.get("rank") for p in with_acc}
+    pids = {p.get("pid"): p for p in procs}
+    uncovered = []
+    for p in procs:
+        rank = p.get("rank")
+        if p.get("accelerators") or rank is None or rank in covered:
+            continue
+        parent = pids.get(p.get("ppid"))
+        if parent is not None and parent.get("rank") == rank:
+            continue  # a child of that rank's process
+        uncovered.append(p)
+        covered.add(rank)
+    chosen = {id(p) for p in with_acc + uncovered}
+    return [p for p in procs if id(p) in chosen]
 
 
 def overall_verdict(procs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-rank verdicts and the overall one (the worst rank's); helper processes are listed, not judged."""
-    ranks = [p for p in procs if is_rank_process(p)]
+    ranks = rank_processes(procs)
+    rank_ids = {id(p) for p in ranks}
     per_rank = []
     for p in ranks:
         v = process_verdict(p)
         per_rank.append({"pid": p.get("pid"), "rank": p.get("rank"), "local_rank": p.get("local_rank"), **v})
-    helpers = [{"pid": p.get("pid"), "argv": p.get("argv")} for p in procs if not is_rank_process(p)]
+    helpers = [{"pid": p.get("pid"), "argv": p.get("argv")} for p in procs if id(p) not in rank_ids]
     if not per_rank:
         n = len(procs)
         reason = (f"no process built an accelerate.Accelerator ({n} Python process{'es' if n != 1 else ''} "

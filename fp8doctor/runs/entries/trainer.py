@@ -27,6 +27,10 @@ from fp8doctor.runs.entries.recipes import backend_env, recipe_handler
 
 
 def fixed_env(ctx: Context) -> dict[str, str]:
+    """The user's FP8 variables; a spec that sets ACCELERATE_MIXED_PRECISION itself defines them all (a stray
+    ACCELERATE_FP8_BACKEND next to a non-fp8 precision changes what Accelerate does)."""
+    if "ACCELERATE_MIXED_PRECISION" in ctx.spec.env:
+        return {}
     env = {"ACCELERATE_MIXED_PRECISION": ctx.spec.mixed_precision, **backend_env(ctx)}
     return {k: v for k, v in env.items() if k not in ctx.spec.env}
 
