@@ -32,6 +32,27 @@ IMPORTS = {
 }
 
 
+EXIT_PROBE = """
+import os, sys, time
+import torch, torchao.float8
+from transformers import LlamaForCausalLM
+from accelerate import Accelerator
+print(time.time(), flush=True)
+if sys.argv[1] == "os._exit":
+    os._exit(0)
+"""
+
+
+def time_exit(how: str) -> float:
+    """Seconds from the last line of a script that imported the run's libraries to its process being gone."""
+    proc = subprocess.Popen([sys.executable, "-c", EXIT_PROBE, how], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    last = float(proc.stdout.readline())
+    proc.wait()
+    return time.time() - last
+
+
 def time_snippet(code: str) -> float:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -60,10 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     runs: list[dict[str, float]] = []
     imports: dict[str, list[float]] = {name: [] for name in IMPORTS}
+    exits: dict[str, list[float]] = {"normal exit": [], "os._exit": []}
     for _ in range(max(1, args.repeat)):  # interleaved, so background load hits both views alike
         runs.append(run_once(args.entry, args.steps))
         for name, code in IMPORTS.items():
             imports[name].append(time_snippet(code))
+        for how in exits:
+            exits[how].append(time_exit(how))
 
     def med(key: str) -> float:
         return statistics.median(r.get(key, 0.0) for r in runs)
@@ -82,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\nEach import alone in a fresh interpreter (includes the interpreter start):\n")
     print(tabulate([(n, f"{statistics.median(ts):.2f}", f"{statistics.median(ts) - floor:.2f}")
                     for n, ts in imports.items()], headers=("snippet", "median s", "minus start"), tablefmt="github"))
+    print("\nInterpreter exit after those imports (part of the first phase above):\n")
+    print(tabulate([(how, f"{statistics.median(ts):.2f}") for how, ts in exits.items()],
+                   headers=("how the process ends", "median s"), tablefmt="github"))
     top = max(phases, key=lambda p: p[1])
     print(f"\ndominant phase: {top[0]} ({100 * top[1] / wall:.0f}% of the run); steps are "
           f"{100 * med('steps') / wall:.0f}%")

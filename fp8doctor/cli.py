@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 from fp8doctor import __version__
 from fp8doctor.errors import UsageError
@@ -49,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"fp8doctor {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ImportError as exc:
+        # An installed package that does not import (a broken install): one line that names it, not a traceback.
+        origin = traceback.extract_tb(exc.__traceback__)[-1]
+        print(f"fp8doctor {args.command}: error: broken install: {type(exc).__name__}: {exc} (raised at "
+              f"{origin.filename}:{origin.lineno}); reinstall that package", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"fp8doctor {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -3,7 +3,7 @@
 Loaded in every pytest session on a machine where fp8doctor is installed, so it imports only pytest and the
 stdlib at load time, reads the machine (nvidia-smi, importlib.metadata; no torch import) only when a marked
 test or `requires(...)` asks, caches what it read, and turns any failure of its own into a skip reason
-instead of an error in someone else's test session.
+instead of an error in someone else's test session. A project that does not want it: `pytest -p no:fp8doctor`.
 
   import pytest
   from fp8doctor.pytest_plugin import requires
@@ -100,7 +100,10 @@ def _needs(item: pytest.Item) -> dict[str, Any] | None:
     if gpu is not None:
         need["gpu"] = True
         if "min_cc" in gpu.kwargs:
-            need["min_cc"] = tuple(gpu.kwargs["min_cc"])
+            cc = tuple(int(x) for x in gpu.kwargs["min_cc"])
+            if len(cc) != 2:
+                raise ValueError(f"min_cc must be (major, minor), got {gpu.kwargs['min_cc']!r}")
+            need["min_cc"] = cc
     if item.get_closest_marker("te") is not None:
         need["te"] = True
     multi = item.get_closest_marker("multigpu")
@@ -114,7 +117,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Skip gpu/te/multigpu-marked tests this machine cannot run, with the doctor's reason."""
     cache: dict[tuple[Any, ...], str] = {}
     for item in items:
-        need = _needs(item)
+        try:
+            need = _needs(item)
+        except (TypeError, ValueError) as exc:  # e.g. gpu(min_cc="9.0"): say so rather than break collection
+            item.add_marker(pytest.mark.skip(reason=f"fp8doctor: bad marker arguments ({exc})"))
+            continue
         if need is None:
             continue
         key = tuple(sorted(need.items()))

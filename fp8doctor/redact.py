@@ -8,10 +8,14 @@ from typing import Any
 
 REDACTED = "***REDACTED***"
 
-_SECRET_NAME = re.compile(
-    r"(TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|_KEY$|^KEY$|AUTH|COOKIE|SESSION)",
-    re.IGNORECASE,
-)
+# A name is secret when one of its words is a secret word (HF_TOKEN, WANDB_API_KEY, AWS_ACCESS_KEY_ID), or it
+# contains an unmistakable one anywhere (DBPASSWORD). Whole words, so tokens_per_s and tokenizer_name stay visible;
+# KEY only as the last word or before ID (BAR_KEY, AWS_ACCESS_KEY_ID), so num_key_value_heads stays visible.
+_SECRET_WORDS = {"TOKEN", "APIKEY", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL",
+                 "CREDENTIALS", "AUTH", "COOKIE", "PAT"}
+_SECRET_SUBSTRINGS = ("SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL", "APIKEY", "PRIVATEKEY",
+                      "ACCESSKEY", "AUTHTOKEN")
+_WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 # scheme://user:password@host  -> scheme://***REDACTED***@host
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<cred>[^\s/@:]+:[^\s/@]*)@")
 # Well-known token shapes, caught even where the name says nothing (e.g. inside a config value).
@@ -20,14 +24,46 @@ _TOKEN_SHAPES = re.compile(
     r"github_pat_[A-Za-z0-9_]{30,}|xox[abpr]-[A-Za-z0-9\-]{10,}|wandb_v1_[A-Za-z0-9_]{20,})\b"
 )
 
+# A command-line option whose name says it carries a secret: `--hub_token X`, `--password=X`, `-api-key 'X'`.
+# "token" must not run on into a letter, so --tokenizer_name and --max_new_tokens keep their values.
+_SECRET_OPTION = (r"-{1,2}[A-Za-z0-9_.\-]*?(?:token|secret|password|passwd|passphrase|credential|"
+                  r"api[_\-]?key|access[_\-]?key|private[_\-]?key)(?![A-Za-z])[A-Za-z0-9_.\-]*")
+_SECRET_OPTION_NAME = re.compile(rf"^{_SECRET_OPTION}$", re.IGNORECASE)
+_SECRET_OPTION_VALUE = re.compile(
+    rf"(?P<opt>(?<![\w-]){_SECRET_OPTION})(?P<sep>=| +)(?P<val>'[^']*'|\"[^\"]*\"|[^\s'\"]+)", re.IGNORECASE)
+
 
 def is_secret_name(name: str) -> bool:
-    return bool(_SECRET_NAME.search(name))
+    words = [w.upper() for w in _WORD_SPLIT.split(name) if w]
+    if set(words) & _SECRET_WORDS or words[-1:] == ["KEY"] or words[-2:] == ["KEY", "ID"]:
+        return True
+    squashed = re.sub(r"[^A-Za-z0-9]", "", name).upper()
+    return any(sub in squashed for sub in _SECRET_SUBSTRINGS)
 
 
 def redact_text(text: str) -> str:
     text = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
+    text = _SECRET_OPTION_VALUE.sub(lambda m: f"{m.group('opt')}{m.group('sep')}{REDACTED}", text)
     return _TOKEN_SHAPES.sub(REDACTED, text)
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """A command line with the value of every secret-named option redacted (`--hub_token X`, `--password=X`)."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        name, eq, value = arg.partition("=")
+        if _SECRET_OPTION_NAME.match(name):
+            if eq:
+                out.append(f"{name}={REDACTED}" if value else arg)
+                continue
+            hide_next = True
+        out.append(redact_text(arg))
+    return out
 
 
 def redact_value(name: str, value: Any) -> Any:
@@ -43,6 +79,8 @@ def redact_obj(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return {k: redact_value(str(k), v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
+        if obj and all(isinstance(v, str) for v in obj):
+            return redact_argv(list(obj))  # a list of strings may be a command line
         return [redact_obj(v) for v in obj]
     return obj
 

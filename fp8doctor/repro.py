@@ -18,7 +18,8 @@ from importlib import metadata
 from typing import Any
 
 from fp8doctor.errors import UsageError
-from fp8doctor.redact import redact_env, redact_obj, redact_text
+from fp8doctor.redact import redact_env, redact_text
+from fp8doctor.runs.pool import redact_result
 from fp8doctor.runs.spec import RunSpec
 
 FORMATS = ("text", "md", "json")
@@ -187,9 +188,11 @@ def choose_backend(cli_backend: str, configs: UserConfigs, skip: Callable[[RunSp
         wanted = "torchao"
     if wanted is None:
         wanted = "te" if te_reason is None else "torchao"
-        if wanted == "torchao":
-            notes.append(f"Transformer Engine is not usable here ({te_reason}) so the recipe is torchao's; "
-                         "Accelerate's check that raises this ValueError is backend-independent.")
+    if wanted == "torchao" and not notes:
+        why = f"Transformer Engine is not usable here ({te_reason})" if te_reason else "torchao was chosen"
+        notes.append(f"{why}; the runs use torchao's recipe. Accelerate's mixed-precision check is "
+                     "backend-independent (it fires for any FP8 recipe handler), so a TE setup fails and is fixed "
+                     "the same way.")
     recipe = te_recipe if wanted == "te" else "tensorwise"
     return wanted, recipe, notes, te_reason
 
@@ -261,6 +264,9 @@ def _user_rows(configs: UserConfigs, base: RunSpec, backend: str, recipe: str, w
         # transformers >= 5: TrainingArguments.mixed_precision = env value, overwritten to "bf16" by bf16=True.
         effective = "bf16" if bf16 else env.get("ACCELERATE_MIXED_PRECISION", "no")
         fp8 = effective == "fp8"
+        # A leftover ACCELERATE_FP8_BACKEND next to a non-fp8 precision makes Accelerate 1.15's prepare()
+        # convert for that backend without a recipe (AO: AttributeError in _prepare_ao): either is possible.
+        not_fp8 = ("silent-bf16", "failed") if "ACCELERATE_FP8_BACKEND" in env else ("silent-bf16",)
         name = os.path.basename(configs.llamafactory_path or "config")
         rows += [
             Row("yours_append", f"{name}: recipe injection, append form", "yours",
@@ -268,13 +274,9 @@ def _user_rows(configs: UserConfigs, base: RunSpec, backend: str, recipe: str, w
                 ("fp8-active",) if fp8 else ("reproduced",)),
             Row("yours_if_missing", f"{name}: recipe injection, if-missing form", "yours",
                 replace(base, entry="buggy_patch_if_missing", bf16=bf16, env=dict(env)),
-                ("fp8-active",) if fp8 else (("silent-bf16",) if major >= 5 else ("reproduced", "silent-bf16"))),
-            # A leftover ACCELERATE_FP8_BACKEND next to a non-fp8 precision makes Accelerate 1.15's prepare()
-            # convert for that backend without a recipe (AO: AttributeError in _prepare_ao): either is possible.
+                ("fp8-active",) if fp8 else (not_fp8 if major >= 5 else ("reproduced", *not_fp8))),
             Row("yours_trainer", f"{name}: Trainer + env, no patch", "yours",
-                replace(base, entry="trainer", bf16=bf16, env=dict(env)),
-                ("fp8-active",) if fp8 else (("silent-bf16", "failed") if "ACCELERATE_FP8_BACKEND" in env
-                                              else ("silent-bf16",))),
+                replace(base, entry="trainer", bf16=bf16, env=dict(env)), ("fp8-active",) if fp8 else not_fp8),
         ]
     if configs.accelerate is not None:
         adapted, changed = adapt_accelerate_config(configs.accelerate)
@@ -355,6 +357,8 @@ def run_repro(config_paths: Sequence[str] = (), backend: str = "auto", steps: in
         raise UsageError("--steps must be at least 2 (the loss has to be seen falling)")
     if timeout_s <= 0:
         raise UsageError("--timeout must be positive")
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be at least 1")
     configs = load_user_configs(config_paths)
     work_dir = tempfile.mkdtemp(prefix="fp8doctor-repro-")
     t0 = time.perf_counter()
@@ -374,7 +378,7 @@ def run_repro(config_paths: Sequence[str] = (), backend: str = "auto", steps: in
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     for row, result in zip(plan.rows, results, strict=True):
-        row.result = redact_obj(result)
+        row.result = redact_result(result)
         v = classify(row.result)
         row.verdict, row.reason = v.name, v.reason
     return ReproReport(plan=plan, caller_env=caller_fp8_env(), wall_s=time.perf_counter() - t0)
@@ -458,6 +462,13 @@ def verdict_paragraph(report: ReproReport) -> str:
                      f"({seen}), so the run trained silently in bf16 ({missing.reason}).")
     else:
         parts.append(f"The inject-if-missing patch gave {missing.verdict} ({missing.reason}).")
+    yours = [r for r in report.rows if r.kind == "yours"]
+    if yours:
+        parts.append("Your config: " + "; ".join(f"{r.label} -> {r.verdict}" for r in yours) + ".")
+    if any("_prepare_ao" in str(((r.result or {}).get("error") or {}).get("where")) for r in report.rows):
+        parts.append("A leftover ACCELERATE_FP8_BACKEND next to a non-fp8 mixed precision sends Accelerate's "
+                     "prepare() down the FP8 backend's path without a recipe (the AttributeError in _prepare_ao): "
+                     "set mixed precision to fp8, or unset ACCELERATE_FP8_BACKEND when training in bf16.")
     active = report.fixed_active()
     if active:
         names = ", ".join(r.key for r in active)
@@ -494,18 +505,18 @@ def fix_lines(report: ReproReport) -> list[str]:
 
 
 def to_json_obj(report: ReproReport) -> dict[str, Any]:
-    return redact_obj({
+    return redact_result({
         "backend": report.plan.backend,
         "recipe": report.plan.recipe,
         "exit_code": report.exit_code(),
         "verdict": verdict_paragraph(report),
         "fix": fix_lines(report),
         "notes": report.plan.notes,
-        "caller_env_not_inherited": report.caller_env,
+        "caller_env": {"removed_from_caller": report.caller_env},
         "configs": {"llamafactory": report.plan.configs.llamafactory_path,
                     "accelerate": report.plan.configs.accelerate_path},
         "wall_s": round(report.wall_s, 2),
-        "rows": [{"key": r.key, "label": r.label, "kind": r.kind, "expected": list(r.expected),
+        "rows": [{"id": r.key, "label": r.label, "kind": r.kind, "expected": list(r.expected),
                   "verdict": r.verdict, "as_expected": r.as_expected, "reason": r.reason, "result": r.result}
                  for r in report.rows],
     })
@@ -524,7 +535,7 @@ def render(report: ReproReport, fmt: str = "text") -> str:
     out += ["", table, ""]
     reasons = [f"- {r.key}: {r.reason}" for r in report.rows]
     paragraph = "Verdict: " + verdict_paragraph(report)
-    out += [paragraph if md else textwrap.fill(paragraph, 118), "", "Per run:", *reasons, ""]
+    out += [paragraph if md else textwrap.fill(paragraph, 118, break_on_hyphens=False), "", "Per run:", *reasons, ""]
     if report.caller_env:
         env = ", ".join(f"{k}={v}" for k, v in report.caller_env.items())
         out += [f"Your shell's FP8-relevant variables were recorded and NOT passed to the runs: {env}", ""]

@@ -111,3 +111,24 @@ def test_accelerate_ao_rule_matches_real_accelerate_conversion() -> None:
     assert not any("mlp" in name for name in out["fp8"])
     assert "model.layers.0.self_attn.q_proj" not in out["fp8"] and "model.layers.1.self_attn.o_proj" in out["fp8"]
     assert out["active"] is True
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["HF_TOKEN", "WANDB_API_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "BAR_KEY", "MY_PASSWORD",
+     "hubToken", "DBPASSWORD", "GITHUB_PAT", "apiKey"],
+)
+def test_secret_names_are_recognised(name: str) -> None:
+    from fp8doctor.redact import REDACTED, is_secret_name, redact_obj
+
+    assert is_secret_name(name)
+    assert redact_obj({name: "v"}) == {name: REDACTED}
+
+
+@pytest.mark.parametrize(
+    "name", ["tokens_per_s", "tokenizer_name", "max_new_tokens", "num_key_value_heads", "ACCELERATE_MIXED_PRECISION"]
+)
+def test_measurements_that_look_like_secrets_stay_visible(name: str) -> None:
+    from fp8doctor.redact import redact_obj
+
+    assert redact_obj({name: 12.5}) == {name: 12.5}

@@ -63,3 +63,15 @@ def test_selection_and_baseline_of_unrunnable_entry() -> None:
 def test_bad_selection_is_a_usage_error(kwargs, needle) -> None:
     with pytest.raises(UsageError, match=needle.replace("(", r"\(")):
         plan.plan(CPU, **kwargs)
+
+
+def test_union_of_selections_dedupes_and_keeps_needed_baselines() -> None:
+    sels = [{"backends": ["te"], "entries": ["trainer"]}, {"backends": ["torchao"], "recipes": ["tensorwise"],
+                                                           "entries": ["trainer", "native"]}]
+    cells = plan.plan_union(CPU, sels, steps=4)
+    keys = [c.key for c in cells]
+    assert len(keys) == len(set(keys))
+    base = {c.spec.entry: c for c in cells if c.role == "baseline"}
+    assert set(base) == {"trainer", "native"} and all(c.skip is None for c in base.values())
+    assert [c.role for c in cells][: len(base)] == ["baseline"] * len(base)
+    assert all(c.spec.steps == 4 for c in cells)

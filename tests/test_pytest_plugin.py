@@ -23,6 +23,9 @@ def test_multi(): pass
 @pytest.mark.slow
 def test_slow(): pass
 
+@pytest.mark.gpu(min_cc="nine")
+def test_bad_marker(): pass
+
 @requires(gpu=True, te=True, min_cc=(8, 9), min_gpus=2)
 def test_requires_all(): pass
 
@@ -57,13 +60,14 @@ def test_markers_and_cpu_skip_reasons(pytester) -> None:
     for need in ("No CUDA GPU is visible", "2 CUDA GPUs needed, none visible.", "Transformer Engine is not installed"):
         assert need in everything
     assert everything.count("fp8doctor:") == 1
+    assert "fp8doctor: bad marker arguments" in skips["test_bad_marker"]
 
 
 def test_dash_m_gpu_exits_zero_with_skips_on_cpu(pytester) -> None:
     pytester.makepyfile(test_marked=MARKED)
     result = pytester.runpytest("-m", "gpu", "-rs", "-p", "no:cacheprovider")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["*SKIPPED*No CUDA GPU is visible*", "*1 skipped, 6 deselected*"])
+    result.stdout.fnmatch_lines(["*SKIPPED*No CUDA GPU is visible*", "*2 skipped, 6 deselected*"])
 
 
 def test_reasons_on_hand_written_gpu_facts(monkeypatch) -> None:
@@ -101,3 +105,18 @@ def test_plugin_import_is_light() -> None:
            "if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_fp8_cell_fixture_runs_a_real_cell_in_a_child_process(pytester) -> None:
+    pytester.makepyfile(test_cell="""
+import os
+
+def test_cell(fp8_cell):
+    result = fp8_cell(backend="torchao", recipe="tensorwise", entry="accelerator", steps=2)
+    assert result["outcome"] == "finished", result.get("error")
+    assert result["fp8_active"] and len(result["fp8_layers"]) == 13
+    assert result["emulated"] is True and result["pid"] != os.getpid()
+""")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    result.assert_outcomes(passed=1)

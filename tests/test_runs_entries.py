@@ -1,12 +1,15 @@
 """Each entry path run for real in child processes on the tiny model (torchao emulate=True on CPU).
 
 The default tensorwise recipe through every entry is covered by tests/test_repro.py; here the other torchao
-recipes, the Trainer's recipe override, a 2-process `accelerate launch`, torchrun and the bf16 baseline.
+recipes, the Trainer's recipe override, a 2-process `accelerate launch` and the bf16 baseline (torchrun's
+2 processes are checked there too).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 
 import pytest
 
@@ -15,19 +18,36 @@ from fp8doctor.runs.spec import RunSpec
 from fp8doctor.runs.verdicts import classify
 
 SPECS = {
-    "native": RunSpec(entry="native", recipe="rowwise", steps=5),
-    "accelerator": RunSpec(entry="accelerator", recipe="rowwise_with_gw_hp", steps=5),
+    "native": RunSpec(entry="native", recipe="rowwise_with_gw_hp", steps=5),
+    "accelerator": RunSpec(entry="accelerator", recipe="rowwise", steps=5),
     "trainer": RunSpec(entry="trainer", recipe="rowwise", steps=5),
     "launch2": RunSpec(entry="launch", nproc=2, steps=4),
-    "multiproc": RunSpec(entry="multiproc", nproc=2, steps=4),
     "baseline": RunSpec(backend="none", recipe="bf16", entry="native", steps=5),
 }
 
 
 @pytest.fixture(scope="module")
-def results():
-    out = run_specs(list(SPECS.values()), workers=2)
-    return dict(zip(SPECS, out, strict=True))
+def results(tmp_path_factory):
+    def compute():
+        return dict(zip(SPECS, run_specs(list(SPECS.values()), workers=2), strict=True))
+
+    return computed_once(tmp_path_factory, "fp8doctor-entries", compute)
+
+
+def computed_once(tmp_path_factory, name, compute):
+    """One computation per test session even under pytest-xdist: the first worker computes and writes JSON
+    under the session's shared temp root while holding a lock; the others wait on the lock and read it."""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    data, lock = root / f"{name}.json", root / f"{name}.lock"
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        if not data.exists():
+            data.write_text(json.dumps(compute(), default=str))
+        return json.loads(data.read_text())
 
 
 def falling(losses):
@@ -35,7 +55,7 @@ def falling(losses):
     assert losses[-1] < losses[0], losses
 
 
-@pytest.mark.parametrize("name", ["native", "accelerator", "trainer", "launch2", "multiproc"])
+@pytest.mark.parametrize("name", ["native", "accelerator", "trainer", "launch2"])
 def test_fp8_entry_trains_with_fp8_active(results, name):
     r = results[name]
     assert r["outcome"] == "finished", (r.get("error"), r.get("stderr_tail"))
@@ -52,6 +72,7 @@ def test_fp8_entry_trains_with_fp8_active(results, name):
 
 
 def test_native_and_accelerate_convert_the_same_layers(results):
+    # Same filter, different torchao recipes: the converted layer set must not depend on the recipe.
     assert results["native"]["fp8_layers"] == results["accelerator"]["fp8_layers"]
     assert "model.layers.0.self_attn.q_proj" not in results["native"]["fp8_layers"]
     assert "lm_head" not in results["native"]["fp8_layers"]
@@ -64,9 +85,8 @@ def test_trainer_gets_recipe_through_build_accelerator_args(results):
     assert any("_build_accelerator_args" in n for n in r["notes"])
 
 
-@pytest.mark.parametrize("name", ["launch2", "multiproc"])
-def test_two_processes_are_really_distributed(results, name):
-    r = results[name]
+def test_two_process_launch_is_really_distributed(results):
+    r = results["launch2"]
     assert r["launcher"]["processes_started"] == 2 and r["launcher"]["returncode"] == 0
     assert [x["rank"] for x in r["ranks"]] == [0, 1]
     for rank in r["ranks"]:

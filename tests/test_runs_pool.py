@@ -69,3 +69,15 @@ def test_skipped_without_spawning_and_skip_reasons():
 def test_invalid_spec_is_a_result():
     r = run_spec(RunSpec(recipe="nope"))
     assert r["outcome"] == "raised" and "unknown recipe" in r["error"]["message"]
+
+
+def test_redact_result_keeps_fields_and_hides_secrets():
+    from fp8doctor.runs.pool import redact_result
+
+    r = redact_result({"spec": {"env": {"HF_TOKEN": "x", "A": "b"}}, "tokens_per_s": 3.0, "key": "k",
+                       "launcher": {"launcher_env": {"ACCELERATE_API_KEY": "v"}},
+                       "error": {"message": "GET https://user:pw@hub/x failed with hf_" + "z" * 24}})
+    assert r["spec"]["env"] == {"HF_TOKEN": REDACTED, "A": "b"}
+    assert r["tokens_per_s"] == 3.0 and r["key"] == "k"
+    assert r["launcher"]["launcher_env"]["ACCELERATE_API_KEY"] == REDACTED
+    assert "pw" not in r["error"]["message"] and "z" * 24 not in r["error"]["message"]

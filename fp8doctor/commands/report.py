@@ -18,6 +18,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="training steps per run (default 8; 6 with --quick)")
     p.add_argument("--workers", type=int, default=2, help="matrix cells run in parallel (default 2)")
     p.add_argument("--quick", action="store_true", help="a smaller matrix: tensorwise/current, native + Accelerator")
+    p.add_argument("--full", action="store_true", help="the whole matrix: every recipe through every entry path")
     p.add_argument("--watch", action="store_true", help="also run `fp8doctor watch` on the command after `--`")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for the watched command")
     p.add_argument("watch_cmd", nargs="*", metavar="-- CMD", help="the command to watch (after `--`)")

@@ -18,10 +18,12 @@ def default_out(out_dir: str = "reports") -> str:
 
 
 def check_writable(path: str) -> None:
-    from fp8doctor.matrix.store import ResultStore
-
+    """Create the folder and the file if needed, without touching an existing file's content (--resume reads
+    it first, truncated last line included)."""
     try:
-        ResultStore(path).open_for_append()
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "ab"):
+            pass
     except OSError as exc:
         raise UsageError(f"cannot write results to {path}: {exc.strerror or exc}") from None
 
@@ -41,16 +43,23 @@ def run_matrix(
     out: str | None = None,
     resume: bool = False,
     timeout_s: float = 300.0,
+    selections: list[dict[str, Any]] | None = None,
 ) -> run.MatrixResult:
-    """Plan and execute; UsageError for bad selections or an unwritable results file."""
+    """Plan and execute; UsageError for bad selections or an unwritable results file. `selections` (a list of
+    backends/recipes/entries dicts) replaces the single selection with their union."""
     if workers < 1:
         raise UsageError("--workers must be at least 1")
+    if timeout_s <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
     if resume and not out:
         raise UsageError("--resume needs --out FILE.jsonl (the results file of the matrix to continue)")
     if out and os.path.isdir(out):
         raise UsageError(f"--out {out} is a directory; give a FILE.jsonl")
     facts = machine_facts()
-    cells = plan.plan(facts, backends, recipes, entries, steps, size, seeds or [0], timeout_s)
+    if selections:
+        cells = plan.plan_union(facts, selections, steps=steps, size=size, seeds=seeds or [0], timeout_s=timeout_s)
+    else:
+        cells = plan.plan(facts, backends, recipes, entries, steps, size, seeds or [0], timeout_s)
     if out:
         check_writable(out)
     gpus = gpu_slots(facts)
@@ -66,4 +75,7 @@ def main(args: Any) -> int:
     result = run_matrix(args.backend, args.recipe, args.entry, args.steps, args.size, args.seed, args.workers,
                         out, args.resume, args.timeout)
     sys.stdout.write(render.render(result, args.format) + "\n")
+    if result.write_error:
+        sys.stdout.flush()
+        raise UsageError(f"cannot write results to {out}: {result.write_error} (every result is printed above)")
     return result.exit_code()

@@ -129,3 +129,18 @@ def plan(
         if cell.skip is None and key not in runnable:
             cell.skip = "no FP8 cell on this entry path can run here, so its bf16 baseline is not needed"
     return list(baselines.values()) + fp8
+
+
+def plan_union(facts: dict[str, Any], selections: Sequence[dict[str, Any]], **common: Any) -> list[Cell]:
+    """Several rectangular selections (each plan()'s keyword arguments) as one matrix: cells deduplicated by key,
+    baselines first."""
+    cells: dict[str, Cell] = {}
+    for sel in selections:
+        for cell in plan(facts, **{**common, **sel}):
+            cells.setdefault(cell.key, cell)
+    ordered = sorted(cells.values(), key=lambda c: c.role != "baseline")
+    runnable = {baseline_spec(c.spec).key() for c in ordered if c.role == "fp8" and c.skip is None}
+    for c in ordered:  # a baseline one selection did not need may be needed by another
+        if c.role == "baseline" and c.key in runnable and c.skip and "baseline is not needed" in c.skip:
+            c.skip = None
+    return ordered

@@ -37,6 +37,7 @@ class MatrixResult:
     workers: int
     out: str | None = None
     problems: list[str] = field(default_factory=list)  # unreadable lines found by --resume
+    write_error: str | None = None  # the results file stopped taking lines (disk full, removed): the reason
 
     @property
     def failed(self) -> list[Row]:
@@ -93,11 +94,16 @@ def execute(
         sink.open_for_append()
     lock = threading.Lock()
 
+    write_error: list[str] = []
+
     def record(cell: Cell, result: dict[str, Any]) -> None:
         with lock:
             results[cell.key] = result
-            if sink:
-                sink.append(store.make_record(cell.key, cell.role, result))
+            if sink and not write_error:
+                try:
+                    sink.append(store.make_record(cell.key, cell.role, result))
+                except OSError as exc:  # keep measuring: every result is still rendered at the end
+                    write_error.append(exc.strerror or str(exc))
             if on_result:
                 on_result(cell, result)
 
@@ -135,16 +141,25 @@ def execute(
             if pin:
                 slots.put(slot)
 
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fp8doctor-matrix")
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fp8doctor-matrix") as pool:
-            list(pool.map(run_one, pooled))
+        for fut in [pool.submit(run_one, c) for c in pooled]:
+            fut.result()
         for cell in alone:
             run_one(cell, pin=False)
+    except KeyboardInterrupt:
+        # Queued cells are dropped; cells already running finish and are recorded, so --resume continues.
+        pool.shutdown(wait=False, cancel_futures=True)
+        if out:
+            print(f"fp8doctor matrix: interrupted; finished cells are in {out} (continue with --resume --out {out})",
+                  file=sys.stderr)
+        raise
     finally:
+        pool.shutdown(wait=True)
         if bar is not None:
             bar.close()
     rows = evaluate(cells, results, reused)
-    return MatrixResult(rows, time.monotonic() - t0, workers, out, problems)
+    return MatrixResult(rows, time.monotonic() - t0, workers, out, problems, write_error[0] if write_error else None)
 
 
 def evaluate(cells: list[Cell], results: dict[str, dict[str, Any]], reused: set[str] | None = None) -> list[Row]:

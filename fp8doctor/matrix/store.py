@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from fp8doctor.redact import REDACTED, is_secret_name, redact_env, redact_text
+from fp8doctor.redact import REDACTED, is_secret_name, redact_argv, redact_env, redact_text
 
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -40,6 +40,8 @@ def scrub(obj: Any) -> Any:
                 out[k] = scrub(v)
         return out
     if isinstance(obj, (list, tuple)):
+        if obj and all(isinstance(v, str) for v in obj):
+            return redact_argv(list(obj))  # a command line: `--password X` loses X
         return [scrub(v) for v in obj]
     if isinstance(obj, float) and not math.isfinite(obj):
         return str(obj)  # "nan" / "inf" / "-inf", as the result schema stores them

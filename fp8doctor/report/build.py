@@ -32,6 +32,7 @@ class Options:
     steps: int | None = None
     workers: int = 2
     quick: bool = False
+    full: bool = False
     watch_cmd: list[str] = field(default_factory=list)
     watch_timeout: float = 600.0
     skip_parts: tuple[str, ...] = ()  # parts left out (tests; never set from the CLI)
@@ -111,7 +112,7 @@ def build(opts: Options) -> Report:
                                       lambda: sections.repro_section(opts.steps, opts.workers)))
     if "matrix" not in opts.skip_parts:
         parts.append(sections.guarded("matrix", "FP8 matrix", lambda: sections.matrix_section(
-            jsonl_path, steps, opts.workers, opts.quick)))
+            jsonl_path, steps, opts.workers, "quick" if opts.quick else ("full" if opts.full else "default"))))
     if opts.watch_cmd:
         parts.append(sections.guarded("watch", "fp8doctor watch of your command",
                                       lambda: sections.watch_section(opts.watch_cmd, opts.watch_timeout)))
@@ -127,7 +128,8 @@ def build(opts: Options) -> Report:
         "verdict": verdict,
         "exit_code": code,
         "wall_s": round(time.monotonic() - t0, 1),
-        "options": {"steps": steps, "workers": opts.workers, "quick": opts.quick, "watch": opts.watch_cmd or None},
+        "options": {"steps": steps, "workers": opts.workers, "quick": opts.quick, "full": opts.full,
+                    "watch": opts.watch_cmd or None},
         "parts": [p.to_dict() for p in parts],
         "loss_curves": {"png": os.path.basename(png) if png else None, "cells": pairs},
         "versions": versions(),

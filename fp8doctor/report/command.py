@@ -20,8 +20,12 @@ def main(args: Any) -> int:
         raise UsageError("--workers must be at least 1")
     if args.steps is not None and args.steps < 2:
         raise UsageError("--steps must be at least 2")
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    if args.quick and args.full:
+        raise UsageError("choose one of --quick and --full")
     report = build(Options(out_dir=args.out_dir, steps=args.steps, workers=args.workers, quick=args.quick,
-                           watch_cmd=cmd, watch_timeout=args.timeout))
+                           full=args.full, watch_cmd=cmd, watch_timeout=args.timeout))
     print(report.data["verdict"])
     for part in report.data["parts"]:
         print(f"  {part['status']:5} {part['title']}: {part['headline']}")

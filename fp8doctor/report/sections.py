@@ -66,15 +66,23 @@ def repro_section(steps: int | None = None, workers: int = 2) -> Section:
     return run_repro_for_report(steps, workers)
 
 
-def matrix_section(out_jsonl: str, steps: int, workers: int, quick: bool) -> Section:
+# The report's matrices. Default: every torchao recipe (and TE's per-tensor recipes, where they can run) through
+# the native and Accelerator paths, plus the default recipe through Trainer, `accelerate launch` and 2 processes:
+# every entry path and every recipe is covered in about two thirds of the full matrix's time.
+QUICK = [{"backends": ["torchao", "te"], "recipes": ["tensorwise", "current"], "entries": ["native", "accelerator"]}]
+DEFAULT = [
+    {"entries": ["native", "accelerator"]},
+    {"backends": ["torchao", "te"], "recipes": ["tensorwise", "delayed_hybrid"],
+     "entries": ["trainer", "launch", "multiproc"]},
+]
+
+
+def matrix_section(out_jsonl: str, steps: int, workers: int, scope: str) -> Section:
     from fp8doctor.matrix.command import run_matrix
     from fp8doctor.matrix.render import render, summary, to_json_obj
 
-    if quick:
-        result = run_matrix(backends=["torchao", "te"], recipes=["tensorwise", "current"],
-                            entries=["native", "accelerator"], steps=steps, workers=workers, out=out_jsonl)
-    else:
-        result = run_matrix(steps=steps, workers=workers, out=out_jsonl)
+    selections = {"quick": QUICK, "default": DEFAULT, "full": None}[scope]
+    result = run_matrix(steps=steps, workers=workers, out=out_jsonl, selections=selections)
     status = "fail" if result.exit_code() else "ok"
     return Section("matrix", "FP8 matrix", status, summary(result), render(result, "md"), to_json_obj(result),
                    files=[out_jsonl])

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
-from fp8doctor.redact import redact_env, redact_obj, redact_text
+from fp8doctor.redact import redact_env, redact_text
 from fp8doctor.runs.spec import RunSpec
 
 # Variables that change what a run does; never inherited silently from the user's shell.
@@ -36,6 +36,26 @@ STDERR_TAIL_CHARS = 4000
 TERM_GRACE_S = 3.0
 
 OnResult = Callable[[RunSpec, dict[str, Any]], None]
+# Children in flight, so that stop_all() can end them (they run in their own session: Ctrl-C does not reach them).
+_LIVE: set[subprocess.Popen[bytes]] = set()
+_LIVE_LOCK = threading.Lock()
+# Result keys that hold environment variables: their secret-looking names lose their values.
+ENV_KEYS = frozenset({"env", "removed_from_caller", "applied", "entry_env", "launcher_env"})
+
+
+def redact_result(obj: Any, key: str = "") -> Any:
+    """Redact a result: every string loses credentials/token shapes, every environment mapping (ENV_KEYS) loses
+    secret values. Unlike redact_obj, ordinary field names such as "tokens_per_s" keep their values."""
+    if isinstance(obj, str):
+        return redact_text(obj)
+    if isinstance(obj, Mapping):
+        container = key == "env" and set(obj) <= {"removed_from_caller", "applied"}
+        if key in ENV_KEYS and not container:
+            return {k: redact_result(v) for k, v in redact_env({str(k): v for k, v in obj.items()}).items()}
+        return {k: redact_result(v, str(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact_result(v, key) for v in obj]
+    return obj
 
 
 def child_env(spec: RunSpec, env_base: Mapping[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
@@ -102,10 +122,22 @@ def _tail(path: str) -> str:
 def run_spec(spec: RunSpec, *, python: str = sys.executable, env_base: Mapping[str, str] | None = None,
              check_skip: bool = True) -> dict[str, Any]:
     """Run one spec in a child process and return its (redacted) result dict; never raises."""
+    t0 = time.perf_counter()
+    try:
+        return _run_spec(spec, python=python, env_base=env_base, check_skip=check_skip)
+    except Exception as exc:  # noqa: BLE001 - the harness failing is a result too
+        return redact_result(_failed_result(spec, "crashed", {"type": type(exc).__name__, "signal": None,
+                                                              "message": f"fp8doctor harness error: {exc}"},
+                                            time.perf_counter() - t0))
+
+
+def _run_spec(spec: RunSpec, *, python: str, env_base: Mapping[str, str] | None, check_skip: bool
+              ) -> dict[str, Any]:
     try:
         spec.validate()
     except ValueError as exc:
         return _failed_result(spec, "raised", {"type": "ValueError", "message": str(exc), "where": "RunSpec"}, 0.0)
+    probe_error = None
     if check_skip:
         try:
             from fp8doctor.runs.skip import skip_reason
@@ -114,10 +146,8 @@ def run_spec(spec: RunSpec, *, python: str = sys.executable, env_base: Mapping[s
         except Exception as exc:  # noqa: BLE001 - a broken probe must not stop the run
             reason = None
             probe_error = f"{type(exc).__name__}: {exc}"
-        else:
-            probe_error = None
         if reason:
-            return redact_obj(skipped_result(spec, reason))
+            return redact_result(skipped_result(spec, reason))
     env, removed = child_env(spec, env_base)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fp8doctor-run-") as tmp:
@@ -134,6 +164,8 @@ def run_spec(spec: RunSpec, *, python: str = sys.executable, env_base: Mapping[s
             except OSError as exc:
                 return _failed_result(spec, "crashed", {"type": type(exc).__name__, "message": str(exc),
                                                         "signal": None}, time.perf_counter() - t0)
+            with _LIVE_LOCK:
+                _LIVE.add(proc)
             try:
                 proc.wait(timeout=spec.timeout_s)
                 timed_out = False
@@ -144,6 +176,8 @@ def run_spec(spec: RunSpec, *, python: str = sys.executable, env_base: Mapping[s
                 # Ranks or helpers the worker left behind must not outlive the run.
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
+            with _LIVE_LOCK:
+                _LIVE.discard(proc)
         wall = time.perf_counter() - t0
         stderr_tail = _tail(err_path)
         result = None
@@ -172,17 +206,27 @@ def run_spec(spec: RunSpec, *, python: str = sys.executable, env_base: Mapping[s
     result["env"] = {"removed_from_caller": redact_env(removed), "applied": redact_env(dict(spec.env))}
     if probe_error:
         result.setdefault("notes", []).append(f"skip check failed ({probe_error}); ran anyway")
-    return redact_obj(result)
+    return redact_result(result)
+
+
+def stop_all() -> None:
+    """Kill the process group of every run in flight (Ctrl-C in a caller that keeps no partial results)."""
+    with _LIVE_LOCK:
+        procs = list(_LIVE)
+    for proc in procs:
+        _kill_group(proc)
 
 
 def run_specs(specs: Iterable[RunSpec], workers: int = 1, on_result: OnResult | None = None,
               **kwargs: Any) -> list[dict[str, Any]]:
     """Run specs on `workers` threads (each a child process); results in spec order, `on_result(spec, result)`
-    called as each finishes (from the calling thread's pool, serialised by a lock)."""
+    called as each finishes (from the calling thread's pool, serialised by a lock). On Ctrl-C the queued specs
+    are dropped and the running ones killed, so the interrupt ends the call within seconds."""
     specs = list(specs)
     results: list[dict[str, Any] | None] = [None] * len(specs)
     lock = threading.Lock()
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
         futures = {pool.submit(run_spec, spec, **kwargs): i for i, spec in enumerate(specs)}
         for fut in as_completed(futures):
             i = futures[fut]
@@ -190,4 +234,10 @@ def run_specs(specs: Iterable[RunSpec], workers: int = 1, on_result: OnResult | 
             if on_result is not None:
                 with lock:
                     on_result(specs[i], results[i])  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        stop_all()
+        raise
+    finally:
+        pool.shutdown(wait=True)
     return results  # type: ignore[return-value]

@@ -33,7 +33,7 @@ Added by the engine (fp8doctor.runs; absent from results made elsewhere):
   patch           buggy entries: {"form", "calls", "injected", "kwargs_handlers_seen", "mixed_precision_arg"}
   training_args   trainer entries: {"bf16", "mixed_precision"} as TrainingArguments resolved them
   entry_env       variables the entry set the way a user would (e.g. ACCELERATE_MIXED_PRECISION=fp8)
-  launcher        launch/multiproc: {"command", "env", "returncode", "processes_started"}
+  launcher        launch/multiproc: {"command", "launcher_env", "returncode", "processes_started"}
   accelerate_config, accelerate_config_file   launch: the config the launcher read
   rank            inside "ranks": the process's rank
 """

@@ -3,8 +3,9 @@
     python -m fp8doctor.runs.worker SPEC_JSON_PATH RESULT_JSON_PATH
 
 Every exception of the run becomes outcome "raised" with type, message and where; the result file is written
-atomically (temp file + rename) so a reader never sees half a result. FP8DOCTOR_TEST_FAULT=hang|segv|raise|exit
-injects a fault before anything is imported (tests of the pool's timeout and crash handling use it).
+atomically (temp file + rename) so a reader never sees half a result. FP8DOCTOR_TEST_FAULT=hang|segv|kill|raise|exit
+injects a fault before anything is imported; oom[:MiB] caps the address space (RLIMIT_AS) at what is mapped now plus
+MiB (default 256) and lets the run go on (tests of the pool's timeout and crash handling use it).
 """
 
 from __future__ import annotations
@@ -52,6 +53,18 @@ def inject_fault(kind: str | None) -> None:
     if kind == "segv":
         os.kill(os.getpid(), signal.SIGSEGV)
         time.sleep(5)
+    if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if kind.startswith("oom"):
+        # Cap the address space (RLIMIT_AS) a little above what the process maps now, then let the run go on:
+        # it fails where a real run on a memory-starved machine would (imports, model build, first step).
+        import resource
+
+        headroom = int(kind.partition(":")[2] or 256) * 1024 * 1024
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            mapped = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        resource.setrlimit(resource.RLIMIT_AS, (mapped + headroom, mapped + headroom))
+        return
     if kind == "exit":
         os._exit(3)
     if kind == "raise":

@@ -23,7 +23,7 @@ def work_dir() -> str:
 
 def launch(ctx: Context, cmd: list[str], env: dict[str, str], out_dir: str, shown_cmd: str) -> None:
     """Run the launcher command; raise RuntimeError when no rank reported, re-raise rank 0's error as a result."""
-    ctx.result["launcher"] = {"command": shown_cmd, "env": {k: v for k, v in env.items()
+    ctx.result["launcher"] = {"command": shown_cmd, "launcher_env": {k: v for k, v in env.items()
                                                             if k.startswith(("ACCELERATE_", "FP8DOCTOR_AO"))}}
     timeout = max(30.0, ctx.spec.timeout_s - 10.0)
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
