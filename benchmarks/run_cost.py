@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         return statistics.median(r.get(key, 0.0) for r in runs)
 
     wall = med("wall")
-    phases = [("process start + worker bookkeeping", med("start+bookkeeping")), ("imports (torch)", med("imports")),
+    phases = [("process start + worker bookkeeping", med("start+bookkeeping")),
+              ("imports (torch; torchao for CPU emulation)", med("imports")),
               ("model build (+ transformers import)", med("model_build")),
               ("prepare (+ accelerate/torchao conversion)", med("prepare")), ("steps", med("steps"))]
     rest = wall - sum(s for _, s in phases)

@@ -176,6 +176,39 @@ def test_resume_finishes_then_survives_a_corrupted_file(interrupted: dict) -> No
     assert sorted(good) == sorted(set(keys)) and good.count(lost) == 1
 
 
+def workers_alive(marker: str) -> list[int]:
+    out = []
+    for pid in live_processes_with(marker):
+        try:
+            if b"fp8doctor.runs.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                out.append(pid)
+        except OSError:
+            continue
+    return out
+
+
+def test_sigint_in_repro_stops_running_children(tmp_path: Path) -> None:
+    """Ctrl-C in `fp8doctor repro` (no results file to keep): queued runs are dropped, running children killed."""
+    marker = f"FAULT_TEST_MARK={uuid.uuid4().hex}"
+    name, value = marker.split("=")
+    proc = subprocess.Popen([sys.executable, "-m", "fp8doctor", "repro", "--steps", "2", "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env=clean_env(tmp_path, **{name: value}), stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not workers_alive(marker):
+        assert proc.poll() is None and time.monotonic() < deadline, "no run started"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    assert time.monotonic() - t0 < 20  # SIGTERM to each group, SIGKILL after 3 s at worst
+    while workers_alive(marker) and time.monotonic() - t0 < 30:
+        time.sleep(0.2)
+    assert workers_alive(marker) == []
+
+
 # ------------------------------------------------------------------ output places that cannot be written
 
 def test_unwritable_output_place_is_exit_2_before_any_run(tmp_path: Path) -> None:
