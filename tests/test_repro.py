@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from session_cache import computed_once
 
 from fp8doctor.errors import UsageError
 from fp8doctor.redact import REDACTED
@@ -38,22 +39,6 @@ def report(tmp_path_factory):
                 "json_text": render(rep, "json"), "exit_code": rep.exit_code()}
 
     return computed_once(tmp_path_factory, "fp8doctor-repro", compute)
-
-
-def computed_once(tmp_path_factory, name, compute):
-    """One computation per test session even under pytest-xdist: the first worker computes and writes JSON
-    under the session's shared temp root while holding a lock; the others wait on the lock and read it."""
-    import fcntl
-
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
-    data, lock = root / f"{name}.json", root / f"{name}.lock"
-    with open(lock, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        if not data.exists():
-            data.write_text(json.dumps(compute(), default=str))
-        return json.loads(data.read_text())
 
 
 def rows(report):

@@ -7,11 +7,10 @@ recipes, the Trainer's recipe override, a 2-process `accelerate launch` and the 
 
 from __future__ import annotations
 
-import json
 import math
-import os
 
 import pytest
+from session_cache import computed_once
 
 from fp8doctor.runs.pool import run_specs
 from fp8doctor.runs.spec import RunSpec
@@ -32,22 +31,6 @@ def results(tmp_path_factory):
         return dict(zip(SPECS, run_specs(list(SPECS.values()), workers=2), strict=True))
 
     return computed_once(tmp_path_factory, "fp8doctor-entries", compute)
-
-
-def computed_once(tmp_path_factory, name, compute):
-    """One computation per test session even under pytest-xdist: the first worker computes and writes JSON
-    under the session's shared temp root while holding a lock; the others wait on the lock and read it."""
-    import fcntl
-
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
-    data, lock = root / f"{name}.json", root / f"{name}.lock"
-    with open(lock, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        if not data.exists():
-            data.write_text(json.dumps(compute(), default=str))
-        return json.loads(data.read_text())
 
 
 def falling(losses):

@@ -6,7 +6,6 @@ temp dir under a file lock, so pytest-xdist workers share them instead of repeat
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from session_cache import computed_once
 
 SCRIPTS = Path(__file__).parent / "watch_scripts"
 BIN = Path(sys.executable).parent
@@ -30,16 +30,11 @@ def _base_env(**extra: str) -> dict[str, str]:
 
 
 def _shared_run(factory: pytest.TempPathFactory, name: str, argv: list[str], env: dict[str, str]) -> dict[str, Any]:
-    root = factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # shared by all workers of this session
-    cache = root / f"watch-run-{name}.json"
-    with open(root / f"watch-run-{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not cache.exists():
-            r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=SCRIPTS, timeout=RUN_TIMEOUT_S)
-            cache.write_text(json.dumps({"rc": r.returncode, "stdout": r.stdout, "stderr": r.stderr}))
-    return json.loads(cache.read_text())
+    def compute() -> dict[str, Any]:
+        r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=SCRIPTS, timeout=RUN_TIMEOUT_S)
+        return {"rc": r.returncode, "stdout": r.stdout, "stderr": r.stderr}
+
+    return computed_once(factory, f"watch-run-{name}", compute)
 
 
 def _watched(factory, name: str, cmd: list[str], **env: str) -> dict[str, Any]:
