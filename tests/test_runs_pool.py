@@ -72,7 +72,7 @@ def test_invalid_spec_is_a_result():
 
 
 def test_redact_result_keeps_fields_and_hides_secrets():
-    from fp8doctor.runs.pool import redact_result
+    from fp8doctor.redact import redact as redact_result
 
     r = redact_result({"spec": {"env": {"HF_TOKEN": "x", "A": "b"}}, "tokens_per_s": 3.0, "key": "k",
                        "launcher": {"launcher_env": {"ACCELERATE_API_KEY": "v"}},

@@ -14,8 +14,7 @@ from typing import Any
 
 from fp8doctor import SCHEMA_VERSION, __version__
 from fp8doctor.errors import UsageError
-from fp8doctor.matrix.store import scrub
-from fp8doctor.redact import redact_env
+from fp8doctor.redact import redact
 from fp8doctor.report import curves, sections
 from fp8doctor.report.markdown import render_markdown
 from fp8doctor.verdicts import is_problem, worst_exit
@@ -72,7 +71,7 @@ def ensure_writable(out_dir: str) -> None:
 
 def relevant_env() -> dict[str, str]:
     picked = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
-    return dict(sorted(redact_env(picked).items()))
+    return dict(sorted(picked.items()))
 
 
 def versions() -> dict[str, str | None]:
@@ -121,7 +120,7 @@ def build(opts: Options) -> Report:
     pairs = curves.curve_pairs(matrix.data) if matrix else []
     png = curves.plot_png(pairs, png_path) if pairs else None
     verdict, code = overall(parts)
-    data = scrub({
+    data = redact({
         "schema_version": SCHEMA_VERSION,
         "kind": "fp8doctor.report",
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -136,7 +135,7 @@ def build(opts: Options) -> Report:
         "versions": versions(),
         "environment": relevant_env(),
     })
-    md = scrub(render_markdown(data, parts, png, pairs))
+    md = redact(render_markdown(data, parts, png, pairs))
     report = Report(data, md, md_path, json_path, png, jsonl_path, code)
     write(report)
     return report

@@ -49,7 +49,6 @@ def guarded(name: str, title: str, build: Callable[[], Section]) -> Section:
 def env_section(config_files: list[str] | None = None) -> Section:
     from fp8doctor.facts.collect import collect_facts
     from fp8doctor.findings import exit_code, summary_line
-    from fp8doctor.redact import redact_obj
     from fp8doctor.render.findings import render
     from fp8doctor.rules import evaluate
 
@@ -59,7 +58,7 @@ def env_section(config_files: list[str] | None = None) -> Section:
     md = render(findings, facts, "md")
     # The env renderer's own `###` title sits under this part's heading; keep its subheadings below it.
     return Section("env", "Environment findings", status, summary_line(findings), md,
-                   {"facts": redact_obj(facts), "findings": [f.to_dict() for f in findings]})
+                   {"facts": facts, "findings": [f.to_dict() for f in findings]})
 
 
 def repro_section(steps: int | None = None, workers: int = 2) -> Section:
