@@ -83,9 +83,9 @@ def execute(spec_dict: dict[str, Any], result: dict[str, Any]) -> None:
     launches = getattr(module, "LAUNCHES_PROCESSES", False)
     if launches:
         # The launcher's ranks import the libraries; importing torch here too would only cost seconds.
-        from fp8doctor.runs.skip import machine_facts
+        from fp8doctor.machine import default_device
 
-        device = spec.device or ("cuda:0" if machine_facts().get("gpu_count") else "cpu")
+        device = spec.device or default_device()
     else:
         import torch  # noqa: F401 - timed here so "imports" is comparable across entries
 
