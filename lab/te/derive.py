@@ -149,9 +149,12 @@ def pair_problems(acc: dict[str, Any], te: dict[str, Any], all_te: list[dict[str
                 continue
             where = f"{mod}.{use['function']}" if use.get("function") else mod
             full = f"{use['module']}.{use['name']}"
-            ok = _exists(te, use["module"], use["name"], use.get("how", "attribute"))
+            how = use.get("how", "attribute")
+            ok = _exists(te, use["module"], use["name"], how)
             if ok is None:
                 add("unverified", full, where, when)
+            elif not ok and _exists(te, use["module"], use["name"], "import"):
+                add("not-loaded", full, where, when)
             elif not ok:
                 add("missing", full, where, when)
             if ok and use["name"] in dep and use["module"].startswith("transformer_engine.pytorch"):
@@ -189,7 +192,9 @@ def _params(te: dict[str, Any], name: str) -> list[str] | None:
     return [p["name"] for p in sig["params"]]
 
 
-BREAKING = ("missing", "argument", "unverified")
+# not-loaded: a submodule reached as an attribute (`te.fp8`) that `import transformer_engine.pytorch` no longer
+# imports: AttributeError unless some other code imported it first.
+BREAKING = ("missing", "not-loaded", "argument", "unverified")
 
 
 def _breaks(problems: list[dict[str, Any]], when: str | None) -> bool:

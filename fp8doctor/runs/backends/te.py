@@ -22,6 +22,16 @@ RECIPE_CLASSES = {
 ACCELERATE_RECIPES = {"delayed_hybrid", "delayed_e4m3", "mxfp8"}
 
 
+def offered_recipes(te_version: str | None) -> tuple[str, ...]:
+    """The recipes a TE release has (from the static TE lab's observations); all of them when TE is absent."""
+    from fp8doctor.knowledge import te_releases
+
+    observed = te_releases.release(te_version)
+    if observed is None:
+        return tuple(RECIPE_CLASSES)
+    return tuple(r for r, (cls, _) in RECIPE_CLASSES.items() if cls in observed["recipes"])
+
+
 def te_recipe(recipe: str) -> Any:
     from transformer_engine.common import recipe as te_recipes
 
