@@ -10,15 +10,15 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import re
 import sys
-import tomllib
 import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 from env_facts_helpers import make_facts
-from packaging.specifiers import SpecifierSet
+from packaging.requirements import Requirement
 from packaging.version import Version
 
 import fp8doctor.observe
@@ -27,7 +27,6 @@ from fp8doctor.capability import fp8_family_supported, te_recipe_family, te_reci
 from fp8doctor.facts.packages import TE_IMPORT_PROBE
 from fp8doctor.findings import Level
 from fp8doctor.generations import accelerate_generation
-from fp8doctor.knowledge import te_releases
 from fp8doctor.rules import backends, versions
 from fp8doctor.runs.skip import skip_reason
 from fp8doctor.runs.spec import TE_RECIPES, RunSpec
@@ -58,9 +57,9 @@ TE_OBS = _observations("te")
 TE_READ = [v for v, o in TE_OBS.items() if o["status"] == "ok"]
 ACC_OBS = _observations("accelerate_te")
 # The TE releases the doctor claims to support: its own `te` extra in pyproject.toml.
-_TE_REQ = next(r for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["te"]
-               if r.startswith("transformer-engine"))
-CLAIMED = SpecifierSet(_TE_REQ.split("]", 1)[1] if "]" in _TE_REQ else _TE_REQ.removeprefix("transformer-engine"))
+_TE_EXTRA = re.search(r'^te = \[\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+assert _TE_EXTRA, "pyproject.toml has no `te` extra"
+CLAIMED = Requirement(_TE_EXTRA.group(1)).specifier
 TE_CLAIMED = [v for v in TE_READ if Version(v) in CLAIMED]
 CCS = [(7, 5), (8, 0), (8, 6), (8, 9), (9, 0), (10, 0), (10, 3), (11, 0), (12, 0), (12, 1), (13, 0)]
 CUDAS = [None, 11.8, 12.0, 12.4, 12.8, 12.9, 13.0]
@@ -256,7 +255,8 @@ def test_env_flags_accelerate_reaching_te_fp8_as_attribute(release: str) -> None
     attribute = _uses_fp8_check_mxfp8(ACC_OBS[release]) == "attribute"
     assert (f.level is Level.FAIL) is attribute, f
     if attribute:
-        fixed = [a for a in ACC_OBS if Version(a) > Version(release) and _uses_fp8_check_mxfp8(ACC_OBS[a]) != "attribute"]
+        fixed = [a for a in ACC_OBS
+                 if Version(a) > Version(release) and _uses_fp8_check_mxfp8(ACC_OBS[a]) != "attribute"]
         assert f.fix == f"pip install 'accelerate>={fixed[0]}'"
 
 
