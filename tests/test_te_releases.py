@@ -274,3 +274,19 @@ def test_without_te_env_says_which_release_each_recipe_needs() -> None:
         first = next(v for v in TE_READ if cls in TE_OBS[v]["recipes"])
         assert (f"{recipe} needs TE >= {first}" in f.detail) or (first == TE_READ[0] and recipe in f.detail)
     assert backends.check_accelerate_te(make_facts()) is None
+
+
+@pytest.mark.parametrize("release", TE_READ)
+def test_env_shows_te_s_own_reason_for_this_release(release: str) -> None:
+    """On a B200 (cc 10.0) with torch built for CUDA 12.8, each recipe's line carries TE's verdict and words."""
+    b200 = {"index": "0", "name": "NVIDIA B200", "cc": [10, 0], "memory_mib": 183359, "driver": "570.0"}
+    f = backends.check_te_release(make_facts(gpus=[b200], packages={"transformer-engine": release},
+                                             torch_cuda="12.8"))
+    lines = dict(line.split(": ", 1) for line in f.detail.splitlines() if line.split(":")[0] in TE_RECIPES)
+    assert list(lines) == list(te_backend.offered_recipes(release))
+    for recipe, text in lines.items():
+        said = _te_says(TE_OBS[release], te_recipe_family(recipe), (10, 0), 12.8)
+        assert said is not None
+        assert text.startswith("yes" if said[0] else "no"), (recipe, text)
+        if not said[0]:
+            assert said[1] in text

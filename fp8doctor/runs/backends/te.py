@@ -1,7 +1,9 @@
 """Transformer Engine recipes and autocast, written against TE's public API (CUDA only; never runs on CPU).
 
-Recipe presence is checked with hasattr because it varies by TE release (2.0 DelayedScaling/MXFP8, 2.2 current
-scaling, 2.3 block scaling, 2.8 NVFP4); `autocast` replaced `fp8_autocast` in 2.9 and whichever exists is used.
+Recipe presence is checked with hasattr because it varies by TE release (as read by the static TE lab, lab/te:
+DelayedScaling always, MXFP8 from 2.1, current scaling 2.2, block scaling 2.3, NVFP4 2.8); `autocast` exists from
+2.9 (`fp8_autocast` then warns) and whichever exists is used. tests/test_te_releases.py holds every TE name and
+keyword used here against each release the `te` extra allows.
 """
 
 from __future__ import annotations
