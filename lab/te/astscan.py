@@ -173,11 +173,26 @@ class _UseScanner(ast.NodeVisitor):
         self.uses.append({"module": module, "name": name, "how": how, "function": ".".join(self.func) or None,
                           "guards": list(self.guards)})
 
+    def _block(self, stmts: list[ast.stmt]) -> None:
+        """Visit statements in order; after `if C: ... return/raise` (no else) the rest runs under `not (C)`."""
+        pushed = 0
+        for stmt in stmts:
+            self.visit(stmt)
+            if (isinstance(stmt, ast.If) and not stmt.orelse and stmt.body
+                    and isinstance(stmt.body[-1], ast.Return | ast.Raise)):
+                self.guards.append(f"not ({ast.unparse(stmt.test)})")
+                pushed += 1
+        if pushed:
+            del self.guards[-pushed:]
+
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
         self.func.append(node.name)
         self.scopes.append({})
         saved, self.guards = self.guards, []
-        self.generic_visit(node)
+        for d in node.decorator_list:
+            self.visit(d)
+        self.visit(node.args)
+        self._block(node.body)
         self.guards = saved
         self.scopes.pop()
         self.func.pop()
@@ -193,11 +208,9 @@ class _UseScanner(ast.NodeVisitor):
         test = ast.unparse(node.test)
         self.visit(node.test)
         self.guards.append(test)
-        for s in node.body:
-            self.visit(s)
+        self._block(node.body)
         self.guards[-1] = f"not ({test})"
-        for s in node.orelse:
-            self.visit(s)
+        self._block(node.orelse)
         self.guards.pop()
 
     def visit_Import(self, node: ast.Import) -> None:
