@@ -13,7 +13,7 @@ import functools
 import os
 from typing import Any
 
-from fp8doctor.capability import backend_available, fp8_family_supported, te_recipe_family
+from fp8doctor.capability import backend_available, fp8_family_supported, te_recipe_supported
 from fp8doctor.runs.spec import RunSpec
 
 
@@ -67,7 +67,9 @@ def skip_reasons(spec: RunSpec, facts: dict[str, Any] | None = None) -> list[str
     cc = facts.get("cc")
     on_cpu = spec.device == "cpu" or (spec.device is None and cc is None and not facts.get("gpu_count"))
     if spec.backend == "te":
-        ok, why = fp8_family_supported(cc, te_recipe_family(spec.recipe))
+        installed = facts.get("installed", {})
+        te_version = installed.get("transformer-engine") or installed.get("transformer-engine-torch")
+        ok, why = te_recipe_supported(cc, spec.recipe, te_version)
         if not ok:
             out.append(why)
         elif not out:

@@ -1,7 +1,9 @@
 """Transformer Engine recipes and autocast, written against TE's public API (CUDA only; never runs on CPU).
 
-Recipe presence is checked with hasattr because it varies by TE release (2.0 DelayedScaling/MXFP8, 2.2 current
-scaling, 2.3 block scaling, 2.8 NVFP4); `autocast` replaced `fp8_autocast` in 2.9 and whichever exists is used.
+Recipe presence is checked with hasattr because it varies by TE release (as read by the static TE lab, lab/te:
+DelayedScaling always, MXFP8 from 2.1, current scaling 2.2, block scaling 2.3, NVFP4 2.8); `autocast` exists from
+2.9 (`fp8_autocast` then warns) and whichever exists is used. tests/test_te_releases.py holds every TE name and
+keyword used here against each release the `te` extra allows.
 """
 
 from __future__ import annotations
@@ -20,6 +22,16 @@ RECIPE_CLASSES = {
 }
 # Recipes Accelerate's TERecipeKwargs can express (it builds DelayedScaling, or MXFP8 with use_mxfp8_block_scaling).
 ACCELERATE_RECIPES = {"delayed_hybrid", "delayed_e4m3", "mxfp8"}
+
+
+def offered_recipes(te_version: str | None) -> tuple[str, ...]:
+    """The recipes a TE release has (from the static TE lab's observations); all of them when TE is absent."""
+    from fp8doctor.knowledge import te_releases
+
+    observed = te_releases.release(te_version)
+    if observed is None:
+        return tuple(RECIPE_CLASSES)
+    return tuple(r for r, (cls, _) in RECIPE_CLASSES.items() if cls in observed["recipes"])
 
 
 def te_recipe(recipe: str) -> Any:
