@@ -127,6 +127,7 @@ def merge(directory: str | Path) -> dict[str, Any]:
                 "watch_id": watch_id, "versions": p.get("versions") or {}, "capability": _capability(p),
                 "accelerate_env": p.get("accelerate_env") or {}, "world_size": p.get("world_size"),
                 "file": p.get("file"), "records": p.get("records"), "cut_lines": p.get("cut_lines"),
+                "losses": [x.get("value", (x.get("values") or {}).get("loss")) for x in p.get("losses") or []],
             })
         helpers += [{**h, "host": by_pid[h["pid"]].get("host"), "file": by_pid[h["pid"]].get("file")}
                     for h in judged["helpers"]]
