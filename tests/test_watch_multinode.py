@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from session_cache import computed_once, shared_root
 
+from fp8doctor.watch.merge import differences, job_verdict
 from fp8doctor.watch.records import identity, read_record_file, watch_place
 
 SCRIPTS = Path(__file__).parent / "watch_scripts"
@@ -215,3 +216,35 @@ def test_watch_place_decides_node_expected_count_and_leader():
     assert watch_place({**SRUN_TASK, "SLURM_PROCID": "0", "SLURM_NODEID": "0", "SLURM_STEP_NUM_TASKS": "2"},
                        []) == {"node": 0, "expected_watches": 2, "leader": True}
     assert watch_place({}, [{}]) == {"node": None, "expected_watches": 1, "leader": True}  # plain python train.py
+
+
+def _rank(rank: int, node: int, verdict: str, **extra: Any) -> dict[str, Any]:
+    return {"rank": rank, "node": node, "host": f"h{node}", "pid": 100 + rank, "verdict": verdict,
+            "reason": f"why {verdict}", **extra}
+
+
+def test_job_verdict_names_the_minority_ranks():
+    job = job_verdict([_rank(0, 0, "fp8-active"), _rank(1, 0, "fp8-active"), _rank(2, 1, "fp8-active"),
+                       _rank(3, 1, "raised")])
+    assert job["verdict"] == "mixed" and [o["rank"] for o in job["odd_ranks"]] == [3]
+    assert job["reason"] == "ranks disagree: rank 3 (node 1) raised; the other ranks fp8-active"
+    job = job_verdict([_rank(0, 0, "silent-bf16"), _rank(1, 0, "silent-bf16"), _rank(2, 1, "fp8-active")])
+    assert [o["rank"] for o in job["odd_ranks"]] == [2]  # the majority defines what is usual
+    job = job_verdict([_rank(0, 0, "silent-bf16"), _rank(1, 1, "silent-bf16")])
+    assert (job["verdict"], job["odd_ranks"]) == ("silent-bf16", [])
+
+
+def test_differences_between_nodes_from_rank_facts():
+    ranks = [
+        _rank(0, 0, "fp8-active", versions={"torch": "2.9.0", "transformer-engine": "2.9.0"},
+              capability="NVIDIA H100 cc 9.0", accelerate_env={"ACCELERATE_MIXED_PRECISION": "fp8"},
+              model={"fp8_layers": 13}),
+        _rank(1, 1, "fp8-active", versions={"torch": "2.9.0", "transformer-engine": "2.8.0"},
+              capability="NVIDIA A100 cc 8.0", accelerate_env={"ACCELERATE_MIXED_PRECISION": "fp8",
+                                                                 "ACCELERATE_FP8_BACKEND": "TE"},
+              model={"fp8_layers": 13}),
+    ]
+    diffs = {d["what"]: d["by_node"] for d in differences(ranks)}
+    assert diffs == {"TE": {"node 0": "2.9.0", "node 1": "2.8.0"},
+                     "GPU": {"node 0": "NVIDIA H100 cc 9.0", "node 1": "NVIDIA A100 cc 8.0"},
+                     "ACCELERATE_FP8_BACKEND": {"node 0": "-", "node 1": "TE"}}
