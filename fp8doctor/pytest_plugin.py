@@ -135,6 +135,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 ALL_DEVICES_ENV = "FP8DOCTOR_ALL_CUDA_DEVICES"  # what CUDA_VISIBLE_DEVICES a worker saw before it was pinned
 GPU_PROPERTY = "fp8doctor_gpu"  # user property on each GPU test's report: the GPU it ran on
+_GPU_TESTS: dict[str, list[str]] = {}  # GPU label -> node ids of the GPU tests that ran on it (for the summary)
 
 
 def visible_devices(environ: Mapping[str, str], gpus: list[dict[str, Any]]) -> list[str]:
@@ -241,9 +242,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         per_gpu = "; ".join(f"{gpu}: {len(ids)} test{'s' if len(ids) != 1 else ''}"
                             for gpu, ids in sorted(_GPU_TESTS.items()))
         terminalreporter.write_line(f"fp8doctor: GPU tests ran on {per_gpu}")
-
-
-_GPU_TESTS: dict[str, list[str]] = {}
 
 
 @pytest.fixture
