@@ -115,10 +115,10 @@ class Recorder:
         return self._fd
 
     def _write_line(self, record: dict[str, Any]) -> None:
-        from fp8doctor.redact import redact_obj  # record files outlive the run under --records: no secret in them
+        from fp8doctor.redact import redact  # record files outlive the run under --records: no secret in them
 
         record.setdefault("t", time.time())
-        records.append_line(self._fd, json.dumps(redact_obj(record), default=_plain))
+        records.append_line(self._fd, json.dumps(redact(record), default=_plain))
 
     def write(self, kind: str, **fields: Any) -> None:
         try:

@@ -8,7 +8,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from fp8doctor.redact import redact_obj, redact_text
+from fp8doctor.redact import redact
 from fp8doctor.watch.merge import node_label, rank_label
 from fp8doctor.watch.render import FORMATS, _acc_cell, _forwards_cell, _layers_cell
 
@@ -93,7 +93,7 @@ def render_job_md(job: dict[str, Any]) -> str:
 def render_job(job: dict[str, Any], fmt: str = "text") -> str:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (text, md, json)")
-    safe = redact_obj(job)
+    safe = redact(job)
     if fmt == "json":
         return json.dumps(safe, indent=2, default=str) + "\n"
-    return redact_text(render_job_md(safe) if fmt == "md" else render_job_text(safe))
+    return redact(render_job_md(safe) if fmt == "md" else render_job_text(safe))

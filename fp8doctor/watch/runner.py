@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from fp8doctor import verdicts as vocabulary
 from fp8doctor.errors import UsageError
-from fp8doctor.redact import redact_argv
+from fp8doctor.redact import redact
 from fp8doctor.watch import records
 from fp8doctor.watch.collect import collect
 from fp8doctor.watch.observer import WATCH_DIR_ENV
@@ -123,7 +123,7 @@ def run_watch(
         watch_dir, watch_id = str(host_dir), f"{records.host_name()}-{os.getpid()}"
         marker = records.marker_path(host_dir, os.getpid())
         records.write_marker(marker, {"watch_id": watch_id, "host": records.host_name(), "pid": os.getpid(),
-                                      "state": "running", "command": redact_argv(list(cmd)), "started": time.time()})
+                                      "state": "running", "command": redact(list(cmd)), "started": time.time()})
     # Own process group: a timeout or Ctrl-C can then stop the launcher and every rank it started.
     group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
     start = time.monotonic()
@@ -162,7 +162,7 @@ def run_watch(
         placed = {"dir": str(records_dir), "host": records.host_name(), "watch_id": watch_id, **place}
         records.write_marker(marker, {
             "watch_id": watch_id, "host": records.host_name(), "pid": os.getpid(), "state": "done",
-            "command": redact_argv(list(cmd)), "exit_code": rc, "timed_out": timed_out,
+            "command": redact(list(cmd)), "exit_code": rc, "timed_out": timed_out,
             "verdict": verdict["verdict"], **place,
         })
     return {
