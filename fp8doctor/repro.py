@@ -14,7 +14,6 @@ import tempfile
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from importlib import metadata
 from typing import Any
 
 from fp8doctor.errors import UsageError
@@ -151,9 +150,11 @@ def _check_accelerate(path: str, data: dict[str, Any]) -> None:
 
 
 def transformers_major() -> int:
+    from fp8doctor.facts.packages import version_of
+
     try:
-        return int(metadata.version("transformers").split(".")[0])
-    except (metadata.PackageNotFoundError, ValueError):
+        return int((version_of("transformers") or "0").split(".")[0])
+    except ValueError:
         return 0
 
 
