@@ -20,6 +20,7 @@ from fp8doctor.errors import UsageError
 from fp8doctor.redact import redact_env, redact_text
 from fp8doctor.runs.pool import redact_result
 from fp8doctor.runs.spec import RunSpec
+from fp8doctor.verdicts import FAILED, FP8_ACTIVE, REPRODUCED, SILENT_BF16
 
 FORMATS = ("text", "md", "json")
 DEFAULT_STEPS = 6
@@ -74,7 +75,7 @@ class ReproReport:
         return self.plan.rows
 
     def fixed_active(self) -> list[Row]:
-        return [r for r in self.rows if r.kind == "fixed" and r.verdict == "fp8-active"]
+        return [r for r in self.rows if r.kind == "fixed" and r.verdict == FP8_ACTIVE]
 
     def exit_code(self) -> int:
         return 0 if self.fixed_active() else 1
@@ -218,23 +219,23 @@ def build_plan(cli_backend: str = "auto", configs: UserConfigs | None = None, st
     configs = configs or UserConfigs()
     backend, recipe, notes, te_reason = choose_backend(cli_backend, configs, skip)
     base = RunSpec(backend=backend, recipe=recipe, steps=steps, timeout_s=timeout_s, size="tiny")
-    if_missing_expected = ("silent-bf16",) if transformers_major() >= 5 else ("reproduced", "silent-bf16")
+    if_missing_expected = (SILENT_BF16,) if transformers_major() >= 5 else (REPRODUCED, SILENT_BF16)
     rows = [
         Row("buggy_append", "buggy patch, always append recipe (bf16: true)", "buggy",
-            replace(base, entry="buggy_patch_append", bf16=True), ("reproduced",)),
+            replace(base, entry="buggy_patch_append", bf16=True), (REPRODUCED,)),
         Row("buggy_if_missing", "buggy patch, inject if kwargs_handlers missing (bf16: true)", "buggy",
             replace(base, entry="buggy_patch_if_missing", bf16=True), if_missing_expected),
         Row("accelerator", "Accelerator(mixed_precision='fp8', kwargs_handlers=[recipe])", "fixed",
-            replace(base, entry="accelerator"), ("fp8-active",)),
+            replace(base, entry="accelerator"), (FP8_ACTIVE,)),
         Row("trainer", "Trainer, bf16: false + ACCELERATE_MIXED_PRECISION=fp8", "fixed",
             replace(base, entry="trainer", env={"ACCELERATE_MIXED_PRECISION": "fp8", **_backend_env(backend, recipe)}),
-            ("fp8-active",)),
+            (FP8_ACTIVE,)),
         Row("launch", "accelerate launch, config mixed_precision: fp8 + fp8_config", "fixed",
-            replace(base, entry="launch"), ("fp8-active",)),
+            replace(base, entry="launch"), (FP8_ACTIVE,)),
         Row("multiproc", "2 processes, Accelerator(mixed_precision='fp8')", "fixed",
-            replace(base, entry="multiproc", nproc=2), ("fp8-active",)),
+            replace(base, entry="multiproc", nproc=2), (FP8_ACTIVE,)),
         Row("native", "native " + ("TE modules + autocast" if backend == "te" else "convert_to_float8_training"),
-            "fixed", replace(base, entry="native"), ("fp8-active",)),
+            "fixed", replace(base, entry="native"), (FP8_ACTIVE,)),
     ]
     rows += _user_rows(configs, base, backend, recipe, work_dir)
     return Plan(backend=backend, recipe=recipe, rows=rows, notes=notes, te_reason=te_reason, configs=configs,
@@ -267,17 +268,17 @@ def _user_rows(configs: UserConfigs, base: RunSpec, backend: str, recipe: str, w
         fp8 = effective == "fp8"
         # A leftover ACCELERATE_FP8_BACKEND next to a non-fp8 precision makes Accelerate 1.15's prepare()
         # convert for that backend without a recipe (AO: AttributeError in _prepare_ao): either is possible.
-        not_fp8 = ("silent-bf16", "failed") if "ACCELERATE_FP8_BACKEND" in env else ("silent-bf16",)
+        not_fp8 = (SILENT_BF16, FAILED) if "ACCELERATE_FP8_BACKEND" in env else (SILENT_BF16,)
         name = os.path.basename(configs.llamafactory_path or "config")
         rows += [
             Row("yours_append", f"{name}: recipe injection, append form", "yours",
                 replace(base, entry="buggy_patch_append", bf16=bf16, env=dict(env)),
-                ("fp8-active",) if fp8 else ("reproduced",)),
+                (FP8_ACTIVE,) if fp8 else (REPRODUCED,)),
             Row("yours_if_missing", f"{name}: recipe injection, if-missing form", "yours",
                 replace(base, entry="buggy_patch_if_missing", bf16=bf16, env=dict(env)),
-                ("fp8-active",) if fp8 else (not_fp8 if major >= 5 else ("reproduced", *not_fp8))),
+                (FP8_ACTIVE,) if fp8 else (not_fp8 if major >= 5 else (REPRODUCED, *not_fp8))),
             Row("yours_trainer", f"{name}: Trainer + env, no patch", "yours",
-                replace(base, entry="trainer", bf16=bf16, env=dict(env)), ("fp8-active",) if fp8 else not_fp8),
+                replace(base, entry="trainer", bf16=bf16, env=dict(env)), (FP8_ACTIVE,) if fp8 else not_fp8),
         ]
     if configs.accelerate is not None:
         adapted, changed = adapt_accelerate_config(configs.accelerate)
@@ -302,7 +303,7 @@ def _user_rows(configs: UserConfigs, base: RunSpec, backend: str, recipe: str, w
         rows.append(Row("yours_launch", label, "yours",
                         replace(base, entry="launch", backend=spec_backend, recipe=spec_recipe, config_file=path,
                                 nproc=int(adapted["num_processes"])),
-                        ("fp8-active",) if mp == "fp8" else ("silent-bf16",)))
+                        (FP8_ACTIVE,) if mp == "fp8" else (SILENT_BF16,)))
     return rows
 
 
@@ -447,7 +448,7 @@ def verdict_paragraph(report: ReproReport) -> str:
     recipe_cls = "TERecipeKwargs" if plan.backend == "te" else "AORecipeKwargs"
     parts: list[str] = []
     append = rows["buggy_append"]
-    if append.verdict == "reproduced":
+    if append.verdict == REPRODUCED:
         err = (append.result or {}).get("error") or {}
         parts.append(f"REPRODUCED: with `bf16: true` the Trainer builds `Accelerator(mixed_precision='bf16')`; "
                      f"injecting an FP8 recipe handler ({recipe_cls}) into it raises ValueError "
@@ -456,7 +457,7 @@ def verdict_paragraph(report: ReproReport) -> str:
         parts.append(f"NOT reproduced: the always-append patch gave {append.verdict} ({append.reason}).")
     missing = rows["buggy_if_missing"]
     patch = (missing.result or {}).get("patch") or {}
-    if missing.verdict == "silent-bf16":
+    if missing.verdict == SILENT_BF16:
         seen = ", ".join(patch.get("kwargs_handlers_seen") or []) or "some"
         parts.append(f"The report's own patch (inject only if `kwargs_handlers` is missing) injected "
                      f"{patch.get('injected', 0)} recipe(s): this transformers always passes kwargs_handlers "

@@ -17,6 +17,7 @@ from typing import Any
 from fp8doctor.matrix import checks, store
 from fp8doctor.matrix.plan import Cell, baseline_spec, native_spec
 from fp8doctor.runs.spec import RunSpec
+from fp8doctor.verdicts import FAIL, worst_exit
 
 Runner = Callable[[RunSpec], dict[str, Any]]
 
@@ -41,10 +42,10 @@ class MatrixResult:
 
     @property
     def failed(self) -> list[Row]:
-        return [r for r in self.rows if r.status == "fail"]
+        return [r for r in self.rows if r.status == FAIL]
 
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        return worst_exit(r.status for r in self.rows)
 
 
 def skipped_result(cell: Cell) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import importlib.util
 from typing import Any
 
 from fp8doctor.report.sections import Section
+from fp8doctor.verdicts import ERROR, FAIL, FP8_ACTIVE, OK
 
 
 def run_repro_for_report(steps: int | None = None, workers: int = 2) -> Section:
@@ -23,20 +24,19 @@ def run_repro_for_report(steps: int | None = None, workers: int = 2) -> Section:
     data = repro.to_json_obj(report)
     code = report.exit_code()
     headline = str(data.get("verdict") or "").split("\n")[0]
-    return Section("repro", "Reproduction of the mixed-precision ValueError", "fail" if code else "ok",
+    return Section("repro", "Reproduction of the mixed-precision ValueError", FAIL if code else OK,
                    headline[:300] + ("..." if len(headline) > 300 else ""), md, data)
 
 
 def run_watch_for_report(cmd: list[str], timeout: float) -> Section:
     if importlib.util.find_spec("fp8doctor.watch") is None:
-        return Section("watch", "fp8doctor watch of your command", "error",
+        return Section("watch", "fp8doctor watch of your command", ERROR,
                        "fp8doctor watch is not available in this installation", "")
     from fp8doctor import watch
 
     result = watch.run_watch(cmd, timeout)
     md = watch.render(result, "md")
     verdict = result.get("verdict")
-    status = "ok" if verdict == "fp8-active" and not result.get("exit_code") and not result.get("timed_out") \
-        else "fail"
+    status = OK if verdict == FP8_ACTIVE and not result.get("exit_code") and not result.get("timed_out") else FAIL
     headline = f"{verdict}: {result.get('reason') or ''}".strip().rstrip(":")
     return Section("watch", "fp8doctor watch of your command", status, headline, md, result)

@@ -18,6 +18,7 @@ from fp8doctor.matrix.store import scrub
 from fp8doctor.redact import redact_env
 from fp8doctor.report import curves, sections
 from fp8doctor.report.markdown import render_markdown
+from fp8doctor.verdicts import is_problem, worst_exit
 
 # Variables that decide FP8 behaviour or describe the machine's accelerator setup.
 ENV_PREFIXES = ("ACCELERATE_", "NVTE_", "CUDA_", "NCCL_", "PYTORCH_", "TORCH", "HF_", "TRANSFORMERS_", "OMP_",
@@ -90,10 +91,10 @@ def versions() -> dict[str, str | None]:
 
 def overall(parts: list[sections.Section]) -> tuple[str, int]:
     """One verdict for the top of the report and the exit code (1 when any part failed or errored)."""
-    bad = [p for p in parts if p.status in ("fail", "error")]
+    bad = [p for p in parts if is_problem(p.status)]
     if not bad:
         return "No blocking FP8 problem found: every part below passed.", 0
-    return "Problems found in: " + ", ".join(p.title for p in bad) + ".", 1
+    return "Problems found in: " + ", ".join(p.title for p in bad) + ".", worst_exit(p.status for p in bad)
 
 
 def build(opts: Options) -> Report:

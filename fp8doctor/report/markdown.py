@@ -7,8 +7,9 @@ import os
 from typing import Any
 
 from fp8doctor.report import curves
+from fp8doctor.verdicts import ERROR, FAIL, OK, SKIP
 
-_ICON = {"ok": "✅", "fail": "❌", "error": "⚠️", "skip": "➖"}
+_ICON = {OK: "✅", FAIL: "❌", ERROR: "⚠️", SKIP: "➖"}
 
 
 def _details(summary: str, body: str) -> str:

@@ -10,12 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fp8doctor.verdicts import ERROR, FAIL, OK
+
 
 @dataclass
 class Section:
     name: str
     title: str
-    status: str  # "ok" | "fail" | "error" | "skip"
+    status: str  # one of fp8doctor.verdicts.PART_STATUSES
     headline: str  # one line for the summary at the top
     markdown: str = ""
     data: Any = None
@@ -37,7 +39,7 @@ def guarded(name: str, title: str, build: Callable[[], Section]) -> Section:
     except Exception as exc:  # noqa: BLE001 - one broken part must not lose the others' measurements
         last = traceback.extract_tb(exc.__traceback__)[-1]
         where = f"{last.filename}:{last.lineno}"
-        section = Section(name, title, "error", f"could not run: {type(exc).__name__}: {exc}",
+        section = Section(name, title, ERROR, f"could not run: {type(exc).__name__}: {exc}",
                           f"`{type(exc).__name__}: {exc}` at `{where}`",
                           {"error": {"type": type(exc).__name__, "message": str(exc), "where": where}})
     section.seconds = time.monotonic() - t0
@@ -53,7 +55,7 @@ def env_section(config_files: list[str] | None = None) -> Section:
 
     facts = collect_facts(config_files) if config_files else collect_facts()
     findings = evaluate(facts)
-    status = "fail" if exit_code(findings) else "ok"
+    status = FAIL if exit_code(findings) else OK
     md = render(findings, facts, "md")
     # The env renderer's own `###` title sits under this part's heading; keep its subheadings below it.
     return Section("env", "Environment findings", status, summary_line(findings), md,
@@ -83,7 +85,7 @@ def matrix_section(out_jsonl: str, steps: int, workers: int, scope: str) -> Sect
 
     selections = {"quick": QUICK, "default": DEFAULT, "full": None}[scope]
     result = run_matrix(steps=steps, workers=workers, out=out_jsonl, selections=selections)
-    status = "fail" if result.exit_code() else "ok"
+    status = FAIL if result.exit_code() else OK
     return Section("matrix", "FP8 matrix", status, summary(result), render(result, "md"), to_json_obj(result),
                    files=[out_jsonl])
 
