@@ -34,7 +34,7 @@ def select(path: str | None) -> None:
     global _selected
     path = path or os.environ.get(ENV_VAR) or None
     snapshot.cache_clear()
-    _link_dir.cache_clear()
+    package_only_dir.cache_clear()
     if path is None:
         _selected = None
         return
@@ -112,8 +112,9 @@ def python_version() -> tuple[int, ...]:
 
 
 @functools.lru_cache(maxsize=1)
-def _link_dir() -> str:
-    """A folder that holds only a link named fp8doctor to this package (removed at exit)."""
+def package_only_dir() -> str:
+    """A folder that holds only a link named fp8doctor to this package (removed at exit): put on another
+    interpreter's path, it makes fp8doctor importable there and nothing else of fp8doctor's own environment."""
     import atexit
     import shutil
 
@@ -129,7 +130,7 @@ def child_env(env: Mapping[str, str]) -> dict[str, str]:
     if _selected is None:
         return out
     old = out.get("PYTHONPATH")
-    out["PYTHONPATH"] = _link_dir() + (os.pathsep + old if old else "")
+    out["PYTHONPATH"] = package_only_dir() + (os.pathsep + old if old else "")
     return out
 
 

@@ -11,8 +11,9 @@ import functools
 import os
 from typing import Any
 
-from fp8doctor.capability import backend_available, fp8_family_supported, te_recipe_family
-from fp8doctor.runs.spec import RunSpec
+from fp8doctor.capability import accelerate_has_recipe, backend_available, fp8_family_supported, te_recipe_family
+from fp8doctor.runs.backends.te import UNCHECKED_ENV
+from fp8doctor.runs.spec import BUGGY_ENTRIES, RunSpec
 
 
 @functools.lru_cache(maxsize=1)
@@ -51,7 +52,12 @@ def skip_reason(spec: RunSpec, facts: dict[str, Any] | None = None) -> str | Non
     facts = machine_facts() if facts is None else facts
     if spec.backend == "none":
         return None
+    if spec.backend == "te" and spec.entry in BUGGY_ENTRIES and spec.env.get(UNCHECKED_ENV) == "1":
+        return None  # the handler is built without TE; Accelerate raises before anything uses TE
     ok, why = backend_available(spec.backend, facts.get("installed", {}), facts.get("te_import_error"))
+    if not ok:
+        return why
+    ok, why = accelerate_has_recipe(spec.backend, facts.get("installed", {}).get("accelerate"))
     if not ok:
         return why
     cc = facts.get("cc")
