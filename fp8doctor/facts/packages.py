@@ -3,8 +3,10 @@ probe of `transformer_engine.pytorch`."""
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import Any
 
+from fp8doctor.facts.interpreter import DISTRIBUTIONS
 from fp8doctor.facts.probes import probe_code
 
 TE_IMPORT_PROBE = probe_code(
@@ -28,7 +30,14 @@ TE_IMPORT_PROBE = probe_code(
 
 
 def version_of(key: str) -> str | None:
-    return package_versions().get(key)
+    """The version of a DISTRIBUTIONS key in the diagnosed environment. Any other distribution name is fp8doctor's
+    own dependency (tabulate, matplotlib) and is read in the environment fp8doctor runs in."""
+    if key in DISTRIBUTIONS:
+        return package_versions().get(key)
+    try:
+        return metadata.version(key)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def package_versions() -> dict[str, str | None]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from fp8doctor import SCHEMA_VERSION
 from fp8doctor.matrix.run import MatrixResult, Row
-from fp8doctor.matrix.store import scrub
+from fp8doctor.redact import redact
 from fp8doctor.verdicts import CELL_STATUSES, FAIL, PASS, SKIP, WARN
 
 HEADERS = ["cell", "entry", "status", "loss vs bf16", "FP8 layers", "FP8 fwd", "vs native", "FP8/bf16 time",
@@ -107,11 +107,11 @@ def render_text(result: MatrixResult, fmt: str = "text") -> str:
         parts += ["", f"results: {result.out}"]
     parts += ["", summary(result)]
     text = "\n".join(parts)
-    return scrub(text)
+    return redact(text)
 
 
 def to_json_obj(result: MatrixResult) -> dict[str, Any]:
-    return scrub({
+    return redact({
         "schema_version": SCHEMA_VERSION,
         "kind": "fp8doctor.matrix",
         "summary": summary(result),

@@ -55,14 +55,12 @@ def skipped_result(cell: Cell) -> dict[str, Any]:
 def _default_runner(spec: RunSpec) -> dict[str, Any]:
     from fp8doctor.runs.pool import run_spec
 
-    return run_spec(spec)
+    return run_spec(spec, check_skip=False)  # the plan already asked the machine snapshot
 
 
 def _progress(total: int) -> Any:
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
+    from tqdm import tqdm
+
     # disable=None: a bar on an interactive stderr only; logs and CI output stay clean.
     return tqdm(total=total, file=sys.stderr, unit="cell", disable=None, dynamic_ncols=True, leave=False)
 

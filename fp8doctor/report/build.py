@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -14,15 +13,11 @@ from typing import Any
 
 from fp8doctor import SCHEMA_VERSION, __version__
 from fp8doctor.errors import UsageError
-from fp8doctor.matrix.store import scrub
-from fp8doctor.redact import redact_env
+from fp8doctor.facts.environ import report_env
+from fp8doctor.redact import redact
 from fp8doctor.report import curves, sections
 from fp8doctor.report.markdown import render_markdown
 from fp8doctor.verdicts import is_problem, worst_exit
-
-# Variables that decide FP8 behaviour or describe the machine's accelerator setup.
-ENV_PREFIXES = ("ACCELERATE_", "NVTE_", "CUDA_", "NCCL_", "PYTORCH_", "TORCH", "HF_", "TRANSFORMERS_", "OMP_",
-                "FP8_", "WANDB_", "LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_")
 
 QUICK_STEPS = 6
 
@@ -71,21 +66,19 @@ def ensure_writable(out_dir: str) -> None:
 
 
 def relevant_env() -> dict[str, str]:
-    picked = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
-    return dict(sorted(redact_env(picked).items()))
+    return report_env(os.environ)
 
 
 def versions() -> dict[str, str | None]:
-    from importlib import metadata
+    from fp8doctor import target
+    from fp8doctor.facts.packages import version_of
 
-    out: dict[str, str | None] = {"fp8doctor": __version__, "python": platform.python_version(),
-                                  "platform": platform.platform()}
+    diagnosed = target.snapshot()
+    out: dict[str, str | None] = {"fp8doctor": __version__, "python": diagnosed["python"],
+                                  "platform": diagnosed["system"]}
     for dist in ("torch", "accelerate", "transformers", "torchao", "transformer-engine", "numpy", "tabulate",
                  "matplotlib"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
+        out[dist] = version_of(dist)
     return out
 
 
@@ -121,7 +114,7 @@ def build(opts: Options) -> Report:
     pairs = curves.curve_pairs(matrix.data) if matrix else []
     png = curves.plot_png(pairs, png_path) if pairs else None
     verdict, code = overall(parts)
-    data = scrub({
+    data = redact({
         "schema_version": SCHEMA_VERSION,
         "kind": "fp8doctor.report",
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -136,7 +129,7 @@ def build(opts: Options) -> Report:
         "versions": versions(),
         "environment": relevant_env(),
     })
-    md = scrub(render_markdown(data, parts, png, pairs))
+    md = redact(render_markdown(data, parts, png, pairs))
     report = Report(data, md, md_path, json_path, png, jsonl_path, code)
     write(report)
     return report
