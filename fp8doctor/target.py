@@ -100,7 +100,7 @@ def snapshot() -> dict[str, Any]:
                 break
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     why = lines[-1].strip() if lines else f"exit code {proc.returncode}, no answer"
-    raise UsageError(f"--python {_selected}: is not a Python 3 interpreter that fp8doctor can read ({why})")
+    raise UsageError(f"--python {_selected}: not a Python 3.8+ interpreter that fp8doctor can read ({why})")
 
 
 def package_versions() -> dict[str, str | None]:

@@ -242,7 +242,7 @@ def test_repro_python_runs_in_the_other_environment(other_env: Path) -> None:
 @pytest.mark.parametrize("target, expected", [
     ("/nonexistent/bin/python", "no such interpreter"),
     (str(REPO / "README.md"), "not executable"),
-    (shutil.which("true") or "/bin/true", "is not a Python 3 interpreter"),
+    (shutil.which("true") or "/bin/true", "not a Python 3.8+ interpreter"),
     (str(REPO), "a folder without bin/python"),
 ])
 def test_bad_python_is_one_line_exit_2(target: str, expected: str) -> None:

@@ -2,7 +2,7 @@
 
 This file is also the probe that `fp8doctor --python PATH` runs with another interpreter: fp8doctor.target passes
 its source to `PATH -c`, so it must import nothing outside the standard library (not even fp8doctor) and keep to
-syntax that any Python 3 able to run a training job understands. Nothing is imported from the packages it reads:
+Python 3.8 (importlib.metadata; annotations are never evaluated). Nothing is imported from the packages it reads:
 versions come from their metadata, torch's build from torch/version.py parsed as text.
 """
 
