@@ -91,6 +91,8 @@ def ensure_cell(cell: dict) -> Path:
 
 def _ensure_cell_locked(cell: dict, env_dir: Path, base_site: Path) -> Path:
     marker = env_dir / ".cell.json"
+    if marker.exists() and not (_site_packages(env_dir) / "_lab_base.pth").exists():
+        marker.unlink()  # a build that was interrupted or raced: rebuild it
     if marker.exists():
         record = json.loads(marker.read_text())
         if record.get("unresolvable"):

@@ -2,7 +2,8 @@
 
 `inject_if_missing` adds kwargs_handlers=[recipe] only when the caller passed none (the report's code);
 `always_append` appends the recipe to whatever the caller passed. The recipe is AORecipeKwargs (torchao, emulated
-on CPU) where the release has it, else FP8RecipeKwargs().
+on CPU) where the release has it, else FP8RecipeKwargs built without its __post_init__ (which refuses without TE or
+MS-AMP installed; it stands for the recipe a TE user passes).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ def make_recipe():
         except ImportError:
             return au.AORecipeKwargs()
         return au.AORecipeKwargs(config=Float8LinearConfig(emulate=True))
-    return au.FP8RecipeKwargs()
+    from accelerator import unchecked
+
+    return unchecked(au.FP8RecipeKwargs)
 
 
 def patch_for(form: str):
@@ -53,6 +56,7 @@ def run_case(case: dict) -> dict:
     except Exception as exc:  # noqa: BLE001
         return {**result, **describe_exception(exc), "stage": "train", "fp8_layers": fp8_layers(model)}
     layers = fp8_layers(model)
+    result["recipe"] = [h for call in calls for h in call.get("passed_on", {}).get("kwargs_handlers") or []]
     verdict = "fp8" if layers else f"silent {result.get('mixed_precision')}"
     return {**result, "outcome": "ok", "fp8_layers": layers, "verdict": verdict}
 
