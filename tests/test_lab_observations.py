@@ -13,7 +13,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 OBSERVATIONS = sorted((ROOT / "lab" / "observations").glob("*.json"))
-CELLS = {c["name"]: c for c in yaml.safe_load((ROOT / "lab" / "cells.yaml").read_text())}
+CELLS = {c["name"]: c for name in ("cells.yaml", "cells_lf.yaml")
+         for c in yaml.safe_load((ROOT / "lab" / name).read_text())}
 MACHINE_PATH = re.compile(r"(/root/|/home/|/tmp/|/work/|/usr/|/opt/|site-packages/|\.cache/)")
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}|\b\d{2}:\d{2}:\d{2}\b")
 OUTCOMES = {"ok", "raised", "absent", "crashed", "launched", "rejected", "timeout", "probe-crashed",
@@ -32,7 +33,7 @@ def test_there_are_observations() -> None:
 def test_record_is_well_formed(path: Path) -> None:
     record = json.loads(path.read_text())
     assert record["cell"] == path.stem
-    assert record["cell"] in CELLS, "every record belongs to a cell in lab/cells.yaml"
+    assert record["cell"] in CELLS, "every record belongs to a cell in lab/cells*.yaml"
     assert record["pip"] == CELLS[record["cell"]]["pip"], "record is stale: the cell's pins changed"
     if record.get("unresolvable"):
         assert all(isinstance(line, str) for line in record["unresolvable"])
