@@ -7,6 +7,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
+from fp8doctor import safeio
 from fp8doctor.errors import UsageError
 from fp8doctor.matrix import plan, render, run
 from fp8doctor.matrix.machine import machine_facts
@@ -22,8 +23,7 @@ def check_writable(path: str) -> None:
     it first, truncated last line included)."""
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(path, "ab"):
-            pass
+        safeio.open_append(path, "the results file").close()
     except OSError as exc:
         raise UsageError(f"cannot write results to {path}: {exc.strerror or exc}") from None
 

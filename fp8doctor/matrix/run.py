@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from fp8doctor.errors import UsageError
 from fp8doctor.matrix import checks, store
 from fp8doctor.matrix.plan import Cell, baseline_spec, native_spec
 from fp8doctor.runs.spec import RunSpec
@@ -83,6 +84,11 @@ def execute(
     reused: set[str] = set()
     problems: list[str] = []
     sink = store.ResultStore(out) if out else None
+    if sink:
+        try:
+            sink.lock()  # before --resume reads it: a second matrix on this file stops here, before any run
+        except OSError as exc:
+            raise UsageError(f"cannot write results to {out}: {exc.strerror or exc}") from None
     if sink and resume:
         loaded = store.load(out)
         problems = loaded.problems
@@ -158,6 +164,8 @@ def execute(
         pool.shutdown(wait=True)
         if bar is not None:
             bar.close()
+        if sink:
+            sink.close()
     rows = evaluate(cells, results, reused)
     return MatrixResult(rows, time.monotonic() - t0, workers, out, problems, write_error[0] if write_error else None)
 
