@@ -4,17 +4,30 @@ options, one writer per results file, watch's report destination, and signals (S
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from test_bad_input import assert_usage_error, clean_env, fp8doctor
+from test_faults import SMALL, workers_alive
 
 from fp8doctor import safeio
 from fp8doctor.errors import UsageError
+
+
+def wait_for(condition: Callable[[], object], failure: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.1)
+
 
 ACCELERATE_YAML = "compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nmixed_precision: fp8\n"
 
@@ -98,3 +111,85 @@ def test_a_path_swapped_for_a_fifo_after_the_check_cannot_hang(tmp_path: Path) -
             f"try:\n    s.read_capped({str(path)!r}, 100)\nexcept Exception as e:\n    print(e)\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert "is a FIFO" in p.stdout, (p.stdout, p.stderr)
+
+
+# ------------------------------------------------------------------ numeric options
+
+NUMERIC_CASES = [
+    (["matrix", "--timeout", "nan", "--out", "OUT"], "--timeout must be a positive number of seconds (got nan)"),
+    (["matrix", "--timeout", "inf", "--out", "OUT"], "--timeout must be a positive number of seconds (got inf)"),
+    (["matrix", "--timeout", "1e9", "--out", "OUT"], "--timeout must be at most 604800 seconds"),
+    (["matrix", "--steps", "1000000000", "--out", "OUT"], "--steps must be at most 10000"),
+    (["matrix", "--workers", "100000", "--out", "OUT"], "--workers must be at most 64"),
+    (["matrix", "--seed", "-1", "--out", "OUT"], "--seed must be between 0 and 4294967295"),
+    (["repro", "--timeout", "nan"], "--timeout must be a positive number of seconds (got nan)"),
+    (["repro", "--steps", "10000000"], "--steps must be at most 10000"),
+    (["repro", "--workers", "1000000"], "--workers must be at most 64"),
+    (["report", "--timeout", "inf", "--out-dir", "TMP/r"], "--timeout must be a positive number of seconds"),
+    (["report", "--steps", "99999999", "--out-dir", "TMP/r"], "--steps must be at most 10000"),
+    (["report", "--workers", "5000", "--out-dir", "TMP/r"], "--workers must be at most 64"),
+    (["watch", "--timeout", "nan", "--", "true"], "--timeout must be a positive number of seconds (got nan)"),
+    (["watch", "--timeout=-inf", "--", "true"], "--timeout must be a positive number of seconds (got -inf)"),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), NUMERIC_CASES, ids=[" ".join(c[0]) for c in NUMERIC_CASES])
+def test_numeric_options_are_finite_positive_and_bounded(args: list[str], expected: str, tmp_path: Path) -> None:
+    """Before: nan/inf timeouts and absurd step or worker counts were accepted and started runs."""
+    args = [a.replace("TMP", str(tmp_path)).replace("OUT", str(tmp_path / "m.jsonl")) for a in args]
+    assert_usage_error(fp8doctor(args, clean_env(tmp_path), tmp_path, timeout=60), expected)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "m.jsonl").exists()
+
+
+# ------------------------------------------------------------------ one writer per results file
+
+def test_two_matrices_on_one_out_file(tmp_path: Path) -> None:
+    """Before: both wrote every cell into the file with no warning. Now the second stops with one line, exit 2,
+    and leaves the first one's file alone."""
+    out = tmp_path / "m.jsonl"
+    marker = f"HARDEN_MARK={uuid.uuid4().hex}"
+    env = clean_env(tmp_path, CUDA_VISIBLE_DEVICES="", **dict([marker.split("=")]))
+    first = subprocess.Popen([sys.executable, "-m", "fp8doctor", "matrix", *SMALL, "--out", str(out)], env=env,
+                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: workers_alive(marker), "the first matrix started no run")
+        second = fp8doctor(["matrix", *SMALL, "--out", str(out)], clean_env(tmp_path, CUDA_VISIBLE_DEVICES=""),
+                           tmp_path, timeout=60)
+        assert_usage_error(second, f"{out} is being written by another fp8doctor matrix right now")
+        _, err = first.communicate(timeout=300)
+        assert first.returncode == 0, err[-3000:]
+        keys = [json.loads(line)["key"] for line in out.read_text().splitlines()]
+        assert len(keys) == len(set(keys)) == 2
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+
+
+# ------------------------------------------------------------------ watch's report destination
+
+PRINTS = "import sys; print('TRAINING' + '-STDOUT'); print('TRAINING' + '-STDERR', file=sys.stderr)"
+
+
+def test_watch_md_on_stdout_holds_only_the_report(tmp_path: Path) -> None:
+    """Before: the command's stdout was interleaved with the Markdown on stdout."""
+    p = fp8doctor(["watch", "--format", "md", "--", sys.executable, "-c", PRINTS], clean_env(tmp_path), tmp_path)
+    assert p.returncode == 1, p.stderr
+    assert p.stdout.startswith("Command: `") and "TRAINING-STDOUT" not in p.stdout
+    assert "TRAINING-STDOUT" in p.stderr and "TRAINING-STDERR" in p.stderr
+
+
+def test_watch_output_file_leaves_the_commands_output_alone(tmp_path: Path) -> None:
+    report = tmp_path / "watch.md"
+    p = fp8doctor(["watch", "--format", "md", "--output", str(report), "--", sys.executable, "-c", PRINTS],
+                  clean_env(tmp_path), tmp_path)
+    assert p.returncode == 1, p.stderr
+    assert p.stdout == "TRAINING-STDOUT\n" and p.stderr == "TRAINING-STDERR\n"
+    assert report.read_text().startswith("Command: `") and "TRAINING-STD" not in report.read_text()
+
+
+def test_watch_output_fifo_is_refused_before_the_command_runs(fifo: Path, tmp_path: Path) -> None:
+    p = fp8doctor(["watch", "--output", str(fifo), "--", sys.executable, "-c", PRINTS], clean_env(tmp_path),
+                  tmp_path, timeout=60)
+    assert_usage_error(p, "not a regular file")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from fp8doctor import limits, safeio
 from fp8doctor.errors import UsageError
 
 
@@ -21,7 +22,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, metavar="S", help="stop the whole command after S seconds")
     p.add_argument("--format", choices=("text", "md", "json"), default="text",
-                   help="report format (json: CMD's stdout goes to stderr so stdout holds only the JSON)")
+                   help="report format (md and json: CMD's stdout goes to stderr, so that stdout holds only the "
+                        "report and `> report.md` captures it cleanly)")
+    p.add_argument("--output", metavar="FILE",
+                   help="write the report to FILE instead of stdout; CMD's output is left where it was")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to watch")
     p.set_defaults(func=run)
     return p
@@ -36,8 +40,27 @@ def run(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise UsageError("no command to watch: usage `fp8doctor watch [options] -- CMD ARGS...`")
-    if args.timeout is not None and args.timeout <= 0:
-        raise UsageError("--timeout must be a positive number of seconds")
-    result = run_watch(cmd, args.timeout, stdout=sys.stderr if args.format == "json" else None)
-    sys.stdout.write(render(result, args.format))
+    limits.check_timeout(args.timeout)
+    if args.output:
+        _write(args.output, "")  # refused now, not after a long training
+    # A machine-readable report on stdout must not be interleaved with the command's own output.
+    shared = args.format in ("md", "json") and not args.output
+    result = run_watch(cmd, args.timeout, stdout=sys.stderr if shared else None)
+    text = render(result, args.format)
+    if args.output:
+        try:
+            _write(args.output, text)
+        except UsageError:
+            sys.stdout.write(text)  # the run is not lost
+            raise
+    else:
+        sys.stdout.write(text)
     return exit_code(result)
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        with safeio.open_write(path, "--output") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {path}: {exc.strerror or exc}") from None

@@ -7,7 +7,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-from fp8doctor import safeio
+from fp8doctor import limits, safeio
 from fp8doctor.errors import UsageError
 from fp8doctor.matrix import plan, render, run
 from fp8doctor.matrix.machine import machine_facts
@@ -47,10 +47,10 @@ def run_matrix(
 ) -> run.MatrixResult:
     """Plan and execute; UsageError for bad selections or an unwritable results file. `selections` (a list of
     backends/recipes/entries dicts) replaces the single selection with their union."""
-    if workers < 1:
-        raise UsageError("--workers must be at least 1")
-    if timeout_s <= 0:
-        raise UsageError("--timeout must be a positive number of seconds")
+    limits.check_workers(workers)
+    limits.check_timeout(timeout_s)
+    limits.check_steps(steps)
+    limits.check_seeds(seeds)
     if resume and not out:
         raise UsageError("--resume needs --out FILE.jsonl (the results file of the matrix to continue)")
     if out and os.path.isdir(out):

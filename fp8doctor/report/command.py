@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from fp8doctor import limits
 from fp8doctor.errors import UsageError
 from fp8doctor.report.build import Options, build
 
@@ -16,12 +17,9 @@ def main(args: Any) -> int:
                          "train.py`")
     if cmd and not args.watch:
         raise UsageError(f"unexpected argument {cmd[0]!r}; to watch a command use `--watch -- CMD ...`")
-    if args.workers < 1:
-        raise UsageError("--workers must be at least 1")
-    if args.steps is not None and args.steps < 2:
-        raise UsageError("--steps must be at least 2")
-    if args.timeout <= 0:
-        raise UsageError("--timeout must be a positive number of seconds")
+    limits.check_workers(args.workers)
+    limits.check_steps(args.steps)
+    limits.check_timeout(args.timeout)
     if args.quick and args.full:
         raise UsageError("choose one of --quick and --full")
     report = build(Options(out_dir=args.out_dir, steps=args.steps, workers=args.workers, quick=args.quick,
