@@ -7,7 +7,7 @@ import importlib
 import sys
 import traceback
 
-from fp8doctor import __version__
+from fp8doctor import __version__, interrupts
 from fp8doctor.errors import UsageError
 
 # Sub-command name -> module in fp8doctor.commands exposing add_parser(subparsers) and run(args) -> int.
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    interrupts.install()
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:
@@ -56,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fp8doctor {args.command}: error: broken install: {type(exc).__name__}: {exc} (raised at "
               f"{origin.filename}:{origin.lineno}); reinstall that package", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"fp8doctor {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP (fp8doctor.interrupts)
+        print(f"fp8doctor {args.command}: {interrupts.describe(exc)}", file=sys.stderr)
+        return interrupts.exit_status(exc)
     except BrokenPipeError:
         return 0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from test_bad_input import assert_usage_error, clean_env, fp8doctor
-from test_faults import SMALL, workers_alive
+from test_faults import SMALL, live_processes_with, workers_alive
 
 from fp8doctor import safeio
 from fp8doctor.errors import UsageError
@@ -193,3 +194,126 @@ def test_watch_output_fifo_is_refused_before_the_command_runs(fifo: Path, tmp_pa
     p = fp8doctor(["watch", "--output", str(fifo), "--", sys.executable, "-c", PRINTS], clean_env(tmp_path),
                   tmp_path, timeout=60)
     assert_usage_error(p, "not a regular file")
+
+
+# ------------------------------------------------------------------ signals: SIGTERM and SIGHUP like Ctrl-C; SIGKILL
+
+def start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "fp8doctor", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=cwd, stdin=subprocess.DEVNULL)
+
+
+def marked_env(tmp_path: Path, **extra: str) -> tuple[str, dict[str, str], Path]:
+    """(marker, environment carrying it, a TMPDIR of its own): leaked processes and temp folders are findable."""
+    mark = uuid.uuid4().hex
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir(exist_ok=True)
+    return f"HARDEN_MARK={mark}", clean_env(tmp_path, HARDEN_MARK=mark, TMPDIR=str(tmpdir), **extra), tmpdir
+
+
+def our_temp(tmpdir: Path) -> list[Path]:
+    """fp8doctor's temp folders left in TMPDIR (torch's own caches there are not ours)."""
+    return [p for p in tmpdir.iterdir() if p.name.startswith("fp8doctor")]
+
+
+def none_left(marker: str, timeout: float = 20) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while live_processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return live_processes_with(marker)
+
+
+SLEEPER = "import time; print('started', flush=True); time.sleep(300)"
+IGNORES_SIGINT = ("import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('started', flush=True); "
+                  "time.sleep(300)")
+
+
+def started(proc: subprocess.Popen, marker: str, count: int = 2) -> None:
+    """The harness and at least one child of it carry the marker."""
+    wait_for(lambda: len(live_processes_with(marker)) >= count or proc.poll() is not None, "nothing started")
+    assert proc.poll() is None, proc.communicate()
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_watch_stops_its_command_on_sigterm_and_sighup(sig: signal.Signals, code: int, tmp_path: Path) -> None:
+    """Before: SIGTERM killed fp8doctor at once; the training ran on under PID 1, no report, temp folder left."""
+    marker, env, tmpdir = marked_env(tmp_path)
+    proc = start(["watch", "--", sys.executable, "-c", SLEEPER], env, tmp_path)
+    started(proc, marker, count=3)  # fp8doctor, its lifeline watchdog, the command
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err[-3000:]
+    assert f"command: stopped by {sig.name}" in out and "Traceback" not in err
+    assert none_left(marker) == []
+    assert our_temp(tmpdir) == []
+
+
+def test_watch_ctrl_c_is_130_even_when_the_command_ignores_it(tmp_path: Path) -> None:
+    """Before: 143 (the command, ignoring SIGINT, was finally stopped with SIGTERM and watch reported that)."""
+    marker, env, tmpdir = marked_env(tmp_path)
+    proc = start(["watch", "--", sys.executable, "-c", IGNORES_SIGINT], env, tmp_path)
+    started(proc, marker, count=3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    assert "command: interrupted" in out
+    assert none_left(marker) == [] and our_temp(tmpdir) == []
+
+
+def test_watch_killed_with_sigkill_takes_its_command_along(tmp_path: Path) -> None:
+    """Before: the command (and anything it started in its group) ran on under PID 1."""
+    marker, env, _ = marked_env(tmp_path)
+    cmd = f"{sys.executable} -c 'import time; time.sleep(300)' & {sys.executable} -c 'import time; time.sleep(300)'"
+    proc = start(["watch", "--", "sh", "-c", cmd], env, tmp_path)
+    started(proc, marker, count=5)  # fp8doctor, watchdog, sh, two sleepers
+    proc.kill()
+    proc.wait()
+    assert none_left(marker) == []
+
+
+def test_matrix_sigterm_keeps_results_then_resume_finishes(tmp_path: Path) -> None:
+    """Before: SIGTERM killed the harness and left its worker (and a launcher's ranks) running. Now: the running
+    cell is stopped and not recorded, the finished one is kept, temp folders are removed, exit 143; --resume
+    runs only the missing cell."""
+    marker, env, tmpdir = marked_env(tmp_path, CUDA_VISIBLE_DEVICES="")
+    out = tmp_path / "m.jsonl"
+    args = ["matrix", *SMALL, "--workers", "1", "--out", str(out)]
+    proc = start(args, env, tmp_path)
+    wait_for(lambda: out.exists() and out.stat().st_size > 0, "no cell finished", timeout=300)
+    wait_for(lambda: workers_alive(marker), "the second cell did not start")
+    proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-3000:]
+    assert "fp8doctor matrix: stopped by SIGTERM" in err and "Traceback" not in err
+    assert time.monotonic() - t0 < 20  # the running cell is stopped, not waited for
+    assert none_left(marker) == [] and our_temp(tmpdir) == []
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 1 and lines[0]["result"]["outcome"] == "finished"
+    p = fp8doctor([*args, "--resume", "--format", "json"], env, tmp_path, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    keys = [json.loads(line)["key"] for line in out.read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == 2
+
+
+def test_matrix_killed_with_sigkill_leaves_no_worker(tmp_path: Path) -> None:
+    """Before: `kill -9` of the matrix left its workers running to the end (seen: 7 orphans)."""
+    marker, env, _ = marked_env(tmp_path, CUDA_VISIBLE_DEVICES="")
+    proc = start(["matrix", *SMALL, "--workers", "2", "--out", str(tmp_path / "m.jsonl")], env, tmp_path)
+    wait_for(lambda: len(workers_alive(marker)) >= 2, "the workers did not start")
+    proc.kill()
+    proc.wait()
+    assert none_left(marker, timeout=10) == []
+
+
+@pytest.mark.parametrize(("command", "sig"), [("repro", signal.SIGTERM), ("report", signal.SIGHUP)])
+def test_repro_and_report_stop_their_runs(command: str, sig: signal.Signals, tmp_path: Path) -> None:
+    marker, env, tmpdir = marked_env(tmp_path, CUDA_VISIBLE_DEVICES="")
+    args = ["repro", "--steps", "2"] if command == "repro" else ["report", "--quick", "--out-dir", str(tmp_path / "r")]
+    proc = start(args, env, tmp_path)
+    wait_for(lambda: workers_alive(marker), "no run started", timeout=180)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err[-3000:]
+    assert f"fp8doctor {command}: stopped by {sig.name}" in err and "Traceback" not in err
+    assert none_left(marker) == [] and our_temp(tmpdir) == []

@@ -23,7 +23,8 @@ def outcome_line(result: dict[str, Any]) -> str:
     if result.get("timed_out"):
         return f"timed out after {result.get('timeout_s')} s: its process group was stopped"
     if result.get("interrupted"):
-        return f"interrupted {took}"
+        by = result.get("stopped_by")
+        return f"stopped by {by} {took}" if by and by != "SIGINT" else f"interrupted {took}"
     if result.get("signal"):
         return f"killed by {result['signal']} {took}"
     return f"exited {result.get('exit_code')} {took}"
