@@ -317,3 +317,77 @@ def test_repro_and_report_stop_their_runs(command: str, sig: signal.Signals, tmp
     assert proc.returncode == 128 + sig, err[-3000:]
     assert f"fp8doctor {command}: stopped by {sig.name}" in err and "Traceback" not in err
     assert none_left(marker) == [] and our_temp(tmpdir) == []
+
+
+# ------------------------------------------------------------------ control characters
+
+FORGED = "x\n[✓] forged line\r\x1b[2J\x9b31m\u202eend"
+RAW = ("\n[✓] forged", "\x1b", "\x9b", "\u202e", "\r")
+
+
+def assert_no_raw_controls(text: str) -> None:
+    assert not any(ch in text for ch in RAW[1:]), repr(text[:2000])
+    assert not any(line.lstrip("| -").startswith(("[✓] forged", "forged")) for line in text.splitlines()), text
+
+
+@pytest.mark.parametrize("fmt", ["text", "md"])
+def test_env_values_and_paths_cannot_forge_lines(fmt: str, tmp_path: Path) -> None:
+    """Before: a newline or ESC in an environment value or a config path was echoed raw: a forged line in text,
+    a forged row in the Markdown table, the terminal cleared."""
+    cfg = tmp_path / "a\nforged row | x |\x1b[2J.yaml"
+    cfg.write_text("stage: sft\nfinetuning_type: lora\n")
+    p = fp8doctor(["env", "--format", fmt, "--config", str(cfg)], clean_env(tmp_path, NVTE_DEBUG=FORGED), tmp_path)
+    assert p.returncode in (0, 1), p.stderr
+    assert_no_raw_controls(p.stdout)
+    assert "\\n[✓] forged line\\r\\e[2J\\x9b31m\\u202eend" in p.stdout
+    assert "a\\nforged row" in p.stdout
+
+
+def test_error_line_with_a_newline_in_the_path_stays_one_line(tmp_path: Path) -> None:
+    """Before: the error line split in two (and assert_usage_error's one-line rule failed)."""
+    missing = str(tmp_path / "no\nsuch\x1b[31m.yaml")
+    assert_usage_error(fp8doctor(["env", "--config", missing], clean_env(tmp_path), tmp_path), "no such file")
+    p = fp8doctor(["env"], clean_env(tmp_path, ACCELERATE_CONFIG_FILE=missing), tmp_path)
+    assert_usage_error(p, "no\\nsuch\\e[31m.yaml: no such file")
+    p = fp8doctor(["matrix", "--backend", "te", "--bogus\nforged"], clean_env(tmp_path), tmp_path)
+    assert_usage_error(p, "unrecognized arguments: --bogus\\nforged")
+
+
+def test_watch_md_command_line_cannot_forge_table_rows(tmp_path: Path) -> None:
+    p = fp8doctor(["watch", "--format", "md", "--", sys.executable, "-c", "pass", "\n| forged | row |\x1b[31m"],
+                  clean_env(tmp_path), tmp_path)
+    assert p.returncode == 1, p.stderr
+    assert_no_raw_controls(p.stdout)
+    assert not any(line.startswith("| forged") for line in p.stdout.splitlines())
+
+
+def test_matrix_text_out_path_is_escaped(tmp_path: Path) -> None:
+    """TE cells are all skipped without a GPU: the table renders without any run."""
+    out = tmp_path / "m\nforged.jsonl"
+    p = fp8doctor(["matrix", "--backend", "te", "--out", str(out)], clean_env(tmp_path, CUDA_VISIBLE_DEVICES=""),
+                  tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "results: " + str(tmp_path) + "/m\\nforged.jsonl" in p.stdout
+    assert_no_raw_controls(p.stdout)
+
+
+REPORT_ENV_ONLY = r"""
+import dataclasses, sys
+import fp8doctor.report.command as command
+from fp8doctor.cli import main
+full_build = command.build
+# env part only: what is under test is how the report lays values out, not minutes of runs
+command.build = lambda opts: full_build(dataclasses.replace(opts, skip_parts=("repro", "matrix")))
+sys.exit(main(["report", "--out-dir", sys.argv[1]]))
+"""
+
+
+def test_report_markdown_tables_cannot_be_forged(tmp_path: Path) -> None:
+    out_dir = tmp_path / "r"
+    p = subprocess.run([sys.executable, "-c", REPORT_ENV_ONLY, str(out_dir)], capture_output=True, text=True,
+                       env=clean_env(tmp_path, NVTE_DEBUG=FORGED), timeout=120, cwd=tmp_path)
+    assert p.returncode in (0, 1), p.stderr[-3000:]
+    md = next(out_dir.glob("*.md")).read_text()
+    assert "| NVTE_DEBUG" in md and "\\n[✓] forged line" in md
+    assert_no_raw_controls(md)
+    assert_no_raw_controls(p.stdout)

@@ -8,6 +8,7 @@ from typing import Any
 from fp8doctor import SCHEMA_VERSION, __version__
 from fp8doctor.findings import Finding, Level, exit_code, summary_line
 from fp8doctor.redact import redact_obj, redact_text
+from fp8doctor.render.controls import escape_controls, escape_embedded, escape_obj, unsafe_strings
 
 FORMATS = ("text", "md", "json")
 MARK = {Level.OK: "[✓]", Level.WARN: "[!]", Level.FAIL: "[✗]", Level.ERROR: "[E]", Level.SKIP: "[-]"}
@@ -126,7 +127,13 @@ def render(findings: list[Finding], facts: dict[str, Any], fmt: str = "text") ->
     safe_facts = redact_obj(facts)
     if fmt == "json":
         return redact_text(render_json(findings, safe_facts))
-    safe = [Finding(f.id, f.level, redact_text(f.title), redact_text(f.detail), redact_text(f.fix)) for f in findings]
+    # Text and Markdown: values and paths must not forge lines (newline) or drive the terminal (ESC).
+    # A finding's detail and fix are multi-line: the values of the facts embedded in them are escaped whole.
+    safe_facts = escape_obj(safe_facts)
+    unsafe = unsafe_strings(facts)
+    safe = [Finding(f.id, f.level, escape_controls(redact_text(f.title)),
+                    redact_text(escape_embedded(f.detail, unsafe)),
+                    redact_text(escape_embedded(f.fix, unsafe))) for f in findings]
     if fmt == "md":
         return redact_text(render_md(safe, safe_facts))
     if fmt == "text":

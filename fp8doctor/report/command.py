@@ -7,6 +7,7 @@ from typing import Any
 
 from fp8doctor import limits
 from fp8doctor.errors import UsageError
+from fp8doctor.render.controls import escape_controls
 from fp8doctor.report.build import Options, build
 
 
@@ -24,11 +25,11 @@ def main(args: Any) -> int:
         raise UsageError("choose one of --quick and --full")
     report = build(Options(out_dir=args.out_dir, steps=args.steps, workers=args.workers, quick=args.quick,
                            full=args.full, watch_cmd=cmd, watch_timeout=args.timeout))
-    print(report.data["verdict"])
+    print(escape_controls(report.data["verdict"]))
     for part in report.data["parts"]:
-        print(f"  {part['status']:5} {part['title']}: {part['headline']}")
+        print(f"  {part['status']:5} {part['title']}: {escape_controls(part['headline'])}")
     print("wrote:")
     for path in report.files:
-        print(f"  {path}")
+        print(f"  {escape_controls(path)}")
     sys.stdout.flush()
     return report.exit_code
