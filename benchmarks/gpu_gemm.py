@@ -40,9 +40,9 @@ SHAPES = [(1024, 1024, 1024), (4096, 4096, 4096), (8192, 8192, 8192), (8192, 409
 def skip_reason() -> str | None:
     """Why FP8 cannot run here, from fp8doctor's own facts and capability checks; None when it can."""
     from fp8doctor.capability import fp8_family_supported
-    from fp8doctor.matrix.machine import machine_facts
+    from fp8doctor.machine import snapshot
 
-    facts = machine_facts()
+    facts = snapshot()
     if not facts.get("gpu_count"):
         status = str(facts.get("gpu_status") or "no CUDA GPU visible")
         return f"No CUDA GPU is visible ({status.removeprefix('no CUDA device: ')})."

@@ -35,9 +35,9 @@ MARKERS = {
 
 @functools.lru_cache(maxsize=1)
 def _facts() -> dict[str, Any]:
-    from fp8doctor.matrix.machine import machine_facts
+    from fp8doctor.machine import snapshot
 
-    return machine_facts()
+    return snapshot()
 
 
 def missing(gpu: bool = False, te: bool = False, min_cc: tuple[int, int] | None = None,

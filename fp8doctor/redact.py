@@ -15,6 +15,8 @@ _SECRET_WORDS = {"TOKEN", "APIKEY", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE"
                  "CREDENTIALS", "AUTH", "COOKIE", "PAT"}
 _SECRET_SUBSTRINGS = ("SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL", "APIKEY", "PRIVATEKEY",
                       "ACCESSKEY", "AUTHTOKEN")
+# Names made only of a secret word that are identifiers in fp8doctor's own records.
+_IDENTIFIER_NAMES = {"key"}
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 # scheme://user:password@host  -> scheme://***REDACTED***@host
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<cred>[^\s/@:]+:[^\s/@]*)@")
@@ -41,13 +43,13 @@ def is_secret_name(name: str) -> bool:
     return any(sub in squashed for sub in _SECRET_SUBSTRINGS)
 
 
-def redact_text(text: str) -> str:
+def _text(text: str) -> str:
     text = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
     text = _SECRET_OPTION_VALUE.sub(lambda m: f"{m.group('opt')}{m.group('sep')}{REDACTED}", text)
     return _TOKEN_SHAPES.sub(REDACTED, text)
 
 
-def redact_argv(argv: list[str]) -> list[str]:
+def _argv(argv: list[str]) -> list[str]:
     """A command line with the value of every secret-named option redacted (`--hub_token X`, `--password=X`)."""
     out: list[str] = []
     hide_next = False
@@ -62,28 +64,25 @@ def redact_argv(argv: list[str]) -> list[str]:
                 out.append(f"{name}={REDACTED}" if value else arg)
                 continue
             hide_next = True
-        out.append(redact_text(arg))
+        out.append(_text(arg))
     return out
 
 
-def redact_value(name: str, value: Any) -> Any:
-    if is_secret_name(name) and value not in (None, ""):
-        return REDACTED
-    return redact_obj(value)
+def _hides_value(name: str) -> bool:
+    # A bare `key` names a record or a cell (the matrix store's, a result's), not a secret.
+    return name.lower() not in _IDENTIFIER_NAMES and is_secret_name(name)
 
 
-def redact_obj(obj: Any) -> Any:
-    """Redact recursively: secret-looking keys lose their values, every string loses credentials."""
+def redact(obj: Any) -> Any:
+    """The redaction policy, applied once where data leaves the process (a rendered output, a written file, a
+    child's result): a secret-named key loses its value, every string loses credentials and token shapes, a list
+    of strings is read as a command line (`--password X` loses X). Returns a redacted copy."""
     if isinstance(obj, str):
-        return redact_text(obj)
+        return _text(obj)
     if isinstance(obj, Mapping):
-        return {k: redact_value(str(k), v) for k, v in obj.items()}
+        return {k: REDACTED if _hides_value(str(k)) and v not in (None, "") else redact(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         if obj and all(isinstance(v, str) for v in obj):
-            return redact_argv(list(obj))  # a list of strings may be a command line
-        return [redact_obj(v) for v in obj]
+            return _argv(list(obj))
+        return [redact(v) for v in obj]
     return obj
-
-
-def redact_env(env: Mapping[str, str]) -> dict[str, str]:
-    return {k: redact_value(k, v) for k, v in env.items()}

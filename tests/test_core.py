@@ -119,16 +119,16 @@ def test_accelerate_ao_rule_matches_real_accelerate_conversion() -> None:
      "hubToken", "DBPASSWORD", "GITHUB_PAT", "apiKey"],
 )
 def test_secret_names_are_recognised(name: str) -> None:
-    from fp8doctor.redact import REDACTED, is_secret_name, redact_obj
+    from fp8doctor.redact import REDACTED, is_secret_name, redact
 
     assert is_secret_name(name)
-    assert redact_obj({name: "v"}) == {name: REDACTED}
+    assert redact({name: "v"}) == {name: REDACTED}
 
 
 @pytest.mark.parametrize(
     "name", ["tokens_per_s", "tokenizer_name", "max_new_tokens", "num_key_value_heads", "ACCELERATE_MIXED_PRECISION"]
 )
 def test_measurements_that_look_like_secrets_stay_visible(name: str) -> None:
-    from fp8doctor.redact import redact_obj
+    from fp8doctor.redact import redact
 
-    assert redact_obj({name: 12.5}) == {name: 12.5}
+    assert redact({name: 12.5}) == {name: 12.5}

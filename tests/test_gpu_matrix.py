@@ -64,10 +64,10 @@ def _gpu_params() -> list[Any]:
 
 @pytest.mark.parametrize(("backend", "recipe", "entry"), _gpu_params())
 def test_cell_on_gpu(fp8_cell: Any, backend: str, recipe: str, entry: str) -> None:
-    from fp8doctor.matrix.machine import machine_facts
+    from fp8doctor.machine import snapshot
 
     spec = RunSpec(backend=backend, recipe=recipe, entry=entry, steps=STEPS, nproc=NPROC.get(entry, 1))
-    why = skip_reason(spec, machine_facts())
+    why = skip_reason(spec, snapshot())
     if why:
         pytest.skip(why)
     # Baselines and native cells are shared by the tests of one worker (the fixture itself is per test).

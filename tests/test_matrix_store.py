@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from fp8doctor.matrix import store
-from fp8doctor.redact import REDACTED
+from fp8doctor.redact import REDACTED, redact
 
 
 def rec(key: str, outcome: str = "finished", **extra):
@@ -65,5 +65,5 @@ def test_secrets_are_scrubbed_but_metric_names_are_kept(tmp_path) -> None:
 
 
 def test_uppercase_env_names_anywhere_are_redacted_by_name() -> None:
-    out = store.scrub({"facts": {"environ": {"WANDB_API_KEY": "abc123", "NVTE_FP8": "1"}}, "key": "k"})
+    out = redact({"facts": {"environ": {"WANDB_API_KEY": "abc123", "NVTE_FP8": "1"}}, "key": "k"})
     assert out == {"facts": {"environ": {"WANDB_API_KEY": REDACTED, "NVTE_FP8": "1"}}, "key": "k"}

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import time
 
+from fp8doctor.machine import skip_reason
 from fp8doctor.redact import REDACTED
 from fp8doctor.runs.pool import child_env, run_spec, run_specs
-from fp8doctor.runs.skip import skip_reason
 from fp8doctor.runs.spec import RunSpec
 
 
@@ -72,7 +72,7 @@ def test_invalid_spec_is_a_result():
 
 
 def test_redact_result_keeps_fields_and_hides_secrets():
-    from fp8doctor.runs.pool import redact_result
+    from fp8doctor.redact import redact as redact_result
 
     r = redact_result({"spec": {"env": {"HF_TOKEN": "x", "A": "b"}}, "tokens_per_s": 3.0, "key": "k",
                        "launcher": {"launcher_env": {"ACCELERATE_API_KEY": "v"}},

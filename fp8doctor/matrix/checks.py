@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fp8doctor.findings import Level
+from fp8doctor.verdicts import FAIL, PASS, SKIP, WARN
 
 # Max relative difference |loss_fp8 - loss_bf16| / |loss_bf16| allowed at any step.
 LOSS_RTOL: dict[tuple[str, str], float] = {
@@ -290,10 +291,10 @@ def check_cell(r: dict[str, Any], baseline: dict[str, Any] | None = None,
 
 
 def cell_status(verdicts: list[Verdict]) -> str:
-    """pass | fail | skip | warn for one cell."""
+    """One of fp8doctor.verdicts.CELL_STATUSES for one cell."""
     levels = {v.level for v in verdicts}
     if Level.FAIL in levels or Level.ERROR in levels:
-        return "fail"
+        return FAIL
     if verdicts and verdicts[0].level is Level.SKIP:
-        return "skip"
-    return "warn" if Level.WARN in levels else "pass"
+        return SKIP
+    return WARN if Level.WARN in levels else PASS

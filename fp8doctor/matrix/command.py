@@ -9,8 +9,8 @@ from typing import Any
 
 from fp8doctor import limits, safeio
 from fp8doctor.errors import UsageError
+from fp8doctor.machine import snapshot
 from fp8doctor.matrix import plan, render, run
-from fp8doctor.matrix.machine import machine_facts
 
 
 def default_out(out_dir: str = "reports") -> str:
@@ -55,7 +55,7 @@ def run_matrix(
         raise UsageError("--resume needs --out FILE.jsonl (the results file of the matrix to continue)")
     if out and os.path.isdir(out):
         raise UsageError(f"--out {out} is a directory; give a FILE.jsonl")
-    facts = machine_facts()
+    facts = snapshot()
     if selections:
         cells = plan.plan_union(facts, selections, steps=steps, size=size, seeds=seeds or [0], timeout_s=timeout_s)
     else:

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fp8doctor.capability import backend_available, fp8_family_supported, te_recipe_family
 from fp8doctor.errors import UsageError
+from fp8doctor.machine import skip_reasons
 from fp8doctor.runs.spec import BASELINE_RECIPE, ENTRIES, SIZES, TE_RECIPES, TORCHAO_RECIPES, RunSpec
 
 RECIPES = {"torchao": TORCHAO_RECIPES, "te": TE_RECIPES}
@@ -40,47 +40,9 @@ def native_spec(spec: RunSpec) -> RunSpec:
     return replace(spec, entry="native", nproc=1)
 
 
-def fallback_skip_reason(spec: RunSpec, facts: dict[str, Any]) -> str | None:
-    """The doctor's capability checks applied to one cell (used when fp8doctor.runs.skip is not there)."""
-    if spec.backend == "none":
-        return None
-    reasons = []
-    ok, why = backend_available(spec.backend, facts["installed"], facts.get("te_import_error"))
-    if not ok:
-        reasons.append(why)
-    if spec.backend == "te":
-        ok, why = fp8_family_supported(facts.get("cc"), te_recipe_family(spec.recipe))
-        if not ok:
-            reasons.append(why)
-    elif spec.backend == "torchao" and facts.get("cc") is not None:
-        ok, why = fp8_family_supported(facts["cc"], "per-tensor")
-        if not ok:
-            reasons.append(why)
-    if facts.get("gpu_count") and spec.nproc > facts["gpu_count"]:
-        reasons.append(f"{spec.nproc} processes need {spec.nproc} GPUs; {facts['gpu_count']} visible.")
-    return " ".join(reasons) or None
-
-
 def skip_reason(spec: RunSpec, facts: dict[str, Any]) -> str | None:
-    try:
-        from fp8doctor.runs.skip import skip_reason as engine_skip_reason
-    except ImportError:
-        return fallback_skip_reason(spec, facts)
-    # The engine's reason first (it knows the entry paths), then whatever else the capability checks say is
-    # missing, so a skipped cell lists everything this machine lacks for it.
-    reasons = [r for r in (engine_skip_reason(spec, facts), fallback_skip_reason(spec, facts)) if r]
-    if not reasons:
-        return None
-    merged = reasons[0]
-    for extra in reasons[1:]:
-        merged += "".join(" " + s for s in _sentences(extra) if s not in merged)
-    return merged
-
-
-def _sentences(text: str) -> list[str]:
-    import re
-
-    return [s for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", text.strip()) if s]
+    """Everything this machine lacks for the cell, or None when it can run (fp8doctor.machine decides)."""
+    return " ".join(skip_reasons(spec, facts)) or None
 
 
 def _pick(given: Sequence[str] | None, allowed: Sequence[str], what: str) -> list[str]:

@@ -8,12 +8,13 @@ from typing import Any
 
 from fp8doctor import SCHEMA_VERSION
 from fp8doctor.matrix.run import MatrixResult, Row
-from fp8doctor.matrix.store import scrub
+from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_controls
+from fp8doctor.verdicts import CELL_STATUSES, FAIL, PASS, SKIP, WARN
 
 HEADERS = ["cell", "entry", "status", "loss vs bf16", "FP8 layers", "FP8 fwd", "vs native", "FP8/bf16 time",
            "run s"]
-_MARK = {"pass": "pass", "warn": "warn", "fail": "FAIL", "skip": "skip"}
+_MARK = {PASS: "pass", WARN: "warn", FAIL: "FAIL", SKIP: "skip"}
 
 
 def _verdict(row: Row, name: str) -> Any:
@@ -47,10 +48,10 @@ def table_rows(result: MatrixResult) -> tuple[list[list[str]], dict[str, int]]:
     for row in result.rows:
         spec = row.cell.spec
         status = _MARK[row.status] + (" (resumed)" if row.reused else "")
-        if row.status == "skip":
+        if row.status == SKIP:
             reason = row.verdicts[0].detail
             status = f"skip [{notes.setdefault(reason, len(notes) + 1)}]"
-        elif row.status == "fail":
+        elif row.status == FAIL:
             fails = [v.check for v in row.verdicts if v.level.value in ("fail", "error")]
             status += ": " + ", ".join(fails)
         total = (row.result.get("timings_s") or {}).get("total")
@@ -69,11 +70,11 @@ def table_rows(result: MatrixResult) -> tuple[list[list[str]], dict[str, int]]:
 
 
 def summary(result: MatrixResult) -> str:
-    counts = {s: sum(1 for r in result.rows if r.status == s) for s in ("pass", "warn", "fail", "skip")}
-    verdict = "FAIL" if counts["fail"] else ("no cell could run here" if counts["skip"] == len(result.rows)
-                                             else "all runnable cells pass")
-    return (f"matrix: {verdict} - {counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail, "
-            f"{counts['skip']} skipped; {result.wall_s:.1f} s wall with {result.workers} worker(s)")
+    counts = {s: sum(1 for r in result.rows if r.status == s) for s in CELL_STATUSES}
+    verdict = "FAIL" if counts[FAIL] else ("no cell could run here" if counts[SKIP] == len(result.rows)
+                                           else "all runnable cells pass")
+    return (f"matrix: {verdict} - {counts[PASS]} pass, {counts[WARN]} warn, {counts[FAIL]} fail, "
+            f"{counts[SKIP]} skipped; {result.wall_s:.1f} s wall with {result.workers} worker(s)")
 
 
 def failure_lines(result: MatrixResult, levels: tuple[str, ...] = ("fail", "error")) -> list[str]:
@@ -108,11 +109,11 @@ def render_text(result: MatrixResult, fmt: str = "text") -> str:
         parts += ["", f"results: {escape_controls(result.out)}"]
     parts += ["", summary(result)]
     text = "\n".join(parts)
-    return scrub(text)
+    return redact(text)
 
 
 def to_json_obj(result: MatrixResult) -> dict[str, Any]:
-    return scrub({
+    return redact({
         "schema_version": SCHEMA_VERSION,
         "kind": "fp8doctor.matrix",
         "summary": summary(result),

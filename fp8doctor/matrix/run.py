@@ -20,6 +20,7 @@ from fp8doctor.matrix import checks, store
 from fp8doctor.matrix.plan import Cell, baseline_spec, native_spec
 from fp8doctor.render.controls import escape_controls
 from fp8doctor.runs.spec import RunSpec
+from fp8doctor.verdicts import FAIL, worst_exit
 
 Runner = Callable[[RunSpec], dict[str, Any]]
 
@@ -44,10 +45,10 @@ class MatrixResult:
 
     @property
     def failed(self) -> list[Row]:
-        return [r for r in self.rows if r.status == "fail"]
+        return [r for r in self.rows if r.status == FAIL]
 
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        return worst_exit(r.status for r in self.rows)
 
 
 def skipped_result(cell: Cell) -> dict[str, Any]:
@@ -57,14 +58,12 @@ def skipped_result(cell: Cell) -> dict[str, Any]:
 def _default_runner(spec: RunSpec) -> dict[str, Any]:
     from fp8doctor.runs.pool import run_spec
 
-    return run_spec(spec)
+    return run_spec(spec, check_skip=False)  # the plan already asked the machine snapshot
 
 
 def _progress(total: int) -> Any:
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
+    from tqdm import tqdm
+
     # disable=None: a bar on an interactive stderr only; logs and CI output stay clean.
     return tqdm(total=total, file=sys.stderr, unit="cell", disable=None, dynamic_ncols=True, leave=False)
 

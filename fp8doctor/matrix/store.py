@@ -7,7 +7,6 @@ import contextlib
 import json
 import math
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -15,39 +14,20 @@ from pathlib import Path
 from typing import IO, Any
 
 from fp8doctor import safeio
-from fp8doctor.redact import REDACTED, is_secret_name, redact_argv, redact_env, redact_text
-
-_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+from fp8doctor.redact import redact
 
 RECORD_SCHEMA = "fp8doctor.matrix.cell/1"
 MAX_RESULTS_BYTES = 256 * 1024 * 1024  # a --resume file: thousands of cells fit; /dev/zero-like input does not
 
 
-def scrub(obj: Any) -> Any:
-    """Redact credentials in every string and secret-named variables in every `env` mapping.
-
-    Result dicts hold keys such as `tokens_per_s` and `key` that a name-based redaction would blank, so names
-    are judged only where they are environment variables (an `env` mapping, or an UPPER_CASE key);
-    everything else is redacted by content.
-    """
-    if isinstance(obj, str):
-        return redact_text(obj)
+def _finite(obj: Any) -> Any:
+    """Non-finite floats as the result schema stores them ("nan" / "inf" / "-inf"): the file is strict JSON."""
     if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for k, v in obj.items():
-            if k == "env" and isinstance(v, dict) and all(isinstance(x, str) for x in v.values()):
-                out[k] = {str(ek): redact_text(str(ev)) for ek, ev in redact_env(v).items()}
-            elif isinstance(k, str) and _ENV_NAME.match(k) and is_secret_name(k) and v not in (None, ""):
-                out[k] = REDACTED
-            else:
-                out[k] = scrub(v)
-        return out
+        return {k: _finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        if obj and all(isinstance(v, str) for v in obj):
-            return redact_argv(list(obj))  # a command line: `--password X` loses X
-        return [scrub(v) for v in obj]
+        return [_finite(v) for v in obj]
     if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)  # "nan" / "inf" / "-inf", as the result schema stores them
+        return str(obj)
     return obj
 
 
@@ -57,7 +37,7 @@ def make_record(key: str, role: str, result: dict[str, Any]) -> dict[str, Any]:
         "key": key,
         "role": role,
         "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "result": scrub(result),
+        "result": redact(_finite(result)),
     }
 
 

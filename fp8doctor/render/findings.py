@@ -7,7 +7,7 @@ from typing import Any
 
 from fp8doctor import SCHEMA_VERSION, __version__
 from fp8doctor.findings import Finding, Level, exit_code, summary_line
-from fp8doctor.redact import redact_obj, redact_text
+from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_controls, escape_embedded, escape_obj, unsafe_strings
 
 FORMATS = ("text", "md", "json")
@@ -119,23 +119,23 @@ def render_json(findings: list[Finding], facts: dict[str, Any]) -> str:
         "findings": [f.to_dict() for f in _sorted(findings)],
         "facts": facts,
     }
-    return json.dumps(redact_obj(doc), indent=2, ensure_ascii=False, default=str) + "\n"
+    return json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
 
 
 def render(findings: list[Finding], facts: dict[str, Any], fmt: str = "text") -> str:
-    """Render in `fmt` (text, md, json); facts are redacted before use and the result once more as text."""
-    safe_facts = redact_obj(facts)
+    """Render in `fmt` (text, md, json); the facts and the findings are redacted once, before use."""
+    safe_facts = redact(facts)
+    safe = [Finding(f.id, f.level, redact(f.title), redact(f.detail), redact(f.fix)) for f in findings]
     if fmt == "json":
-        return redact_text(render_json(findings, safe_facts))
+        return render_json(safe, safe_facts)
     # Text and Markdown: values and paths must not forge lines (newline) or drive the terminal (ESC).
     # A finding's detail and fix are multi-line: the values of the facts embedded in them are escaped whole.
     safe_facts = escape_obj(safe_facts)
     unsafe = unsafe_strings(facts)
-    safe = [Finding(f.id, f.level, escape_controls(redact_text(f.title)),
-                    redact_text(escape_embedded(f.detail, unsafe)),
-                    redact_text(escape_embedded(f.fix, unsafe))) for f in findings]
+    safe = [Finding(f.id, f.level, escape_controls(redact(f.title)), redact(escape_embedded(f.detail, unsafe)),
+                    redact(escape_embedded(f.fix, unsafe))) for f in findings]
     if fmt == "md":
-        return redact_text(render_md(safe, safe_facts))
+        return render_md(safe, safe_facts)
     if fmt == "text":
-        return redact_text(render_text(safe, safe_facts))
+        return render_text(safe, safe_facts)
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")

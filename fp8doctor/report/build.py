@@ -14,14 +14,11 @@ from typing import Any
 
 from fp8doctor import SCHEMA_VERSION, __version__, safeio
 from fp8doctor.errors import UsageError
-from fp8doctor.matrix.store import scrub
-from fp8doctor.redact import redact_env
+from fp8doctor.facts.environ import report_env
+from fp8doctor.redact import redact
 from fp8doctor.report import curves, sections
 from fp8doctor.report.markdown import render_markdown
-
-# Variables that decide FP8 behaviour or describe the machine's accelerator setup.
-ENV_PREFIXES = ("ACCELERATE_", "NVTE_", "CUDA_", "NCCL_", "PYTORCH_", "TORCH", "HF_", "TRANSFORMERS_", "OMP_",
-                "FP8_", "WANDB_", "LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_")
+from fp8doctor.verdicts import is_problem, worst_exit
 
 QUICK_STEPS = 6
 
@@ -72,30 +69,26 @@ def ensure_writable(out_dir: str) -> None:
 
 
 def relevant_env() -> dict[str, str]:
-    picked = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
-    return dict(sorted(redact_env(picked).items()))
+    return report_env(os.environ)
 
 
 def versions() -> dict[str, str | None]:
-    from importlib import metadata
+    from fp8doctor.facts.packages import version_of
 
     out: dict[str, str | None] = {"fp8doctor": __version__, "python": platform.python_version(),
                                   "platform": platform.platform()}
     for dist in ("torch", "accelerate", "transformers", "torchao", "transformer-engine", "numpy", "tabulate",
                  "matplotlib"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
+        out[dist] = version_of(dist)
     return out
 
 
 def overall(parts: list[sections.Section]) -> tuple[str, int]:
     """One verdict for the top of the report and the exit code (1 when any part failed or errored)."""
-    bad = [p for p in parts if p.status in ("fail", "error")]
+    bad = [p for p in parts if is_problem(p.status)]
     if not bad:
         return "No blocking FP8 problem found: every part below passed.", 0
-    return "Problems found in: " + ", ".join(p.title for p in bad) + ".", 1
+    return "Problems found in: " + ", ".join(p.title for p in bad) + ".", worst_exit(p.status for p in bad)
 
 
 def build(opts: Options) -> Report:
@@ -122,7 +115,7 @@ def build(opts: Options) -> Report:
     pairs = curves.curve_pairs(matrix.data) if matrix else []
     png = curves.plot_png(pairs, png_path) if pairs else None
     verdict, code = overall(parts)
-    data = scrub({
+    data = redact({
         "schema_version": SCHEMA_VERSION,
         "kind": "fp8doctor.report",
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -137,7 +130,7 @@ def build(opts: Options) -> Report:
         "versions": versions(),
         "environment": relevant_env(),
     })
-    md = scrub(render_markdown(data, parts, png, pairs))
+    md = redact(render_markdown(data, parts, png, pairs))
     report = Report(data, md, md_path, json_path, png, jsonl_path, code)
     write(report)
     return report

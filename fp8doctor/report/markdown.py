@@ -8,8 +8,9 @@ from typing import Any
 
 from fp8doctor.render.controls import escape_controls
 from fp8doctor.report import curves
+from fp8doctor.verdicts import ERROR, FAIL, OK, SKIP
 
-_ICON = {"ok": "✅", "fail": "❌", "error": "⚠️", "skip": "➖"}
+_ICON = {OK: "✅", FAIL: "❌", ERROR: "⚠️", SKIP: "➖"}
 
 
 def _details(summary: str, body: str) -> str:

@@ -10,12 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fp8doctor.verdicts import ERROR, FAIL, FP8_ACTIVE, OK
+
 
 @dataclass
 class Section:
     name: str
     title: str
-    status: str  # "ok" | "fail" | "error" | "skip"
+    status: str  # one of fp8doctor.verdicts.PART_STATUSES
     headline: str  # one line for the summary at the top
     markdown: str = ""
     data: Any = None
@@ -37,7 +39,7 @@ def guarded(name: str, title: str, build: Callable[[], Section]) -> Section:
     except Exception as exc:  # noqa: BLE001 - one broken part must not lose the others' measurements
         last = traceback.extract_tb(exc.__traceback__)[-1]
         where = f"{last.filename}:{last.lineno}"
-        section = Section(name, title, "error", f"could not run: {type(exc).__name__}: {exc}",
+        section = Section(name, title, ERROR, f"could not run: {type(exc).__name__}: {exc}",
                           f"`{type(exc).__name__}: {exc}` at `{where}`",
                           {"error": {"type": type(exc).__name__, "message": str(exc), "where": where}})
     section.seconds = time.monotonic() - t0
@@ -47,23 +49,31 @@ def guarded(name: str, title: str, build: Callable[[], Section]) -> Section:
 def env_section(config_files: list[str] | None = None) -> Section:
     from fp8doctor.facts.collect import collect_facts
     from fp8doctor.findings import exit_code, summary_line
-    from fp8doctor.redact import redact_obj
     from fp8doctor.render.findings import render
     from fp8doctor.rules import evaluate
 
     facts = collect_facts(config_files) if config_files else collect_facts()
     findings = evaluate(facts)
-    status = "fail" if exit_code(findings) else "ok"
+    status = FAIL if exit_code(findings) else OK
     md = render(findings, facts, "md")
     # The env renderer's own `###` title sits under this part's heading; keep its subheadings below it.
     return Section("env", "Environment findings", status, summary_line(findings), md,
-                   {"facts": redact_obj(facts), "findings": [f.to_dict() for f in findings]})
+                   {"facts": facts, "findings": [f.to_dict() for f in findings]})
 
 
 def repro_section(steps: int | None = None, workers: int = 2) -> Section:
-    from fp8doctor.report.adapters import run_repro_for_report
+    from fp8doctor import repro
 
-    return run_repro_for_report(steps, workers)
+    kwargs: dict[str, Any] = {"progress": False, "workers": workers}
+    if steps:
+        kwargs["steps"] = steps
+    report = repro.run_repro(**kwargs)
+    data = repro.to_json_obj(report)
+    # The report gives this part its `##` heading; the repro's own title becomes its first line, in bold.
+    md = f"**{repro.title(report)}**\n" + repro.render(report, "md", with_title=False)
+    headline = str(data.get("verdict") or "").split("\n")[0]
+    return Section("repro", "Reproduction of the mixed-precision ValueError", FAIL if report.exit_code() else OK,
+                   headline[:300] + ("..." if len(headline) > 300 else ""), md, data)
 
 
 # The report's matrices. Default: every torchao recipe (and TE's per-tensor recipes, where they can run) through
@@ -83,12 +93,16 @@ def matrix_section(out_jsonl: str, steps: int, workers: int, scope: str) -> Sect
 
     selections = {"quick": QUICK, "default": DEFAULT, "full": None}[scope]
     result = run_matrix(steps=steps, workers=workers, out=out_jsonl, selections=selections)
-    status = "fail" if result.exit_code() else "ok"
+    status = FAIL if result.exit_code() else OK
     return Section("matrix", "FP8 matrix", status, summary(result), render(result, "md"), to_json_obj(result),
                    files=[out_jsonl])
 
 
 def watch_section(cmd: list[str], timeout: float) -> Section:
-    from fp8doctor.report.adapters import run_watch_for_report
+    from fp8doctor import watch
 
-    return run_watch_for_report(cmd, timeout)
+    result = watch.run_watch(cmd, timeout)
+    verdict = result.get("verdict")
+    status = OK if verdict == FP8_ACTIVE and not result.get("exit_code") and not result.get("timed_out") else FAIL
+    headline = f"{verdict}: {result.get('reason') or ''}".strip().rstrip(":")
+    return Section("watch", "fp8doctor watch of your command", status, headline, watch.render(result, "md"), result)

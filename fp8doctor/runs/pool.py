@@ -24,11 +24,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from fp8doctor import lifeline
-from fp8doctor.redact import redact_env, redact_text
+from fp8doctor.redact import redact
 from fp8doctor.runs.spec import RunSpec
 
 # Variables that change what a run does; never inherited silently from the user's shell.
-_CONTROLLED = re.compile(
+CONTROLLED_ENV = re.compile(
     r"^(ACCELERATE_|NVTE_|FSDP_|TORCHAO_|FP8DOCTOR_|PYTORCH_CUDA_ALLOC_CONF$|TORCH_COMPILE|TORCHDYNAMO_|"
     r"(MASTER_ADDR|MASTER_PORT|WORLD_SIZE|RANK|LOCAL_RANK|LOCAL_WORLD_SIZE|GROUP_RANK|ROLE_RANK|TORCHELASTIC_\w*)$|"
     r"HF_(?!HOME$|HUB_CACHE$|DATASETS_CACHE$|TOKEN$|TOKEN_PATH$))"
@@ -41,29 +41,12 @@ OnResult = Callable[[RunSpec, dict[str, Any]], None]
 _LIVE: set[subprocess.Popen[bytes]] = set()
 _LIVE_LOCK = threading.Lock()
 _STOPPING = threading.Event()
-# Result keys that hold environment variables: their secret-looking names lose their values.
-ENV_KEYS = frozenset({"env", "removed_from_caller", "applied", "entry_env", "launcher_env"})
-
-
-def redact_result(obj: Any, key: str = "") -> Any:
-    """Redact a result: every string loses credentials/token shapes, every environment mapping (ENV_KEYS) loses
-    secret values. Unlike redact_obj, ordinary field names such as "tokens_per_s" keep their values."""
-    if isinstance(obj, str):
-        return redact_text(obj)
-    if isinstance(obj, Mapping):
-        container = key == "env" and set(obj) <= {"removed_from_caller", "applied"}
-        if key in ENV_KEYS and not container:
-            return {k: redact_result(v) for k, v in redact_env({str(k): v for k, v in obj.items()}).items()}
-        return {k: redact_result(v, str(k)) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [redact_result(v, key) for v in obj]
-    return obj
 
 
 def child_env(spec: RunSpec, env_base: Mapping[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """(environment for the child, the controlled variables removed from the base)."""
     base = dict(os.environ if env_base is None else env_base)
-    removed = {k: v for k, v in base.items() if _CONTROLLED.match(k)}
+    removed = {k: v for k, v in base.items() if CONTROLLED_ENV.match(k)}
     env = {k: v for k, v in base.items() if k not in removed}
     env["HF_HUB_OFFLINE"] = "1"
     env["TRANSFORMERS_OFFLINE"] = "1"
@@ -129,14 +112,16 @@ def _tail(path: str) -> str:
 
 def run_spec(spec: RunSpec, *, python: str = sys.executable, env_base: Mapping[str, str] | None = None,
              check_skip: bool = True) -> dict[str, Any]:
-    """Run one spec in a child process and return its (redacted) result dict; never raises."""
+    """Run one spec in a child process and return its result dict, redacted (a child's result is a boundary
+    where data leaves the run); never raises."""
     t0 = time.perf_counter()
     try:
-        return _run_spec(spec, python=python, env_base=env_base, check_skip=check_skip)
+        result = _run_spec(spec, python=python, env_base=env_base, check_skip=check_skip)
     except Exception as exc:  # noqa: BLE001 - the harness failing is a result too
-        return redact_result(_failed_result(spec, "crashed", {"type": type(exc).__name__, "signal": None,
-                                                              "message": f"fp8doctor harness error: {exc}"},
-                                            time.perf_counter() - t0))
+        result = _failed_result(spec, "crashed", {"type": type(exc).__name__, "signal": None,
+                                                  "message": f"fp8doctor harness error: {exc}"},
+                                time.perf_counter() - t0)
+    return redact(result)
 
 
 def _run_spec(spec: RunSpec, *, python: str, env_base: Mapping[str, str] | None, check_skip: bool
@@ -148,14 +133,14 @@ def _run_spec(spec: RunSpec, *, python: str, env_base: Mapping[str, str] | None,
     probe_error = None
     if check_skip:
         try:
-            from fp8doctor.runs.skip import skip_reason
+            from fp8doctor.machine import skip_reason
 
             reason = skip_reason(spec)
         except Exception as exc:  # noqa: BLE001 - a broken probe must not stop the run
             reason = None
             probe_error = f"{type(exc).__name__}: {exc}"
         if reason:
-            return redact_result(skipped_result(spec, reason))
+            return skipped_result(spec, reason)
     env, removed = child_env(spec, env_base)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fp8doctor-run-") as tmp:
@@ -215,12 +200,12 @@ def _run_spec(spec: RunSpec, *, python: str, env_base: Mapping[str, str] | None,
                                                       "message": f"worker exited with code {proc.returncode} "
                                                                  "without writing a result"}, wall)
     result["returncode"] = proc.returncode if not timed_out else None
-    result["stderr_tail"] = redact_text(stderr_tail[-STDERR_TAIL_CHARS:]) if result["outcome"] != "finished" else ""
+    result["stderr_tail"] = stderr_tail[-STDERR_TAIL_CHARS:] if result["outcome"] != "finished" else ""
     result["wall_s"] = round(wall, 3)
-    result["env"] = {"removed_from_caller": redact_env(removed), "applied": redact_env(dict(spec.env))}
+    result["env"] = {"removed_from_caller": removed, "applied": dict(spec.env)}
     if probe_error:
         result.setdefault("notes", []).append(f"skip check failed ({probe_error}); ran anyway")
-    return redact_result(result)
+    return result
 
 
 def stop_all() -> None:

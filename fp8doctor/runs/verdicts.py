@@ -1,4 +1,4 @@
-"""Classify one run's result dict: reproduced, silent-bf16, fp8-active, bf16-baseline, not-applicable, failed.
+"""Classify one run's result dict into a word of fp8doctor.verdicts.RUN_VERDICTS.
 
 Pure functions on plain dicts (the schema in fp8doctor.runs.spec), so they are tested on hand-written results.
 """
@@ -9,7 +9,9 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-VERDICTS = ("reproduced", "silent-bf16", "fp8-active", "bf16-baseline", "not-applicable", "failed")
+from fp8doctor.verdicts import BF16_BASELINE, FAILED, FP8_ACTIVE, NOT_APPLICABLE, REPRODUCED, RUN_VERDICTS, SILENT_BF16
+
+VERDICTS = RUN_VERDICTS
 
 # Accelerate's "FP8 handler without mixed_precision='fp8'" ValueError, in its known wordings:
 #   >= 1.4: "Passing in an FP8 configuration requires setting `mixed_precision='fp8'`."
@@ -49,36 +51,36 @@ def classify(result: dict[str, Any]) -> Verdict:
     outcome = result.get("outcome")
     error = result.get("error") or {}
     if outcome == "skipped":
-        return Verdict("not-applicable", result.get("skip_reason") or "skipped")
+        return Verdict(NOT_APPLICABLE, result.get("skip_reason") or "skipped")
     if outcome == "raised":
         where = error.get("where") or "?"
         if is_fp8_mixed_precision_error(error):
             user = f" (called from {error['user_where']})" if error.get("user_where") else ""
-            return Verdict("reproduced", f"ValueError at {where}{user}: {error.get('message')}")
-        return Verdict("failed", f"{error.get('type', 'error')} at {where}: {error.get('message', '')}")
+            return Verdict(REPRODUCED, f"ValueError at {where}{user}: {error.get('message')}")
+        return Verdict(FAILED, f"{error.get('type', 'error')} at {where}: {error.get('message', '')}")
     if outcome == "crashed":
         what = error.get("signal") or error.get("message") or "no result"
-        return Verdict("failed", f"the run crashed ({what})")
+        return Verdict(FAILED, f"the run crashed ({what})")
     if outcome == "timed_out":
-        return Verdict("failed", error.get("message") or "the run timed out")
+        return Verdict(FAILED, error.get("message") or "the run timed out")
     if outcome != "finished":
-        return Verdict("failed", f"unknown outcome {outcome!r}")
+        return Verdict(FAILED, f"unknown outcome {outcome!r}")
     losses = result.get("losses") or []
     if any(isinstance(v, str) for v in losses):
-        return Verdict("failed", f"loss is not finite: {losses}")
+        return Verdict(FAILED, f"loss is not finite: {losses}")
     backend = (result.get("spec") or {}).get("backend")
     mp = _mixed_precision(result)
     mp_text = f"mixed_precision={mp!r}" if mp is not None else "no Accelerator"
     if backend == "none":
-        return Verdict("bf16-baseline", f"bf16 baseline ({mp_text})")
+        return Verdict(BF16_BASELINE, f"bf16 baseline ({mp_text})")
     if result.get("fp8_active"):
         fwd = (result.get("forwards") or {}).get("fp8_module_forwards", 0)
         emu = ", torchao emulate=True" if result.get("emulated") else ""
-        return Verdict("fp8-active", f"{layer_count(result)} layers FP8, {fwd} FP8 forwards ({mp_text}{emu})")
+        return Verdict(FP8_ACTIVE, f"{layer_count(result)} layers FP8, {fwd} FP8 forwards ({mp_text}{emu})")
     if not result.get("fp8_layers"):
-        return Verdict("silent-bf16", f"trained without error but no FP8 layer: {layer_count(result)} eligible "
+        return Verdict(SILENT_BF16, f"trained without error but no FP8 layer: {layer_count(result)} eligible "
                                       f"layers converted ({mp_text})")
-    return Verdict("silent-bf16", f"FP8 layers exist ({layer_count(result)}) but FP8 was not active in forward "
+    return Verdict(SILENT_BF16, f"FP8 layers exist ({layer_count(result)}) but FP8 was not active in forward "
                                   f"({mp_text})")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from fp8doctor.redact import redact_obj, redact_text
+from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_obj
 
 FORMATS = ("text", "md", "json")
@@ -145,7 +145,6 @@ def render(result: dict[str, Any], fmt: str = "text") -> str:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (text, md, json)")
     if fmt == "json":
-        return json.dumps(redact_obj(result), indent=2, default=str) + "\n"
-    safe = escape_obj(redact_obj(result))  # no value may forge a line or drive the terminal
-    text = render_md(safe) if fmt == "md" else render_text(safe)
-    return redact_text(text)
+        return json.dumps(redact(result), indent=2, default=str) + "\n"
+    safe = escape_obj(redact(result))  # no value may forge a line or drive the terminal
+    return render_md(safe) if fmt == "md" else render_text(safe)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from fp8doctor import interrupts, lifeline
+from fp8doctor import verdicts as vocabulary
 from fp8doctor.errors import UsageError
 from fp8doctor.watch.collect import collect
 from fp8doctor.watch.observer import WATCH_DIR_ENV
@@ -171,4 +172,4 @@ def exit_code(result: dict[str, Any]) -> int:
         return 128 + int(signal.Signals[result["signal"]])
     if result.get("exit_code"):
         return int(result["exit_code"])
-    return 0 if result.get("verdict") == "fp8-active" else 1
+    return vocabulary.exit_code(str(result.get("verdict")))

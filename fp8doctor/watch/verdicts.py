@@ -1,21 +1,13 @@
 """Verdicts on what FP8 really did in a watched command: pure functions on collected process dicts.
 
-Vocabulary (as `repro`): "fp8-active", "silent-bf16", "raised", "no-accelerator-seen", plus "no-forward-seen"
-when an Accelerator had FP8 enabled but no forward pass of a prepared model was seen, so activity is unproven.
+The words and their meanings are fp8doctor.verdicts' WATCH_VERDICTS.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-FP8_ACTIVE = "fp8-active"
-SILENT_BF16 = "silent-bf16"
-RAISED = "raised"
-NO_ACCELERATOR = "no-accelerator-seen"
-NO_FORWARD = "no-forward-seen"
-VERDICTS = (FP8_ACTIVE, SILENT_BF16, RAISED, NO_ACCELERATOR, NO_FORWARD)
-# Worst first: the overall verdict is the worst rank's.
-_SEVERITY = (RAISED, SILENT_BF16, NO_ACCELERATOR, NO_FORWARD, FP8_ACTIVE)
+from fp8doctor.verdicts import FP8_ACTIVE, NO_ACCELERATOR, NO_FORWARD, RAISED, SILENT_BF16, WATCH_SEVERITY
 
 
 def _q(value: Any) -> str:
@@ -185,7 +177,7 @@ def overall_verdict(procs: list[dict[str, Any]]) -> dict[str, Any]:
                   "observed)" if n else "no Python process was observed: the command ran no Python, or ran it with "
                   "-I, -E or -S (which skip PYTHONPATH or sitecustomize)")
         return {"verdict": NO_ACCELERATOR, "reason": reason, "ranks": [], "helpers": helpers}
-    worst = min(per_rank, key=lambda r: _SEVERITY.index(r["verdict"]))
+    worst = min(per_rank, key=lambda r: WATCH_SEVERITY.index(r["verdict"]))
     summary = {k: v for k, v in worst.items() if k in ("verdict", "reason", "winner", "error")}
     if len(per_rank) > 1:
         summary["reason"] = f"rank {worst.get('rank')}: {worst['reason']}"

@@ -1,0 +1,251 @@
+"""The repro plan: the user's configs read and checked (fp8doctor.configs), the backend chosen, and one row per
+path to run (a RunSpec and the verdicts it is expected to reach). Pure but for reading the config files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from fp8doctor.configs import ACCELERATE_FP8_BACKENDS, LLAMAFACTORY_FP8_BACKENDS, check_runnable, load_config
+from fp8doctor.errors import UsageError
+from fp8doctor.facts.packages import version_of
+from fp8doctor.runs.backends import backend_env
+from fp8doctor.runs.spec import RunSpec
+from fp8doctor.verdicts import FAILED, FP8_ACTIVE, REPRODUCED, SILENT_BF16
+
+DEFAULT_STEPS = 6
+DEFAULT_TIMEOUT_S = 300.0
+
+
+@dataclass
+class Row:
+    key: str
+    label: str
+    kind: str  # "buggy" | "fixed" | "yours"
+    spec: RunSpec
+    expected: tuple[str, ...]
+    result: dict[str, Any] | None = None
+    verdict: str = ""
+    reason: str = ""
+
+    @property
+    def as_expected(self) -> bool:
+        return self.verdict in self.expected
+
+
+@dataclass
+class UserConfigs:
+    llamafactory: dict[str, Any] | None = None
+    llamafactory_path: str | None = None
+    accelerate: dict[str, Any] | None = None
+    accelerate_path: str | None = None
+
+
+@dataclass
+class Plan:
+    backend: str
+    recipe: str
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+    te_reason: str | None = None
+    configs: UserConfigs = field(default_factory=UserConfigs)
+    work_dir: str | None = None
+
+
+def load_user_configs(paths: Sequence[str]) -> UserConfigs:
+    """Read --config files (LLaMA-Factory YAML and/or Accelerate config YAML); anything else is a UsageError."""
+    out = UserConfigs()
+    for path in paths:
+        cfg = load_config(path)
+        kind, data = cfg["kind"], cfg["data"]
+        if kind == "llamafactory":
+            if out.llamafactory is not None:
+                raise UsageError(f"{path}: only one LLaMA-Factory config per run (have {out.llamafactory_path})")
+            check_runnable(kind, data, str(path))
+            out.llamafactory, out.llamafactory_path = data, str(path)
+        elif kind == "accelerate":
+            if out.accelerate is not None:
+                raise UsageError(f"{path}: only one Accelerate config per run (already have {out.accelerate_path})")
+            check_runnable(kind, data, str(path))
+            out.accelerate, out.accelerate_path = data, str(path)
+        else:
+            raise UsageError(f"{path}: repro takes a LLaMA-Factory training YAML or an Accelerate config YAML, "
+                             f"not a {cfg['label']}")
+    return out
+
+
+def transformers_major() -> int:
+    try:
+        return int((version_of("transformers") or "0").split(".")[0])
+    except ValueError:
+        return 0
+
+
+def _requested_backend(cli_backend: str, configs: UserConfigs) -> tuple[str | None, str]:
+    if cli_backend in ("te", "torchao"):
+        return cli_backend, "--backend"
+    if configs.llamafactory and configs.llamafactory.get("fp8_backend"):
+        b = LLAMAFACTORY_FP8_BACKENDS.get(str(configs.llamafactory["fp8_backend"]).lower())
+        if b:
+            return b, f"fp8_backend in {configs.llamafactory_path}"
+    backend = ((configs.accelerate or {}).get("fp8_config") or {}).get("backend")
+    if backend and ACCELERATE_FP8_BACKENDS.get(str(backend).upper()):
+        return ACCELERATE_FP8_BACKENDS[str(backend).upper()], f"fp8_config.backend in {configs.accelerate_path}"
+    return None, "auto"
+
+
+def choose_backend(cli_backend: str, configs: UserConfigs, skip: Callable[[RunSpec], str | None]
+                   ) -> tuple[str, str, list[str], str | None]:
+    """(backend, recipe, notes, TE's not-applicable reason or None)."""
+    notes: list[str] = []
+    te_recipe = "delayed_hybrid"
+    acc_fp8 = (configs.accelerate or {}).get("fp8_config") or {}
+    if str(acc_fp8.get("fp8_format", "")).upper() == "E4M3":
+        te_recipe = "delayed_e4m3"
+    te_reason = skip(RunSpec(backend="te", recipe=te_recipe, entry="accelerator"))
+    wanted, source = _requested_backend(cli_backend, configs)
+    if wanted == "te" and te_reason and cli_backend != "te":
+        notes.append(f"Transformer Engine was asked for ({source}) but cannot run here: {te_reason} "
+                     "The runs use torchao's recipe instead: Accelerate's mixed-precision check is "
+                     "backend-independent (it fires for any FP8 recipe handler), so the failure and the fix are "
+                     "the same.")
+        wanted = "torchao"
+    if wanted is None:
+        wanted = "te" if te_reason is None else "torchao"
+    if wanted == "torchao" and not notes:
+        why = f"Transformer Engine is not usable here ({te_reason})" if te_reason else "torchao was chosen"
+        notes.append(f"{why}; the runs use torchao's recipe. Accelerate's mixed-precision check is "
+                     "backend-independent (it fires for any FP8 recipe handler), so a TE setup fails and is fixed "
+                     "the same way.")
+    recipe = te_recipe if wanted == "te" else "tensorwise"
+    return wanted, recipe, notes, te_reason
+
+
+def build_plan(cli_backend: str = "auto", configs: UserConfigs | None = None, steps: int = DEFAULT_STEPS,
+               timeout_s: float = DEFAULT_TIMEOUT_S, skip: Callable[[RunSpec], str | None] | None = None,
+               work_dir: str | None = None) -> Plan:
+    if skip is None:
+        from fp8doctor.machine import skip_reason
+
+        def skip(spec: RunSpec) -> str | None:
+            return skip_reason(spec)
+
+    configs = configs or UserConfigs()
+    backend, recipe, notes, te_reason = choose_backend(cli_backend, configs, skip)
+    base = RunSpec(backend=backend, recipe=recipe, steps=steps, timeout_s=timeout_s, size="tiny")
+    if_missing_expected = (SILENT_BF16,) if transformers_major() >= 5 else (REPRODUCED, SILENT_BF16)
+    rows = [
+        Row("buggy_append", "buggy patch, always append recipe (bf16: true)", "buggy",
+            replace(base, entry="buggy_patch_append", bf16=True), (REPRODUCED,)),
+        Row("buggy_if_missing", "buggy patch, inject if kwargs_handlers missing (bf16: true)", "buggy",
+            replace(base, entry="buggy_patch_if_missing", bf16=True), if_missing_expected),
+        Row("accelerator", "Accelerator(mixed_precision='fp8', kwargs_handlers=[recipe])", "fixed",
+            replace(base, entry="accelerator"), (FP8_ACTIVE,)),
+        Row("trainer", "Trainer, bf16: false + ACCELERATE_MIXED_PRECISION=fp8", "fixed",
+            replace(base, entry="trainer", env={"ACCELERATE_MIXED_PRECISION": "fp8", **backend_env(backend, recipe)}),
+            (FP8_ACTIVE,)),
+        Row("launch", "accelerate launch, config mixed_precision: fp8 + fp8_config", "fixed",
+            replace(base, entry="launch"), (FP8_ACTIVE,)),
+        Row("multiproc", "2 processes, Accelerator(mixed_precision='fp8')", "fixed",
+            replace(base, entry="multiproc", nproc=2), (FP8_ACTIVE,)),
+        Row("native", "native " + ("TE modules + autocast" if backend == "te" else "convert_to_float8_training"),
+            "fixed", replace(base, entry="native"), (FP8_ACTIVE,)),
+    ]
+    rows += _user_rows(configs, base, backend, recipe, work_dir)
+    return Plan(backend=backend, recipe=recipe, rows=rows, notes=notes, te_reason=te_reason, configs=configs,
+                work_dir=work_dir)
+
+
+def _lf_env(configs: UserConfigs, backend: str, recipe: str) -> dict[str, str]:
+    """The environment LLaMA-Factory's FP8 setup leaves: it skips its own setup when Accelerate is already
+    configured (the report's log: "Accelerate already configured via config/env")."""
+    acc_mp = (configs.accelerate or {}).get("mixed_precision")
+    if acc_mp:
+        env = {"ACCELERATE_MIXED_PRECISION": str(acc_mp).lower()}
+        if str(acc_mp).lower() == "fp8":
+            env.update(backend_env(backend, recipe))
+        return env
+    if (configs.llamafactory or {}).get("fp8"):
+        return {"ACCELERATE_MIXED_PRECISION": "fp8", **backend_env(backend, recipe)}
+    return {"ACCELERATE_MIXED_PRECISION": "no"}
+
+
+def _user_rows(configs: UserConfigs, base: RunSpec, backend: str, recipe: str, work_dir: str | None) -> list[Row]:
+    rows: list[Row] = []
+    major = transformers_major()
+    if configs.llamafactory is not None:
+        lf = configs.llamafactory
+        bf16 = bool(lf.get("bf16"))
+        env = _lf_env(configs, backend, recipe)
+        # transformers >= 5: TrainingArguments.mixed_precision = env value, overwritten to "bf16" by bf16=True.
+        effective = "bf16" if bf16 else env.get("ACCELERATE_MIXED_PRECISION", "no")
+        fp8 = effective == "fp8"
+        # A leftover ACCELERATE_FP8_BACKEND next to a non-fp8 precision makes Accelerate 1.15's prepare()
+        # convert for that backend without a recipe (AO: AttributeError in _prepare_ao): either is possible.
+        not_fp8 = (SILENT_BF16, FAILED) if "ACCELERATE_FP8_BACKEND" in env else (SILENT_BF16,)
+        name = os.path.basename(configs.llamafactory_path or "config")
+        rows += [
+            Row("yours_append", f"{name}: recipe injection, append form", "yours",
+                replace(base, entry="buggy_patch_append", bf16=bf16, env=dict(env)),
+                (FP8_ACTIVE,) if fp8 else (REPRODUCED,)),
+            Row("yours_if_missing", f"{name}: recipe injection, if-missing form", "yours",
+                replace(base, entry="buggy_patch_if_missing", bf16=bf16, env=dict(env)),
+                (FP8_ACTIVE,) if fp8 else (not_fp8 if major >= 5 else (REPRODUCED, *not_fp8))),
+            Row("yours_trainer", f"{name}: Trainer + env, no patch", "yours",
+                replace(base, entry="trainer", bf16=bf16, env=dict(env)), (FP8_ACTIVE,) if fp8 else not_fp8),
+        ]
+    if configs.accelerate is not None:
+        adapted, changed = adapt_accelerate_config(configs.accelerate)
+        acc_backend = ACCELERATE_FP8_BACKENDS.get(str((adapted.get("fp8_config") or {}).get("backend", "")).upper())
+        if acc_backend == "te" and backend == "torchao":
+            adapted["fp8_config"] = {"backend": "AO"}
+            changed.append("fp8_config.backend TE->AO (Transformer Engine not usable here)")
+        path = None
+        if work_dir:
+            import yaml
+
+            path = os.path.join(work_dir, "accelerate_config.yaml")
+            with open(path, "w", encoding="utf-8") as fh:
+                yaml.safe_dump(adapted, fh, sort_keys=False)
+        name = os.path.basename(configs.accelerate_path or "accelerate config")
+        mp = str(adapted.get("mixed_precision", "no")).lower()
+        acc_backend = ACCELERATE_FP8_BACKENDS.get(str((adapted.get("fp8_config") or {}).get("backend", "")).upper())
+        spec_backend = acc_backend or backend
+        spec_recipe = recipe if spec_backend == backend else ("tensorwise" if spec_backend == "torchao" else
+                                                               "delayed_hybrid")
+        label = f"{name}: accelerate launch" + (f" (adapted: {', '.join(changed)})" if changed else "")
+        rows.append(Row("yours_launch", label, "yours",
+                        replace(base, entry="launch", backend=spec_backend, recipe=spec_recipe, config_file=path,
+                                nproc=int(adapted["num_processes"])),
+                        (FP8_ACTIVE,) if mp == "fp8" else (SILENT_BF16,)))
+    return rows
+
+
+def adapt_accelerate_config(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The user's Accelerate config made runnable as one process on this machine; FP8 settings kept as they are."""
+    keep = {"mixed_precision", "fp8_config", "downcast_bf16", "debug"}
+    adapted: dict[str, Any] = {k: v for k, v in data.items() if k in keep}
+    try:
+        nproc = int(data.get("num_processes") or 1)
+    except (TypeError, ValueError):
+        nproc = 1
+    multi = nproc > 1 and str(data.get("distributed_type", "")).upper() in ("MULTI_GPU", "MULTI_CPU")
+    # Multi-process configs keep 2 processes; MULTI_GPU is what really fans out (see runs/entries/accelerate_launch.py).
+    forced = {"compute_environment": "LOCAL_MACHINE", "distributed_type": "MULTI_GPU" if multi else "NO",
+              "num_machines": 1, "num_processes": 2 if multi else 1, "machine_rank": 0}
+    changed = [k for k, v in forced.items() if k in data and data[k] != v]
+    dropped = sorted(k for k in data if k not in keep and k not in forced and k != "use_cpu")
+    adapted.update(forced)
+    from fp8doctor.machine import snapshot
+
+    cpu = not snapshot().get("gpu_count")
+    adapted["use_cpu"] = cpu
+    if bool(data.get("use_cpu", False)) != cpu:
+        changed.append("use_cpu")
+    if dropped:
+        changed.append("dropped " + "/".join(dropped))
+    return adapted, changed
+
+

@@ -1,0 +1,93 @@
+"""Run a repro plan: every row's RunSpec in its own child process (fp8doctor.runs.pool), each result classified
+(fp8doctor.runs.verdicts); the caller's FP8-relevant variables recorded, never inherited."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fp8doctor.errors import UsageError
+from fp8doctor.repro.plan import DEFAULT_STEPS, DEFAULT_TIMEOUT_S, Plan, Row, build_plan, load_user_configs
+from fp8doctor.runs.pool import CONTROLLED_ENV
+from fp8doctor.runs.spec import RunSpec
+from fp8doctor.verdicts import FP8_ACTIVE
+
+
+@dataclass
+class ReproReport:
+    plan: Plan
+    caller_env: dict[str, str]
+    wall_s: float = 0.0
+
+    @property
+    def rows(self) -> list[Row]:
+        return self.plan.rows
+
+    def fixed_active(self) -> list[Row]:
+        return [r for r in self.rows if r.kind == "fixed" and r.verdict == FP8_ACTIVE]
+
+    def exit_code(self) -> int:
+        return 0 if self.fixed_active() else 1
+
+
+def caller_fp8_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The caller's variables the runs do not inherit (recorded and shown, never silently used)."""
+    environ = dict(os.environ if environ is None else environ)
+    return {k: v for k, v in sorted(environ.items()) if CONTROLLED_ENV.match(k)}
+
+
+def run_repro(config_paths: Sequence[str] = (), backend: str = "auto", steps: int = DEFAULT_STEPS,
+              timeout_s: float = DEFAULT_TIMEOUT_S, workers: int | None = None, progress: bool = True
+              ) -> ReproReport:
+    """Plan, run and classify; UsageError on bad input. The returned report renders itself (render())."""
+    import time
+
+    from fp8doctor.runs.pool import run_specs
+    from fp8doctor.runs.verdicts import classify
+
+    if backend not in ("auto", "te", "torchao"):
+        raise UsageError(f"unknown backend {backend!r}; choose auto, te or torchao")
+    if steps < 2:
+        raise UsageError("--steps must be at least 2 (the loss has to be seen falling)")
+    if timeout_s <= 0:
+        raise UsageError("--timeout must be positive")
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be at least 1")
+    configs = load_user_configs(config_paths)
+    work_dir = tempfile.mkdtemp(prefix="fp8doctor-repro-")
+    t0 = time.perf_counter()
+    try:
+        plan = build_plan(backend, configs, steps=steps, timeout_s=timeout_s, work_dir=work_dir)
+        workers = workers or max(1, min(2, os.cpu_count() or 1))
+        bar = _progress(len(plan.rows)) if progress else None
+
+        def done(spec: RunSpec, result: dict[str, Any]) -> None:
+            if bar is not None:
+                bar.set_postfix_str(f"{spec.entry}: {result.get('outcome')}")
+                bar.update(1)
+
+        results = run_specs([r.spec for r in plan.rows], workers=workers, on_result=done)
+        if bar is not None:
+            bar.close()
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    for row, result in zip(plan.rows, results, strict=True):
+        row.result = result
+        v = classify(result)
+        row.verdict, row.reason = v.name, v.reason
+    return ReproReport(plan=plan, caller_env=caller_fp8_env(), wall_s=time.perf_counter() - t0)
+
+
+def _progress(total: int) -> Any:
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="fp8doctor repro", unit="run", file=sys.stderr, leave=False,
+                disable=None)  # None: off when stderr is not a terminal
+
+

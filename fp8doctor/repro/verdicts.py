@@ -1,0 +1,74 @@
+"""What a finished repro means: the verdict paragraph (reproduced? which fix reached fp8-active?) and the
+settings of the fixed paths that worked here."""
+
+from __future__ import annotations
+
+from fp8doctor.repro.run import ReproReport
+from fp8doctor.runs.backends import backend_env
+from fp8doctor.verdicts import REPRODUCED, SILENT_BF16
+
+
+def verdict_paragraph(report: ReproReport) -> str:
+    rows = {r.key: r for r in report.rows}
+    plan = report.plan
+    recipe_cls = "TERecipeKwargs" if plan.backend == "te" else "AORecipeKwargs"
+    parts: list[str] = []
+    append = rows["buggy_append"]
+    if append.verdict == REPRODUCED:
+        err = (append.result or {}).get("error") or {}
+        parts.append(f"REPRODUCED: with `bf16: true` the Trainer builds `Accelerator(mixed_precision='bf16')`; "
+                     f"injecting an FP8 recipe handler ({recipe_cls}) into it raises ValueError "
+                     f"\"{err.get('message')}\" at {err.get('where')} (called from {err.get('user_where')}).")
+    else:
+        parts.append(f"NOT reproduced: the always-append patch gave {append.verdict} ({append.reason}).")
+    missing = rows["buggy_if_missing"]
+    patch = (missing.result or {}).get("patch") or {}
+    if missing.verdict == SILENT_BF16:
+        seen = ", ".join(patch.get("kwargs_handlers_seen") or []) or "some"
+        parts.append(f"The report's own patch (inject only if `kwargs_handlers` is missing) injected "
+                     f"{patch.get('injected', 0)} recipe(s): this transformers always passes kwargs_handlers "
+                     f"({seen}), so the run trained silently in bf16 ({missing.reason}).")
+    else:
+        parts.append(f"The inject-if-missing patch gave {missing.verdict} ({missing.reason}).")
+    yours = [r for r in report.rows if r.kind == "yours"]
+    if yours:
+        parts.append("Your config: " + "; ".join(f"{r.label} -> {r.verdict}" for r in yours) + ".")
+    if any("_prepare_ao" in str(((r.result or {}).get("error") or {}).get("where")) for r in report.rows):
+        parts.append("A leftover ACCELERATE_FP8_BACKEND next to a non-fp8 mixed precision sends Accelerate's "
+                     "prepare() down the FP8 backend's path without a recipe (the AttributeError in _prepare_ao): "
+                     "set mixed precision to fp8, or unset ACCELERATE_FP8_BACKEND when training in bf16.")
+    active = report.fixed_active()
+    if active:
+        names = ", ".join(r.key for r in active)
+        parts.append(f"Fixed paths with FP8 really active here: {names}.")
+    else:
+        parts.append("No fixed path reached fp8-active on this machine: see the reasons below.")
+    parts.extend(plan.notes)
+    return " ".join(parts)
+
+
+def fix_lines(report: ReproReport) -> list[str]:
+    """Concrete settings of the fixed paths that reached fp8-active here."""
+    plan = report.plan
+    active = {r.key: r for r in report.fixed_active()}
+    env = " ".join(f"{k}={v}" for k, v in backend_env(plan.backend, plan.recipe).items())
+    handler = ("TERecipeKwargs(fp8_format='HYBRID')" if plan.backend == "te" else "AORecipeKwargs()")
+    lines: list[str] = []
+    if "trainer" in active:
+        lines += ["# HF Trainer / LLaMA-Factory: let Accelerate own FP8, do not patch Accelerator.__init__",
+                  f"export ACCELERATE_MIXED_PRECISION=fp8 {env}",
+                  "# and in the training config: bf16: false  (bf16: true overrides fp8 in TrainingArguments)"]
+    if "launch" in active:
+        cfg = "repro_configs/accelerate_fp8_te.yaml" if plan.backend == "te" else "repro_configs/accelerate_fp8_ao.yaml"
+        backend = "TE" if plan.backend == "te" else "AO"
+        lines += ["# accelerate launch with an FP8 Accelerate config (mixed_precision: fp8 + fp8_config)",
+                  f"accelerate launch --config_file {cfg} train.py",
+                  f"#   {cfg}: mixed_precision: fp8, fp8_config: {{backend: {backend}}}"]
+    if "accelerator" in active:
+        lines += ["# your own Accelerator", f"Accelerator(mixed_precision='fp8', kwargs_handlers=[{handler}])"]
+    if active and plan.backend == "torchao" and any((r.result or {}).get("emulated") for r in active.values()):
+        lines.append("# (on this CPU the runs used torchao emulate=True; on an FP8 GPU the same settings run "
+                     "real FP8 matmuls)")
+    return lines
+
+
