@@ -150,6 +150,9 @@ def _run_spec(spec: RunSpec, *, python: str, env_base: Mapping[str, str] | None,
         with open(spec_path, "w", encoding="utf-8") as fh:
             json.dump(spec.to_dict(), fh)
         env["FP8DOCTOR_RUN_DIR"] = tmp
+        # The run's own temp files (a Trainer's output_dir, a launcher's config) live in the run's folder, which
+        # fp8doctor removes even when the run was killed before it could clean up.
+        env["TMPDIR"] = tmp
         line = lifeline.read_end()  # the worker's group dies with fp8doctor, even on SIGKILL
         env[lifeline.ENV] = str(line)
         with open(err_path, "wb") as err, open(os.devnull, "rb") as devnull:
