@@ -18,6 +18,7 @@ from fp8doctor import interrupts
 from fp8doctor.errors import UsageError
 from fp8doctor.matrix import checks, store
 from fp8doctor.matrix.plan import Cell, baseline_spec, native_spec
+from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_controls
 from fp8doctor.runs.spec import RunSpec
 from fp8doctor.verdicts import FAIL, worst_exit
@@ -173,7 +174,7 @@ def execute(
         if isinstance(exc, interrupts.Stopped):
             stop_running()
         if out:
-            shown = escape_controls(out)
+            shown = escape_controls(redact(out))
             print(f"fp8doctor matrix: {interrupts.describe(exc)}; finished cells are in {shown} (continue with "
                   f"--resume --out {shown})", file=sys.stderr)
         while True:

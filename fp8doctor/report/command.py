@@ -7,6 +7,7 @@ from typing import Any
 
 from fp8doctor import limits
 from fp8doctor.errors import UsageError
+from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_controls
 from fp8doctor.report.build import Options, build
 
@@ -30,6 +31,6 @@ def main(args: Any) -> int:
         print(f"  {part['status']:5} {part['title']}: {escape_controls(part['headline'])}")
     print("wrote:")
     for path in report.files:
-        print(f"  {escape_controls(path)}")
+        print(f"  {escape_controls(redact(path))}")
     sys.stdout.flush()
     return report.exit_code
