@@ -391,3 +391,17 @@ def test_report_markdown_tables_cannot_be_forged(tmp_path: Path) -> None:
     assert "| NVTE_DEBUG" in md and "\\n[✓] forged line" in md
     assert_no_raw_controls(md)
     assert_no_raw_controls(p.stdout)
+
+
+# ------------------------------------------------------------------ long values: redaction in linear time
+
+def test_env_with_long_values_finishes(tmp_path: Path) -> None:
+    """Before: a 20,000-character environment value took ~15 s, 120,000 did not finish in 10 minutes, a
+    100,000-character config value ~40 s (quadratic URL expression). A hang guard, not a speed target: the growth
+    itself is measured by benchmarks/redact_speed.py."""
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("stage: sft\nfinetuning_type: lora\nrun_name: " + "a" * 100_000 + "\n")
+    env = clean_env(tmp_path, NVTE_LONG="b" * 120_000, NCCL_URLISH="https://" + "c:" * 50_000)
+    p = fp8doctor(["env", "--config", str(cfg), "--format", "json"], env, tmp_path, timeout=120)
+    assert p.returncode in (0, 1), p.stderr[-2000:]
+    assert json.loads(p.stdout)["facts"]["environ"]["relevant"]["NVTE_LONG"] == "b" * 120_000
