@@ -83,7 +83,9 @@ def read_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
     if data is None:
         raise UsageError(f"{shown}: file holds no settings (only comments or an empty document)")
     if not isinstance(data, dict):
-        raise UsageError(f"{shown}: top level must be a mapping of settings, found a {type(data).__name__}")
+        kind = {"int": "an integer", "float": "a number", "str": "a string", "list": "a list", "bool": "a boolean"}.get(
+            type(data).__name__, type(data).__name__)
+        raise UsageError(f"{shown}: top level must be a mapping of settings, found {kind}")
     _check_shape(data, shown)
     return _jsonable(data)
 
