@@ -27,7 +27,7 @@ CORPUS_CASES = [
     ("hostile_python_object.yaml", "refused unsafe or unknown YAML tag"),
     ("hostile_apply.yaml", "refused unsafe or unknown YAML tag"),
     ("top_level_list.yaml", "top level must be a mapping of settings, found a list"),
-    ("top_level_scalar.yaml", "top level must be a mapping of settings, found a str"),
+    ("top_level_scalar.yaml", "top level must be a mapping of settings, found a string"),
     ("unknown_kind.yaml", "cannot tell what kind of config this is"),
     ("alias_bomb.yaml", "config is too large once expanded"),
     ("wrong_type_fp8.yaml", "`fp8` must be true or false, found str 'maybe'"),
