@@ -23,6 +23,29 @@ def one_line(message: str) -> str:
     return escape_controls(redact(message))
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Each line of a description or epilog wrapped on its own (so the exit-code lines stay lines), and every
+    option's default shown unless its help already says it."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        out = []
+        for line in text.splitlines():
+            lead = line[: len(line) - len(line.lstrip())]
+            out.append(textwrap.fill(line.strip(), width, initial_indent=indent + lead,
+                                     subsequent_indent=indent + lead + ("        " if lead else "")) if line else "")
+        return "\n".join(out)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        default = action.default
+        if (action.option_strings and "default" not in help_text and default not in (None, False, [], "")
+                and default is not argparse.SUPPRESS):
+            help_text += " (default: %(default)s)"
+        return help_text
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports bad usage as one line and exit code 2."""
 
@@ -31,9 +54,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fp8doctor.commands.exits import epilog
+
     parser = _Parser(
         prog="fp8doctor",
         description="Diagnose and reproduce FP8 training problems with Accelerate, Transformer Engine and torchao.",
+        epilog=epilog(), formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fp8doctor {__version__}")
     parser.add_argument("--python", metavar="PATH", help=PYTHON_HELP)
@@ -46,17 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built yet
             raise
         module.add_parser(sub)
+        sub.choices[name].formatter_class = HelpFormatter
+        sub.choices[name].epilog = epilog(name)
         # Accepted after the command too; SUPPRESS keeps a value given before the command.
         sub.choices[name].add_argument("--python", metavar="PATH", default=argparse.SUPPRESS, help=PYTHON_HELP)
     return parser
+
+
+def parser_commands(parser: argparse.ArgumentParser) -> list[str]:
+    """The sub-command names this parser knows (commands not built yet are absent)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
-        parser.print_help()
-        return 2
+        parser.error(f"a command is required: one of {', '.join(parser_commands(parser))}")
     interrupts.install()
     try:
         from fp8doctor import target

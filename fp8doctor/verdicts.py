@@ -49,14 +49,15 @@ WATCH_SEVERITY = (RAISED, SILENT_BF16, FP8_OFF, NO_ACCELERATOR, NO_FORWARD, FP8_
 
 # ---- Statuses: a matrix cell's summary of its checks, and a report part's.
 PASS = _define("pass", "every check of the matrix cell passed", 0)
-WARN = _define("warn", "the cell passed with a warning (e.g. not bit-identical to native, FP8 slower than bf16)", 0)
+WARN = _define("warn", "passed with a warning (a cell not bit-identical to native or FP8 slower than bf16; a "
+                       "warning finding)", 0)
 FAIL = _define("fail", "a check failed", 1)
 SKIP = _define("skip", "could not run on this machine; skipped with the reason", 0)
 OK = _define("ok", "the report part found no blocking problem", 0)
 ERROR = _define("error", "the part's own code could not run; the reason is recorded", 1)
 
 CELL_STATUSES = (PASS, WARN, FAIL, SKIP)
-PART_STATUSES = (OK, FAIL, ERROR, SKIP)
+PART_STATUSES = (OK, WARN, FAIL, ERROR, SKIP)
 
 
 NOT_FP8 = (SILENT_BF16, FP8_OFF)  # trained without error, FP8 not on

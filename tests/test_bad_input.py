@@ -151,7 +151,7 @@ CLI_CASES = [
     (["report", "--out-dir", "TMP/a-file"], "cannot write the report into"),
     (["watch"], "no command to watch"),
     (["watch", "--format", "xml", "--", "true"], "argument --format: invalid choice: 'xml'"),
-    (["watch", "--timeout", "0", "--", "true"], "--timeout must be a positive number of seconds"),
+    (["watch", "--command-timeout", "0", "--", "true"], "--command-timeout must be a positive number of seconds"),
     (["watch", "--", "/nonexistent/fp8doctor-cmd"], "command not found or not executable"),
 ]
 

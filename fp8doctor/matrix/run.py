@@ -20,6 +20,7 @@ from fp8doctor.matrix import checks, store
 from fp8doctor.matrix.plan import Cell, baseline_spec, native_spec
 from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_controls
+from fp8doctor.render.progress import Progress
 from fp8doctor.runs.spec import RunSpec
 from fp8doctor.verdicts import FAIL, worst_exit
 
@@ -62,13 +63,6 @@ def _default_runner(spec: RunSpec) -> dict[str, Any]:
     return run_spec(spec, check_skip=False)  # the plan already asked the machine snapshot
 
 
-def _progress(total: int) -> Any:
-    from tqdm import tqdm
-
-    # disable=None: a bar on an interactive stderr only; logs and CI output stay clean.
-    return tqdm(total=total, file=sys.stderr, unit="cell", disable=None, dynamic_ncols=True, leave=False)
-
-
 def execute(
     cells: list[Cell],
     workers: int = 1,
@@ -77,6 +71,7 @@ def execute(
     runner: Runner | None = None,
     gpu_ids: list[str] | None = None,
     on_result: Callable[[Cell, dict[str, Any]], None] | None = None,
+    progress: bool = True,
 ) -> MatrixResult:
     """Run the cells (baselines come first in `cells`) and check them; `out` gets one JSON line per cell."""
     from fp8doctor.runs.pool import allow_runs
@@ -134,7 +129,7 @@ def execute(
     # A multi-process cell needs several GPUs, so on a GPU machine those run last, alone, seeing every GPU.
     pooled = [c for c in todo if not (gpu_ids and c.spec.nproc > 1)]
     alone = [c for c in todo if c not in pooled]
-    bar = _progress(len(todo))
+    bar = Progress(len(todo), "matrix", "cell", enabled=progress)
     slots: queue.Queue[str | None] = queue.Queue()
     for i in range(workers):
         slots.put(gpu_ids[i % len(gpu_ids)] if gpu_ids else None)
@@ -154,9 +149,7 @@ def execute(
                 result = {"spec": spec.to_dict(), "outcome": "crashed", "losses": [],
                           "error": {"type": type(exc).__name__, "message": str(exc), "where": "fp8doctor.matrix"}}
             record(cell, result)
-            if bar is not None:
-                bar.set_postfix_str(f"{cell.spec.label()}: {result.get('outcome')}", refresh=False)
-                bar.update(1)
+            bar.done(f"{cell.spec.label()}: {result.get('outcome')}")
         finally:
             if pin:
                 slots.put(slot)
@@ -187,8 +180,7 @@ def execute(
         raise
     finally:
         pool.shutdown(wait=True)
-        if bar is not None:
-            bar.close()
+        bar.close()
         if sink:
             sink.close()
     rows = evaluate(cells, results, reused)

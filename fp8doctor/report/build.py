@@ -15,9 +15,10 @@ from fp8doctor import SCHEMA_VERSION, __version__, safeio
 from fp8doctor.errors import UsageError
 from fp8doctor.facts.environ import report_env
 from fp8doctor.redact import redact
+from fp8doctor.render.progress import Progress
 from fp8doctor.report import curves, sections
 from fp8doctor.report.markdown import render_markdown
-from fp8doctor.verdicts import is_problem, worst_exit
+from fp8doctor.report.verdict import headline
 
 QUICK_STEPS = 6
 
@@ -30,7 +31,10 @@ class Options:
     quick: bool = False
     full: bool = False
     watch_cmd: list[str] = field(default_factory=list)
-    watch_timeout: float = 600.0
+    watch_timeout: float = 600.0  # the watched command's limit (--command-timeout)
+    run_timeout: float | None = None  # one training run's limit (--timeout); None: the commands' default
+    config_files: list[str] = field(default_factory=list)
+    progress: bool = True
     skip_parts: tuple[str, ...] = ()  # parts left out (tests; never set from the CLI)
 
 
@@ -85,11 +89,20 @@ def versions() -> dict[str, str | None]:
 
 
 def overall(parts: list[sections.Section]) -> tuple[str, int]:
-    """One verdict for the top of the report and the exit code (1 when any part failed or errored)."""
-    bad = [p for p in parts if is_problem(p.status)]
-    if not bad:
-        return "No blocking FP8 problem found: every part below passed.", 0
-    return "Problems found in: " + ", ".join(p.title for p in bad) + ".", worst_exit(p.status for p in bad)
+    """One verdict for the top of the report and the exit code: a pure function of the parts' statuses."""
+    return headline([(p.title, p.status) for p in parts])
+
+
+def machine_gpu() -> str | None:
+    """The GPU line of the first screen; None on a machine without a CUDA GPU (the Markdown says CPU emulation)."""
+    from fp8doctor.machine import snapshot
+
+    facts = snapshot()
+    if not facts.get("gpu_count"):
+        return None
+    cc = facts.get("cc")
+    return f"{facts['gpu_count']} CUDA GPU(s), lowest compute capability {cc[0]}.{cc[1]}" if cc else \
+        f"{facts['gpu_count']} CUDA GPU(s)"
 
 
 def build(opts: Options) -> Report:
@@ -100,21 +113,29 @@ def build(opts: Options) -> Report:
     base = os.path.join(opts.out_dir, f"fp8doctor-report-{stamp()}")
     md_path, json_path, png_path, jsonl_path = base + ".md", base + ".json", base + "-loss.png", base + ".matrix.jsonl"
     steps = opts.steps or (QUICK_STEPS if opts.quick else 8)
-    parts: list[sections.Section] = []
-    if "env" not in opts.skip_parts:
-        parts.append(sections.guarded("env", "Environment findings", sections.env_section))
-    if "repro" not in opts.skip_parts:
-        parts.append(sections.guarded("repro", "Reproduction of the mixed-precision ValueError",
-                                      lambda: sections.repro_section(opts.steps, opts.workers)))
-    if "matrix" not in opts.skip_parts:
-        parts.append(sections.guarded("matrix", "FP8 matrix", lambda: sections.matrix_section(
-            jsonl_path, steps, opts.workers, "quick" if opts.quick else ("full" if opts.full else "default"))))
+    scope = "quick" if opts.quick else ("full" if opts.full else "default")
+    plan: list[tuple[str, str, Any]] = [
+        ("env", "Environment", lambda: sections.env_section(opts.config_files)),
+        ("repro", "Reproduction of the mixed-precision ValueError", lambda: sections.repro_section(
+            opts.steps, opts.workers, opts.run_timeout, opts.config_files)),
+        ("matrix", "FP8 matrix", lambda: sections.matrix_section(jsonl_path, steps, opts.workers, scope,
+                                                                 opts.run_timeout)),
+    ]
     if opts.watch_cmd:
-        parts.append(sections.guarded("watch", "fp8doctor watch of your command",
-                                      lambda: sections.watch_section(opts.watch_cmd, opts.watch_timeout)))
+        plan.append(("watch", "Your command under fp8doctor watch",
+                     lambda: sections.watch_section(opts.watch_cmd, opts.watch_timeout)))
+    plan = [p for p in plan if p[0] not in opts.skip_parts]
+    stages = Progress(len(plan), "report", "part", enabled=opts.progress)
+    parts: list[sections.Section] = []
+    for name, title, run in plan:
+        part = sections.guarded(name, title, run)
+        parts.append(part)
+        stages.done(f"{name}: {part.status} ({part.seconds:.0f} s)")
+    stages.close()
     matrix = next((p for p in parts if p.name == "matrix" and isinstance(p.data, dict)), None)
     pairs = curves.curve_pairs(matrix.data) if matrix else []
-    png = curves.plot_png(pairs, png_path) if pairs else None
+    gpu = machine_gpu()
+    png = curves.plot_png(pairs, png_path, emulated=gpu is None) if pairs else None
     verdict, code = overall(parts)
     data = redact({
         "schema_version": SCHEMA_VERSION,
@@ -122,16 +143,20 @@ def build(opts: Options) -> Report:
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["fp8doctor", "report"] + sys.argv[2:]) if sys.argv[1:2] == ["report"] else None,
         "verdict": verdict,
+        "gpu": gpu,
         "exit_code": code,
         "wall_s": round(time.monotonic() - t0, 1),
         "options": {"steps": steps, "workers": opts.workers, "quick": opts.quick, "full": opts.full,
+                    "timeout_s": opts.run_timeout, "configs": [os.path.basename(c) for c in opts.config_files],
                     "watch": opts.watch_cmd or None},
         "parts": [p.to_dict() for p in parts],
-        "loss_curves": {"png": os.path.basename(png) if png else None, "cells": pairs},
+        "loss_curves": {"png": os.path.basename(png) if png else None, "cells": pairs,
+                        "final_fp8_minus_bf16": [curves.final_diff(p) for p in pairs]},
         "versions": versions(),
         "environment": relevant_env(),
     })
-    md = redact(render_markdown(data, parts, png, pairs))
+    md = redact(render_markdown(data, parts, os.path.basename(png) if png else None, pairs,
+                                plot_missing=bool(pairs) and png is None))
     report = Report(data, md, md_path, json_path, png, jsonl_path, code)
     write(report)
     return report

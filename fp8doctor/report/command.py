@@ -22,13 +22,19 @@ def main(args: Any) -> int:
     limits.check_workers(args.workers)
     limits.check_steps(args.steps)
     limits.check_timeout(args.timeout)
+    limits.check_timeout(args.command_timeout, "--command-timeout")
     if args.quick and args.full:
         raise UsageError("choose one of --quick and --full")
+    from fp8doctor.configs import load_config
+
+    for path in args.config or []:
+        load_config(path)  # a bad --config is bad usage now (exit 2), not an error part minutes later
     report = build(Options(out_dir=args.out_dir, steps=args.steps, workers=args.workers, quick=args.quick,
-                           full=args.full, watch_cmd=cmd, watch_timeout=args.timeout))
+                           full=args.full, watch_cmd=cmd, watch_timeout=args.command_timeout,
+                           run_timeout=args.timeout, config_files=list(args.config or [])))
     print(escape_controls(report.data["verdict"]))
     for part in report.data["parts"]:
-        print(f"  {part['status']:5} {part['title']}: {escape_controls(part['headline'])}")
+        print(f"  {part['status']:5} {part['title']}: {escape_controls(part['summary']['ran'] or '-')}")
     print("wrote:")
     for path in report.files:
         print(f"  {escape_controls(redact(path))}")
