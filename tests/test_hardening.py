@@ -129,8 +129,10 @@ NUMERIC_CASES = [
     (["report", "--timeout", "inf", "--out-dir", "TMP/r"], "--timeout must be a positive number of seconds"),
     (["report", "--steps", "99999999", "--out-dir", "TMP/r"], "--steps must be at most 10000"),
     (["report", "--workers", "5000", "--out-dir", "TMP/r"], "--workers must be at most 64"),
-    (["watch", "--command-timeout", "nan", "--", "true"], "--command-timeout must be a positive number of seconds (got nan)"),
-    (["watch", "--command-timeout=-inf", "--", "true"], "--command-timeout must be a positive number of seconds (got -inf)"),
+    (["watch", "--command-timeout", "nan", "--", "true"],
+     "--command-timeout must be a positive number of seconds (got nan)"),
+    (["watch", "--command-timeout=-inf", "--", "true"],
+     "--command-timeout must be a positive number of seconds (got -inf)"),
 ]
 
 
