@@ -31,10 +31,10 @@ def _bullets(lines: list[str], limit: int = LIST_MAX) -> list[str]:
     return out
 
 
-def _kv_table(d: dict[str, Any]) -> str:
+def _kv_table(d: dict[str, Any], none: str = "") -> str:
     from tabulate import tabulate
 
-    rows = [[_e(k), "" if v is None else _e(v)] for k, v in d.items()]
+    rows = [[_e(k), none if v is None else _e(v)] for k, v in d.items()]
     return tabulate(rows, headers=["name", "value"], tablefmt="github", disable_numparse=True) if rows else "(none)"
 
 
@@ -97,7 +97,8 @@ def _env_details(part: Any, notes: Notes) -> str:
     for f in findings:
         level = f.level.value
         if level == "skip":
-            lines.append(f"- **{level}** `{f.id}`: {_e(f.title)} {notes.cite(f.detail or '')}")
+            said = notes.cite(f.detail or "") if notes.known(f.detail or "") else _e(f.detail or "")
+            lines.append(f"- **{level}** `{f.id}`: {_e(f.title)}: {said}")
             continue
         lines.append(f"- **{level}** `{f.id}`: {_e(f.title)}")
         if f.detail and level != "ok":
@@ -117,8 +118,9 @@ def _repro_details(part: Any, notes: Notes) -> str:
     rows = table_rows(data)
     for row, r in zip(rows, data["rows"], strict=True):
         res = r.get("result") or {}
-        if res.get("outcome") == "skipped":
-            row[2] = f"{row[2]} {notes.cite(res.get('skip_reason') or r.get('reason') or '')}"
+        why = res.get("skip_reason") or r.get("reason") or ""
+        if res.get("outcome") == "skipped" and notes.known(why):
+            row[2] = f"{row[2]} {notes.cite(why)}"
     headers = [h if h != "loss first -> last" else "loss, first -> last step" for h in HEADERS]
     headers = [h if h != "time" else "wall time" for h in headers]
     out = [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
@@ -147,6 +149,16 @@ def _matrix_details(part: Any, notes: Notes) -> str:
     if skipped:
         out.append(f"{skipped} cells skipped, for the reasons numbered on the first screen.")
     return "\n".join(out)
+
+
+def without_local_roots(text: str) -> str:
+    """Paths inside fp8doctor's own package said from the package ('fp8doctor/runs/...'), not from this disk."""
+    import os
+
+    import fp8doctor
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fp8doctor.__file__))) + os.sep
+    return text.replace(root, "")
 
 
 def render_markdown(data: dict[str, Any], parts: list[Any], png_name: str | None,
@@ -182,8 +194,8 @@ def render_markdown(data: dict[str, Any], parts: list[Any], png_name: str | None
                                                                   "final FP8 − bf16"], tablefmt="github",
                                                      disable_numparse=True))
         out += _details("Loss values as text", body)
-    out += _details("Versions", _kv_table(data["versions"]))
+    out += _details("Versions", _kv_table(data["versions"], none="not installed"))
     out += _details("Environment variables (FP8-relevant, secrets redacted)", _kv_table(data["environment"]))
     meta = {k: data[k] for k in ("schema_version", "created_at", "exit_code", "options", "command") if k in data}
     out += _details("Report metadata", "```json\n" + json.dumps(meta, indent=2, default=str) + "\n```")
-    return "\n".join(out)
+    return without_local_roots("\n".join(out))

@@ -34,6 +34,9 @@ class Notes:
         self.order: list[str] = []
         self.affects: dict[str, list[str]] = {}
 
+    def known(self, text: str) -> bool:
+        return all(s in self.affects for s in sentences(text))
+
     def cite(self, text: str, what: str | None = None) -> str:
         """'[1, 2]' for the sentences of text (registered on first sight); what is recorded against each."""
         nums = []
