@@ -266,7 +266,7 @@ def suite_line(outcomes: dict[str, dict[str, str | None]]) -> str | None:
     reasons = [str(o["skipped"]) for o in outcomes.values() if o["skipped"] is not None]
     line = f"fp8doctor GPU suite: {ran} of {len(outcomes)} ran"
     if reasons:
-        common = max(set(reasons), key=reasons.count)
+        common = max(dict.fromkeys(reasons), key=reasons.count)  # on a tie, the first seen
         line += f"; {len(reasons)} skipped, e.g. {common}"
     return line
 
