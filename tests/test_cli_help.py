@@ -108,3 +108,16 @@ def test_shared_options_mean_the_same(name) -> None:
     for opt, meta in (("--steps", "N"), ("--workers", "N"), ("--timeout", "S")):
         action = options(sub(name))[opt]
         assert action.metavar == meta, (name, opt)
+
+
+def test_readme_quick_start_installs_the_plot_the_report_draws() -> None:
+    import tomllib
+
+    text = README.read_text()
+    block = text[text.index("## Quick start"):]
+    block = block[block.index("```bash"):block.index("```", block.index("```bash") + 3)]
+    assert "fp8doctor report" in block
+    extras = re.search(r"pip install -e '\.\[([a-z,]+)\]'", block).group(1).split(",")
+    pyproject = tomllib.loads((README.parent / "pyproject.toml").read_text())
+    assert "plot" in extras and any(d.startswith("matplotlib") for d in
+                                    pyproject["project"]["optional-dependencies"]["plot"])

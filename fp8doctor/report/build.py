@@ -53,6 +53,11 @@ class Report:
         return [p for p in (self.md_path, self.json_path, self.png_path, self.jsonl_path) if p and os.path.exists(p)]
 
 
+def _no_dir(arg: str) -> str:
+    """A command-line argument as the report shows it: a path by its last part (the report names no local file)."""
+    return os.path.basename(arg.rstrip(os.sep)) or arg if os.sep in arg else arg
+
+
 def stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
 
@@ -141,7 +146,8 @@ def build(opts: Options) -> Report:
         "schema_version": SCHEMA_VERSION,
         "kind": "fp8doctor.report",
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["fp8doctor", "report"] + sys.argv[2:]) if sys.argv[1:2] == ["report"] else None,
+        "command": " ".join(["fp8doctor", "report"] + [_no_dir(a) for a in sys.argv[2:]])
+        if sys.argv[1:2] == ["report"] else None,
         "verdict": verdict,
         "gpu": gpu,
         "exit_code": code,
