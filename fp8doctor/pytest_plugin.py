@@ -91,6 +91,13 @@ def requires(gpu: bool = False, te: bool = False, min_cc: tuple[int, int] | None
     return pytest.mark.skipif(bool(reason), reason=reason or "all requirements met")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("fp8doctor").addoption(
+        "--gpu-required", action="store_true", default=False,
+        help="fail the session when gpu-marked tests were selected but no CUDA GPU is visible (a GPU CI runner "
+             "that lost its GPU would otherwise pass with every GPU test skipped)")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
@@ -230,18 +237,64 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
     return category, letter, f"{word} [{gpu}]" if word else word
 
 
+_SUITE: dict[str, dict[str, str | None]] = {}  # gpu-marked node id -> None when it ran, else why it did not
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _SUITE.clear()
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     gpu = _gpu_of(report) if report.when == "call" else None
     if gpu:
         _GPU_TESTS.setdefault(gpu, []).append(report.nodeid)
+    if "gpu" not in report.keywords:  # the controller under xdist sees the workers' reports too
+        return
+    if report.when == "setup" and report.skipped:
+        longrepr = report.longrepr
+        why = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        _SUITE[report.nodeid] = {"skipped": why.removeprefix("Skipped: ")}
+    elif report.when == "call":
+        _SUITE[report.nodeid] = {"skipped": None}
+
+
+def suite_line(outcomes: dict[str, dict[str, str | None]]) -> str | None:
+    """'fp8doctor GPU suite: K of N ran' (+ the commonest skip reason when some did not); None without GPU tests."""
+    if not outcomes:
+        return None
+    ran = sum(1 for o in outcomes.values() if o["skipped"] is None)
+    reasons = [str(o["skipped"]) for o in outcomes.values() if o["skipped"] is not None]
+    line = f"fp8doctor GPU suite: {ran} of {len(outcomes)} ran"
+    if reasons:
+        common = max(dict.fromkeys(reasons), key=reasons.count)  # on a tie, the first seen
+        line += f"; {len(reasons)} skipped, e.g. {common}"
+    return line
+
+
+def _no_gpu() -> bool:
+    try:
+        return not int(_facts().get("gpu_count") or 0)
+    except Exception:  # noqa: BLE001 - a machine whose GPUs cannot be read has none usable here
+        return True
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """One line: which GPU ran how many GPU tests (under xdist: each worker's own)."""
+    """Which GPU ran how many GPU tests (under xdist: each worker's own), and how much of the GPU suite ran."""
     if _GPU_TESTS:
         per_gpu = "; ".join(f"{gpu}: {len(ids)} test{'s' if len(ids) != 1 else ''}"
                             for gpu, ids in sorted(_GPU_TESTS.items()))
         terminalreporter.write_line(f"fp8doctor: GPU tests ran on {per_gpu}")
+    line = suite_line(_SUITE)
+    if line:
+        red = terminalreporter.config.getoption("gpu_required", False) and _no_gpu()
+        terminalreporter.write_line(line + (" (--gpu-required: this is a failure)" if red else ""), red=red,
+                                    yellow=not red and "skipped" in line)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if (session.config.getoption("gpu_required", False) and _SUITE and _no_gpu()
+            and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

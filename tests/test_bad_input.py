@@ -27,7 +27,7 @@ CORPUS_CASES = [
     ("hostile_python_object.yaml", "refused unsafe or unknown YAML tag"),
     ("hostile_apply.yaml", "refused unsafe or unknown YAML tag"),
     ("top_level_list.yaml", "top level must be a mapping of settings, found a list"),
-    ("top_level_scalar.yaml", "top level must be a mapping of settings, found a str"),
+    ("top_level_scalar.yaml", "top level must be a mapping of settings, found a string"),
     ("unknown_kind.yaml", "cannot tell what kind of config this is"),
     ("alias_bomb.yaml", "config is too large once expanded"),
     ("wrong_type_fp8.yaml", "`fp8` must be true or false, found str 'maybe'"),
@@ -129,7 +129,7 @@ CLI_CASES = [
     (["repro", "--format", "xml"], "argument --format: invalid choice: 'xml'"),
     (["repro", "--steps", "0"], "--steps must be at least 2"),
     (["repro", "--steps", "two"], "argument --steps: invalid int value: 'two'"),
-    (["repro", "--timeout", "0"], "--timeout must be positive"),
+    (["repro", "--timeout", "0"], "--timeout must be a positive number of seconds"),
     (["repro", "--workers", "0"], "--workers must be at least 1"),
     (["matrix", "--backend", "foo"], "argument --backend: invalid choice: 'foo'"),
     (["matrix", "--entry", "foo"], "argument --entry: invalid choice: 'foo'"),
@@ -151,7 +151,7 @@ CLI_CASES = [
     (["report", "--out-dir", "TMP/a-file"], "cannot write the report into"),
     (["watch"], "no command to watch"),
     (["watch", "--format", "xml", "--", "true"], "argument --format: invalid choice: 'xml'"),
-    (["watch", "--timeout", "0", "--", "true"], "--timeout must be a positive number of seconds"),
+    (["watch", "--command-timeout", "0", "--", "true"], "--command-timeout must be a positive number of seconds"),
     (["watch", "--", "/nonexistent/fp8doctor-cmd"], "command not found or not executable"),
 ]
 

@@ -30,7 +30,7 @@ from patient_envs import (
 from session_cache import computed_once, shared_root
 
 from fp8doctor.generations import accelerate_generation
-from fp8doctor.verdicts import NOT_APPLICABLE, REPRODUCED, SILENT_BF16
+from fp8doctor.verdicts import FP8_OFF, NOT_APPLICABLE, REPRODUCED
 
 RUN_TIMEOUT_S = 600
 WATCH_SCRIPTS = Path(__file__).parent / "watch_scripts"
@@ -181,7 +181,8 @@ def test_generation_table_predicts_the_observed_message(installed_patient: dict[
 def test_watch_inside_old_generation(installed_patient: dict[str, Any]) -> None:
     run = installed_patient["watch"]
     report = json.loads(run["stdout"])
-    assert report["exit_code"] == 0 and report["verdict"] == SILENT_BF16, run
+    # No precision asked: Accelerator() trains in fp32, FP8 off (not bf16).
+    assert report["exit_code"] == 0 and report["verdict"] == FP8_OFF, run
     rank = report["ranks"][0]
     acc = rank["accelerators"][0] if "accelerators" in rank else rank
     text = json.dumps(acc)
@@ -195,7 +196,8 @@ def test_report_inside_old_generation(installed_patient: dict[str, Any]) -> None
     [path] = installed_patient["report_json"]
     data = json.loads(Path(path).read_text())
     status = {part["name"]: part["status"] for part in data["parts"]}
-    assert status["repro"] == "fail" and status["env"] in ("ok", "fail") and status["matrix"] in ("ok", "skip"), status
+    assert status["repro"] == "fail" and status["env"] in ("ok", "warn", "fail"), status
+    assert status["matrix"] in ("ok", "warn", "skip"), status
     assert "1.1.1" in json.dumps(data["parts"][0])
 
 

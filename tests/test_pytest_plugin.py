@@ -68,6 +68,26 @@ def test_dash_m_gpu_exits_zero_with_skips_on_cpu(pytester) -> None:
     result = pytester.runpytest("-m", "gpu", "-rs", "-p", "no:cacheprovider")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*SKIPPED*No CUDA GPU is visible*", "*2 skipped, 6 deselected*"])
+    # Green with nothing run says so.
+    result.stdout.fnmatch_lines(["fp8doctor GPU suite: 0 of 2 ran; 2 skipped, e.g. *No CUDA GPU is visible*"])
+
+
+def test_gpu_required_turns_no_gpu_into_a_failure(pytester) -> None:
+    pytester.makepyfile(test_marked=MARKED)
+    result = pytester.runpytest("-m", "gpu", "--gpu-required", "-p", "no:cacheprovider")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["fp8doctor GPU suite: 0 of 2 ran*(--gpu-required: this is a failure)"])
+    plain = pytester.runpytest("-m", "not gpu", "--gpu-required", "-p", "no:cacheprovider")
+    assert plain.ret == 0 and "fp8doctor GPU suite" not in plain.stdout.str()  # no GPU test selected
+
+
+def test_suite_line_counts_on_dicts() -> None:
+    from fp8doctor.pytest_plugin import suite_line
+
+    assert suite_line({}) is None
+    assert suite_line({"a": {"skipped": None}, "b": {"skipped": None}}) == "fp8doctor GPU suite: 2 of 2 ran"
+    assert suite_line({"a": {"skipped": None}, "b": {"skipped": "No TE."}}) == (
+        "fp8doctor GPU suite: 1 of 2 ran; 1 skipped, e.g. No TE.")
 
 
 def test_reasons_on_hand_written_gpu_facts(monkeypatch) -> None:

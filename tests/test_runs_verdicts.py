@@ -43,6 +43,11 @@ def test_fp8_active_and_silent_bf16():
     assert idle.name == "silent-bf16" and "not active" in idle.reason
 
 
+def test_fp32_run_is_fp8_off_not_silent_bf16():
+    fp32 = classify(result(fp8_layers=[], fp8_active=False, accelerator={"mixed_precision": "no"}))
+    assert fp32.name == "fp8-off" and "mixed_precision='no'" in fp32.reason
+
+
 def test_failures_and_not_applicable():
     assert classify(result(outcome="crashed", error={"signal": "SIGSEGV"})).reason.endswith("(SIGSEGV)")
     assert classify(result(outcome="timed_out", error={"message": "no result within 3 s"})).name == "failed"

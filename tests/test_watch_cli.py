@@ -19,7 +19,7 @@ def watch(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -
 
 
 def test_missing_command_is_one_line_exit_2():
-    for args in ([], ["--"], ["--timeout", "5"]):
+    for args in ([], ["--"], ["--command-timeout", "5"]):
         r = watch(*args)
         assert r.returncode == 2, r
         assert r.stderr.strip().count("\n") == 0 and "no command to watch" in r.stderr
@@ -33,8 +33,8 @@ def test_command_not_found_is_one_line_exit_2():
 
 
 def test_bad_timeout_is_exit_2():
-    r = watch("--timeout", "0", "--", "true")
-    assert r.returncode == 2 and "--timeout" in r.stderr
+    r = watch("--command-timeout", "0", "--", "true")
+    assert r.returncode == 2 and "--command-timeout" in r.stderr
 
 
 def test_non_python_command_has_no_accelerator_and_keeps_its_exit_code():
@@ -68,7 +68,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path):
         time.sleep(120)
     """)
     start = time.monotonic()
-    r = watch("--timeout", "3", "--format", "json", "--", PY, "-c", script)
+    r = watch("--command-timeout", "3", "--format", "json", "--", PY, "-c", script)
     assert time.monotonic() - start < 60
     assert r.returncode == 124
     result = json.loads(r.stdout)
@@ -78,7 +78,13 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path):
     while _alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(grandchild)
-    assert "timed out after 1.0 s" in watch("--timeout", "1", "--", "sleep", "30").stdout
+    assert "timed out after 1.0 s" in watch("--command-timeout", "1", "--", "sleep", "30").stdout
+
+
+def test_deprecated_timeout_spelling_still_limits_the_command_and_says_so():
+    r = watch("--timeout", "1", "--", "sleep", "30")
+    assert "timed out after 1.0 s" in r.stdout
+    assert "--timeout is deprecated here, use --command-timeout" in r.stderr
 
 
 def _alive(pid: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from fp8doctor.verdicts import FP8_OFF
 from fp8doctor.watch import render
 from fp8doctor.watch.collect import process_from_records
 from fp8doctor.watch.runner import exit_code
@@ -66,8 +67,8 @@ def test_env_set_after_training_arguments_read_it():
     targs = {"cls": "TrainingArguments", "env_before": {"ACCELERATE_MIXED_PRECISION": None},
              "env_after": {"ACCELERATE_MIXED_PRECISION": None}, "bf16": False, "mixed_precision": "no"}
     trainer = {**TRAINER_BF16, "bf16": False, "mixed_precision": "no"}
-    v = process_verdict(proc(acc(arg="no", env="fp8", trainer=trainer), training_args=[targs]))
-    assert v["verdict"] == SILENT_BF16
+    v = process_verdict(proc(acc(arg="no", env="fp8", trainer=trainer, result_mp="no"), training_args=[targs]))
+    assert v["verdict"] == FP8_OFF
     assert "set too late" in v["winner"]
     assert "after TrainingArguments read it (it saw unset)" in v["reason"]
 
@@ -82,12 +83,19 @@ def test_transformers4_rewrites_env():
 
 def test_nothing_asked_for_fp8():
     v = process_verdict(proc(acc(arg=None, env=None, result_mp="no")))
-    assert v["verdict"] == SILENT_BF16 and v["winner"] == "nothing asked for fp8"
+    # It ran in fp32, not bf16: the word says FP8 was off, the reason names the precision.
+    assert v["verdict"] == FP8_OFF and v["winner"] == "nothing asked for fp8"
+    assert v["reason"].endswith("it ran in fp32 (mixed_precision 'no')")
+
+
+def test_bf16_without_fp8_request_is_silent_bf16():
+    v = process_verdict(proc(acc(arg=None, env=None, result_mp="bf16")))
+    assert v["verdict"] == SILENT_BF16 and v["reason"].endswith("it ran in bf16")
 
 
 def test_fp8_downgraded_by_accelerate():
     v = process_verdict(proc(acc(arg="fp8", env=None, result_mp="fp16")))
-    assert v["verdict"] == SILENT_BF16 and v["winner"] == "Accelerate"
+    assert v["verdict"] == FP8_OFF and v["winner"] == "Accelerate"
 
 
 def test_raised_names_recipe_and_setter():

@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--accelerate-config", metavar="FILE",
                    help="the Accelerate config to check (default: ACCELERATE_CONFIG_FILE, then "
                         "$HF_HOME/accelerate/default_config.yaml)")
-    p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    p.add_argument("--format", choices=FORMATS, default="text", help="output format")
     p.set_defaults(func=run)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from fp8doctor.commands.options import RUN_TIMEOUT_HELP
 from fp8doctor.runs.spec import ENTRIES, SIZES, TE_RECIPES, TORCHAO_RECIPES
 
 
@@ -16,19 +17,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "loss finite and falling, loss near the bf16 baseline, FP8 layers present and active, native vs "
         "Accelerate agreement, speed vs bf16. Cells this machine cannot run are listed as skipped with the reason.",
     )
-    p.add_argument("--backend", action="append", choices=("te", "torchao"), help="repeatable; default both")
+    p.add_argument("--backend", action="append", choices=("te", "torchao"),
+                   help="FP8 backend, repeatable (default: both)")
     p.add_argument("--recipe", action="append", metavar="RECIPE",
-                   help=f"repeatable; torchao: {', '.join(TORCHAO_RECIPES)}; te: {', '.join(TE_RECIPES)}")
-    p.add_argument("--entry", action="append", choices=ENTRIES, help="repeatable; default all entry paths")
-    p.add_argument("--steps", type=int, default=8, help="training steps per cell (default 8)")
-    p.add_argument("--size", choices=SIZES, default="tiny", help="built-in model size (default tiny)")
-    p.add_argument("--seed", type=int, action="append", help="repeatable; default 0")
-    p.add_argument("--workers", type=int, default=1, help="cells run in parallel (one GPU per worker on GPUs)")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds before a cell counts as hung")
+                   help=f"recipe, repeatable (default: all of the chosen backends'); torchao: "
+                        f"{', '.join(TORCHAO_RECIPES)}; te: {', '.join(TE_RECIPES)}")
+    p.add_argument("--entry", action="append", choices=ENTRIES, help="entry path, repeatable (default: all)")
+    p.add_argument("--steps", type=int, default=8, metavar="N", help="training steps per run")
+    p.add_argument("--size", choices=SIZES, default="tiny", help="built-in model size")
+    p.add_argument("--seed", type=int, action="append", metavar="N", help="seed, repeatable (default: 0)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="runs in parallel (one GPU per worker on GPUs)")
+    p.add_argument("--timeout", type=float, default=300.0, metavar="S", help=RUN_TIMEOUT_HELP)
     p.add_argument("--out", metavar="FILE.jsonl",
                    help="results file, one JSON line per cell (default reports/fp8doctor-matrix-<time>.jsonl)")
     p.add_argument("--resume", action="store_true", help="skip cells already measured in --out")
-    p.add_argument("--format", choices=("text", "md", "json"), default="text")
+    p.add_argument("--format", choices=("text", "md", "json"), default="text", help="output format")
     p.set_defaults(func=run)
     return p
 

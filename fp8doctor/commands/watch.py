@@ -1,5 +1,5 @@
-"""`fp8doctor watch [--timeout S] [--format F] [--records DIR] -- CMD ARGS...` and `fp8doctor watch --merge DIR`:
-run a training command and say whether FP8 ran; across nodes, one verdict for the job."""
+"""`fp8doctor watch [--command-timeout S] [--format F] [--records DIR] -- CMD ARGS...` and
+`fp8doctor watch --merge DIR`: run a training command and say whether FP8 ran; across nodes, one verdict for the job."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import argparse
 import sys
 from typing import Any
 
+from fp8doctor import limits, safeio
+from fp8doctor.commands.options import COMMAND_TIMEOUT_HELP
 from fp8doctor.errors import UsageError
 
 MERGE_WAIT_S = 60.0
@@ -18,21 +20,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="run a training command and report what FP8 really did inside it",
         description="Run CMD unchanged with an observer injected into every Python process it starts "
         "(accelerate launch and torchrun ranks included) and report, per rank, whether FP8 was active, "
-        "silently replaced by bf16, or raised, with the fix. Exit code: CMD's own failure (124 on timeout, "
-        "128+N when killed by signal N), else 1 if FP8 was not active, 0 if it was; 2 for bad usage or a "
-        "command that cannot be found. Multi-node: wrap each node's launcher in `watch --records DIR` (DIR "
+        "silently replaced by another precision, or raised, with the fix (exit codes below). Multi-node: wrap each "
+        "node's launcher in `watch --records DIR` (DIR "
         "shared by the nodes); the watch holding rank 0 merges when every node is done, or run `watch --merge DIR`.",
     )
-    p.add_argument("--timeout", type=float, metavar="S", help="stop the whole command after S seconds")
+    p.add_argument("--command-timeout", type=float, metavar="S", help=COMMAND_TIMEOUT_HELP + " (default: none)")
+    # Before 0.1.1 this was --timeout; kept working, hidden: --timeout means one run's limit in the other commands.
+    p.add_argument("--timeout", type=float, dest="old_timeout", help=argparse.SUPPRESS)
     p.add_argument("--format", choices=("text", "md", "json"), default="text",
-                   help="report format (json: CMD's stdout goes to stderr so stdout holds only the JSON)")
+                   help="report format (md and json: CMD's stdout goes to stderr, so that stdout holds only the "
+                        "report and `> report.md` captures it cleanly)")
+    p.add_argument("--output", metavar="FILE",
+                   help="write the report to FILE instead of stdout; CMD's output is left where it was")
     p.add_argument("--records", metavar="DIR",
                    help="keep every process's records under DIR/<host>/<rank>-<pid>.jsonl (a directory the nodes "
                    "share); the watch holding rank 0 prints the job's merged table when all nodes are done")
     p.add_argument("--merge", metavar="DIR", help="run nothing: merge the records in DIR into the job's table")
     p.add_argument("--merge-wait", type=float, metavar="S", default=MERGE_WAIT_S,
-                   help=f"with --records: how long the rank-0 watch waits for the other nodes to end before "
-                   f"merging (default {MERGE_WAIT_S:g})")
+                   help="with --records: how long the rank-0 watch waits for the other nodes to end before "
+                   "merging")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to watch")
     p.set_defaults(func=run)
     return p
@@ -45,7 +51,7 @@ def _merge_only(args: argparse.Namespace, cmd: list[str]) -> int:
     if cmd or args.records:
         raise UsageError("--merge DIR runs no command: use it alone (`fp8doctor watch --merge DIR`)")
     job = merge(args.merge)
-    sys.stdout.write(render_job(job, args.format))
+    _emit(args.output, render_job(job, args.format))
     return exit_code(job)
 
 
@@ -83,22 +89,50 @@ def run(args: argparse.Namespace) -> int:
 
     if not cmd:
         raise UsageError("no command to watch: usage `fp8doctor watch [options] -- CMD ARGS...`")
-    if args.timeout is not None and args.timeout <= 0:
-        raise UsageError("--timeout must be a positive number of seconds")
+    if args.old_timeout is not None:
+        print("fp8doctor watch: --timeout is deprecated here, use --command-timeout (the same limit on the whole "
+              "command)", file=sys.stderr)
+        if args.command_timeout is None:
+            args.command_timeout = args.old_timeout
+    limits.check_timeout(args.command_timeout, "--command-timeout")
     if args.merge_wait < 0:
         raise UsageError("--merge-wait must be zero or a positive number of seconds")
-    result = run_watch(cmd, args.timeout, stdout=sys.stderr if args.format == "json" else None,
-                       records_dir=args.records)
+    if args.output:
+        _write(args.output, "")  # refused now, not after a long training
+    # A machine-readable report on stdout must not be interleaved with the command's own output.
+    shared = args.format in ("md", "json") and not args.output
+    result = run_watch(cmd, args.command_timeout, stdout=sys.stderr if shared else None, records_dir=args.records)
     code = exit_code(result)
     job = _merge_after(result, args.merge_wait) if args.records else None
     if job is None:
-        sys.stdout.write(render(result, args.format))
-        return code
-    from fp8doctor.watch.merge import exit_code as job_exit_code
-    from fp8doctor.watch.render_job import render_job
-
-    if args.format == "json":
-        sys.stdout.write(render({**result, "job": job}, "json"))
+        text = render(result, args.format)
     else:
-        sys.stdout.write(render(result, args.format) + "\n" + render_job(job, args.format))
-    return code if _own_failure(result) else job_exit_code(job)
+        from fp8doctor.watch.merge import exit_code as job_exit_code
+        from fp8doctor.watch.render_job import render_job
+
+        if args.format == "json":
+            text = render({**result, "job": job}, "json")
+        else:
+            text = render(result, args.format) + "\n" + render_job(job, args.format)
+        code = code if _own_failure(result) else job_exit_code(job)
+    _emit(args.output, text)
+    return code
+
+
+def _emit(output: str | None, text: str) -> None:
+    if not output:
+        sys.stdout.write(text)
+        return
+    try:
+        _write(output, text)
+    except UsageError:
+        sys.stdout.write(text)  # the run is not lost
+        raise
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        with safeio.open_write(path, "--output") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {path}: {exc.strerror or exc}") from None

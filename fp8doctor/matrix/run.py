@@ -14,8 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from fp8doctor import interrupts
+from fp8doctor.errors import UsageError
 from fp8doctor.matrix import checks, store
 from fp8doctor.matrix.plan import Cell, baseline_spec, native_spec
+from fp8doctor.redact import redact
+from fp8doctor.render.controls import escape_controls
+from fp8doctor.render.progress import Progress
 from fp8doctor.runs.spec import RunSpec
 from fp8doctor.verdicts import FAIL, worst_exit
 
@@ -58,13 +63,6 @@ def _default_runner(spec: RunSpec) -> dict[str, Any]:
     return run_spec(spec, check_skip=False)  # the plan already asked the machine snapshot
 
 
-def _progress(total: int) -> Any:
-    from tqdm import tqdm
-
-    # disable=None: a bar on an interactive stderr only; logs and CI output stay clean.
-    return tqdm(total=total, file=sys.stderr, unit="cell", disable=None, dynamic_ncols=True, leave=False)
-
-
 def execute(
     cells: list[Cell],
     workers: int = 1,
@@ -73,15 +71,25 @@ def execute(
     runner: Runner | None = None,
     gpu_ids: list[str] | None = None,
     on_result: Callable[[Cell, dict[str, Any]], None] | None = None,
+    progress: bool = True,
 ) -> MatrixResult:
     """Run the cells (baselines come first in `cells`) and check them; `out` gets one JSON line per cell."""
+    from fp8doctor.runs.pool import allow_runs
+    from fp8doctor.runs.pool import stop_all as pool_stop_all
+
     t0 = time.monotonic()
     runner = runner or _default_runner
+    allow_runs()
     workers = max(1, workers)
     results: dict[str, dict[str, Any]] = {}
     reused: set[str] = set()
     problems: list[str] = []
     sink = store.ResultStore(out) if out else None
+    if sink:
+        try:
+            sink.lock()  # before --resume reads it: a second matrix on this file stops here, before any run
+        except OSError as exc:
+            raise UsageError(f"cannot write results to {out}: {exc.strerror or exc}") from None
     if sink and resume:
         loaded = store.load(out)
         problems = loaded.problems
@@ -95,8 +103,16 @@ def execute(
 
     write_error: list[str] = []
 
+    stopping = threading.Event()  # a run killed by a stop is no measurement: from then on nothing is recorded
+
+    def stop_running() -> None:
+        stopping.set()
+        pool_stop_all()
+
     def record(cell: Cell, result: dict[str, Any]) -> None:
         with lock:
+            if stopping.is_set():
+                return
             results[cell.key] = result
             if sink and not write_error:
                 try:
@@ -113,7 +129,7 @@ def execute(
     # A multi-process cell needs several GPUs, so on a GPU machine those run last, alone, seeing every GPU.
     pooled = [c for c in todo if not (gpu_ids and c.spec.nproc > 1)]
     alone = [c for c in todo if c not in pooled]
-    bar = _progress(len(todo))
+    bar = Progress(len(todo), "matrix", "cell", enabled=progress)
     slots: queue.Queue[str | None] = queue.Queue()
     for i in range(workers):
         slots.put(gpu_ids[i % len(gpu_ids)] if gpu_ids else None)
@@ -133,9 +149,7 @@ def execute(
                 result = {"spec": spec.to_dict(), "outcome": "crashed", "losses": [],
                           "error": {"type": type(exc).__name__, "message": str(exc), "where": "fp8doctor.matrix"}}
             record(cell, result)
-            if bar is not None:
-                bar.set_postfix_str(f"{cell.spec.label()}: {result.get('outcome')}", refresh=False)
-                bar.update(1)
+            bar.done(f"{cell.spec.label()}: {result.get('outcome')}")
         finally:
             if pin:
                 slots.put(slot)
@@ -146,17 +160,29 @@ def execute(
             fut.result()
         for cell in alone:
             run_one(cell, pin=False)
-    except KeyboardInterrupt:
-        # Queued cells are dropped; cells already running finish and are recorded, so --resume continues.
+    except KeyboardInterrupt as exc:
+        # Queued cells are dropped. On Ctrl-C the cells already running finish and are recorded; on SIGTERM/SIGHUP
+        # (or a second Ctrl-C) they are killed and not recorded. Either way --resume continues from the file.
         pool.shutdown(wait=False, cancel_futures=True)
+        if isinstance(exc, interrupts.Stopped):
+            stop_running()
         if out:
-            print(f"fp8doctor matrix: interrupted; finished cells are in {out} (continue with --resume --out {out})",
-                  file=sys.stderr)
+            shown = escape_controls(redact(out))
+            print(f"fp8doctor matrix: {interrupts.describe(exc)}; finished cells are in {shown} (continue with "
+                  f"--resume --out {shown})", file=sys.stderr)
+        while True:
+            try:
+                pool.shutdown(wait=True)
+                break
+            except KeyboardInterrupt:
+                stop_running()
+        stop_running()  # a cell run outside the pool (multi-GPU cells) is still in flight
         raise
     finally:
         pool.shutdown(wait=True)
-        if bar is not None:
-            bar.close()
+        bar.close()
+        if sink:
+            sink.close()
     rows = evaluate(cells, results, reused)
     return MatrixResult(rows, time.monotonic() - t0, workers, out, problems, write_error[0] if write_error else None)
 

@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from fp8doctor import SCHEMA_VERSION, __version__
+from fp8doctor import SCHEMA_VERSION, __version__, safeio
 from fp8doctor.errors import UsageError
 from fp8doctor.facts.environ import report_env
 from fp8doctor.redact import redact
+from fp8doctor.render.progress import Progress
 from fp8doctor.report import curves, sections
 from fp8doctor.report.markdown import render_markdown
-from fp8doctor.verdicts import is_problem, worst_exit
+from fp8doctor.report.verdict import headline
 
 QUICK_STEPS = 6
 
@@ -30,7 +31,10 @@ class Options:
     quick: bool = False
     full: bool = False
     watch_cmd: list[str] = field(default_factory=list)
-    watch_timeout: float = 600.0
+    watch_timeout: float = 600.0  # the watched command's limit (--command-timeout)
+    run_timeout: float | None = None  # one training run's limit (--timeout); None: the commands' default
+    config_files: list[str] = field(default_factory=list)
+    progress: bool = True
     skip_parts: tuple[str, ...] = ()  # parts left out (tests; never set from the CLI)
 
 
@@ -49,12 +53,19 @@ class Report:
         return [p for p in (self.md_path, self.json_path, self.png_path, self.jsonl_path) if p and os.path.exists(p)]
 
 
+def _no_dir(arg: str) -> str:
+    """A command-line argument as the report shows it: a path by its last part (the report names no local file)."""
+    return os.path.basename(arg.rstrip(os.sep)) or arg if os.sep in arg else arg
+
+
 def stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
 
 
 def ensure_writable(out_dir: str) -> None:
     """Fail before measuring anything: minutes of runs must not end in 'cannot write'."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise UsageError(f"cannot write the report into {out_dir}: it exists and is not a directory")
     try:
         os.makedirs(out_dir, exist_ok=True)
         probe = os.path.join(out_dir, f".fp8doctor-write-test-{os.getpid()}")
@@ -83,11 +94,20 @@ def versions() -> dict[str, str | None]:
 
 
 def overall(parts: list[sections.Section]) -> tuple[str, int]:
-    """One verdict for the top of the report and the exit code (1 when any part failed or errored)."""
-    bad = [p for p in parts if is_problem(p.status)]
-    if not bad:
-        return "No blocking FP8 problem found: every part below passed.", 0
-    return "Problems found in: " + ", ".join(p.title for p in bad) + ".", worst_exit(p.status for p in bad)
+    """One verdict for the top of the report and the exit code: a pure function of the parts' statuses."""
+    return headline([(p.title, p.status) for p in parts])
+
+
+def machine_gpu() -> str | None:
+    """The GPU line of the first screen; None on a machine without a CUDA GPU (the Markdown says CPU emulation)."""
+    from fp8doctor.machine import snapshot
+
+    facts = snapshot()
+    if not facts.get("gpu_count"):
+        return None
+    cc = facts.get("cc")
+    return f"{facts['gpu_count']} CUDA GPU(s), lowest compute capability {cc[0]}.{cc[1]}" if cc else \
+        f"{facts['gpu_count']} CUDA GPU(s)"
 
 
 def build(opts: Options) -> Report:
@@ -98,38 +118,51 @@ def build(opts: Options) -> Report:
     base = os.path.join(opts.out_dir, f"fp8doctor-report-{stamp()}")
     md_path, json_path, png_path, jsonl_path = base + ".md", base + ".json", base + "-loss.png", base + ".matrix.jsonl"
     steps = opts.steps or (QUICK_STEPS if opts.quick else 8)
-    parts: list[sections.Section] = []
-    if "env" not in opts.skip_parts:
-        parts.append(sections.guarded("env", "Environment findings", sections.env_section))
-    if "repro" not in opts.skip_parts:
-        parts.append(sections.guarded("repro", "Reproduction of the mixed-precision ValueError",
-                                      lambda: sections.repro_section(opts.steps, opts.workers)))
-    if "matrix" not in opts.skip_parts:
-        parts.append(sections.guarded("matrix", "FP8 matrix", lambda: sections.matrix_section(
-            jsonl_path, steps, opts.workers, "quick" if opts.quick else ("full" if opts.full else "default"))))
+    scope = "quick" if opts.quick else ("full" if opts.full else "default")
+    plan: list[tuple[str, str, Any]] = [
+        ("env", "Environment", lambda: sections.env_section(opts.config_files)),
+        ("repro", "Reproduction of the mixed-precision ValueError", lambda: sections.repro_section(
+            opts.steps, opts.workers, opts.run_timeout, opts.config_files)),
+        ("matrix", "FP8 matrix", lambda: sections.matrix_section(jsonl_path, steps, opts.workers, scope,
+                                                                 opts.run_timeout)),
+    ]
     if opts.watch_cmd:
-        parts.append(sections.guarded("watch", "fp8doctor watch of your command",
-                                      lambda: sections.watch_section(opts.watch_cmd, opts.watch_timeout)))
+        plan.append(("watch", "Your command under fp8doctor watch",
+                     lambda: sections.watch_section(opts.watch_cmd, opts.watch_timeout)))
+    plan = [p for p in plan if p[0] not in opts.skip_parts]
+    stages = Progress(len(plan), "report", "part", enabled=opts.progress)
+    parts: list[sections.Section] = []
+    for name, title, run in plan:
+        part = sections.guarded(name, title, run)
+        parts.append(part)
+        stages.done(f"{name}: {part.status} ({part.seconds:.0f} s)")
+    stages.close()
     matrix = next((p for p in parts if p.name == "matrix" and isinstance(p.data, dict)), None)
     pairs = curves.curve_pairs(matrix.data) if matrix else []
-    png = curves.plot_png(pairs, png_path) if pairs else None
+    gpu = machine_gpu()
+    png = curves.plot_png(pairs, png_path, emulated=gpu is None) if pairs else None
     verdict, code = overall(parts)
     data = redact({
         "schema_version": SCHEMA_VERSION,
         "kind": "fp8doctor.report",
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["fp8doctor", "report"] + sys.argv[2:]) if sys.argv[1:2] == ["report"] else None,
+        "command": " ".join(["fp8doctor", "report"] + [_no_dir(a) for a in sys.argv[2:]])
+        if sys.argv[1:2] == ["report"] else None,
         "verdict": verdict,
+        "gpu": gpu,
         "exit_code": code,
         "wall_s": round(time.monotonic() - t0, 1),
         "options": {"steps": steps, "workers": opts.workers, "quick": opts.quick, "full": opts.full,
+                    "timeout_s": opts.run_timeout, "configs": [os.path.basename(c) for c in opts.config_files],
                     "watch": opts.watch_cmd or None},
         "parts": [p.to_dict() for p in parts],
-        "loss_curves": {"png": os.path.basename(png) if png else None, "cells": pairs},
+        "loss_curves": {"png": os.path.basename(png) if png else None, "cells": pairs,
+                        "final_fp8_minus_bf16": [curves.final_diff(p) for p in pairs]},
         "versions": versions(),
         "environment": relevant_env(),
     })
-    md = redact(render_markdown(data, parts, png, pairs))
+    md = redact(render_markdown(data, parts, os.path.basename(png) if png else None, pairs,
+                                plot_missing=bool(pairs) and png is None))
     report = Report(data, md, md_path, json_path, png, jsonl_path, code)
     write(report)
     return report
@@ -138,9 +171,9 @@ def build(opts: Options) -> Report:
 def write(report: Report) -> None:
     """Write both files; on failure print the Markdown to stdout so the measurements are not lost."""
     try:
-        with open(report.md_path, "w", encoding="utf-8") as fh:
+        with safeio.open_write(report.md_path) as fh:
             fh.write(report.markdown)
-        with open(report.json_path, "w", encoding="utf-8") as fh:
+        with safeio.open_write(report.json_path) as fh:
             json.dump(report.data, fh, indent=2, default=str)
             fh.write("\n")
     except OSError as exc:

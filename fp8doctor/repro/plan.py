@@ -15,7 +15,7 @@ from fp8doctor.facts.packages import version_of
 from fp8doctor.runs.backends import backend_env
 from fp8doctor.runs.backends.te import UNCHECKED_ENV
 from fp8doctor.runs.spec import RunSpec
-from fp8doctor.verdicts import FAILED, FP8_ACTIVE, NOT_APPLICABLE, REPRODUCED, SILENT_BF16
+from fp8doctor.verdicts import FAILED, FP8_ACTIVE, NOT_APPLICABLE, REPRODUCED, SILENT_BF16, not_fp8_word
 
 DEFAULT_STEPS = 6
 DEFAULT_TIMEOUT_S = 300.0
@@ -215,7 +215,8 @@ def _user_rows(configs: UserConfigs, base: RunSpec, backend: str, recipe: str, w
         fp8 = effective == "fp8"
         # A leftover ACCELERATE_FP8_BACKEND next to a non-fp8 precision makes Accelerate 1.15's prepare()
         # convert for that backend without a recipe (AO: AttributeError in _prepare_ao): either is possible.
-        not_fp8 = (SILENT_BF16, FAILED) if "ACCELERATE_FP8_BACKEND" in env else (SILENT_BF16,)
+        off = not_fp8_word(effective)
+        not_fp8 = (off, FAILED) if "ACCELERATE_FP8_BACKEND" in env else (off,)
         name = os.path.basename(configs.llamafactory_path or "config")
         rows += [
             Row("yours_append", f"{name}: recipe injection, append form", "yours",
@@ -250,7 +251,7 @@ def _user_rows(configs: UserConfigs, base: RunSpec, backend: str, recipe: str, w
         rows.append(Row("yours_launch", label, "yours",
                         replace(base, entry="launch", backend=spec_backend, recipe=spec_recipe, config_file=path,
                                 nproc=int(adapted["num_processes"])),
-                        (FP8_ACTIVE,) if mp == "fp8" else (SILENT_BF16,)))
+                        (FP8_ACTIVE,) if mp == "fp8" else (not_fp8_word(mp),)))
     return rows
 
 

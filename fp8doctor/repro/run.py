@@ -63,15 +63,16 @@ def run_repro(config_paths: Sequence[str] = (), backend: str = "auto", steps: in
     try:
         plan = build_plan(backend, configs, steps=steps, timeout_s=timeout_s, work_dir=work_dir)
         workers = workers or max(1, min(2, os.cpu_count() or 1))
-        bar = _progress(len(plan.rows)) if progress else None
+        from fp8doctor.render.progress import Progress
+
+        bar = Progress(len(plan.rows), "repro", "run", enabled=progress)
 
         def done(spec: RunSpec, result: dict[str, Any]) -> None:
-            if bar is not None:
-                bar.set_postfix_str(f"{spec.entry}: {result.get('outcome')}")
-                bar.update(1)
+            bar.done(f"{spec.entry}: {result.get('outcome')}")
 
-        results = run_specs([r.spec for r in plan.rows], workers=workers, on_result=done)
-        if bar is not None:
+        try:
+            results = run_specs([r.spec for r in plan.rows], workers=workers, on_result=done)
+        finally:
             bar.close()
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -80,14 +81,5 @@ def run_repro(config_paths: Sequence[str] = (), backend: str = "auto", steps: in
         v = classify(result)
         row.verdict, row.reason = v.name, v.reason
     return ReproReport(plan=plan, caller_env=caller_fp8_env(), wall_s=time.perf_counter() - t0)
-
-
-def _progress(total: int) -> Any:
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="fp8doctor repro", unit="run", file=sys.stderr, leave=False,
-                disable=None)  # None: off when stderr is not a terminal
 
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from fp8doctor.verdicts import BF16_BASELINE, FAILED, FP8_ACTIVE, NOT_APPLICABLE, REPRODUCED, RUN_VERDICTS, SILENT_BF16
+from fp8doctor.verdicts import BF16_BASELINE, FAILED, FP8_ACTIVE, NOT_APPLICABLE, REPRODUCED, RUN_VERDICTS, not_fp8_word
 
 VERDICTS = RUN_VERDICTS
 
@@ -78,9 +78,9 @@ def classify(result: dict[str, Any]) -> Verdict:
         emu = ", torchao emulate=True" if result.get("emulated") else ""
         return Verdict(FP8_ACTIVE, f"{layer_count(result)} layers FP8, {fwd} FP8 forwards ({mp_text}{emu})")
     if not result.get("fp8_layers"):
-        return Verdict(SILENT_BF16, f"trained without error but no FP8 layer: {layer_count(result)} eligible "
-                                      f"layers converted ({mp_text})")
-    return Verdict(SILENT_BF16, f"FP8 layers exist ({layer_count(result)}) but FP8 was not active in forward "
+        return Verdict(not_fp8_word(mp), f"trained without error but no FP8 layer: {layer_count(result)} eligible "
+                                           f"layers converted ({mp_text})")
+    return Verdict(not_fp8_word(mp), f"FP8 layers exist ({layer_count(result)}) but FP8 was not active in forward "
                                   f"({mp_text})")
 
 

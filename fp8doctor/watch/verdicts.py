@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fp8doctor.verdicts import FP8_ACTIVE, NO_ACCELERATOR, NO_FORWARD, RAISED, SILENT_BF16, WATCH_SEVERITY
+from fp8doctor.verdicts import (
+    FP8_ACTIVE,
+    NO_ACCELERATOR,
+    NO_FORWARD,
+    RAISED,
+    SILENT_BF16,
+    WATCH_SEVERITY,
+    not_fp8_word,
+    precision_words,
+)
 
 
 def _q(value: Any) -> str:
@@ -74,7 +83,7 @@ def silent_reason(acc: dict[str, Any], proc: dict[str, Any]) -> tuple[str, str]:
         return ("mixed precision setting", f"{', '.join(acc['fp8_handlers'])} was passed but mixed precision "
                 f"resolved to {_q(result)} (argument {_q(arg)}, ACCELERATE_MIXED_PRECISION {_q(env_now)})")
     return ("nothing asked for fp8", f"nothing asked for FP8: mixed_precision argument {_q(arg)}, "
-            f"ACCELERATE_MIXED_PRECISION {_q(env_now)}, no FP8 recipe handler; it ran in {_q(result)}")
+            f"ACCELERATE_MIXED_PRECISION {_q(env_now)}, no FP8 recipe handler; it ran in {precision_words(result)}")
 
 
 def _model_summary(acc: dict[str, Any]) -> dict[str, Any] | None:
@@ -122,7 +131,7 @@ def process_verdict(proc: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"accelerator": acc, "model": model}
     if not result.get("fp8_enabled"):
         winner, reason = silent_reason(acc, proc)
-        return {**out, "verdict": SILENT_BF16, "winner": winner, "reason": reason}
+        return {**out, "verdict": not_fp8_word(result.get("mixed_precision")), "winner": winner, "reason": reason}
     backend = result.get("fp8_backend")
     if model is None:
         return {**out, "verdict": NO_FORWARD,
