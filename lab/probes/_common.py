@@ -1,0 +1,119 @@
+"""Shared by the probes: the tiny model, FP8 layer counting, and one forked child per case.
+
+The parent imports torch once (the slow part) and forks a child per case; the child sets the case's environment
+before it imports accelerate or transformers, so Accelerate's process-wide state is always fresh and every
+variable a release reads at import time is already set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+CASE_TIMEOUT_S = 300
+
+
+def tiny_model() -> torch.nn.Module:
+    """Six Linear layers, every dim a multiple of 16: four stay eligible after the first/last filter."""
+    torch.manual_seed(0)
+    dims = [32, 64, 64, 64, 64, 64, 32]
+    layers: list[torch.nn.Module] = []
+    for a, b in zip(dims, dims[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers[:-1])
+
+
+def fp8_layers(model: torch.nn.Module) -> int:
+    count = 0
+    for module in model.modules():
+        cls = type(module)
+        if cls.__name__.startswith("Float8") or cls.__module__.startswith(("transformer_engine", "msamp")):
+            count += 1
+    return count
+
+
+def describe_exception(exc: BaseException) -> dict:
+    return {"outcome": "raised", "type": type(exc).__name__, "message": str(exc)}
+
+
+def accelerate_env() -> dict:
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith("ACCELERATE_")}
+
+
+def state_facts(accelerator: Any) -> dict:
+    state = accelerator.state
+    mp = getattr(state, "mixed_precision", None)
+    backend = getattr(accelerator, "fp8_backend", None)
+    if backend is None:
+        backend = getattr(state, "fp8_backend", None)
+    return {
+        "mixed_precision": str(mp) if mp is not None else None,
+        "fp8_backend": None if backend is None else str(getattr(backend, "value", backend)),
+    }
+
+
+def clean_environ(extra: dict | None = None) -> None:
+    for key in list(os.environ):
+        if key.startswith(("ACCELERATE_", "FP8_")):
+            del os.environ[key]
+    os.environ.update(extra or {})
+
+
+def run_in_child(fn: Callable[[dict], dict], case: dict) -> dict:
+    """Run fn(case) in a forked child with case['env'] set first; never raises."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        try:
+            signal.alarm(CASE_TIMEOUT_S)
+            clean_environ(case.get("env"))
+            torch.set_num_threads(1)
+            with tempfile.TemporaryDirectory() as tmp:
+                os.chdir(tmp)
+                result = fn(case)
+        except BaseException as exc:  # noqa: BLE001 - any failure is the observation
+            result = describe_exception(exc)
+            result["where"] = "probe"
+            result["trace_tail"] = traceback.format_exc().strip().splitlines()[-1]
+        with os.fdopen(write_fd, "w") as out:
+            out.write(json.dumps(result, default=str))
+        os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as inp:
+        data = inp.read()
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        return {"outcome": "crashed", "status": status}
+    return json.loads(data)
+
+
+def preload(modules: tuple[str, ...]) -> None:
+    """Import modules once in the parent so each forked case skips the cost. Only modules that read no
+    ACCELERATE_*/FP8_* variable at import time belong here (checked for the releases in cells.yaml)."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the child meets the same failure and records it
+            pass
+
+
+def main(cases: list[dict], fn: Callable[[dict], dict], preload_modules: tuple[str, ...] = ()) -> None:
+    """Print {"cases": [...]} where each case is its inputs plus its observed result."""
+    preload(preload_modules)
+    results = []
+    for case in cases:
+        observed = run_in_child(fn, case)
+        results.append({"inputs": {k: v for k, v in case.items()}, **observed})
+    json.dump({"cases": results}, sys.stdout, indent=None, sort_keys=True)
+    sys.stdout.write("\n")

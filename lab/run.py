@@ -1,0 +1,129 @@
+"""Build lab cells and run probes inside them: `python lab/run.py [--cells a,b] [--probes x,y]`.
+
+Writes lab/observations/<cell>.json; see lab/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+LAB = Path(__file__).resolve().parent
+sys.path.insert(0, str(LAB))
+
+from venvs import Unresolvable, ensure_cell  # noqa: E402
+
+PROBES_DIR = LAB / "probes"
+OBSERVATIONS = LAB / "observations"
+VERSION_PACKAGES = ("accelerate", "transformers", "torchao", "torch", "huggingface_hub", "numpy", "llamafactory",
+                    "peft", "trl")
+PROBE_TIMEOUT_S = 1800
+
+VERSIONS_SNIPPET = """
+import json, sys
+from importlib import metadata
+out = {}
+for name in sys.argv[1:]:
+    try:
+        out[name] = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        out[name] = None
+print(json.dumps({"versions": out, "python": "%d.%d.%d" % sys.version_info[:3]}))
+"""
+
+
+def load_cells() -> list[dict]:
+    return yaml.safe_load((LAB / "cells.yaml").read_text())
+
+
+def all_probes() -> list[str]:
+    return sorted(p.stem for p in PROBES_DIR.glob("*.py") if not p.stem.startswith("_"))
+
+
+def probe_env() -> dict:
+    """A neutral environment for a probe: no ACCELERATE_*/FP8_*/HF_* leaking in from the caller, no network."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "FP8_", "HF_", "PYTHON"))}
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "",
+                "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"})
+    return env
+
+
+def run_probe(python: Path, probe: str) -> list[dict]:
+    try:
+        proc = subprocess.run([str(python), str(PROBES_DIR / f"{probe}.py")], capture_output=True, text=True,
+                              env=probe_env(), cwd=str(LAB.parent), timeout=PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return [{"outcome": "probe-timeout", "timeout_s": PROBE_TIMEOUT_S}]
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])["cases"]
+    except (IndexError, ValueError, KeyError):
+        tail = [ln for ln in proc.stderr.splitlines() if ln.strip()][-5:]
+        return [{"outcome": "probe-crashed", "returncode": proc.returncode, "stderr_tail": tail}]
+
+
+def observe_cell(cell: dict, probes: list[str]) -> dict:
+    path = OBSERVATIONS / f"{cell['name']}.json"
+    record = json.loads(path.read_text()) if path.exists() else {}
+    record["cell"] = cell["name"]
+    record["pip"] = list(cell.get("pip", []))
+    record["note"] = cell.get("note", "")
+    try:
+        python = ensure_cell(cell)
+    except Unresolvable as exc:
+        record.update({"unresolvable": exc.lines, "versions": {}, "python": None, "probes": {}})
+        return record
+    record.pop("unresolvable", None)
+    facts = json.loads(subprocess.run([str(python), "-c", VERSIONS_SNIPPET, *VERSION_PACKAGES], capture_output=True,
+                                      text=True, check=True, env=probe_env()).stdout)
+    record["versions"] = facts["versions"]
+    record["python"] = facts["python"]
+    record.setdefault("probes", {})
+    for probe in probes:
+        start = time.monotonic()
+        record["probes"][probe] = run_probe(python, probe)
+        print(f"  {cell['name']}: {probe} {len(record['probes'][probe])} cases in {time.monotonic() - start:.0f}s",
+              file=sys.stderr, flush=True)
+    record["probes"] = dict(sorted(record["probes"].items()))
+    return record
+
+
+def write(record: dict) -> None:
+    OBSERVATIONS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(record, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    (OBSERVATIONS / f"{record['cell']}.json").write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", help="comma-separated cell names (default: all in cells.yaml)")
+    parser.add_argument("--probes", help="comma-separated probe names (default: all in lab/probes)")
+    args = parser.parse_args(argv)
+    cells = load_cells()
+    known = {c["name"] for c in cells}
+    wanted = args.cells.split(",") if args.cells else [c["name"] for c in cells]
+    probes = args.probes.split(",") if args.probes else all_probes()
+    unknown = [n for n in wanted if n not in known] + [p for p in probes if p not in all_probes()]
+    if unknown:
+        print(f"lab/run.py: unknown cell or probe: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    for cell in cells:
+        if cell["name"] not in wanted:
+            continue
+        start = time.monotonic()
+        print(f"{cell['name']}: building", file=sys.stderr, flush=True)
+        record = observe_cell(cell, probes)
+        write(record)
+        state = "unresolvable" if record.get("unresolvable") else "done"
+        print(f"{cell['name']}: {state} in {time.monotonic() - start:.0f}s", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
