@@ -1,0 +1,195 @@
+"""What a given release of Accelerate / transformers does with one set of inputs (pure, on version strings).
+
+Each rule here is held against the lab's observations (lab/observations/*.json, tests/test_generation_predictions.py):
+where they disagree, this module changes. Outcomes are the lab's vocabulary: `ok` (with the state's mixed precision
+and whether any layer was converted to FP8), `raised` (type, message, stage), `absent` (no such class), or
+`unknown` where no observation backs a claim (the doctor then says nothing).
+
+Values are taken exactly as the library takes them: ACCELERATE_MIXED_PRECISION is compared to "fp8" as written,
+so "Fp8" or "FP8 " is not fp8.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+MP_VAR = "ACCELERATE_MIXED_PRECISION"
+BACKEND_VAR = "ACCELERATE_FP8_BACKEND"
+UNCHECKED = "[unchecked]"  # the lab's handler built without its __post_init__ (as a user with TE would have it)
+
+ERROR_OLD = "Passing in a `FP8RecipeKwargs` object requires setting `mixed_precision='fp8'`."
+ERROR_NEW = "Passing in an FP8 configuration requires setting `mixed_precision='fp8'`."
+NO_FP8_LIBRARY = "Using `fp8` precision requires `transformer_engine` or `MS-AMP` to be installed."
+TE_MISSING_OLD = ("TransformerEngine is not available. Please either install it, or use the 'MSAMP' backend "
+                  "(if installed).")
+TE_MISSING_NEW = "TransformerEngine is not available. Please install it or use a different backend."
+TE_MISSING_PREPARE = ("`transformer_engine` was not found on your system. Please ensure that `transformer_engine` "
+                      "is installed")
+MSAMP_MISSING = ("MS-AMP was not found on your system. Please ensure that MS-AMP is available  or choose `'te'` as the "
+                 "backend for FP8 mixed precision training.")
+NO_CUDA_BUILD = "Torch not compiled with CUDA enabled"
+AO_FILTER_TYPEERROR = "filter_linear_layers() got an unexpected keyword argument 'first_layer_name'"
+FSDP_PLUGIN_NONE = "'NoneType' object has no attribute 'cpu_ram_efficient_loading'"
+BACKENDS = ("AO", "TE", "MSAMP", "NO")
+RECIPES_OLD = ("FP8RecipeKwargs",)
+RECIPES_NEW = ("FP8RecipeKwargs", "AORecipeKwargs", "TERecipeKwargs", "MSAMPRecipeKwargs")
+HANDLER_BACKEND = {"AORecipeKwargs": "AO", "TERecipeKwargs": "TE", "MSAMPRecipeKwargs": "MSAMP"}
+
+
+def release(version: str | None) -> tuple[int, int] | None:
+    if not version:
+        return None
+    try:
+        r = Version(version).release
+    except InvalidVersion:
+        return None
+    return (r[0], r[1] if len(r) > 1 else 0)
+
+
+def _raised(type_: str, message: str, stage: str, **extra: Any) -> dict[str, Any]:
+    return {"outcome": "raised", "type": type_, "message": message, "stage": stage, **extra}
+
+
+def _ok(mixed_precision: str, fp8: bool) -> dict[str, Any]:
+    return {"outcome": "ok", "mixed_precision": mixed_precision, "fp8": fp8}
+
+
+UNKNOWN: dict[str, Any] = {"outcome": "unknown"}
+
+
+def state_mixed_precision(mp_arg: str | None, env: Mapping[str, str]) -> str:
+    """AcceleratorState's mixed precision: the argument, else the variable verbatim, else 'no'."""
+    return mp_arg if mp_arg is not None else env.get(MP_VAR, "no")
+
+
+def recipe_classes(accelerate: str | None) -> tuple[str, ...]:
+    r = release(accelerate)
+    if r is None:
+        return ()
+    return RECIPES_OLD if r < (1, 4) else RECIPES_NEW
+
+
+def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | None, env: Mapping[str, str],
+                        handler: str | None, te: bool = False, msamp: bool = False,
+                        cuda_build: bool = False) -> dict[str, Any]:
+    """`Accelerator(mixed_precision=mp_arg, kwargs_handlers=[handler])` then `prepare(model, optimizer)` of a model
+    with eligible Linear layers, in a process whose environment is `env`."""
+    r = release(accelerate)
+    if r is None or te or msamp:
+        return dict(UNKNOWN)  # the lab has no TE / MS-AMP: nothing observed to predict from
+    name = handler.removesuffix(UNCHECKED) if handler else None
+    unchecked = bool(handler and handler.endswith(UNCHECKED))
+    if name is not None:
+        if name not in recipe_classes(accelerate):
+            return {"outcome": "absent", "stage": "handler"}
+        if not unchecked and name in ("FP8RecipeKwargs", "TERecipeKwargs"):
+            if r < (1, 4):
+                return _raised("ValueError", TE_MISSING_OLD, "handler")
+            return _raised("ImportError", TE_MISSING_NEW, "handler")
+    state_mp = state_mixed_precision(mp_arg, env)
+    fp8_library = torchao and r >= (1, 4)
+    if state_mp == "fp8":
+        if not fp8_library:
+            return _raised("ValueError", NO_FP8_LIBRARY, "init")
+        if r == (1, 4):
+            return _raised("AssertionError", NO_CUDA_BUILD, "init") if not cuda_build else dict(UNKNOWN)
+    if r < (1, 4):
+        if name is None:
+            return _ok(state_mp, False)
+        if state_mp != "fp8":
+            return _raised("ValueError", ERROR_OLD, "init")
+        return dict(UNKNOWN)
+    backend: str | None = None
+    if name is not None:
+        backend = HANDLER_BACKEND.get(name)  # an unchecked FP8RecipeKwargs keeps backend None
+    enabled = state_mp == "fp8" or mp_arg == "fp8"
+    registered = name is not None
+    if r >= (1, 9):
+        if enabled and not registered:
+            chosen = env.get(BACKEND_VAR, "NO")
+            if chosen not in BACKENDS:
+                return _raised("ValueError", f"{chosen!r} is not a valid FP8BackendType", "init")
+            if chosen == "NO":
+                chosen = "AO" if torchao else "NO"
+            if chosen == "TE":
+                return _raised("ImportError", TE_MISSING_NEW, "init")
+            backend, registered = chosen, True
+        if registered and not enabled:
+            return _raised("ValueError", ERROR_NEW, "init")
+        if registered and backend is None:
+            return _raised("ValueError", "None is not a valid FP8BackendType", "init")
+    elif r >= (1, 8):
+        if enabled and not registered:
+            backend, registered = "AO", True  # torchao is installed here: the state check passed
+        if registered and mp_arg != "fp8":
+            return _raised("ValueError", ERROR_NEW, "init")
+        if backend == "AO":
+            return _raised("AttributeError", FSDP_PLUGIN_NONE, "init")
+    else:
+        # 1.4-1.7: a handler Accelerate creates itself for mixed_precision='fp8' is never registered, so nothing
+        # converts; a handler the caller passes needs the argument itself to be 'fp8'.
+        if registered and mp_arg != "fp8":
+            return _raised("ValueError", ERROR_NEW, "init")
+    mp_state = state_mp
+    if backend == "AO":
+        if r[:2] == (1, 5):
+            return _raised("TypeError", AO_FILTER_TYPEERROR, "prepare", mixed_precision=mp_state)
+        if r[:2] == (1, 6):
+            return dict(UNKNOWN)
+        return _ok(mp_state, True)
+    if backend == "TE":
+        return _raised("ImportError", TE_MISSING_PREPARE, "prepare", mixed_precision=mp_state)
+    if backend == "MSAMP":
+        return _raised("ImportError", MSAMP_MISSING, "prepare", mixed_precision=mp_state)
+    return _ok(mp_state, False)
+
+
+def transformers_passes(transformers: str | None, bf16: bool, env: Mapping[str, str]) -> dict[str, Any] | None:
+    """What TrainingArguments(bf16=...) and Trainer do with the precision: the variable after TrainingArguments,
+    and the mixed_precision / kwargs_handlers the Trainer passes to Accelerator (None: not passed)."""
+    r = release(transformers)
+    if r is None:
+        return None
+    chosen = "bf16" if bf16 else env.get(MP_VAR, "no")
+    if r[0] < 5:
+        # TrainingArguments writes the variable; the Trainer passes neither argument.
+        return {"env_after": chosen, "mixed_precision": None, "kwargs_handlers": None, "writes_env": True}
+    return {"env_after": env.get(MP_VAR), "mixed_precision": chosen, "writes_env": False,
+            "kwargs_handlers": ["DistributedDataParallelKwargs"] if r >= (5, 3) else None}
+
+
+def predict_trainer(accelerate: str | None, transformers: str | None, *, torchao: bool, bf16: bool,
+                    env: Mapping[str, str], patch: str | None = None) -> dict[str, Any]:
+    """A Trainer built from TrainingArguments(bf16=...) and trained: optionally with one of the reference report's
+    patches of Accelerator.__init__ (`inject_if_missing`: a recipe only when no kwargs_handlers were passed;
+    `always_append`: the recipe appended). The outcome carries `passes` (what the Trainer handed Accelerator)."""
+    passes = transformers_passes(transformers, bf16, env)
+    if passes is None or release(accelerate) is None:
+        return dict(UNKNOWN)
+    launched_env = dict(env)
+    if passes["writes_env"]:
+        launched_env[MP_VAR] = passes["env_after"]
+    recipe = None
+    if patch == "always_append" or (patch == "inject_if_missing" and passes["kwargs_handlers"] is None):
+        recipe = "AORecipeKwargs" if "AORecipeKwargs" in recipe_classes(accelerate) else "FP8RecipeKwargs"
+    if recipe == "AORecipeKwargs" and not torchao:
+        return dict(UNKNOWN)
+    got = predict_accelerator(accelerate, torchao=torchao, mp_arg=passes["mixed_precision"], env=launched_env,
+                              handler=recipe)
+    got = {**got, "passes": passes, "recipe_injected": recipe is not None}
+    if got["outcome"] == "raised":
+        got["stage"] = "train" if got["stage"] == "prepare" else "Trainer"
+    return got
+
+
+LAUNCH_NEEDS_DISTRIBUTED_TYPE = "A `distributed_type` must be specified in the config file."
+
+
+def launch_rejects(config: Mapping[str, Any]) -> str | None:
+    """Why `accelerate launch --config_file` refuses this config (None: it accepts it, as far as observed)."""
+    if "distributed_type" not in config:
+        return LAUNCH_NEEDS_DISTRIBUTED_TYPE
+    return None
