@@ -2,7 +2,8 @@
 
 Accelerate and transformers changed how FP8 intent travels to the Accelerator several times; these tables turn
 a version into the behaviour that matters, and `fix_lines` into the concrete lines that make FP8 win.
-Facts come from the libraries' sources (see DESIGN.md "Accelerate versions differ").
+Facts come from reading each version's source; the installed Accelerate's row is held against the library
+itself by tests/test_env_generations.py.
 """
 
 from __future__ import annotations

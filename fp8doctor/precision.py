@@ -12,14 +12,14 @@ from fp8doctor.generations import accelerate_generation, transformers_generation
 TRAINING_KINDS = ("llamafactory", "training_args")
 
 
-def _truthy(value: Any) -> bool:
+def truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1", "yes", "on")
     return bool(value)
 
 
 def _ds_enabled(section: Any) -> bool:
-    return isinstance(section, dict) and _truthy(section.get("enabled"))
+    return isinstance(section, dict) and truthy(section.get("enabled"))
 
 
 def fp8_intent(facts: dict[str, Any]) -> list[str]:
@@ -27,7 +27,7 @@ def fp8_intent(facts: dict[str, Any]) -> list[str]:
     signs: list[str] = []
     for cfg in facts.get("configs", []):
         data, path = cfg.get("data", {}), cfg.get("path", "?")
-        if _truthy(data.get("fp8")) and not isinstance(data.get("fp8"), dict):
+        if truthy(data.get("fp8")) and not isinstance(data.get("fp8"), dict):
             signs.append(f"{path}: fp8: true")
         if str(data.get("mixed_precision", "")).lower() == "fp8":
             signs.append(f"{path}: mixed_precision: fp8")
@@ -50,9 +50,9 @@ def _training_precision(data: dict[str, Any], kind: str) -> str | None:
         if _ds_enabled(data.get("fp16")):
             return "fp16"
         return "bf16" if _ds_enabled(data.get("bf16")) else None
-    if _truthy(data.get("fp16")):
+    if truthy(data.get("fp16")):
         return "fp16"
-    if _truthy(data.get("bf16")):
+    if truthy(data.get("bf16")):
         return "bf16"
     return None
 
@@ -77,7 +77,7 @@ def effective_precision(facts: dict[str, Any]) -> dict[str, Any]:
     for c in configs:
         if c.get("kind") in TRAINING_KINDS or c.get("kind") == "deepspeed":
             tp = _training_precision(c["data"], c["kind"])
-            fp8 = "fp8: true" if _truthy(c["data"].get("fp8")) and c["kind"] != "deepspeed" else ""
+            fp8 = "fp8: true" if truthy(c["data"].get("fp8")) and c["kind"] != "deepspeed" else ""
             shown = ", ".join(x for x in (f"{tp}: true" if tp else "no bf16/fp16", fp8) if x)
             chain.append({"stage": "config", "source": c["path"], "value": shown})
     if launched_mp is not None:
@@ -120,7 +120,7 @@ def effective_precision(facts: dict[str, Any]) -> dict[str, Any]:
                          "(below 8.9) with only a warning")
 
     prediction = None
-    injects = [c for c in trainer_cfgs if c["kind"] == "llamafactory" and _truthy(c["data"].get("fp8"))]
+    injects = [c for c in trainer_cfgs if c["kind"] == "llamafactory" and truthy(c["data"].get("fp8"))]
     if injects:
         if effective == "fp8":
             prediction = "fp8 reaches the Accelerator: the injected recipe is accepted"

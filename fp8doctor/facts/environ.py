@@ -5,8 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+# The variables that steer FP8 training (`env` judges them) ...
 PREFIXES = ("ACCELERATE_", "NVTE_", "NCCL_", "PYTORCH_", "TORCH_CUDA", "CUDA_VISIBLE_DEVICES")
 EXACT = ("CUDA_VISIBLE_DEVICES", "HF_HOME", "XDG_CACHE_HOME", "WORLD_SIZE", "LOCAL_RANK")
+# ... and, for a bug report, those that describe the machine's accelerator, distributed and library setup too.
+REPORT_PREFIXES = (*PREFIXES, "CUDA_", "TORCH", "HF_", "TRANSFORMERS_", "OMP_", "FP8_", "WANDB_", "LOCAL_RANK", "RANK",
+                   "WORLD_SIZE", "MASTER_")
 
 # ACCELERATE_FP8_* names that Accelerate's recipe handlers and Accelerator read (checked in accelerate 1.15's source).
 ACCELERATE_FP8_READ = frozenset({
@@ -37,6 +41,11 @@ _LOOKALIKE_PATTERN = re.compile(r"^(FP8_|USE_FP8|ENABLE_FP8|NVTE_FP8$)")
 def relevant_env(environ: Mapping[str, str]) -> dict[str, str]:
     """The variables that matter for FP8 training (values unredacted here: rendering redacts)."""
     return {k: v for k, v in sorted(environ.items()) if k.startswith(PREFIXES) or k in EXACT}
+
+
+def report_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables a bug report lists (REPORT_PREFIXES), sorted; unredacted here: the report redacts."""
+    return {k: v for k, v in sorted(environ.items()) if k.startswith(REPORT_PREFIXES)}
 
 
 def unread_lookalikes(environ: Mapping[str, str]) -> dict[str, str]:

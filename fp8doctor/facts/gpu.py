@@ -8,7 +8,6 @@ import contextlib
 import importlib.util
 import shutil
 import subprocess
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -136,13 +135,14 @@ def torch_build() -> dict[str, Any]:
         if target in ("__version__", "cuda", "hip", "git_version") and value is not None:
             with contextlib.suppress(ValueError):
                 found[target.strip("_")] = ast.literal_eval(value)
+    from fp8doctor.facts.packages import version_of
+
     cudnn = None
     for dist in ("nvidia-cudnn-cu13", "nvidia-cudnn-cu12", "nvidia-cudnn-cu11"):
-        try:
-            cudnn = f"{metadata.version(dist)} ({dist})"
+        version = version_of(dist)
+        if version:
+            cudnn = f"{version} ({dist})"
             break
-        except metadata.PackageNotFoundError:
-            continue
     found["cudnn"] = cudnn
     return found
 

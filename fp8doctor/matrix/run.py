@@ -59,10 +59,8 @@ def _default_runner(spec: RunSpec) -> dict[str, Any]:
 
 
 def _progress(total: int) -> Any:
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
+    from tqdm import tqdm
+
     # disable=None: a bar on an interactive stderr only; logs and CI output stay clean.
     return tqdm(total=total, file=sys.stderr, unit="cell", disable=None, dynamic_ncols=True, leave=False)
 

@@ -14,14 +14,11 @@ from typing import Any
 
 from fp8doctor import SCHEMA_VERSION, __version__
 from fp8doctor.errors import UsageError
+from fp8doctor.facts.environ import report_env
 from fp8doctor.redact import redact
 from fp8doctor.report import curves, sections
 from fp8doctor.report.markdown import render_markdown
 from fp8doctor.verdicts import is_problem, worst_exit
-
-# Variables that decide FP8 behaviour or describe the machine's accelerator setup.
-ENV_PREFIXES = ("ACCELERATE_", "NVTE_", "CUDA_", "NCCL_", "PYTORCH_", "TORCH", "HF_", "TRANSFORMERS_", "OMP_",
-                "FP8_", "WANDB_", "LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_")
 
 QUICK_STEPS = 6
 
@@ -70,21 +67,17 @@ def ensure_writable(out_dir: str) -> None:
 
 
 def relevant_env() -> dict[str, str]:
-    picked = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
-    return dict(sorted(picked.items()))
+    return report_env(os.environ)
 
 
 def versions() -> dict[str, str | None]:
-    from importlib import metadata
+    from fp8doctor.facts.packages import version_of
 
     out: dict[str, str | None] = {"fp8doctor": __version__, "python": platform.python_version(),
                                   "platform": platform.platform()}
     for dist in ("torch", "accelerate", "transformers", "torchao", "transformer-engine", "numpy", "tabulate",
                  "matplotlib"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
+        out[dist] = version_of(dist)
     return out
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fp8doctor.verdicts import ERROR, FAIL, OK
+from fp8doctor.verdicts import ERROR, FAIL, FP8_ACTIVE, OK
 
 
 @dataclass
@@ -62,9 +62,18 @@ def env_section(config_files: list[str] | None = None) -> Section:
 
 
 def repro_section(steps: int | None = None, workers: int = 2) -> Section:
-    from fp8doctor.report.adapters import run_repro_for_report
+    from fp8doctor import repro
 
-    return run_repro_for_report(steps, workers)
+    kwargs: dict[str, Any] = {"progress": False, "workers": workers}
+    if steps:
+        kwargs["steps"] = steps
+    report = repro.run_repro(**kwargs)
+    data = repro.to_json_obj(report)
+    # The report gives this part its `##` heading; the repro's own title becomes its first line, in bold.
+    md = f"**{repro.title(report)}**\n" + repro.render(report, "md", with_title=False)
+    headline = str(data.get("verdict") or "").split("\n")[0]
+    return Section("repro", "Reproduction of the mixed-precision ValueError", FAIL if report.exit_code() else OK,
+                   headline[:300] + ("..." if len(headline) > 300 else ""), md, data)
 
 
 # The report's matrices. Default: every torchao recipe (and TE's per-tensor recipes, where they can run) through
@@ -90,6 +99,10 @@ def matrix_section(out_jsonl: str, steps: int, workers: int, scope: str) -> Sect
 
 
 def watch_section(cmd: list[str], timeout: float) -> Section:
-    from fp8doctor.report.adapters import run_watch_for_report
+    from fp8doctor import watch
 
-    return run_watch_for_report(cmd, timeout)
+    result = watch.run_watch(cmd, timeout)
+    verdict = result.get("verdict")
+    status = OK if verdict == FP8_ACTIVE and not result.get("exit_code") and not result.get("timed_out") else FAIL
+    headline = f"{verdict}: {result.get('reason') or ''}".strip().rstrip(":")
+    return Section("watch", "fp8doctor watch of your command", status, headline, watch.render(result, "md"), result)

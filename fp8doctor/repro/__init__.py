@@ -8,8 +8,8 @@ that worked) -> render (text / md / json, redacted once).
 from __future__ import annotations
 
 from fp8doctor.repro.plan import Plan, Row, UserConfigs, build_plan, load_user_configs
-from fp8doctor.repro.render import render, to_json_obj
+from fp8doctor.repro.render import render, title, to_json_obj
 from fp8doctor.repro.run import ReproReport, run_repro
 
 __all__ = ["Plan", "ReproReport", "Row", "UserConfigs", "build_plan", "load_user_configs", "render", "run_repro",
-           "to_json_obj"]
+           "title", "to_json_obj"]

@@ -11,6 +11,7 @@ from typing import Any
 from fp8doctor.configs import ACCELERATE_FP8_BACKENDS, LLAMAFACTORY_FP8_BACKENDS, check_runnable, load_config
 from fp8doctor.errors import UsageError
 from fp8doctor.facts.packages import version_of
+from fp8doctor.runs.backends import backend_env
 from fp8doctor.runs.spec import RunSpec
 from fp8doctor.verdicts import FAILED, FP8_ACTIVE, REPRODUCED, SILENT_BF16
 
@@ -122,14 +123,6 @@ def choose_backend(cli_backend: str, configs: UserConfigs, skip: Callable[[RunSp
     return wanted, recipe, notes, te_reason
 
 
-def backend_env(backend: str, recipe: str) -> dict[str, str]:
-    if backend == "te":
-        from fp8doctor.runs.backends.te import accelerate_env
-
-        return accelerate_env(recipe)
-    return {"ACCELERATE_FP8_BACKEND": "AO"}
-
-
 def build_plan(cli_backend: str = "auto", configs: UserConfigs | None = None, steps: int = DEFAULT_STEPS,
                timeout_s: float = DEFAULT_TIMEOUT_S, skip: Callable[[RunSpec], str | None] | None = None,
                work_dir: str | None = None) -> Plan:
@@ -239,7 +232,7 @@ def adapt_accelerate_config(data: dict[str, Any]) -> tuple[dict[str, Any], list[
     except (TypeError, ValueError):
         nproc = 1
     multi = nproc > 1 and str(data.get("distributed_type", "")).upper() in ("MULTI_GPU", "MULTI_CPU")
-    # Multi-process configs keep 2 processes; MULTI_GPU is what really fans out (see runs/entries/launch.py).
+    # Multi-process configs keep 2 processes; MULTI_GPU is what really fans out (see runs/entries/accelerate_launch.py).
     forced = {"compute_environment": "LOCAL_MACHINE", "distributed_type": "MULTI_GPU" if multi else "NO",
               "num_machines": 1, "num_processes": 2 if multi else 1, "machine_rank": 0}
     changed = [k for k, v in forced.items() if k in data and data[k] != v]

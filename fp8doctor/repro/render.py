@@ -81,7 +81,12 @@ def to_json_obj(report: ReproReport) -> dict[str, Any]:
     return redact(to_data(report))
 
 
-def render(report: ReproReport, fmt: str = "text") -> str:
+def title(report: ReproReport) -> str:
+    return f"fp8doctor repro ({report.plan.backend}:{report.plan.recipe}, tiny Llama, {report.wall_s:.0f}s)"
+
+
+def render(report: ReproReport, fmt: str = "text", with_title: bool = True) -> str:
+    """The report in `fmt`; with_title=False leaves out the title line (a caller that gives its own heading)."""
     from tabulate import tabulate
 
     data = to_json_obj(report)
@@ -90,8 +95,8 @@ def render(report: ReproReport, fmt: str = "text") -> str:
     md = fmt == "md"
     table = tabulate(table_rows(data), headers=HEADERS, tablefmt="github" if md else "simple")
     out: list[str] = []
-    title = f"fp8doctor repro ({data['backend']}:{data['recipe']}, tiny Llama, {report.wall_s:.0f}s)"
-    out.append(f"## {title}" if md else title)
+    if with_title:
+        out.append(f"## {title(report)}" if md else title(report))
     out += ["", table, ""]
     reasons = [f"- {r['id']}: {r['reason']}" for r in data["rows"]]
     paragraph = "Verdict: " + data["verdict"]

@@ -3,8 +3,8 @@ settings of the fixed paths that worked here."""
 
 from __future__ import annotations
 
-from fp8doctor.repro.plan import backend_env
 from fp8doctor.repro.run import ReproReport
+from fp8doctor.runs.backends import backend_env
 from fp8doctor.verdicts import REPRODUCED, SILENT_BF16
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fp8doctor.precision import _truthy, fp8_intent
+from fp8doctor.precision import fp8_intent, truthy
 
-truthy = _truthy
+__all__ = ["truthy"]  # re-exported for the rules
 
 
 def intent(facts: dict[str, Any]) -> list[str]:

@@ -10,14 +10,12 @@ MiB (default 256) and lets the run go on (tests of the pool's timeout and crash 
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import platform
 import signal
 import sys
 import time
-from importlib import metadata
 from typing import Any
 
 FAULT_ENV = "FP8DOCTOR_TEST_FAULT"
@@ -26,13 +24,9 @@ VERSION_DISTS = {"torch": "torch", "accelerate": "accelerate", "transformers": "
 
 
 def versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for key, dist in VERSION_DISTS.items():
-        try:
-            out[key] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[key] = None
-    return out
+    from fp8doctor.facts.packages import version_of
+
+    return {key: version_of(dist) for key, dist in VERSION_DISTS.items()}
 
 
 def base_result(spec_dict: dict[str, Any]) -> dict[str, Any]:
@@ -79,8 +73,10 @@ def execute(spec_dict: dict[str, Any], result: dict[str, Any]) -> None:
     spec.validate()
     inject_fault(os.environ.get(FAULT_ENV))
     t = time.perf_counter()
-    module = importlib.import_module(f"fp8doctor.runs.entries.{spec.entry}")
-    launches = getattr(module, "LAUNCHES_PROCESSES", False)
+    from fp8doctor.runs.entries import entry_module
+
+    module = entry_module(spec.entry)
+    launches = module.LAUNCHES_PROCESSES
     if launches:
         # The launcher's ranks import the libraries; importing torch here too would only cost seconds.
         from fp8doctor.machine import default_device

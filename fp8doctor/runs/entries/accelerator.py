@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from fp8doctor.runs.backends import recipe_handler
 from fp8doctor.runs.entries.common import Context, accelerate_training
-from fp8doctor.runs.entries.recipes import recipe_handler
+
+NAMES = ("accelerator",)
+LAUNCHES_PROCESSES = False
 
 
 def run(ctx: Context) -> None:
     from accelerate import Accelerator
 
-    handler = recipe_handler(ctx)
+    handler = recipe_handler(ctx.spec.backend, ctx.spec.recipe, ctx.emulate)
     handlers = [handler] if handler is not None else []
     mp = ctx.spec.mixed_precision if ctx.spec.backend != "none" else (ctx.spec.mixed_precision or "bf16")
     cpu = ctx.device == "cpu"

@@ -144,14 +144,19 @@ def train(ctx: Context, model: Any, step: Any, counter: Any) -> None:
         _sync(ctx.device)
         times.append(round(time.perf_counter() - t, 5))
     ctx.timing("steps", time.perf_counter() - t_steps)
-    later = times[1:] or times
-    ctx.result["tokens_per_s"] = round(tokens * len(later) / sum(later), 1) if sum(later) > 0 else None
-    counter.detach()
-    forwards = counter.to_dict()
-    ctx.result["forwards"] = forwards
+    finish(ctx, counter, tokens)
+
+
+def finish(ctx: Context, counter: Any, tokens_per_step: int) -> None:
+    """What every training entry records once its steps ran: throughput, FP8 forward evidence, peak memory."""
     from fp8doctor.observe import fp8_active
 
-    ctx.result["fp8_active"] = fp8_active(len(ctx.result.get("fp8_layers") or []), forwards)
+    times = ctx.result.get("step_times_s") or []
+    later = times[1:] or times
+    ctx.result["tokens_per_s"] = round(tokens_per_step * len(later) / sum(later), 1) if sum(later) > 0 else None
+    counter.detach()
+    ctx.result["forwards"] = counter.to_dict()
+    ctx.result["fp8_active"] = fp8_active(len(ctx.result.get("fp8_layers") or []), ctx.result["forwards"])
     ctx.result["peak_mem_bytes"] = peak_memory(ctx.device)
 
 

@@ -10,6 +10,9 @@ from typing import Any
 
 from fp8doctor.runs.entries.common import Context, record_eligible, record_fp8_layers, train
 
+NAMES = ("native",)
+LAUNCHES_PROCESSES = False
+
 
 def run(ctx: Context) -> None:
     import torch

@@ -16,14 +16,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from fp8doctor.runs.backends import backend_env, recipe_handler
 from fp8doctor.runs.entries.common import (
     Context,
     accelerator_facts,
-    peak_memory,
+    finish,
     record_eligible,
     record_fp8_layers,
 )
-from fp8doctor.runs.entries.recipes import backend_env, recipe_handler
+
+NAMES = ("trainer",)
+LAUNCHES_PROCESSES = False
 
 
 def fixed_env(ctx: Context) -> dict[str, str]:
@@ -31,7 +34,7 @@ def fixed_env(ctx: Context) -> dict[str, str]:
     ACCELERATE_FP8_BACKEND next to a non-fp8 precision changes what Accelerate does)."""
     if "ACCELERATE_MIXED_PRECISION" in ctx.spec.env:
         return {}
-    env = {"ACCELERATE_MIXED_PRECISION": ctx.spec.mixed_precision, **backend_env(ctx)}
+    env = {"ACCELERATE_MIXED_PRECISION": ctx.spec.mixed_precision, **backend_env(ctx.spec.backend, ctx.spec.recipe)}
     return {k: v for k, v in env.items() if k not in ctx.spec.env}
 
 
@@ -52,7 +55,7 @@ def run(ctx: Context) -> None:
     env = fixed_env(ctx) if ctx.spec.backend != "none" else {}
     extra_handler = None
     if ctx.spec.backend == "torchao" and ctx.spec.recipe != "tensorwise":
-        extra_handler = recipe_handler(ctx)
+        extra_handler = recipe_handler(ctx.spec.backend, ctx.spec.recipe, ctx.emulate)
     run_trainer(ctx, bf16=ctx.spec.bf16 or ctx.spec.backend == "none", env=env, extra_handler=extra_handler)
 
 
@@ -126,12 +129,4 @@ def run_trainer(ctx: Context, *, bf16: bool, env: dict[str, str], extra_handler:
     counter = state["counter"]
     if counter is None:  # no step ran
         counter = record_fp8_layers(ctx, trainer.model)
-    counter.detach()
-    from fp8doctor.observe import fp8_active
-
-    ctx.result["forwards"] = counter.to_dict()
-    ctx.result["fp8_active"] = fp8_active(len(ctx.result["fp8_layers"]), ctx.result["forwards"])
-    later = times[1:] or times
-    ctx.result["tokens_per_s"] = round(batch * size_params(spec.size)["seq"] * len(later) / sum(later), 1) \
-        if later and sum(later) > 0 else None
-    ctx.result["peak_mem_bytes"] = peak_memory(ctx.device)
+    finish(ctx, counter, batch * size_params(spec.size)["seq"])

@@ -1,6 +1,6 @@
 """The training script the launch and multiproc entries start under a real launcher (one copy per rank).
 
-    python launched.py SPEC_JSON OUT_DIR MODE
+    python rank_script.py SPEC_JSON OUT_DIR MODE
 
 MODE "config": `Accelerator()` with no arguments, as a script run by `accelerate launch --config_file` is
 written: mixed precision and the FP8 backend come from the launcher (a non-default torchao recipe is passed as
@@ -60,15 +60,15 @@ def run(spec_dict: dict, result: dict, mode: str) -> None:
     ctx = Context(spec=spec, device=resolve_device(spec), result=result, emulate=emulate)
     from accelerate import Accelerator
 
-    from fp8doctor.runs.entries.recipes import recipe_handler
+    from fp8doctor.runs.backends import recipe_handler
 
     if mode == "config":
         handlers = []
         if spec.backend == "torchao" and spec.recipe != "tensorwise":
-            handlers = [recipe_handler(ctx)]
+            handlers = [recipe_handler(spec.backend, spec.recipe, ctx.emulate)]
         accelerate_training(ctx, lambda: Accelerator(kwargs_handlers=handlers))
     else:
-        handler = recipe_handler(ctx)
+        handler = recipe_handler(spec.backend, spec.recipe, ctx.emulate)
         accelerate_training(ctx, lambda: Accelerator(mixed_precision=spec.mixed_precision,
                                                      kwargs_handlers=[handler] if handler else []))
     result["device"] = ctx.device

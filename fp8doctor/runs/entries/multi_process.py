@@ -11,8 +11,9 @@ import os
 import socket
 
 from fp8doctor.runs.entries.common import Context
-from fp8doctor.runs.entries.launched_runs import SCRIPT, launch, python, work_dir, write_spec
+from fp8doctor.runs.entries.launcher import RANK_SCRIPT, launch, python, work_dir, write_spec
 
+NAMES = ("multiproc",)
 LAUNCHES_PROCESSES = True  # the worker skips importing torch; the ranks do it
 
 
@@ -32,10 +33,10 @@ def run(ctx: Context) -> None:
         env["ACCELERATE_USE_CPU"] = "true"
         env["OMP_NUM_THREADS"] = "1"
         cmd = [python(), "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", port,
-               SCRIPT, spec_path, out_dir, "explicit"]
-        shown = f"ACCELERATE_USE_CPU=true torchrun --nproc_per_node {nproc} fp8doctor/runs/entries/launched.py"
+               RANK_SCRIPT, spec_path, out_dir, "explicit"]
+        shown = f"ACCELERATE_USE_CPU=true torchrun --nproc_per_node {nproc} fp8doctor/runs/entries/rank_script.py"
     else:
         cmd = [python(), "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(nproc),
-               "--main_process_port", port, SCRIPT, spec_path, out_dir, "explicit"]
-        shown = f"accelerate launch --multi_gpu --num_processes {nproc} fp8doctor/runs/entries/launched.py"
+               "--main_process_port", port, RANK_SCRIPT, spec_path, out_dir, "explicit"]
+        shown = f"accelerate launch --multi_gpu --num_processes {nproc} fp8doctor/runs/entries/rank_script.py"
     launch(ctx, cmd, env, out_dir, shown)

@@ -1,4 +1,4 @@
-"""Start a real launcher on launched.py, wait for it, and merge the per-rank results into the worker's result."""
+"""Start a real launcher on rank_script.py, wait for it, and merge the per-rank results into the worker's result."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import tempfile
 
 from fp8doctor.runs.entries.common import Context
 
-SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launched.py")
+RANK_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rank_script.py")
 MERGED_KEYS = ("accelerator", "fp8_layers", "eligible_layers", "eligibility_rule", "forwards", "fp8_active",
                "losses", "step_times_s", "tokens_per_s", "peak_mem_bytes", "device", "emulated")
 

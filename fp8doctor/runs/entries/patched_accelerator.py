@@ -1,4 +1,5 @@
-"""The reference report's monkey-patch of `Accelerator.__init__`, reproduced faithfully.
+"""Entries buggy_patch_if_missing and buggy_patch_append: the reference report's monkey-patch of
+`Accelerator.__init__`, reproduced faithfully.
 
 LLaMA-Factory's trainer patched `Accelerator.__init__` to inject an FP8 recipe handler while the config said
 `bf16: true` (so TrainingArguments -> `Accelerator(mixed_precision="bf16", ...)`). Two forms:
@@ -13,9 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from fp8doctor.runs.backends import recipe_handler
 from fp8doctor.runs.entries.common import Context
-from fp8doctor.runs.entries.recipes import recipe_handler
 from fp8doctor.runs.entries.trainer import run_trainer
+
+# The RunSpec entry name of each form.
+FORMS = {"buggy_patch_if_missing": "if_missing", "buggy_patch_append": "append"}
+NAMES = tuple(FORMS)
+LAUNCHES_PROCESSES = False
 
 
 def install_patch(ctx: Context, form: str) -> dict[str, Any]:
@@ -31,11 +37,11 @@ def install_patch(ctx: Context, form: str) -> dict[str, Any]:
         record["mixed_precision_arg"] = accelerator_kwargs.get("mixed_precision")
         if form == "if_missing":
             if "kwargs_handlers" not in accelerator_kwargs:
-                accelerator_kwargs["kwargs_handlers"] = [recipe_handler(ctx)]
+                accelerator_kwargs["kwargs_handlers"] = [recipe_handler(ctx.spec.backend, ctx.spec.recipe, ctx.emulate)]
                 record["injected"] += 1
         else:
             accelerator_kwargs["kwargs_handlers"] = [*(accelerator_kwargs.get("kwargs_handlers") or []),
-                                                     recipe_handler(ctx)]
+                                                     recipe_handler(ctx.spec.backend, ctx.spec.recipe, ctx.emulate)]
             record["injected"] += 1
         return original_accelerator_init(self, *args, **accelerator_kwargs)
 
@@ -43,9 +49,10 @@ def install_patch(ctx: Context, form: str) -> dict[str, Any]:
     return record
 
 
-def run_buggy(ctx: Context, form: str) -> None:
+def run(ctx: Context) -> None:
     """`TrainingArguments(bf16=spec.bf16)` (the report: `bf16: true`) with the patch installed. Unless the spec's
     env says otherwise, Accelerate is "already configured" with bf16, as the report's log shows."""
     env = {"ACCELERATE_MIXED_PRECISION": "bf16"} if ctx.spec.bf16 else {}
     env = {k: v for k, v in env.items() if k not in ctx.spec.env}
+    form = FORMS[ctx.spec.entry]
     run_trainer(ctx, bf16=ctx.spec.bf16, env=env, before_trainer=lambda: install_patch(ctx, form))

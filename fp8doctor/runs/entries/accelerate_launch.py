@@ -13,8 +13,9 @@ from typing import Any
 import yaml
 
 from fp8doctor.runs.entries.common import Context
-from fp8doctor.runs.entries.launched_runs import SCRIPT, launch, python, work_dir, write_spec
+from fp8doctor.runs.entries.launcher import RANK_SCRIPT, launch, python, work_dir, write_spec
 
+NAMES = ("launch",)
 LAUNCHES_PROCESSES = True  # the worker skips importing torch; the ranks do it
 
 
@@ -54,9 +55,9 @@ def run(ctx: Context) -> None:
     with open(config_file, encoding="utf-8") as fh:
         ctx.result["accelerate_config"] = yaml.safe_load(fh)
     ctx.result["accelerate_config_file"] = config_file
-    cmd = [python(), "-m", "accelerate.commands.launch", "--config_file", config_file, SCRIPT, spec_path, out_dir,
+    cmd = [python(), "-m", "accelerate.commands.launch", "--config_file", config_file, RANK_SCRIPT, spec_path, out_dir,
            "config"]
-    shown = f"accelerate launch --config_file {config_file} fp8doctor/runs/entries/launched.py"
+    shown = f"accelerate launch --config_file {config_file} fp8doctor/runs/entries/rank_script.py"
     env = dict(os.environ)
     nproc = int((ctx.result["accelerate_config"] or {}).get("num_processes") or 1)
     if ctx.device == "cpu" and nproc > 1:
