@@ -41,11 +41,16 @@ def test_ao_fsdp_cpu_ram_efficient_loading() -> None:
 
 
 def test_reference_config_fp8_with_bf16_on_each_transformers_generation() -> None:
-    for tf, outcome in (("5.24.0", "silent bf16 fallback"), ("4.45.0", "ValueError")):
-        facts = make_facts(packages={"transformers": tf}, configs=[cfg("llamafactory", LF_REFERENCE)])
-        [f] = lint.check_fp8_with_bf16(facts)
-        assert f.level is Level.FAIL and "bf16 wins" in f.title
-        assert outcome in f.detail and "bf16: false" in f.fix and "ACCELERATE_MIXED_PRECISION=fp8" in f.fix
+    facts = make_facts(packages={"transformers": "5.24.0"}, configs=[cfg("llamafactory", LF_REFERENCE)])
+    [f] = lint.check_fp8_with_bf16(facts)
+    assert f.level is Level.FAIL and "bf16 wins" in f.title and "no FP8" in f.detail
+    assert "#   bf16: false" in f.fix and "llamafactory-cli train llamafactory.yaml" in f.fix
+    facts = make_facts(packages={"transformers": "4.45.0"}, configs=[cfg("llamafactory", LF_REFERENCE)])
+    [f] = lint.check_fp8_with_bf16(facts)
+    assert f.level is Level.OK and "FP8 active" in f.detail
+    ta = make_facts(packages={"transformers": "4.45.0"}, configs=[cfg("training_args", LF_REFERENCE)])
+    [f] = lint.check_fp8_with_bf16(ta)
+    assert f.level is Level.FAIL and "accelerate launch --config_file accelerate_fp8.yaml train.py" in f.fix
     facts = make_facts(configs=[cfg("llamafactory", {**LF_REFERENCE, "bf16": False})])
     assert lint.check_fp8_with_bf16(facts) == []
 
@@ -57,7 +62,10 @@ def test_fp8_backend_auto_resolves_to_torchao() -> None:
     assert f.level is Level.WARN and "torchao" in f.title and "Transformer Engine 2.9.0" in f.detail
     assert lint.check_fp8_backend_auto(make_facts(configs=[cfg("llamafactory", auto)],
                                                   packages={"torchao": None})) == []
-    assert lint.check_fp8_backend_auto(make_facts(configs=[cfg("llamafactory", LF_REFERENCE)])) == []
+    [f] = lint.check_fp8_backend_auto(make_facts(configs=[cfg("llamafactory", LF_REFERENCE)]))
+    assert "fp8_backend te" in f.title and "FP8_BACKEND" in f.detail and "ACCELERATE_FP8_BACKEND=TE" in f.fix
+    assert lint.check_fp8_backend_auto(make_facts(configs=[cfg("llamafactory", LF_REFERENCE)],
+                                                  env={"ACCELERATE_FP8_BACKEND": "TE"})) == []
 
 
 def test_fp8_with_quantization_and_unsupported_stage() -> None:
