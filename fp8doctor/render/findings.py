@@ -33,7 +33,7 @@ def fact_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
     else:
         rows.append(("GPU", _v(g.get("status"))))
     for fam, s in g.get("fp8_support", {}).items():
-        rows.append((f"FP8 {fam}", "supported" if s["supported"] else "not supported"))
+        rows.append((f"FP8 {fam}", {True: "supported", False: "not supported"}.get(s["supported"], "unknown")))
     rows.append(("torch", f"{_v(pk.get('torch'))} (CUDA {_v(tb.get('cuda'))}, cuDNN {_v(tb.get('cudnn'))})"))
     te_v = pk.get("transformer-engine") or pk.get("transformer-engine-torch")
     if te_v:

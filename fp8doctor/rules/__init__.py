@@ -20,6 +20,7 @@ ALL_CHECKS: tuple[Check, ...] = (
     environ.check_fp8_env_values,
     environ.check_unread_lookalikes,
     accelerate_config.check_config_precision,
+    accelerate_config.check_launch_accepts,
     accelerate_config.check_fp8_config_backend,
     accelerate_config.check_ao_fsdp_cpu_ram,
     lint.check_fp8_with_bf16,

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
+
 from fp8doctor.findings import Finding, Level
+from fp8doctor.fixes import accelerate_yaml
+from fp8doctor.generations import intended_backend
+from fp8doctor.predict import launch_rejects
 from fp8doctor.rules.common import NO_INTENT, configs_of, intent, intent_text, truthy
 
 
@@ -34,7 +39,8 @@ def check_config_precision(facts: dict[str, Any]) -> list[Finding]:
             out.append(Finding(
                 "accel-config.precision", Level.FAIL, f"{path}: mixed_precision {mp} while FP8 is intended",
                 intent_text(signs) + f"; `accelerate launch` with this file sets ACCELERATE_MIXED_PRECISION={mp}.",
-                f"In {path}: mixed_precision: fp8 (and an fp8_config with backend TE or AO)."))
+                f"In {path}: mixed_precision: fp8 (and an fp8_config with backend TE or AO), then start with "
+                f"`accelerate launch --config_file {path}`: Accelerator() alone never reads the file."))
     return out
 
 
@@ -71,4 +77,19 @@ def check_ao_fsdp_cpu_ram(facts: dict[str, Any]) -> list[Finding]:
                 "accel-config.ao-fsdp", Level.FAIL, f"{path}: torchao FP8 + FSDP + cpu_ram_efficient_loading",
                 "Accelerator.__init__ raises ValueError: torchao with FSDP2 and cpu_ram_efficient_loading is not "
                 "supported.", "fsdp_config:\n  fsdp_cpu_ram_efficient_loading: false"))
+    return out
+
+
+def check_launch_accepts(facts: dict[str, Any]) -> list[Finding]:
+    """`accelerate launch --config_file` refuses some files before the script starts (lab-observed reasons)."""
+    out = []
+    for path, data in _sources(facts):
+        why = launch_rejects(data)
+        if why:
+            out.append(Finding(
+                "accel-config.launch", Level.FAIL, f"{path}: `accelerate launch` would refuse this file",
+                f"`accelerate launch --config_file {path}` stops before the script starts: {why}",
+                f"In {path}: distributed_type: 'NO'   # or MULTI_GPU / FSDP / DEEPSPEED as you train\n"
+                "A complete single-process FP8 config:\n" + yaml.safe_dump(accelerate_yaml(intended_backend(facts)),
+                                                                          sort_keys=False).rstrip()))
     return out
