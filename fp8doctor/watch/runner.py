@@ -121,7 +121,7 @@ def run_watch(
     rc = proc.returncode
     sig = -rc if rc is not None and rc < 0 else None
     verdict = overall_verdict(procs)
-    facts = facts_from_processes(procs)
+    facts = {**facts_from_processes(procs), "command": list(cmd)}
     return {
         "command": list(cmd),
         "exit_code": rc if sig is None else None,
