@@ -25,6 +25,9 @@ OBSERVATIONS = LAB / "observations"
 VERSION_PACKAGES = ("accelerate", "transformers", "torchao", "torch", "huggingface_hub", "numpy", "llamafactory",
                     "peft", "trl")
 PROBE_TIMEOUT_S = 1800
+CELL_FILES = ("cells.yaml", "cells_lf.yaml")
+# Probes that run only in cells whose `probes` names them (they need a package the other cells lack).
+OPT_IN_PROBES = ("llamafactory",)
 
 VERSIONS_SNIPPET = """
 import json, sys
@@ -40,7 +43,12 @@ print(json.dumps({"versions": out, "python": "%d.%d.%d" % sys.version_info[:3]})
 
 
 def load_cells() -> list[dict]:
-    return yaml.safe_load((LAB / "cells.yaml").read_text())
+    return [cell for name in CELL_FILES if (LAB / name).exists() for cell in yaml.safe_load((LAB / name).read_text())]
+
+
+def cell_probes(cell: dict, probes: list[str]) -> list[str]:
+    named = cell.get("probes")
+    return [p for p in probes if p in named] if named else [p for p in probes if p not in OPT_IN_PROBES]
 
 
 def all_probes() -> list[str]:
@@ -55,12 +63,12 @@ def probe_env() -> dict:
     return env
 
 
-def run_probe(python: Path, probe: str) -> list[dict]:
+def run_probe(python: Path, probe: str, timeout: float = PROBE_TIMEOUT_S) -> list[dict]:
     try:
         proc = subprocess.run([str(python), str(PROBES_DIR / f"{probe}.py")], capture_output=True, text=True,
-                              env=probe_env(), cwd=str(LAB.parent), timeout=PROBE_TIMEOUT_S)
+                              env=probe_env(), cwd=str(LAB.parent), timeout=timeout)
     except subprocess.TimeoutExpired:
-        return [{"outcome": "probe-timeout", "timeout_s": PROBE_TIMEOUT_S}]
+        return [{"outcome": "probe-timeout", "timeout_s": timeout}]
     try:
         return json.loads(proc.stdout.strip().splitlines()[-1])["cases"]
     except (IndexError, ValueError, KeyError):
@@ -85,9 +93,9 @@ def observe_cell(cell: dict, probes: list[str]) -> dict:
     record["versions"] = facts["versions"]
     record["python"] = facts["python"]
     record.setdefault("probes", {})
-    for probe in probes:
+    for probe in cell_probes(cell, probes):
         start = time.monotonic()
-        record["probes"][probe] = run_probe(python, probe)
+        record["probes"][probe] = run_probe(python, probe, cell.get("probe_timeout_s", PROBE_TIMEOUT_S))
         print(f"  {cell['name']}: {probe} {len(record['probes'][probe])} cases in {time.monotonic() - start:.0f}s",
               file=sys.stderr, flush=True)
     record["probes"] = dict(sorted(record["probes"].items()))
