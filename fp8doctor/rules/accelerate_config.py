@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from fp8doctor.findings import Finding, Level
-from fp8doctor.fixes import accelerate_yaml
+from fp8doctor.fixes import fixes_for, render_all
 from fp8doctor.generations import intended_backend
 from fp8doctor.predict import launch_rejects
 from fp8doctor.rules.common import NO_INTENT, configs_of, intent, intent_text, truthy
@@ -90,6 +88,5 @@ def check_launch_accepts(facts: dict[str, Any]) -> list[Finding]:
                 "accel-config.launch", Level.FAIL, f"{path}: `accelerate launch` would refuse this file",
                 f"`accelerate launch --config_file {path}` stops before the script starts: {why}",
                 f"In {path}: distributed_type: 'NO'   # or MULTI_GPU / FSDP / DEEPSPEED as you train\n"
-                "A complete single-process FP8 config:\n" + yaml.safe_dump(accelerate_yaml(intended_backend(facts)),
-                                                                          sort_keys=False).rstrip()))
+                + render_all(fixes_for(facts, intended_backend(facts))[:1])))
     return out

@@ -218,4 +218,9 @@ def fix_hint(verdict: dict[str, Any], facts: dict[str, Any]) -> list[str]:
         return ["# no Accelerator was built: the command does not train through accelerate (or never reached it)"]
     from fp8doctor.generations import fix_lines
 
+    winner = str(verdict.get("winner") or "")
+    if winner.startswith("TrainingArguments("):
+        flag = "fp16" if "fp16" in winner else "bf16"
+        facts = {**facts, "configs": [*facts.get("configs", []), {
+            "path": "your training config (TrainingArguments)", "kind": "training_args", "data": {flag: True}}]}
     return lines + fix_lines(facts)
