@@ -113,6 +113,11 @@ def test_observations_exist() -> None:
 
 @pytest.mark.parametrize(("rec", "probe", "case"), CASES)
 def test_prediction_equals_observation(rec: dict[str, Any], probe: str, case: dict[str, Any]) -> None:
+    assert_prediction(rec, probe, case)
+
+
+def assert_prediction(rec: dict[str, Any], probe: str, case: dict[str, Any]) -> None:
+    """The doctor's prediction for one recorded (or live) case equals what happened."""
     if probe == "launch_config":
         check_launch(rec, case)
         return

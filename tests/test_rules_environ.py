@@ -141,6 +141,6 @@ def test_mixed_precision_value_read_exactly(value: str) -> None:
 
 
 def test_fp8_backend_variable_unread_before_1_9() -> None:
-    f = environ.check_fp8_env_values(make_facts(packages={"accelerate": "1.5.2"},
-                                                env={"ACCELERATE_MIXED_PRECISION": "fp8", "ACCELERATE_FP8_BACKEND": "ao"}))
+    env = {"ACCELERATE_MIXED_PRECISION": "fp8", "ACCELERATE_FP8_BACKEND": "ao"}
+    f = environ.check_fp8_env_values(make_facts(packages={"accelerate": "1.5.2"}, env=env))
     assert f.level is Level.WARN and "not read by Accelerator in accelerate 1.5.2" in f.title
