@@ -126,8 +126,11 @@ def llamafactory_fix(backend: str, config_path: str, accelerate: str | None) -> 
     started with llamafactory-cli. An Accelerate YAML never applies there."""
     install, note = _te(backend)
     edits = {config_path: {"fp8": True, "fp8_backend": LF_BACKEND[backend], "bf16": False}}
+    env = {"ACCELERATE_MIXED_PRECISION": "fp8"}
+    if backend == "TE":  # LLaMA-Factory exports FP8_BACKEND, which Accelerate never reads; torchao would win
+        env["ACCELERATE_FP8_BACKEND"] = "TE"
     return Fix("llamafactory", f"LLaMA-Factory in FP8 ({LF_BACKEND[backend]})", backend,
-               install=_upgrade(accelerate) + install, env={"ACCELERATE_MIXED_PRECISION": "fp8"}, edits=edits,
+               install=_upgrade(accelerate) + install, env=env, edits=edits,
                command=("llamafactory-cli", "train", config_path), note=note)
 
 

@@ -36,8 +36,17 @@ def _lab() -> Any:
     return lab_run
 
 
+@pytest.fixture(scope="module")
+def own_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Cells built for this run only (FP8DOCTOR_LIVE_LAB_CACHE to reuse a folder): never the developer's lab cache,
+    whose cells a running `lab/run.py` may be building at the same moment."""
+    return Path(os.environ.get("FP8DOCTOR_LIVE_LAB_CACHE") or tmp_path_factory.mktemp("live-lab-cache"))
+
+
 @pytest.mark.parametrize("cell_name", LIVE_CELLS)
-def test_live_cell_matches_record_and_prediction(cell_name: str) -> None:
+def test_live_cell_matches_record_and_prediction(cell_name: str, own_cache: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FP8DOCTOR_LAB_CACHE", str(own_cache))
     lab_run = _lab()
     [cell] = [c for c in lab_run.load_cells() if c["name"] == cell_name]
     live = lab_run.observe_cell(cell, [p for p in LIVE_PROBES if (LAB / "probes" / f"{p}.py").exists()])
