@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     cells = load_cells()
     known = {c["name"] for c in cells}
     wanted = args.cells.split(",") if args.cells else [c["name"] for c in cells]
-    probes = args.probes.split(",") if args.probes else all_probes()
-    unknown = [n for n in wanted if n not in known] + [p for p in probes if p not in all_probes()]
+    probes = args.probes.split(",") if args.probes else None
+    unknown = [n for n in wanted if n not in known] + [p for p in probes or [] if p not in all_probes()]
     if unknown:
         print(f"lab/run.py: unknown cell or probe: {', '.join(unknown)}", file=sys.stderr)
         return 2
@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         start = time.monotonic()
         print(f"{cell['name']}: building", file=sys.stderr, flush=True)
-        record = observe_cell(cell, probes)
+        # a cell's `probes` (optional) limits it to the probes whose outcome depends on what it varies
+        cell_probes = [p for p in (probes or all_probes()) if p in cell.get("probes", all_probes())]
+        record = observe_cell(cell, cell_probes)
         write(record)
         state = "unresolvable" if record.get("unresolvable") else "done"
         print(f"{cell['name']}: {state} in {time.monotonic() - start:.0f}s", file=sys.stderr, flush=True)

@@ -47,16 +47,111 @@ def _find(cases: list[dict], **inputs) -> dict | None:
     return None
 
 
+ENV_FP8 = {"ACCELERATE_MIXED_PRECISION": "fp8"}
 ACCELERATOR_COLUMNS = [
-    ("env fp8, no handler", dict(mp_arg=None, handler=None, env={"ACCELERATE_MIXED_PRECISION": "fp8"})),
-    ("env fp8 + AORecipeKwargs", dict(mp_arg=None, handler="AORecipeKwargs",
-                                      env={"ACCELERATE_MIXED_PRECISION": "fp8"})),
+    ("env fp8, no handler", dict(mp_arg=None, handler=None, env=ENV_FP8)),
+    ("env fp8 + AORecipeKwargs", dict(mp_arg=None, handler="AORecipeKwargs", env=ENV_FP8)),
+    ("env fp8 + FP8RecipeKwargs†", dict(mp_arg=None, handler="FP8RecipeKwargs[unchecked]", env=ENV_FP8)),
     ("arg fp8 + AORecipeKwargs", dict(mp_arg="fp8", handler="AORecipeKwargs", env={})),
     ("arg bf16 + AORecipeKwargs", dict(mp_arg="bf16", handler="AORecipeKwargs", env={})),
-    ("arg fp8 + FP8RecipeKwargs()", dict(mp_arg="fp8", handler="FP8RecipeKwargs", env={})),
-    ("env fp8 + FP8_BACKEND=AO", dict(mp_arg=None, handler=None,
-                                      env={"ACCELERATE_FP8_BACKEND": "AO", "ACCELERATE_MIXED_PRECISION": "fp8"})),
+    ("arg bf16 + FP8RecipeKwargs†", dict(mp_arg="bf16", handler="FP8RecipeKwargs[unchecked]", env={})),
+    ("FP8RecipeKwargs() built", dict(mp_arg="fp8", handler="FP8RecipeKwargs", env={})),
+    ("env fp8 + FP8_BACKEND=AO", dict(mp_arg=None, handler=None, env={**ENV_FP8, "ACCELERATE_FP8_BACKEND": "AO"})),
+    ("arg fp8 + FP8_BACKEND=ao", dict(mp_arg="fp8", handler=None, env={"ACCELERATE_FP8_BACKEND": "ao"})),
 ]
+ACCELERATOR_NOTE = ("† built without its __post_init__ (which demands TE or MS-AMP installed), standing for the "
+                    "handler a user with TE passes.")
+
+
+def _passed(case: dict | None, key: str) -> str:
+    if not case or not case.get("accelerator_calls"):
+        return _short(case) if case and case.get("outcome") != "ok" else ""
+    value = case["accelerator_calls"][0]["received"][key]
+    return ", ".join(value) if isinstance(value, list) else str(value)
+
+
+def _patch(case: dict | None) -> str:
+    if case is None:
+        return ""
+    if case.get("outcome") == "ok":
+        return f"{case.get('verdict')} ({case.get('fp8_layers')} FP8 layers)"
+    return _short(case)
+
+
+def _ta_env(case: dict | None) -> str:
+    if case is None:
+        return ""
+    if "env_after_training_args" not in case:
+        return _short(case)
+    return case["env_after_training_args"].get("ACCELERATE_MIXED_PRECISION", "unset")
+
+
+def transformers_row(rec: dict) -> list[str] | None:
+    probes = rec.get("probes", {})
+    ta, rp = probes.get("training_args"), probes.get("reference_patch")
+    if not ta and not rp:
+        return None
+    ta = ta or []
+    rp = rp or []
+    fp8_bf16 = _find(ta, bf16=True, env=ENV_FP8)
+    unset_bf16 = _find(ta, bf16=True, env={})
+    return [rec["cell"], rec["versions"].get("transformers") or "", rec["versions"].get("accelerate") or "",
+            _ta_env(unset_bf16), _ta_env(fp8_bf16),
+            str((fp8_bf16 or {}).get("training_args", {}).get("mixed_precision", "")),
+            _passed(fp8_bf16, "mixed_precision"), _passed(fp8_bf16, "kwargs_handlers"),
+            _patch(_find(rp, form="inject_if_missing", bf16=True, env=ENV_FP8)),
+            _patch(_find(rp, form="always_append", bf16=True, env=ENV_FP8)),
+            _patch(_find(rp, form="always_append", bf16=False, env=ENV_FP8))]
+
+
+TRANSFORMERS_HEAD = ["cell", "transformers", "accelerate", "env after TA(bf16=True), unset before",
+                     "env after TA(bf16=True), fp8 before", "TA.mixed_precision (bf16=True, env fp8)",
+                     "Trainer passes mixed_precision", "Trainer passes kwargs_handlers",
+                     "inject-if-missing patch, bf16=True, env fp8", "always-append patch, bf16=True, env fp8",
+                     "always-append patch, bf16=False, env fp8"]
+
+LAUNCH_COLUMNS = [
+    ("reference TE yaml (no distributed_type)", dict(how="launch --config_file",
+                                                     config="reference_te_no_distributed_type")),
+    ("TE yaml + distributed_type NO", dict(how="launch --config_file", config="reference_te_distributed_type_NO")),
+    ("AO yaml + distributed_type NO", dict(how="launch --config_file", config="ao_distributed_type_NO")),
+    ("generated-style AO yaml", dict(how="launch --config_file", config="generated_style_ao")),
+    ("default location, python", dict(how="python", where="default_location")),
+    ("default location, accelerate launch", dict(how="launch", where="default_location")),
+    ("ACCELERATE_CONFIG_FILE, python", dict(how="python", where="ACCELERATE_CONFIG_FILE")),
+    ("ACCELERATE_CONFIG_FILE, accelerate launch", dict(how="launch", where="ACCELERATE_CONFIG_FILE")),
+]
+
+
+def _launch(case: dict | None) -> str:
+    if case is None:
+        return ""
+    if case.get("outcome") == "rejected":
+        return "rejected: " + _clip(case.get("error_line", ""))
+    launched = case.get("launched") or {}
+    if launched.get("outcome") == "raised":
+        return "launched, " + _short(launched)
+    return _short(launched) if launched else str(case.get("outcome"))
+
+
+def _clip(text: str) -> str:
+    text = " ".join(str(text).split())
+    return (text[:MESSAGE_CHARS] + "…" if len(text) > MESSAGE_CHARS else text).replace("|", "\\|")
+
+
+def launch_rows(records: list[dict]) -> tuple[list[list[str]], list[str]]:
+    rows_out, exported = [], []
+    for rec in records:
+        cases = rec.get("probes", {}).get("launch_config")
+        if not cases:
+            continue
+        rows_out.append([rec["cell"], rec["versions"].get("accelerate") or ""]
+                        + [_launch(_find(cases, **inputs)) for _, inputs in LAUNCH_COLUMNS])
+        every = _find(cases, how="launch --config_file", config="ao_every_fp8_key")
+        seen = ((every or {}).get("launched") or {}).get("accelerate_env", {})
+        names = ", ".join(f"{k}={v}" for k, v in sorted(seen.items())) if seen else _launch(every)
+        exported.append(f"- `{rec['cell']}`: {names}")
+    return rows_out, exported
 
 
 def rows(records: list[dict]) -> list[list[str]]:
@@ -66,7 +161,7 @@ def rows(records: list[dict]) -> list[list[str]]:
         base = [rec["cell"], versions.get("accelerate") or "", versions.get("transformers") or "",
                 versions.get("torchao") or "none"]
         if rec.get("unresolvable"):
-            out.append(base + ["pip cannot resolve: " + " ".join(rec["unresolvable"][-1:])[:MESSAGE_CHARS]]
+            out.append(base + ["pip cannot resolve: " + _clip(" ".join(rec["unresolvable"][-1:]))]
                        + [""] * (len(ACCELERATOR_COLUMNS) - 1))
             continue
         cases = rec.get("probes", {}).get("accelerator", [])
@@ -74,10 +169,21 @@ def rows(records: list[dict]) -> list[list[str]]:
     return out
 
 
+def _table(head: list[str], body: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in body]
+
+
 def render(records: list[dict]) -> str:
     head = ["cell", "accelerate", "transformers", "torchao"] + [name for name, _ in ACCELERATOR_COLUMNS]
-    lines = [HEADER, "## Accelerator", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows(records)]
+    lines = [HEADER, "## Accelerator", "", *_table(head, rows(records)), "", ACCELERATOR_NOTE, ""]
+    tf_rows = [r for r in (transformers_row(rec) for rec in records) if r]
+    lines += ["## TrainingArguments and Trainer (TA = TrainingArguments; patches from the reference report)", "",
+              *_table(TRANSFORMERS_HEAD, tf_rows), ""]
+    l_rows, exported = launch_rows(records)
+    lines += ["## accelerate launch and config files", "",
+              *_table(["cell", "accelerate"] + [name for name, _ in LAUNCH_COLUMNS], l_rows), "",
+              "ACCELERATE_* variables the launched script sees with a config holding every fp8_config key "
+              "(see lab/probes/launch_config.py):", "", *exported]
     return "\n".join(lines) + "\n"
 
 

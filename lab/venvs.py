@@ -8,6 +8,7 @@ so pip never replaces the shared CPU build.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -82,7 +83,16 @@ def ensure_cell(cell: dict) -> Path:
     """The cell's python, building the cell if needed. Raises Unresolvable when pip cannot install its pins."""
     base_site = ensure_base()
     env_dir = cell_dir(cell)
+    env_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(env_dir.with_name(env_dir.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two builders never build the same cell at once
+        return _ensure_cell_locked(cell, env_dir, base_site)
+
+
+def _ensure_cell_locked(cell: dict, env_dir: Path, base_site: Path) -> Path:
     marker = env_dir / ".cell.json"
+    if marker.exists() and not (_site_packages(env_dir) / "_lab_base.pth").exists():
+        marker.unlink()  # a build that was interrupted or raced: rebuild it
     if marker.exists():
         record = json.loads(marker.read_text())
         if record.get("unresolvable"):

@@ -26,7 +26,7 @@ def tiny_model() -> torch.nn.Module:
     torch.manual_seed(0)
     dims = [32, 64, 64, 64, 64, 64, 32]
     layers: list[torch.nn.Module] = []
-    for a, b in zip(dims, dims[1:]):
+    for a, b in zip(dims, dims[1:], strict=False):
         layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
     return torch.nn.Sequential(*layers[:-1])
 
@@ -40,8 +40,26 @@ def fp8_layers(model: torch.nn.Module) -> int:
     return count
 
 
+def _path_prefixes() -> list[tuple[str, str]]:
+    import site
+
+    dirs = set(site.getsitepackages()) | {p for p in sys.path if p.endswith("site-packages")}
+    pairs = [(p, "<site-packages>") for p in dirs]
+    pairs += [(sys.prefix, "<cell>"), (sys.base_prefix, "<python>"), (tempfile.gettempdir(), "<tmp>"),
+              (os.path.expanduser("~"), "<home>")]
+    return sorted(pairs, key=lambda pair: -len(pair[0]))
+
+
+def without_paths(text: str) -> str:
+    """The text with this machine's paths replaced by placeholders, so records stay machine-independent."""
+    for prefix, placeholder in _path_prefixes():
+        if prefix and prefix != "/":
+            text = text.replace(prefix, placeholder)
+    return text
+
+
 def describe_exception(exc: BaseException) -> dict:
-    return {"outcome": "raised", "type": type(exc).__name__, "message": str(exc)}
+    return {"outcome": "raised", "type": type(exc).__name__, "message": without_paths(str(exc))}
 
 
 def accelerate_env() -> dict:
@@ -75,6 +93,8 @@ def run_in_child(fn: Callable[[dict], dict], case: dict) -> dict:
         os.close(read_fd)
         try:
             signal.alarm(CASE_TIMEOUT_S)
+            sys.stdout.flush()
+            os.dup2(2, 1)  # the libraries' prints must not mix with the probe's JSON
             clean_environ(case.get("env"))
             torch.set_num_threads(1)
             with tempfile.TemporaryDirectory() as tmp:
@@ -83,7 +103,7 @@ def run_in_child(fn: Callable[[dict], dict], case: dict) -> dict:
         except BaseException as exc:  # noqa: BLE001 - any failure is the observation
             result = describe_exception(exc)
             result["where"] = "probe"
-            result["trace_tail"] = traceback.format_exc().strip().splitlines()[-1]
+            result["trace_tail"] = without_paths(traceback.format_exc().strip().splitlines()[-1])
         with os.fdopen(write_fd, "w") as out:
             out.write(json.dumps(result, default=str))
         os._exit(0)
@@ -99,13 +119,12 @@ def run_in_child(fn: Callable[[dict], dict], case: dict) -> dict:
 def preload(modules: tuple[str, ...]) -> None:
     """Import modules once in the parent so each forked case skips the cost. Only modules that read no
     ACCELERATE_*/FP8_* variable at import time belong here (checked for the releases in cells.yaml)."""
+    import contextlib
     import importlib
 
     for name in modules:
-        try:
+        with contextlib.suppress(Exception):  # the child meets the same failure and records it
             importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - the child meets the same failure and records it
-            pass
 
 
 def main(cases: list[dict], fn: Callable[[dict], dict], preload_modules: tuple[str, ...] = ()) -> None:

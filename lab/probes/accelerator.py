@@ -5,15 +5,34 @@ from __future__ import annotations
 import torch
 from _common import describe_exception, fp8_layers, main, state_facts, tiny_model
 
+UNCHECKED = "[unchecked]"
 HANDLER_ATTRS = ("fp8_recipe_handler", "ao_recipe_handler", "te_recipe_handler", "msamp_recipe_handler")
+
+
+def unchecked(cls):
+    """An instance with the dataclass defaults, skipping __post_init__ (which demands TE/MS-AMP be installed):
+    it stands for a handler a user with TE builds, so the Accelerator's own checks can be observed on CPU."""
+    import dataclasses
+
+    obj = cls.__new__(cls)
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            setattr(obj, f.name, f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            setattr(obj, f.name, f.default_factory())
+        else:
+            setattr(obj, f.name, None)
+    return obj
 
 
 def build_handler(name: str):
     import accelerate.utils as au
 
-    cls = getattr(au, name, None)
+    cls = getattr(au, name.removesuffix(UNCHECKED), None)
     if cls is None:
         return "absent", None
+    if name.endswith(UNCHECKED):
+        return "built", unchecked(cls)
     if name == "AORecipeKwargs":
         try:
             from torchao.float8 import Float8LinearConfig
@@ -79,6 +98,9 @@ def cases() -> list[dict]:
                 add(mp_arg, env_mp, handler)
     for handler in ("TERecipeKwargs", "MSAMPRecipeKwargs"):
         for mp_arg, env_mp in ((None, "fp8"), ("fp8", None), ("bf16", None)):
+            add(mp_arg, env_mp, handler)
+    for handler in ("FP8RecipeKwargs" + UNCHECKED, "TERecipeKwargs" + UNCHECKED):
+        for mp_arg, env_mp in ((None, "fp8"), ("fp8", None), ("bf16", None), (None, None)):
             add(mp_arg, env_mp, handler)
     for env_mp in ("Fp8", "FP8 "):
         for handler in (None, "AORecipeKwargs"):

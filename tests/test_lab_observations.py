@@ -1,0 +1,62 @@
+"""The generation lab's records are well-formed and deterministic (the doctor's predictions are tested elsewhere)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+OBSERVATIONS = sorted((ROOT / "lab" / "observations").glob("*.json"))
+CELLS = {c["name"]: c for c in yaml.safe_load((ROOT / "lab" / "cells.yaml").read_text())}
+MACHINE_PATH = re.compile(r"(/root/|/home/|/tmp/|/work/|/usr/|/opt/|site-packages/|\.cache/)")
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}|\b\d{2}:\d{2}:\d{2}\b")
+OUTCOMES = {"ok", "raised", "absent", "crashed", "launched", "rejected", "timeout", "probe-crashed",
+            "probe-timeout"}
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [p.stem for p in paths]
+
+
+def test_there_are_observations() -> None:
+    assert OBSERVATIONS, "lab/observations/ holds no record"
+
+
+@pytest.mark.parametrize("path", OBSERVATIONS, ids=_ids(OBSERVATIONS))
+def test_record_is_well_formed(path: Path) -> None:
+    record = json.loads(path.read_text())
+    assert record["cell"] == path.stem
+    assert record["cell"] in CELLS, "every record belongs to a cell in lab/cells.yaml"
+    assert record["pip"] == CELLS[record["cell"]]["pip"], "record is stale: the cell's pins changed"
+    if record.get("unresolvable"):
+        assert all(isinstance(line, str) for line in record["unresolvable"])
+        return
+    assert record["versions"]["torch"].startswith("2.13.0")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", record["python"])
+    for probe, cases in record["probes"].items():
+        assert (ROOT / "lab" / "probes" / f"{probe}.py").exists()
+        assert cases, f"{probe}: no case"
+        for case in cases:
+            assert case["outcome"] in OUTCOMES, case
+            if case["outcome"] == "raised":
+                assert case["type"] and isinstance(case["message"], str)
+
+
+@pytest.mark.parametrize("path", OBSERVATIONS, ids=_ids(OBSERVATIONS))
+def test_record_is_deterministic(path: Path) -> None:
+    text = path.read_text()
+    assert text == json.dumps(json.loads(text), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    assert not MACHINE_PATH.search(text), MACHINE_PATH.search(text)
+    assert not TIMESTAMP.search(text), TIMESTAMP.search(text)
+
+
+def test_generation_table_is_current() -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "lab" / "table.py"), "--check"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
