@@ -188,8 +188,45 @@ def predict_trainer(accelerate: str | None, transformers: str | None, *, torchao
 LAUNCH_NEEDS_DISTRIBUTED_TYPE = "A `distributed_type` must be specified in the config file."
 
 
-def launch_rejects(config: Mapping[str, Any]) -> str | None:
-    """Why `accelerate launch --config_file` refuses this config (None: it accepts it, as far as observed)."""
+LAUNCH_NO_FP8_OLD = ("FP8 is not available on this machine. Please ensure that either Transformer Engine or MSAMP is "
+                     "installed.")
+
+
+def launch_rejects(config: Mapping[str, Any], accelerate: str | None = None, *, te: bool = False,
+                   msamp: bool = False) -> str | None:
+    """Why `accelerate launch` refuses this config before the script starts (None: it accepts it, as far as
+    observed). A file without distributed_type is refused by every release; accelerate <= 1.3 refuses fp8 unless
+    Transformer Engine or MS-AMP is installed (it has no torchao backend)."""
     if "distributed_type" not in config:
         return LAUNCH_NEEDS_DISTRIBUTED_TYPE
+    r = release(accelerate)
+    if r is not None and r < (1, 4) and config.get("mixed_precision") == "fp8" and not (te or msamp):
+        return LAUNCH_NO_FP8_OLD
     return None
+
+
+def _te_missing(r: tuple[int, int]) -> dict[str, Any]:
+    if r < (1, 4):
+        return {"outcome": "raised", "type": "ValueError", "message": TE_MISSING_OLD}
+    return {"outcome": "raised", "type": "ImportError", "message": TE_MISSING_NEW}
+
+
+def predict_env_reads(accelerate: str | None, *, torchao: bool, what: str, unchecked: bool | None) -> dict[str, Any]:
+    """Building a recipe class with every ACCELERATE_FP8_* variable set, on a machine without Transformer Engine or
+    MS-AMP: which fields the variables change. The TE classes check for TE before reading any variable, and the
+    torchao / MS-AMP classes read none, so no field changes here; `Accelerator` stands for
+    Accelerator(mixed_precision='fp8') with ACCELERATE_FP8_BACKEND=AO (its construction only)."""
+    r = release(accelerate)
+    if r is None:
+        return dict(UNKNOWN)
+    if what == "Accelerator":
+        got = predict_accelerator(accelerate, torchao=torchao, mp_arg="fp8", env={BACKEND_VAR: "AO"}, handler=None)
+        if got["outcome"] == "raised" and got["stage"] == "init":
+            return got
+        return {"outcome": "ok"} if got["outcome"] != "unknown" else got
+    if what not in recipe_classes(accelerate):
+        return {"outcome": "absent"}
+    te_class = what in ("FP8RecipeKwargs", "TERecipeKwargs")
+    if te_class and not unchecked:
+        return {"outcome": "raised", "with_env": _te_missing(r), "without_env": _te_missing(r)}
+    return {"outcome": "ok", "fields_changed_by_env": {}, "post_init": _te_missing(r) if te_class else None}

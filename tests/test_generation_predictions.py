@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from fp8doctor.predict import MP_VAR, launch_rejects, predict_accelerator, predict_trainer
+from fp8doctor.predict import MP_VAR, launch_rejects, predict_accelerator, predict_env_reads, predict_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 OBSERVATIONS = ROOT / "lab" / "observations"
@@ -100,7 +100,25 @@ def check_reference_patch(rec: dict[str, Any], case: dict[str, Any]) -> dict[str
                            env=i["env"], patch=i["form"])
 
 
+def check_env_reads(rec: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
+    v, i = rec["versions"], case["inputs"]
+    return predict_env_reads(v["accelerate"], torchao=_has(v, "torchao"), what=i["what"], unchecked=i.get("unchecked"))
+
+
+def _env_reads_core(outcome: dict[str, Any]) -> dict[str, Any]:
+    keep = ("outcome", "type", "message", "with_env", "without_env", "fields_changed_by_env")
+    core = {k: outcome[k] for k in keep if k in outcome}
+    post = outcome.get("post_init")
+    if "post_init" in outcome:
+        core["post_init"] = None if post is None else {k: post.get(k) for k in ("outcome", "type", "message")}
+    for side in ("with_env", "without_env"):
+        if side in core:
+            core[side] = {k: core[side].get(k) for k in ("outcome", "type", "message")}
+    return core
+
+
 PREDICTORS = {
+    "env_reads": check_env_reads,
     "accelerator": check_accelerator,
     "training_args": check_training_args,
     "reference_patch": check_reference_patch,
@@ -127,6 +145,8 @@ def assert_prediction(rec: dict[str, Any], probe: str, case: dict[str, Any]) -> 
         f"the doctor makes no claim here, but {rec['cell']} recorded {_core(case)}")
     if probe == "accelerator":
         assert _core(case) == _core(predicted)
+    elif probe == "env_reads":
+        assert _env_reads_core(case) == _env_reads_core(predicted)
     else:
         _trainer_compare(predicted, case, layers=probe == "reference_patch")
 
@@ -149,11 +169,10 @@ def check_launch(rec: dict[str, Any], case: dict[str, Any]) -> None:
     v = rec["versions"]
     config = _launch_configs()[i["config"]]
     applies = i["how"] == "launch --config_file" or (i["how"] == "launch" and i.get("where") == "default_location")
-    if i["how"] == "launch --config_file":
-        why = launch_rejects(config)
-        if why:
-            assert case["outcome"] == "rejected" and why in case["error_line"]
-            return
+    why = launch_rejects(config, v["accelerate"]) if applies else None
+    if why:
+        assert case["outcome"] == "rejected" and why in case["error_line"], case
+        return
     assert case["outcome"] == "launched", case
     seen = case["launched"]["accelerate_env"].get(MP_VAR)
     expected_mp = str(config.get("mixed_precision")) if applies and "mixed_precision" in config else None
@@ -166,9 +185,9 @@ def check_launch(rec: dict[str, Any], case: dict[str, Any]) -> None:
     if backend is not None:
         env["ACCELERATE_FP8_BACKEND"] = backend
     predicted = predict_accelerator(v["accelerate"], torchao=_has(v, "torchao"), mp_arg=None, env=env, handler=None)
-    launched = {**case["launched"], "stage": None}
-    got, want = _core(launched), _core(predicted)
-    want["stage"] = None if want["outcome"] == "raised" else want.get("stage")
+    got, want = _core(case["launched"]), _core(predicted)
+    if want["outcome"] == "raised":  # the launched script records no stage
+        got["stage"] = want["stage"] = None
     assert got == want
 
 

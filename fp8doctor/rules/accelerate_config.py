@@ -82,7 +82,9 @@ def check_launch_accepts(facts: dict[str, Any]) -> list[Finding]:
     """`accelerate launch --config_file` refuses some files before the script starts (lab-observed reasons)."""
     out = []
     for path, data in _sources(facts):
-        why = launch_rejects(data)
+        why = launch_rejects(data, facts.get("packages", {}).get("accelerate"),
+                             te=bool(facts.get("packages", {}).get("transformer-engine")),
+                             msamp=bool(facts.get("packages", {}).get("msamp")))
         if why:
             out.append(Finding(
                 "accel-config.launch", Level.FAIL, f"{path}: `accelerate launch` would refuse this file",
