@@ -32,7 +32,9 @@ MSAMP_MISSING = ("MS-AMP was not found on your system. Please ensure that MS-AMP
                  "backend for FP8 mixed precision training.")
 NO_CUDA_BUILD = "Torch not compiled with CUDA enabled"
 AO_FILTER_TYPEERROR = "filter_linear_layers() got an unexpected keyword argument 'first_layer_name'"
-FSDP_PLUGIN_NONE = "'NoneType' object has no attribute 'cpu_ram_efficient_loading'"
+FSDP_PLUGIN_NONE = ("`AcceleratorState` object has no attribute `fsdp_plugin`. This happens if "
+                    "`AcceleratorState._reset_state()` was called and an `Accelerator` or `PartialState` was not "
+                    "reinitialized.")
 BACKENDS = ("AO", "TE", "MSAMP", "NO")
 RECIPES_OLD = ("FP8RecipeKwargs",)
 RECIPES_NEW = ("FP8RecipeKwargs", "AORecipeKwargs", "TERecipeKwargs", "MSAMPRecipeKwargs")
