@@ -1,6 +1,7 @@
 """The LLaMA-Factory fix the doctor prints, executed in a lab LLaMA-Factory cell: the reference config (fp8: true,
-torchao, bf16: true) edited as the fix says, the fix script run with bash exactly as rendered, and LLaMA-Factory
-training observed by the lab's observer (lab/probes/lf_site): FP8 layers after prepare and optimizer steps.
+torchao, bf16: true) first trains without FP8 there (transformers 5.x passes TrainingArguments' bf16 to the
+Accelerator, as the doctor predicts), then is edited as the fix says, the fix script runs with bash exactly as
+rendered, and the lab's observer (lab/probes/lf_site) must see FP8 layers after prepare and optimizer steps.
 
 Slow (a cell with LLaMA-Factory, a real `llamafactory-cli train`): runs only with FP8DOCTOR_LIVE_LAB_LF=1.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +46,18 @@ print("SETUP " + json.dumps({"config": str(cfg), "env": lf.child_env(root, {}, c
 VERSION = "from importlib.metadata import version; print(version('accelerate'))"
 
 
+def _train(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict:
+    """Run, then read what the lab's observer saw (the observation file is per run)."""
+    obs = Path(env["LAB_LF_OBS"])
+    obs.unlink(missing_ok=True)
+    shutil.rmtree(cwd / "out", ignore_errors=True)  # the previous run's output_dir (LLaMA-Factory refuses to reuse it)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=900)
+    events = [json.loads(ln) for ln in obs.read_text().splitlines()] if obs.exists() else []
+    return {"rc": proc.returncode, "steps": sum(1 for e in events if e["event"] == "backward"),
+            "layers": max((e.get("fp8_layers") or 0 for e in events if e["event"] == "prepare"), default=0),
+            "tail": (proc.stdout + proc.stderr)[-2000:]}
+
+
 def test_printed_llamafactory_fix_trains_fp8(tmp_path: Path) -> None:
     if str(LAB) not in sys.path:
         sys.path.insert(0, str(LAB))
@@ -61,18 +75,14 @@ def test_printed_llamafactory_fix_trains_fp8(tmp_path: Path) -> None:
     accelerate = subprocess.run([python, "-c", VERSION], capture_output=True, text=True).stdout.strip()
     facts = {"packages": {"accelerate": accelerate}, "configs": [
         {"kind": "llamafactory", "path": str(cfg), "data": yaml.safe_load(cfg.read_text())}]}
+    env = {**info["env"], "PATH": f"{info['bin']}{os.pathsep}{os.environ.get('PATH', '')}"}
+    before = _train(["llamafactory-cli", "train", str(cfg)], cfg.parent, env)
+    assert before["layers"] == 0, ("the reference config already trains FP8 in this cell", before)
     [fix] = fixes_for(facts, "AO")
     assert fix.key == "llamafactory" and fix.command == ("llamafactory-cli", "train", str(cfg))
     data = yaml.safe_load(cfg.read_text())
     cfg.write_text(yaml.safe_dump({**data, **fix.edits[str(cfg)]}, sort_keys=False))
     script = cfg.parent / "fix.sh"
     script.write_text("\n".join(render(fix)) + "\n")
-    env = {**info["env"], "PATH": f"{info['bin']}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, cwd=cfg.parent, env=env,
-                          timeout=900)
-    obs = cfg.parent / "obs.jsonl"
-    events = [json.loads(ln) for ln in obs.read_text().splitlines()] if obs.exists() else []
-    layers = max((e.get("fp8_layers") or 0 for e in events if e["event"] == "prepare"), default=0)
-    steps = sum(1 for e in events if e["event"] == "backward")
-    assert proc.returncode == 0 and layers > 0 and steps >= 2, (proc.returncode, layers, steps,
-                                                                 (proc.stdout + proc.stderr)[-3000:])
+    after = _train(["bash", str(script)], cfg.parent, env)
+    assert after["rc"] == 0 and after["layers"] > 0 and after["steps"] >= 2, after
