@@ -51,16 +51,28 @@ ENV_FP8 = {"ACCELERATE_MIXED_PRECISION": "fp8"}
 ACCELERATOR_COLUMNS = [
     ("env fp8, no handler", dict(mp_arg=None, handler=None, env=ENV_FP8)),
     ("env fp8 + AORecipeKwargs", dict(mp_arg=None, handler="AORecipeKwargs", env=ENV_FP8)),
-    ("env fp8 + FP8RecipeKwargs†", dict(mp_arg=None, handler="FP8RecipeKwargs[unchecked]", env=ENV_FP8)),
+    ("env fp8 + TE recipe†", [dict(mp_arg=None, handler="TERecipeKwargs[unchecked]", env=ENV_FP8),
+                              dict(mp_arg=None, handler="FP8RecipeKwargs[unchecked]", env=ENV_FP8)]),
     ("arg fp8 + AORecipeKwargs", dict(mp_arg="fp8", handler="AORecipeKwargs", env={})),
     ("arg bf16 + AORecipeKwargs", dict(mp_arg="bf16", handler="AORecipeKwargs", env={})),
-    ("arg bf16 + FP8RecipeKwargs†", dict(mp_arg="bf16", handler="FP8RecipeKwargs[unchecked]", env={})),
+    ("arg bf16 + TE recipe†", [dict(mp_arg="bf16", handler="TERecipeKwargs[unchecked]", env={}),
+                               dict(mp_arg="bf16", handler="FP8RecipeKwargs[unchecked]", env={})]),
     ("FP8RecipeKwargs() built", dict(mp_arg="fp8", handler="FP8RecipeKwargs", env={})),
     ("env fp8 + FP8_BACKEND=AO", dict(mp_arg=None, handler=None, env={**ENV_FP8, "ACCELERATE_FP8_BACKEND": "AO"})),
     ("arg fp8 + FP8_BACKEND=ao", dict(mp_arg="fp8", handler=None, env={"ACCELERATE_FP8_BACKEND": "ao"})),
 ]
-ACCELERATOR_NOTE = ("† built without its __post_init__ (which demands TE or MS-AMP installed), standing for the "
-                    "handler a user with TE passes.")
+ACCELERATOR_NOTE = ("† TERecipeKwargs where the release has it, else FP8RecipeKwargs, built without its "
+                    "__post_init__ (which demands TE or MS-AMP installed), standing for the handler a user with TE "
+                    "passes.")
+
+
+def _pick(cases: list[dict], inputs: dict | list[dict]) -> dict | None:
+    """The first alternative the release has (a case whose class is absent falls through to the next)."""
+    for alternative in inputs if isinstance(inputs, list) else [inputs]:
+        case = _find(cases, **alternative)
+        if case is not None and case.get("outcome") != "absent":
+            return case
+    return _find(cases, **(inputs[-1] if isinstance(inputs, list) else inputs))
 
 
 def _passed(case: dict | None, key: str) -> str:
@@ -154,6 +166,38 @@ def launch_rows(records: list[dict]) -> tuple[list[list[str]], list[str]]:
     return rows_out, exported
 
 
+def env_read_rows(records: list[dict]) -> list[list[str]]:
+    out = []
+    for rec in records:
+        cases = rec.get("probes", {}).get("env_reads")
+        if not cases:
+            continue
+        cells = []
+        for what in ("TERecipeKwargs", "MSAMPRecipeKwargs", "AORecipeKwargs"):
+            case = _find(cases, what=what, unchecked=True)
+            if not case or case.get("outcome") == "absent":
+                cells.append("absent")
+                continue
+            changed = sorted(case.get("fields_changed_by_env") or {})
+            blocked = " (post_init raised first)" if case.get("post_init") else ""
+            cells.append((", ".join(changed) or "none") + blocked)
+        acc = _find(cases, what="Accelerator") or {}
+        if acc.get("outcome") == "ok" and "float8_config_after_prepare" not in acc:
+            cells.append("not probed (older probe)")
+        elif acc.get("outcome") == "ok":
+            seen = acc.get("float8_config_after_prepare")
+            cells.append(", ".join(f"{k}={v}" for k, v in sorted(seen.items())) if seen else "no Float8 layer")
+        else:
+            cells.append(_short(acc))
+        out.append([rec["cell"], rec["versions"].get("accelerate") or ""] + cells)
+    return out
+
+
+ENV_READ_HEAD = ["cell", "accelerate", "TERecipeKwargs fields set by env", "MSAMPRecipeKwargs fields set by env",
+                 "AORecipeKwargs fields set by env", "Float8Linear config after prepare (env: pad_inner_dim=true, "
+                 "enable_fsdp_float8_all_gather=true)"]
+
+
 def rows(records: list[dict]) -> list[list[str]]:
     out = []
     for rec in records:
@@ -165,7 +209,7 @@ def rows(records: list[dict]) -> list[list[str]]:
                        + [""] * (len(ACCELERATOR_COLUMNS) - 1))
             continue
         cases = rec.get("probes", {}).get("accelerator", [])
-        out.append(base + [_short(_find(cases, **inputs)) if cases else "" for _, inputs in ACCELERATOR_COLUMNS])
+        out.append(base + [_short(_pick(cases, inputs)) if cases else "" for _, inputs in ACCELERATOR_COLUMNS])
     return out
 
 
@@ -183,7 +227,9 @@ def render(records: list[dict]) -> str:
     lines += ["## accelerate launch and config files", "",
               *_table(["cell", "accelerate"] + [name for name, _ in LAUNCH_COLUMNS], l_rows), "",
               "ACCELERATE_* variables the launched script sees with a config holding every fp8_config key "
-              "(see lab/probes/launch_config.py):", "", *exported]
+              "(see lab/probes/launch_config.py):", "", *exported, ""]
+    lines += ["## ACCELERATE_FP8_* variables read (every one set to a distinctive value)", "",
+              *_table(ENV_READ_HEAD, env_read_rows(records))]
     return "\n".join(lines) + "\n"
 
 

@@ -3,14 +3,19 @@ recipe class is then built and its fields compared with the same class built wit
 
 TE and MS-AMP are not installable here, so a class whose __post_init__ demands them is also built `unchecked`
 (dataclass defaults, then __post_init__ called and its exception recorded): the fields it set before raising
-still show what it reads. The Accelerator case shows what reaches the torchao handler Accelerate builds itself.
+still show what it reads. The Accelerator case shows what reaches the torchao handler Accelerate builds
+itself, and the Float8Linear config that prepare() applied (pad_inner_dim and enable_fsdp_float8_all_gather
+are set to non-defaults).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from _common import clean_environ, describe_exception, main
+import torch
+from _common import clean_environ, describe_exception, main, tiny_model
+
+FLOAT8_CONFIG_FIELDS = ("pad_inner_dim", "enable_fsdp_float8_all_gather", "emulate")
 
 VALUES = {
     "ACCELERATE_FP8_FORMAT": "E5M2",
@@ -21,11 +26,11 @@ VALUES = {
     "ACCELERATE_FP8_OVERRIDE_FPROP": "true",
     "ACCELERATE_FP8_OVERRIDE_DGRAD": "true",
     "ACCELERATE_FP8_OVERRIDE_WGRAD": "true",
-    "ACCELERATE_FP8_OPT_LEVEL": "O2",
+    "ACCELERATE_FP8_OPT_LEVEL": "O1",
     "ACCELERATE_FP8_USE_AUTOCAST_DURING_EVAL": "true",
     "ACCELERATE_FP8_USE_MXFP8_BLOCK_SCALING": "true",
     "ACCELERATE_FP8_PAD_INNER_DIM": "true",
-    "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER": "false",
+    "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER": "true",
     "ACCELERATE_FP8_RECIPE_FORMAT": "E5M2",
 }
 CLASSES = ("FP8RecipeKwargs", "TERecipeKwargs", "MSAMPRecipeKwargs", "AORecipeKwargs")
@@ -78,7 +83,16 @@ def run_case(case: dict) -> dict:
             handler = getattr(accelerator, attr, None)
             if handler is not None:
                 held[attr] = {"class": type(handler).__name__, "fields": _fields(handler)}
-        return {"outcome": "ok", "handlers_held": held}
+        model = tiny_model()
+        try:
+            model, _ = accelerator.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1))
+        except Exception as exc:  # noqa: BLE001
+            return {**describe_exception(exc), "stage": "prepare", "handlers_held": held}
+        converted = [m for m in model.modules() if type(m).__name__.startswith("Float8")]
+        config = getattr(converted[0], "config", None) if converted else None
+        seen = {name: repr(getattr(config, name, "<absent>")) for name in FLOAT8_CONFIG_FIELDS} if config else None
+        return {"outcome": "ok", "handlers_held": held, "float8_layers": len(converted),
+                "float8_config_after_prepare": seen}
     cls = getattr(au, case["what"], None)
     if cls is None:
         return {"outcome": "absent"}
