@@ -153,15 +153,19 @@ def child_env(root: Path, extra: dict, obs: Path) -> dict:
 
 
 EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning)|AssertionError)(?::\s?(.*))?$")
-LF_FP8_LINE = re.compile(r">> (.*(?:FP8|fp8).*)$")
+LF_FP8_LINE = re.compile(r"llamafactory\.train\.fp8_utils:\d+ >> (.*)$")  # LLaMA-Factory's own FP8 module logger
 
 
 def last_exception(lines: list[str]) -> dict | None:
-    for line in reversed(lines):
+    """The training process's exception: the last exception line that is not `accelerate launch` reporting its
+    child's exit status (CalledProcessError), which comes after the child's own traceback."""
+    found = []
+    for line in lines:
         m = EXC_LINE.match(line.strip())
         if m:
-            return {"type": m.group(1).rsplit(".", 1)[-1], "message": (m.group(2) or "").strip(), "line": line.strip()}
-    return None
+            found.append({"type": m.group(1).rsplit(".", 1)[-1], "message": (m.group(2) or "").strip()})
+    own = [f for f in found if f["type"] != "CalledProcessError"]
+    return (own or found or [None])[-1]
 
 
 def _stage(events: list[dict], steps: int) -> str:
@@ -193,6 +197,9 @@ def summarize(events: list[dict]) -> dict:
         out["accelerator_caller"] = (last.get("callers") or [""])[-1]
         for key in ("mixed_precision", "fp8_backend", "fp8_enabled"):
             out[key] = last.get(key)
+    raised = [e["raised"] for e in events if e["event"] in ("accelerator_init", "prepare") and "raised" in e]
+    if raised:
+        out["library_raised"] = raised[-1]
     preps = [e for e in events if e["event"] == "prepare" and "raised" not in e]
     if preps:
         out["fp8_layers"] = max((e.get("fp8_layers") or 0) for e in preps)
