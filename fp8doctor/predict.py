@@ -188,22 +188,33 @@ def predict_trainer(accelerate: str | None, transformers: str | None, *, torchao
 
 
 LAUNCH_NEEDS_DISTRIBUTED_TYPE = "A `distributed_type` must be specified in the config file."
-
-
 LAUNCH_NO_FP8_OLD = ("FP8 is not available on this machine. Please ensure that either Transformer Engine or MSAMP is "
                      "installed.")
+LAUNCH_NO_FP8 = ("FP8 is not available on this machine. Please ensure that either Transformer Engine, MSAMP or "
+                 "torchao is installed.")
+LAUNCH_FP8_CONFIG_TYPEERROR = "expected str, bytes or os.PathLike object, not bool"
 
 
-def launch_rejects(config: Mapping[str, Any], accelerate: str | None = None, *, te: bool = False,
-                   msamp: bool = False) -> str | None:
-    """Why `accelerate launch` refuses this config before the script starts (None: it accepts it, as far as
-    observed). A file without distributed_type is refused by every release; accelerate <= 1.3 refuses fp8 unless
-    Transformer Engine or MS-AMP is installed (it has no torchao backend)."""
+def launch_rejects(config: Mapping[str, Any], accelerate: str | None = None, *, torchao: bool = True,
+                   te: bool = False, msamp: bool = False) -> str | None:
+    """Why `accelerate launch` stops before the script starts with this config ("Type: message"), None when it
+    starts the script; only what the lab observed (accelerate 1.1, 1.3, 1.4, 1.8, 1.9, 1.12, 1.15): a file
+    without distributed_type is refused by every release; with mixed_precision fp8, <= 1.3 wants Transformer
+    Engine or MS-AMP, 1.4 and 1.8 crash while exporting fp8_config, 1.8 without torchao wants a backend."""
     if "distributed_type" not in config:
-        return LAUNCH_NEEDS_DISTRIBUTED_TYPE
+        return f"ValueError: {LAUNCH_NEEDS_DISTRIBUTED_TYPE}"
     r = release(accelerate)
-    if r is not None and r < (1, 4) and config.get("mixed_precision") == "fp8" and not (te or msamp):
-        return LAUNCH_NO_FP8_OLD
+    if r is None or config.get("mixed_precision") != "fp8" or r >= (1, 9):
+        return None
+    has_backend = te or msamp or (torchao and r >= (1, 4))
+    if r < (1, 4):
+        return None if has_backend else f"RuntimeError: {LAUNCH_NO_FP8_OLD}"
+    if r == (1, 4) and torchao:
+        fp8 = config.get("fp8_config") if isinstance(config.get("fp8_config"), dict) else {}
+        kind = "list" if isinstance(fp8.get("override_linear_precision"), list) else "tuple"
+        return f"AttributeError: '{kind}' object has no attribute 'strip'"
+    if r == (1, 8):
+        return f"TypeError: {LAUNCH_FP8_CONFIG_TYPEERROR}" if has_backend else f"RuntimeError: {LAUNCH_NO_FP8}"
     return None
 
 
@@ -213,10 +224,41 @@ def _te_missing(r: tuple[int, int]) -> dict[str, Any]:
     return {"outcome": "raised", "type": "ImportError", "message": TE_MISSING_NEW}
 
 
-def predict_env_reads(accelerate: str | None, *, torchao: bool, what: str, unchecked: bool | None) -> dict[str, Any]:
+FLAG_TRUE = ("1", "true", "yes", "y", "on", "t")  # how Accelerate parses a flag variable
+AO_ENV_FIELDS = {"ACCELERATE_FP8_PAD_INNER_DIM": "pad_inner_dim",
+                 "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER": "enable_fsdp_float8_all_gather"}
+
+
+def recipe_fields_from_env(accelerate: str | None, what: str, env: Mapping[str, str]) -> dict[str, Any] | None:
+    """The recipe fields that ACCELERATE_FP8_* variables change when `what` is built (None: no claim). Observed:
+    MSAMPRecipeKwargs reads ACCELERATE_FP8_OPT_LEVEL (default O2) from 1.4; AORecipeKwargs reads PAD_INNER_DIM and
+    ENABLE_FSDP_FLOAT8_ALL_GATHER (default true) in 1.15 but not in 1.11 (1.12-1.14: not observed with a value
+    that would show it)."""
+    r = release(accelerate)
+    if r is None:
+        return None
+    fields: dict[str, Any] = {}
+    if what == "MSAMPRecipeKwargs":
+        value = env.get("ACCELERATE_FP8_OPT_LEVEL")
+        if value is not None and value != "O2":
+            fields["opt_level"] = {"default": "O2", "with_env": value}
+    if what == "AORecipeKwargs":
+        for var, name in AO_ENV_FIELDS.items():
+            if var not in env or env[var].lower() in FLAG_TRUE:
+                continue
+            if (1, 12) <= r < (1, 15):
+                return None
+            if r >= (1, 15):
+                fields[name] = {"default": True, "with_env": False}
+                fields["config"] = "changed"
+    return fields
+
+
+def predict_env_reads(accelerate: str | None, *, torchao: bool, what: str, unchecked: bool | None,
+                      env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Building a recipe class with every ACCELERATE_FP8_* variable set, on a machine without Transformer Engine or
-    MS-AMP: which fields the variables change. The TE classes check for TE before reading any variable, and the
-    torchao / MS-AMP classes read none, so no field changes here; `Accelerator` stands for
+    MS-AMP: which fields the variables change. The TE classes check for TE before reading any variable (so none
+    changes here); the torchao / MS-AMP ones as `recipe_fields_from_env` says; `Accelerator` stands for
     Accelerator(mixed_precision='fp8') with ACCELERATE_FP8_BACKEND=AO (its construction only)."""
     r = release(accelerate)
     if r is None:
@@ -231,4 +273,7 @@ def predict_env_reads(accelerate: str | None, *, torchao: bool, what: str, unche
     te_class = what in ("FP8RecipeKwargs", "TERecipeKwargs")
     if te_class and not unchecked:
         return {"outcome": "raised", "with_env": _te_missing(r), "without_env": _te_missing(r)}
-    return {"outcome": "ok", "fields_changed_by_env": {}, "post_init": _te_missing(r) if te_class else None}
+    fields = {} if te_class else recipe_fields_from_env(accelerate, what, env or {})
+    if fields is None:
+        return dict(UNKNOWN)
+    return {"outcome": "ok", "fields_changed_by_env": fields, "post_init": _te_missing(r) if te_class else None}

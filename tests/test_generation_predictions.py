@@ -102,7 +102,8 @@ def check_reference_patch(rec: dict[str, Any], case: dict[str, Any]) -> dict[str
 
 def check_env_reads(rec: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
     v, i = rec["versions"], case["inputs"]
-    return predict_env_reads(v["accelerate"], torchao=_has(v, "torchao"), what=i["what"], unchecked=i.get("unchecked"))
+    return predict_env_reads(v["accelerate"], torchao=_has(v, "torchao"), what=i["what"], unchecked=i.get("unchecked"),
+                             env=i.get("env", {}))
 
 
 def _env_reads_core(outcome: dict[str, Any]) -> dict[str, Any]:
@@ -111,6 +112,9 @@ def _env_reads_core(outcome: dict[str, Any]) -> dict[str, Any]:
     post = outcome.get("post_init")
     if "post_init" in outcome:
         core["post_init"] = None if post is None else {k: post.get(k) for k in ("outcome", "type", "message")}
+    if isinstance(core.get("fields_changed_by_env"), dict):  # a changed Float8 config: whether, not its repr
+        core["fields_changed_by_env"] = {k: ("changed" if k == "config" else v)
+                                         for k, v in core["fields_changed_by_env"].items()}
     for side in ("with_env", "without_env"):
         if side in core:
             core[side] = {k: core[side].get(k) for k in ("outcome", "type", "message")}
@@ -169,9 +173,9 @@ def check_launch(rec: dict[str, Any], case: dict[str, Any]) -> None:
     v = rec["versions"]
     config = _launch_configs()[i["config"]]
     applies = i["how"] == "launch --config_file" or (i["how"] == "launch" and i.get("where") == "default_location")
-    why = launch_rejects(config, v["accelerate"]) if applies else None
+    why = launch_rejects(config, v["accelerate"], torchao=_has(v, "torchao")) if applies else None
     if why:
-        assert case["outcome"] == "rejected" and why in case["error_line"], case
+        assert case["outcome"] == "rejected" and case["error_line"] == why, case
         return
     assert case["outcome"] == "launched", case
     seen = case["launched"]["accelerate_env"].get(MP_VAR)

@@ -79,16 +79,17 @@ def check_ao_fsdp_cpu_ram(facts: dict[str, Any]) -> list[Finding]:
 
 
 def check_launch_accepts(facts: dict[str, Any]) -> list[Finding]:
-    """`accelerate launch --config_file` refuses some files before the script starts (lab-observed reasons)."""
+    """`accelerate launch` refuses or crashes on some files before the script starts (lab-observed reasons)."""
     out = []
     for path, data in _sources(facts):
         why = launch_rejects(data, facts.get("packages", {}).get("accelerate"),
+                             torchao=bool(facts.get("packages", {}).get("torchao")),
                              te=bool(facts.get("packages", {}).get("transformer-engine")),
                              msamp=bool(facts.get("packages", {}).get("msamp")))
         if why:
             out.append(Finding(
-                "accel-config.launch", Level.FAIL, f"{path}: `accelerate launch` would refuse this file",
+                "accel-config.launch", Level.FAIL, f"{path}: `accelerate launch` would stop before your script starts",
                 f"`accelerate launch --config_file {path}` stops before the script starts: {why}",
-                f"In {path}: distributed_type: 'NO'   # or MULTI_GPU / FSDP / DEEPSPEED as you train\n"
-                + render_all(fixes_for(facts, intended_backend(facts))[:1])))
+                (f"In {path}: distributed_type: 'NO'   # or MULTI_GPU / FSDP / DEEPSPEED as you train\n"
+                 if "distributed_type" in why else "") + render_all(fixes_for(facts, intended_backend(facts))[:1])))
     return out
