@@ -11,8 +11,8 @@ from typing import Any
 from fp8doctor.predict import (
     MP_VAR,
     UNKNOWN,
+    llamafactory_sets_env,
     predict_accelerator,
-    release,
     state_mixed_precision,
     transformers_passes,
 )
@@ -81,12 +81,7 @@ def _launch_config(facts: dict[str, Any]) -> tuple[str, str, str] | None:
     return found
 
 
-def _lf_sets_env(facts: dict[str, Any], cfgs: list[dict[str, Any]]) -> bool:
-    """LLaMA-Factory >= 0.9.4 sets ACCELERATE_MIXED_PRECISION=fp8 in its pt/sft Trainer's __init__ (after
-    TrainingArguments ran) when the config has fp8: true."""
-    lf = release(facts.get("packages", {}).get("llamafactory"))
-    if lf is not None and lf < (0, 9):
-        return False
+def _lf_fp8(cfgs: list[dict[str, Any]]) -> bool:
     return any(c["kind"] == "llamafactory" and truthy(c["data"].get("fp8"))
                and str(c["data"].get("stage", "sft")) in ("pt", "sft") for c in cfgs)
 
@@ -115,11 +110,17 @@ def _reaches(facts: dict[str, Any], shell_env: str | None, trainer_cfgs: list[di
     elif chain is not None:
         chain.append({"stage": "TrainingArguments", "source": "mixed_precision (transformers 5.x)",
                       "value": str(passes["mixed_precision"])})
-    if _lf_sets_env(facts, trainer_cfgs):
-        env = {**env, MP_VAR: "fp8"}
+    if _lf_fp8(trainer_cfgs):
+        lf = pkgs.get("llamafactory")
+        sets = llamafactory_sets_env(lf)
+        if sets:
+            env = {**env, MP_VAR: "fp8"}
         if chain is not None:
-            chain.append({"stage": "env", "source": "LLaMA-Factory's Trainer.__init__ (fp8: true)",
-                          "value": "ACCELERATE_MIXED_PRECISION=fp8 (and FP8_BACKEND, which nothing reads)"})
+            value = ("ACCELERATE_MIXED_PRECISION=fp8 (and FP8_BACKEND, which nothing reads)" if sets else
+                     "leaves ACCELERATE_MIXED_PRECISION as it is" if sets is False else
+                     "not installed here: 0.9.5 sets ACCELERATE_MIXED_PRECISION=fp8, 0.9.4 does not")
+            chain.append({"stage": "env", "source": f"LLaMA-Factory {lf or '?'} Trainer.__init__ (fp8: true)",
+                          "value": value})
     return state_mixed_precision(passes["mixed_precision"], env), passes["mixed_precision"], env
 
 

@@ -32,6 +32,8 @@ MSAMP_MISSING = ("MS-AMP was not found on your system. Please ensure that MS-AMP
                  "backend for FP8 mixed precision training.")
 NO_CUDA_BUILD = "Torch not compiled with CUDA enabled"
 AO_FILTER_TYPEERROR = "filter_linear_layers() got an unexpected keyword argument 'first_layer_name'"
+AO_WITHOUT_RECIPE = "'NoneType' object has no attribute 'config'"
+TE_MODULE_MISSING = "No module named 'transformer_engine'"
 FSDP_PLUGIN_NONE = ("`AcceleratorState` object has no attribute `fsdp_plugin`. This happens if "
                     "`AcceleratorState._reset_state()` was called and an `Accelerator` or `PartialState` was not "
                     "reinitialized.")
@@ -123,6 +125,9 @@ def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | 
             return _raised("ValueError", ERROR_NEW, "init")
         if registered and backend is None:
             return _raised("ValueError", "None is not a valid FP8BackendType", "init")
+        if not enabled and not registered and env.get(BACKEND_VAR) == "AO":
+            # A leftover ACCELERATE_FP8_BACKEND=AO sends prepare() down the torchao path without a recipe.
+            return _raised("AttributeError", AO_WITHOUT_RECIPE, "prepare", mixed_precision=state_mp)
     elif r >= (1, 8):
         if enabled and not registered:
             backend, registered = "AO", True  # torchao is installed here: the state check passed
@@ -176,7 +181,9 @@ def predict_trainer(accelerate: str | None, transformers: str | None, *, torchao
         launched_env[MP_VAR] = passes["env_after"]
     recipe = None
     if patch == "always_append" or (patch == "inject_if_missing" and passes["kwargs_handlers"] is None):
-        recipe = "AORecipeKwargs" if "AORecipeKwargs" in recipe_classes(accelerate) else "FP8RecipeKwargs"
+        # Without AORecipeKwargs (<= 1.3) the lab injects FP8RecipeKwargs as a TE user has it (unchecked: TE is absent).
+        recipe = ("AORecipeKwargs" if "AORecipeKwargs" in recipe_classes(accelerate)
+                  else "FP8RecipeKwargs" + UNCHECKED)
     if recipe == "AORecipeKwargs" and not torchao:
         return dict(UNKNOWN)
     got = predict_accelerator(accelerate, torchao=torchao, mp_arg=passes["mixed_precision"], env=launched_env,
@@ -277,3 +284,45 @@ def predict_env_reads(accelerate: str | None, *, torchao: bool, what: str, unche
     if fields is None:
         return dict(UNKNOWN)
     return {"outcome": "ok", "fields_changed_by_env": fields, "post_init": _te_missing(r) if te_class else None}
+
+
+def llamafactory_sets_env(llamafactory: str | None) -> bool | None:
+    """Whether this LLaMA-Factory sets ACCELERATE_MIXED_PRECISION=fp8 in its pt/sft Trainer (before the Accelerator
+    is built) for `fp8: true`: 0.9.5 does, 0.9.4 does not (lab cells lf0.9.4/lf0.9.5-tf4.57-ao); None: unknown."""
+    r = release(llamafactory)
+    if r is None:
+        return None
+    return r >= (0, 9) and Version(str(llamafactory)).release[:3] >= (0, 9, 5)
+
+
+def predict_llamafactory(versions: Mapping[str, str | None], *, fp8_keys: Mapping[str, Any], env: Mapping[str, str],
+                         launch_yaml: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`llamafactory-cli train` (under `accelerate launch --config_file` when launch_yaml is given) of an sft config
+    with fp8_keys: what it trains in (`trained_in`: fp8, or the Accelerator's precision) or what it raises."""
+    lf_sets = llamafactory_sets_env(versions.get("llamafactory"))
+    if lf_sets is None:
+        return dict(UNKNOWN)
+    start = dict(env)
+    if launch_yaml is not None:
+        if launch_rejects(launch_yaml, versions.get("accelerate"), torchao=bool(versions.get("torchao"))):
+            return dict(UNKNOWN)
+        start[MP_VAR] = str(launch_yaml.get("mixed_precision", "no"))
+        backend = (launch_yaml.get("fp8_config") or {}).get("backend")
+        if backend:
+            start[BACKEND_VAR] = str(backend)
+    fp8 = bool(fp8_keys.get("fp8"))
+    if fp8 and lf_sets and fp8_keys.get("fp8_backend") == "te" and not versions.get("transformer_engine"):
+        return _raised("ModuleNotFoundError", TE_MODULE_MISSING, "trainer_init")
+    passes = transformers_passes(versions.get("transformers"), bool(fp8_keys.get("bf16")), start)
+    if passes is None:
+        return dict(UNKNOWN)
+    reached = dict(start)
+    if passes["writes_env"]:
+        reached[MP_VAR] = passes["env_after"]
+    if fp8 and lf_sets:
+        reached[MP_VAR] = "fp8"
+    got = predict_accelerator(versions.get("accelerate"), torchao=bool(versions.get("torchao")),
+                              mp_arg=passes["mixed_precision"], env=reached, handler=None)
+    if got["outcome"] == "ok":
+        got["trained_in"] = "fp8" if got["fp8"] else got["mixed_precision"]
+    return got

@@ -13,8 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from fp8doctor.predict import MP_VAR, launch_rejects, predict_accelerator, predict_env_reads, predict_trainer
+from fp8doctor.predict import (
+    MP_VAR,
+    launch_rejects,
+    predict_accelerator,
+    predict_env_reads,
+    predict_llamafactory,
+    predict_trainer,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OBSERVATIONS = ROOT / "lab" / "observations"
@@ -121,7 +129,25 @@ def _env_reads_core(outcome: dict[str, Any]) -> dict[str, Any]:
     return core
 
 
+def check_llamafactory(rec: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
+    i = case["inputs"]
+    launch = yaml.safe_load(i["accelerate_config"]) if i.get("accelerate_config") else None
+    return predict_llamafactory(rec["versions"], fp8_keys=i["fp8_keys"], env=i["env"], launch_yaml=launch)
+
+
+def _lf_core(outcome: dict[str, Any], launched: bool) -> dict[str, Any]:
+    """ok: what it trained in; raised: where, and (for a plain llamafactory-cli run, whose exception is the
+    library's own) the type and message."""
+    if outcome.get("outcome") == "ok":
+        return {"outcome": "ok", "trained_in": outcome.get("trained_in")}
+    core = {"outcome": outcome.get("outcome"), "stage": outcome.get("stage")}
+    if not launched:
+        core.update(type=outcome.get("type"), message=outcome.get("message"))
+    return core
+
+
 PREDICTORS = {
+    "llamafactory": check_llamafactory,
     "env_reads": check_env_reads,
     "accelerator": check_accelerator,
     "training_args": check_training_args,
@@ -149,6 +175,9 @@ def assert_prediction(rec: dict[str, Any], probe: str, case: dict[str, Any]) -> 
         f"the doctor makes no claim here, but {rec['cell']} recorded {_core(case)}")
     if probe == "accelerator":
         assert _core(case) == _core(predicted)
+    elif probe == "llamafactory":
+        launched = bool(case["inputs"].get("accelerate_config"))
+        assert _lf_core(case, launched) == _lf_core(predicted, launched)
     elif probe == "env_reads":
         assert _env_reads_core(case) == _env_reads_core(predicted)
     else:

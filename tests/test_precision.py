@@ -25,19 +25,22 @@ def test_env_only_fp8_without_trainer() -> None:
 
 
 def test_reference_config_on_each_transformers_generation() -> None:
-    """LLaMA-Factory sets ACCELERATE_MIXED_PRECISION=fp8 in its Trainer after TrainingArguments: transformers 4.x
-    lets the Accelerator read it (FP8 trains), 5.x passes TrainingArguments' bf16 as the argument (bf16 wins)."""
+    """LLaMA-Factory 0.9.5 sets ACCELERATE_MIXED_PRECISION=fp8 in its Trainer after TrainingArguments: transformers
+    4.x lets the Accelerator read it (FP8 trains; lab cell lf0.9.5-tf4.57-ao), 5.x passes TrainingArguments' bf16 as
+    the argument (bf16 wins). 0.9.4 sets nothing (lf0.9.4-tf4.57-ao trains bf16)."""
     for tf, effective in (("4.45.0", "fp8"), ("5.24.0", "bf16")):
-        facts = make_facts(packages={"transformers": tf}, configs=[cfg("llamafactory", LF_REFERENCE)])
+        facts = make_facts(packages={"transformers": tf, "llamafactory": "0.9.5"},
+                           configs=[cfg("llamafactory", LF_REFERENCE)])
         prec = facts["precision"]
         assert prec["effective"] == effective
         assert stages(prec)[:3] == ["config", "env", "TrainingArguments"] and stages(prec)[-1] == "Accelerator"
         written = any("writes the variable" in c["source"] for c in prec["chain"])
         assert written == tf.startswith("4.")
         assert any("LLaMA-Factory" in c["source"] for c in prec["chain"])
-    old_lf = make_facts(packages={"transformers": "4.45.0", "llamafactory": "0.8.3"},
-                        configs=[cfg("llamafactory", LF_REFERENCE)])
-    assert old_lf["precision"]["effective"] == "bf16"
+    for lf in ("0.9.4", None):
+        other = make_facts(packages={"transformers": "4.45.0", "llamafactory": lf},
+                           configs=[cfg("llamafactory", LF_REFERENCE)])
+        assert other["precision"]["effective"] == "bf16"
 
 
 def test_bf16_false_lets_fp8_through() -> None:
