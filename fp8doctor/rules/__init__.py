@@ -22,6 +22,7 @@ ALL_CHECKS: tuple[Check, ...] = (
     accelerate_config.check_config_precision,
     accelerate_config.check_launch_accepts,
     accelerate_config.check_fp8_config_backend,
+    accelerate_config.check_fp8_config_keys_unused,
     accelerate_config.check_ao_fsdp_cpu_ram,
     lint.check_fp8_with_bf16,
     lint.check_fp8_backend_auto,
