@@ -84,3 +84,21 @@ def test_deepspeed_fp8_section() -> None:
     assert f.level is Level.WARN and "ds.json" in f.title
     del ds["fp8"]
     assert lint.check_deepspeed_fp8(make_facts(configs=[cfg("deepspeed", ds, "ds.json")])) == []
+
+
+def test_accelerate_launch_refusals_named_with_the_library_reason() -> None:
+    """Lab launch_config: every release refuses a file without distributed_type; 1.8 crashes exporting an fp8
+    fp8_config (TypeError), 1.4 too (AttributeError); <= 1.3 wants TE or MS-AMP."""
+    reference = {"mixed_precision": "fp8", "fp8_config": {"backend": "TE", "fp8_format": "HYBRID"}}
+    [f] = accelerate_config.check_launch_accepts(make_facts(accelerate_config=acc_cfg(reference)))
+    assert f.level is Level.FAIL and f.detail.endswith("ValueError: A `distributed_type` must be specified in the "
+                                                        "config file.")
+    assert "distributed_type: 'NO'" in f.fix and "accelerate launch --config_file accelerate_fp8.yaml" in f.fix
+    ok = {**reference, "distributed_type": "NO"}
+    assert accelerate_config.check_launch_accepts(make_facts(accelerate_config=acc_cfg(ok))) == []
+    for version, line in (("1.8.1", "TypeError: expected str, bytes or os.PathLike object, not bool"),
+                          ("1.4.0", "AttributeError: 'tuple' object has no attribute 'strip'"),
+                          ("1.3.0", "RuntimeError: FP8 is not available on this machine.")):
+        [f] = accelerate_config.check_launch_accepts(make_facts(packages={"accelerate": version},
+                                                                accelerate_config=acc_cfg(ok)))
+        assert line in f.detail and "pip install 'accelerate>=1.9'" in f.fix
