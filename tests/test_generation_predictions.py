@@ -224,6 +224,22 @@ def check_launch(rec: dict[str, Any], case: dict[str, Any]) -> None:
     assert got == want
 
 
+def core_of(probe: str, case: dict[str, Any]) -> dict[str, Any]:
+    """The part of a recorded outcome that a re-probe must reproduce, per probe."""
+    if probe == "env_reads":
+        return _env_reads_core(case)
+    if probe == "llamafactory":
+        return _lf_core(case, bool(case["inputs"].get("accelerate_config")))
+    if probe == "launch_config":
+        return {"outcome": case["outcome"], "error_line": case.get("error_line"),
+                "launched": _core(case["launched"]) if case.get("launched") else None}
+    core = _core(case)
+    if probe in ("training_args", "reference_patch"):
+        calls = case.get("accelerator_calls") or []
+        core["passes"] = calls[0]["received"] if calls else None
+    return core
+
+
 def test_generation_table_is_current() -> None:
     """docs/generations.md is exactly what lab/table.py renders from the committed observations."""
     proc = subprocess.run([sys.executable, str(ROOT / "lab" / "table.py"), "--check"], capture_output=True,
