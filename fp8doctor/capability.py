@@ -40,12 +40,40 @@ def fp8_family_supported(cc: tuple[int, int] | None, family: str) -> tuple[bool,
             f"This GPU has compute capability {cc_str(tuple(cc))}, but {label} needs {cc_str(need)} or higher; "
             "use a newer GPU or train in bf16."
         )
-    if family == "mxfp8" and tuple(cc)[0] == 12:
+    if family == "mxfp8" and tuple(cc) >= (12, 0):  # TE's own check since 2.6: 12.0 and above, not only 12.x
         return False, (
             f"MXFP8 is not supported by Transformer Engine on compute capability {cc_str(tuple(cc))} "
-            "(consumer Blackwell); use per-tensor FP8 there."
+            "(12.0 and above, e.g. consumer Blackwell); use per-tensor FP8 there."
         )
     return True, f"Compute capability {cc_str(tuple(cc))} supports {label}."
+
+
+def te_recipe_supported(cc: tuple[int, int] | None, recipe: str, te_version: str | None = None,
+                        cuda: float | None = None) -> tuple[bool, str]:
+    """Whether a TE recipe can run: the installed release must have its class, and TE's own conditions of that
+    release (as observed in its source by the static TE lab) must hold for `cc` (and torch's CUDA when known).
+
+    Without a TE version (TE not installed) this is the compute-capability check, which matches the newest release.
+    """
+    from fp8doctor.knowledge import te_releases
+    from fp8doctor.runs.backends.te import RECIPE_CLASSES
+
+    family = te_recipe_family(recipe)
+    observed = te_releases.release_for(te_version)
+    if observed is None or cc is None:
+        return fp8_family_supported(cc, family)
+    cls = RECIPE_CLASSES[recipe][0]
+    if cls not in te_releases.data()["te_releases"][observed]["recipes"]:
+        first = te_releases.first_release_with_recipe(cls)
+        return False, (f"Transformer Engine {te_version} has no transformer_engine.common.recipe.{cls} (first seen in "
+                       f"TE {first}); upgrade: pip install 'transformer-engine[pytorch]>={first}'.")
+    verdict = te_releases.support(observed, family, tuple(cc), cuda=cuda)
+    if verdict is None:
+        return fp8_family_supported(cc, family)
+    if not verdict[0]:
+        return False, f"Transformer Engine {te_version} says: {verdict[1]}"
+    return True, (f"Compute capability {cc_str(tuple(cc))} meets Transformer Engine {te_version}'s conditions "
+                  f"for {recipe}.")
 
 
 def te_recipe_family(recipe: str) -> str:
@@ -81,3 +109,18 @@ def backend_available(backend: str, installed: dict[str, str | None], te_import_
     if backend == "none":
         return True, "No FP8 backend is needed for a bf16 baseline."
     raise ValueError(f"unknown backend {backend!r}")
+
+
+def accelerate_has_recipe(backend: str, accelerate_version: str | None) -> tuple[bool, str]:
+    """Whether the installed Accelerate has a recipe handler for `backend` (Accelerate <= 1.3 has only
+    FP8RecipeKwargs, for Transformer Engine or MS-AMP; torchao arrived with AORecipeKwargs in 1.4)."""
+    from fp8doctor.generations import accelerate_generation
+
+    if backend != "torchao" or not accelerate_version:
+        return True, "no Accelerate recipe class is needed" if backend != "torchao" else "accelerate is not installed"
+    classes = accelerate_generation(accelerate_version).get("recipe_classes")
+    if classes is None or "AORecipeKwargs" in classes:
+        return True, f"accelerate {accelerate_version} has AORecipeKwargs."
+    return False, (f"accelerate {accelerate_version} has no torchao path (no AORecipeKwargs, no accelerate.utils.ao: "
+                   f"its only recipe class is FP8RecipeKwargs, for Transformer Engine or MS-AMP); torchao FP8 "
+                   f"through Accelerate needs accelerate>=1.4.")

@@ -13,8 +13,9 @@ import functools
 import os
 from typing import Any
 
-from fp8doctor.capability import backend_available, fp8_family_supported, te_recipe_family
-from fp8doctor.runs.spec import RunSpec
+from fp8doctor.capability import accelerate_has_recipe, backend_available, fp8_family_supported, te_recipe_supported
+from fp8doctor.runs.backends.te import UNCHECKED_ENV
+from fp8doctor.runs.spec import BUGGY_ENTRIES, RunSpec
 
 
 @functools.lru_cache(maxsize=1)
@@ -60,14 +61,21 @@ def skip_reasons(spec: RunSpec, facts: dict[str, Any] | None = None) -> list[str
     facts = snapshot() if facts is None else facts
     if spec.backend == "none":
         return []
+    if spec.backend == "te" and spec.entry in BUGGY_ENTRIES and spec.env.get(UNCHECKED_ENV) == "1":
+        return []  # accelerate <= 1.3's handler built without TE: Accelerate raises before anything uses TE
     out: list[str] = []
     ok, why = backend_available(spec.backend, facts.get("installed", {}), facts.get("te_import_error"))
+    if not ok:
+        out.append(why)
+    ok, why = accelerate_has_recipe(spec.backend, facts.get("installed", {}).get("accelerate"))
     if not ok:
         out.append(why)
     cc = facts.get("cc")
     on_cpu = spec.device == "cpu" or (spec.device is None and cc is None and not facts.get("gpu_count"))
     if spec.backend == "te":
-        ok, why = fp8_family_supported(cc, te_recipe_family(spec.recipe))
+        installed = facts.get("installed", {})
+        te_version = installed.get("transformer-engine") or installed.get("transformer-engine-torch")
+        ok, why = te_recipe_supported(cc, spec.recipe, te_version)
         if not ok:
             out.append(why)
         elif not out:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -131,17 +133,115 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=cache[key]))
 
 
+ALL_DEVICES_ENV = "FP8DOCTOR_ALL_CUDA_DEVICES"  # what CUDA_VISIBLE_DEVICES a worker saw before it was pinned
+GPU_PROPERTY = "fp8doctor_gpu"  # user property on each GPU test's report: the GPU it ran on
+_GPU_TESTS: dict[str, list[str]] = {}  # GPU label -> node ids of the GPU tests that ran on it (for the summary)
+
+
+def visible_devices(environ: Mapping[str, str], gpus: list[dict[str, Any]]) -> list[str]:
+    """The GPUs CUDA shows this process, as CUDA_VISIBLE_DEVICES entries: the user's own list when one is set
+    (indices or UUIDs, kept as written), else the index of each GPU nvidia-smi lists."""
+    cvd = environ.get("CUDA_VISIBLE_DEVICES")
+    if cvd is not None and cvd.strip():
+        return [x.strip() for x in cvd.split(",") if x.strip()]
+    return [str(g["index"]) for g in gpus]
+
+
+def assign_gpu(worker_id: str | None, devices: list[str]) -> str | None:
+    """The one GPU an xdist worker gets: gw0 -> first device, gw1 -> second, ...; workers beyond the number of
+    GPUs share them round-robin. None outside xdist (worker_id None) or without GPUs."""
+    match = re.fullmatch(r"gw(\d+)", worker_id or "")
+    if not devices or match is None:
+        return None
+    return devices[int(match.group(1)) % len(devices)]
+
+
+def gpu_label(devices: list[str], gpus: list[dict[str, Any]]) -> str:
+    """How a report names the GPU(s) a test ran on: "GPU 3 (NVIDIA H200)", or "GPUs 0,1" for several."""
+    if len(devices) != 1:
+        return f"GPUs {','.join(devices)}" if devices else "no GPU"
+    names = {str(g.get("index")): g.get("name") for g in gpus}
+    name = names.get(devices[0])
+    return f"GPU {devices[0]}" + (f" ({name})" if name else "")
+
+
 def worker_gpu() -> str | None:
-    """The GPU an xdist worker should use (gw0 -> first visible GPU, gw1 -> second, ...); None without GPUs."""
+    """The GPU an xdist worker should use (gw0 -> first visible GPU, gw1 -> second, ...; outside xdist the first);
+    None without GPUs."""
     try:
-        gpus = _facts().get("gpus") or []
+        devices = visible_devices(os.environ, _facts().get("gpus") or [])
     except Exception:  # noqa: BLE001
         return None
-    if not gpus:
-        return None
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    n = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
-    return str(gpus[n % len(gpus)]["index"])
+    return assign_gpu(os.environ.get("PYTEST_XDIST_WORKER", "gw0"), devices)
+
+
+def _runs_on_gpu(item: pytest.Item) -> bool:
+    return item.get_closest_marker("gpu") is not None and item.get_closest_marker("skip") is None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """An xdist worker that will run GPU tests is pinned to its own GPU (CUDA_VISIBLE_DEVICES) before any of
+    them runs, so `pytest -m gpu -n N` spreads the tests over N GPUs, in-process CUDA and child processes alike."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker or ALL_DEVICES_ENV in os.environ or not any(_runs_on_gpu(i) for i in session.items):
+        return
+    try:
+        devices = visible_devices(os.environ, _facts().get("gpus") or [])
+    except Exception:  # noqa: BLE001 - the skip reasons already say what could not be read
+        return
+    gpu = assign_gpu(worker, devices)
+    if gpu is None:
+        return
+    if "CUDA_VISIBLE_DEVICES" not in os.environ:
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # nvidia-smi's indices are PCI bus order
+    os.environ[ALL_DEVICES_ENV] = ",".join(devices)
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if not _runs_on_gpu(item):
+        return
+    try:
+        gpus = _facts().get("gpus") or []
+        label = gpu_label(visible_devices(os.environ, gpus), gpus)
+    except Exception:  # noqa: BLE001
+        return
+    item.user_properties.append((GPU_PROPERTY, label))
+
+
+def _gpu_of(report: pytest.TestReport) -> str | None:
+    for entry in getattr(report, "user_properties", None) or []:
+        if len(entry) == 2 and entry[0] == GPU_PROPERTY:
+            return str(entry[1])
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
+    """`-v` status words name the GPU: "PASSED [GPU 1 (NVIDIA H200)]"."""
+    status = yield
+    gpu = _gpu_of(report) if report.when == "call" else None
+    if not gpu or not isinstance(status, tuple) or len(status) != 3:
+        return status
+    category, letter, word = status
+    if isinstance(word, tuple):
+        return category, letter, (f"{word[0]} [{gpu}]", word[1])
+    return category, letter, f"{word} [{gpu}]" if word else word
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    gpu = _gpu_of(report) if report.when == "call" else None
+    if gpu:
+        _GPU_TESTS.setdefault(gpu, []).append(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line: which GPU ran how many GPU tests (under xdist: each worker's own)."""
+    if _GPU_TESTS:
+        per_gpu = "; ".join(f"{gpu}: {len(ids)} test{'s' if len(ids) != 1 else ''}"
+                            for gpu, ids in sorted(_GPU_TESTS.items()))
+        terminalreporter.write_line(f"fp8doctor: GPU tests ran on {per_gpu}")
 
 
 @pytest.fixture
@@ -163,8 +263,12 @@ def fp8_cell() -> Any:
         elif isinstance(spec, dict):
             spec = RunSpec.from_dict(spec)
         gpu = worker_gpu()
-        if gpu is not None and spec.nproc == 1 and "CUDA_VISIBLE_DEVICES" not in spec.env:
-            spec = replace(spec, env={**spec.env, "CUDA_VISIBLE_DEVICES": gpu, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"})
+        if "CUDA_VISIBLE_DEVICES" not in spec.env:
+            if spec.nproc > 1 and os.environ.get(ALL_DEVICES_ENV):  # a pinned worker: the spec needs every GPU
+                spec = replace(spec, env={**spec.env, "CUDA_VISIBLE_DEVICES": os.environ[ALL_DEVICES_ENV]})
+            elif gpu is not None and spec.nproc == 1:
+                order = {} if "CUDA_VISIBLE_DEVICES" in os.environ else {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+                spec = replace(spec, env={**spec.env, "CUDA_VISIBLE_DEVICES": gpu, **order})
         return run_spec(spec)
 
     return run

@@ -120,3 +120,53 @@ def test_cell(fp8_cell):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == 0, result.stdout.str()[-2000:]
     result.assert_outcomes(passed=1)
+
+
+def test_each_xdist_worker_gets_its_own_gpu_from_fake_device_lists() -> None:
+    four = ["0", "1", "2", "3"]
+    assert [pytest_plugin.assign_gpu(f"gw{k}", four) for k in range(6)] == ["0", "1", "2", "3", "0", "1"]
+    assert pytest_plugin.assign_gpu(None, four) is None  # not under xdist: the test sees every GPU
+    assert pytest_plugin.assign_gpu("master", four) is None
+    assert pytest_plugin.assign_gpu("gw0", []) is None
+    gpus = H100["gpus"]  # nvidia-smi indices 0 and 3
+    assert pytest_plugin.visible_devices({}, gpus) == ["0", "3"]
+    assert [pytest_plugin.assign_gpu(w, pytest_plugin.visible_devices({}, gpus)) for w in ("gw0", "gw1")] == [
+        "0", "3"]
+    uuids = {"CUDA_VISIBLE_DEVICES": "GPU-aaa, GPU-bbb"}  # the user's own list is kept as written
+    assert pytest_plugin.visible_devices(uuids, gpus) == ["GPU-aaa", "GPU-bbb"]
+    assert pytest_plugin.assign_gpu("gw1", pytest_plugin.visible_devices(uuids, gpus)) == "GPU-bbb"
+    assert pytest_plugin.gpu_label(["3"], gpus) == "GPU 3 (H100)"
+    assert pytest_plugin.gpu_label(["0", "3"], gpus) == "GPUs 0,3"
+
+
+FAKE_GPUS_CONFTEST = """
+import fp8doctor.pytest_plugin as p
+
+FAKE = {"gpus": [{"index": "0", "name": "FakeGPU", "cc": (9, 0)}, {"index": "1", "name": "FakeGPU", "cc": (9, 0)}],
+        "gpu_count": 2, "cc": (9, 0), "gpu_status": "2 fake GPUs", "te_import_error": None,
+        "installed": {"torchao": "0.18.0", "transformer-engine": None}}
+p._facts = lambda: FAKE
+"""
+
+PINNED_TESTS = """
+import os
+import pytest
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("k", range(4))
+def test_pinned(k):
+    worker = os.environ["PYTEST_XDIST_WORKER"]
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == {"gw0": "0", "gw1": "1"}[worker]
+    assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+"""
+
+
+def test_pytest_dash_n_pins_workers_and_names_the_gpu_per_test(pytester) -> None:
+    pytester.makeconftest(FAKE_GPUS_CONFTEST)  # the facts are faked; the pinning and reporting are real
+    pytester.makepyfile(test_pinned=PINNED_TESTS)
+    result = pytester.runpytest_subprocess("-m", "gpu", "-n", "2", "-v", "-p", "no:cacheprovider")
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    result.assert_outcomes(passed=4)
+    out = result.stdout.str()
+    assert out.count("PASSED [GPU 0 (FakeGPU)]") + out.count("PASSED [GPU 1 (FakeGPU)]") == 4
+    result.stdout.fnmatch_lines(["fp8doctor: GPU tests ran on GPU *"])

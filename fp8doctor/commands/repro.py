@@ -30,8 +30,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fp8doctor.needs import require
     from fp8doctor.repro import render, run_repro
 
+    require("repro")
     report = run_repro(args.config, backend=args.backend, steps=args.steps, timeout_s=args.timeout,
                        workers=args.workers)
     print(render(report, args.format), end="")

@@ -1,4 +1,5 @@
-"""`fp8doctor watch [--timeout S] [--format F] -- CMD ARGS...`: run a training command and say whether FP8 ran."""
+"""`fp8doctor watch [--timeout S] [--format F] [--records DIR] -- CMD ARGS...` and `fp8doctor watch --merge DIR`:
+run a training command and say whether FP8 ran; across nodes, one verdict for the job."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import sys
 from typing import Any
 
 from fp8doctor.errors import UsageError
+
+MERGE_WAIT_S = 60.0
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -17,27 +20,85 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(accelerate launch and torchrun ranks included) and report, per rank, whether FP8 was active, "
         "silently replaced by bf16, or raised, with the fix. Exit code: CMD's own failure (124 on timeout, "
         "128+N when killed by signal N), else 1 if FP8 was not active, 0 if it was; 2 for bad usage or a "
-        "command that cannot be found.",
+        "command that cannot be found. Multi-node: wrap each node's launcher in `watch --records DIR` (DIR "
+        "shared by the nodes); the watch holding rank 0 merges when every node is done, or run `watch --merge DIR`.",
     )
     p.add_argument("--timeout", type=float, metavar="S", help="stop the whole command after S seconds")
     p.add_argument("--format", choices=("text", "md", "json"), default="text",
                    help="report format (json: CMD's stdout goes to stderr so stdout holds only the JSON)")
+    p.add_argument("--records", metavar="DIR",
+                   help="keep every process's records under DIR/<host>/<rank>-<pid>.jsonl (a directory the nodes "
+                   "share); the watch holding rank 0 prints the job's merged table when all nodes are done")
+    p.add_argument("--merge", metavar="DIR", help="run nothing: merge the records in DIR into the job's table")
+    p.add_argument("--merge-wait", type=float, metavar="S", default=MERGE_WAIT_S,
+                   help=f"with --records: how long the rank-0 watch waits for the other nodes to end before "
+                   f"merging (default {MERGE_WAIT_S:g})")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to watch")
     p.set_defaults(func=run)
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    from fp8doctor.watch import render, run_watch
-    from fp8doctor.watch.runner import exit_code
+def _merge_only(args: argparse.Namespace, cmd: list[str]) -> int:
+    from fp8doctor.watch.merge import exit_code, merge
+    from fp8doctor.watch.render_job import render_job
 
+    if cmd or args.records:
+        raise UsageError("--merge DIR runs no command: use it alone (`fp8doctor watch --merge DIR`)")
+    job = merge(args.merge)
+    sys.stdout.write(render_job(job, args.format))
+    return exit_code(job)
+
+
+def _own_failure(result: dict[str, Any]) -> bool:
+    return bool(result.get("timed_out") or result.get("signal") or result.get("exit_code"))
+
+
+def _merge_after(result: dict[str, Any], wait_s: float) -> dict[str, Any] | None:
+    """The job, when this watch holds rank 0 and every node's watch is done within wait_s; else None (said why)."""
+    from fp8doctor.watch.merge import merge, wait_until_done
+
+    place = result.get("records") or {}
+    if not place.get("leader"):
+        return None
+    expected = place.get("expected_watches")
+    if not wait_until_done(place["dir"], expected, wait_s):
+        print(f"fp8doctor watch: not every node's watch was done after {wait_s:g} s (expected "
+              f"{expected or 'unknown'}); merge later with `fp8doctor watch --merge {place['dir']}`", file=sys.stderr)
+        return None
+    try:
+        return merge(place["dir"])
+    except UsageError as exc:
+        print(f"fp8doctor watch: nothing to merge: {exc}", file=sys.stderr)
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
+    if args.merge is not None:
+        return _merge_only(args, cmd)
+    from fp8doctor.watch import render, run_watch
+    from fp8doctor.watch.runner import exit_code
+
     if not cmd:
         raise UsageError("no command to watch: usage `fp8doctor watch [options] -- CMD ARGS...`")
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be a positive number of seconds")
-    result = run_watch(cmd, args.timeout, stdout=sys.stderr if args.format == "json" else None)
-    sys.stdout.write(render(result, args.format))
-    return exit_code(result)
+    if args.merge_wait < 0:
+        raise UsageError("--merge-wait must be zero or a positive number of seconds")
+    result = run_watch(cmd, args.timeout, stdout=sys.stderr if args.format == "json" else None,
+                       records_dir=args.records)
+    code = exit_code(result)
+    job = _merge_after(result, args.merge_wait) if args.records else None
+    if job is None:
+        sys.stdout.write(render(result, args.format))
+        return code
+    from fp8doctor.watch.merge import exit_code as job_exit_code
+    from fp8doctor.watch.render_job import render_job
+
+    if args.format == "json":
+        sys.stdout.write(render({**result, "job": job}, "json"))
+    else:
+        sys.stdout.write(render(result, args.format) + "\n" + render_job(job, args.format))
+    return code if _own_failure(result) else job_exit_code(job)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fp8doctor.facts.packages import version_of
 from fp8doctor.fixes import Fix, launch_fix, render_all
+from fp8doctor.repro.plan import recipe_class
 from fp8doctor.repro.run import ReproReport
 from fp8doctor.runs.backends import backend_env
 from fp8doctor.verdicts import REPRODUCED, SILENT_BF16
@@ -13,7 +14,7 @@ from fp8doctor.verdicts import REPRODUCED, SILENT_BF16
 def verdict_paragraph(report: ReproReport) -> str:
     rows = {r.key: r for r in report.rows}
     plan = report.plan
-    recipe_cls = "TERecipeKwargs" if plan.backend == "te" else "AORecipeKwargs"
+    recipe_cls = recipe_class(plan.backend)
     parts: list[str] = []
     append = rows["buggy_append"]
     if append.verdict == REPRODUCED:
@@ -55,7 +56,8 @@ def fixes(report: ReproReport) -> list[Fix]:
     active = {r.key: r for r in report.fixed_active()}
     backend = "TE" if plan.backend == "te" else "AO"
     env = {"ACCELERATE_MIXED_PRECISION": "fp8", **backend_env(plan.backend, plan.recipe)}
-    handler = "TERecipeKwargs(fp8_format='HYBRID')" if plan.backend == "te" else "AORecipeKwargs()"
+    handler = {"TERecipeKwargs": "TERecipeKwargs(fp8_format='HYBRID')", "AORecipeKwargs": "AORecipeKwargs()",
+               "FP8RecipeKwargs": "FP8RecipeKwargs(backend='TE', fp8_format='HYBRID')"}[recipe_class(plan.backend)]
     out: list[Fix] = []
     if "trainer" in active:
         out.append(Fix("trainer", "HF Trainer / LLaMA-Factory: let Accelerate own FP8, do not patch "

@@ -13,6 +13,8 @@ ALL_CHECKS: tuple[Check, ...] = (
     backends.check_any_backend,
     backends.check_torchao,
     backends.check_transformer_engine,
+    backends.check_te_release,
+    backends.check_accelerate_te,
     versions.check_te_packages,
     versions.check_accelerate_te_options,
     versions.check_accelerate_version,

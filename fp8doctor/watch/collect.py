@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+from fp8doctor.watch.records import RECORD_GLOB, identity, read_record_file
 
 
 def process_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -20,15 +14,18 @@ def process_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
         "pid": None, "ppid": None, "argv": [], "rank": None, "local_rank": None, "world_size": None,
         "env_at_start": {}, "accelerators": [], "training_args": [], "losses": [], "versions": {},
         "observer_errors": [], "exited": False, "orphan_prepares": [],
+        "host": None, "watch_id": None, "rank_env": {}, "node": None, "accelerate_env": {}, "device": None,
     }
     by_id: dict[Any, dict[str, Any]] = {}
     for rec in records:
         kind = rec.get("kind")
         if kind == "process":
             rank_env = rec.get("rank_env") or {}
+            who = identity(rank_env)
             proc.update(pid=rec.get("pid"), ppid=rec.get("ppid"), argv=rec.get("argv") or [],
-                        env_at_start=rec.get("env_at_start") or {}, rank=_int(rank_env.get("RANK")),
-                        local_rank=_int(rank_env.get("LOCAL_RANK")), world_size=_int(rank_env.get("WORLD_SIZE")))
+                        env_at_start=rec.get("env_at_start") or {}, rank=who["rank"], local_rank=who["local_rank"],
+                        world_size=who["world_size"], node=who["node"], rank_env=rank_env, host=rec.get("host"),
+                        watch_id=rec.get("watch_id"), accelerate_env=rec.get("accelerate_env") or {})
         elif kind == "accelerator":
             acc = {k: v for k, v in rec.items() if k not in ("kind", "t")}
             acc.update(prepares=[], forwards=[])
@@ -46,6 +43,8 @@ def process_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
             proc["training_args"].append({k: v for k, v in rec.items() if k not in ("kind", "t")})
         elif kind == "loss":
             proc["losses"].append({k: v for k, v in rec.items() if k not in ("kind", "t")})
+        elif kind == "device":
+            proc["device"] = {k: v for k, v in rec.items() if k not in ("kind", "t")}
         elif kind == "versions":
             proc["versions"] = rec.get("versions") or {}
         elif kind == "observer_error":
@@ -56,19 +55,16 @@ def process_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a process killed mid-write leaves a partial last line
-        if isinstance(rec, dict):
-            records.append(rec)
-    return records
+    return read_record_file(path)[0]  # a process killed mid-write leaves a partial last line: skipped
 
 
-def collect(directory: str | Path) -> list[dict[str, Any]]:
-    """Every observed process, ordered by rank (ranked ones first) then pid."""
-    procs = [process_from_records(read_records(p)) for p in sorted(Path(directory).glob("proc-*.jsonl"))]
-    procs = [p for p in procs if p["pid"] is not None]
+def sort_processes(procs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ranked processes first, by rank, then the others by pid."""
     return sorted(procs, key=lambda p: (p["rank"] is None, p["rank"] or 0, p["pid"]))
+
+
+def collect(directory: str | Path, watch_id: str | None = None) -> list[dict[str, Any]]:
+    """Every observed process (only those of one `watch` when watch_id is given), ordered by rank then pid."""
+    procs = [process_from_records(read_records(p)) for p in sorted(Path(directory).glob(RECORD_GLOB))]
+    procs = [p for p in procs if p["pid"] is not None and (watch_id is None or p["watch_id"] == watch_id)]
+    return sort_processes(procs)

@@ -22,6 +22,8 @@ import time
 import traceback
 from typing import Any
 
+from fp8doctor.watch import records
+
 WATCH_DIR_ENV = "FP8DOCTOR_WATCH_DIR"
 # Env vars whose value at a given moment explains which precision won.
 PRECISION_ENV = (
@@ -32,7 +34,6 @@ PRECISION_ENV = (
     "ACCELERATE_USE_DEEPSPEED",
     "ACCELERATE_USE_FSDP",
 )
-RANK_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")
 FP8_HANDLER_CLASSES = ("TERecipeKwargs", "AORecipeKwargs", "MSAMPRecipeKwargs", "FP8RecipeKwargs")
 FORWARDS_TO_WATCH = 3  # top-level forward passes after prepare() whose FP8 module calls are counted
 MAX_LOSSES = 1000
@@ -90,12 +91,13 @@ def _current_trainer_args() -> dict[str, Any] | None:
 
 
 class Recorder:
-    """Appends JSON lines to this process's file; reopens after fork so each pid keeps its own file."""
+    """Appends JSON lines to this process's file, one whole line per write(2); reopens after fork so each pid keeps
+    its own file (named <rank>-<pid>.jsonl under `watch --records`, else proc-<pid>.jsonl)."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self._pid = -1
-        self._fh: Any = None
+        self._fd: int | None = None
         self._lock = threading.Lock()
         # A fork taken while another thread writes must not inherit a held lock.
         os.register_at_fork(after_in_child=self._new_lock)
@@ -106,15 +108,17 @@ class Recorder:
     def _file(self) -> Any:
         if self._pid != os.getpid():
             self._pid = os.getpid()
-            path = os.path.join(self.directory, f"proc-{self._pid}.jsonl")
-            self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the process's life
+            name = (records.record_file_name(os.environ, self._pid) if os.environ.get(records.RECORDS_ENV)
+                    else f"proc-{self._pid}.jsonl")
+            self._fd = records.open_append(os.path.join(self.directory, name))  # kept open for the process's life
             self._write_line({"kind": "process", **_process_facts()})
-        return self._fh
+        return self._fd
 
     def _write_line(self, record: dict[str, Any]) -> None:
+        from fp8doctor.redact import redact  # record files outlive the run under --records: no secret in them
+
         record.setdefault("t", time.time())
-        self._fh.write(json.dumps(record, default=_plain) + "\n")
-        self._fh.flush()
+        records.append_line(self._fd, json.dumps(redact(record), default=_plain))
 
     def write(self, kind: str, **fields: Any) -> None:
         try:
@@ -131,8 +135,11 @@ def _process_facts() -> dict[str, Any]:
         "ppid": os.getppid(),
         "argv": list(sys.argv) if hasattr(sys, "argv") else [],
         "executable": sys.executable,
-        "rank_env": {k: os.environ.get(k) for k in RANK_ENV if os.environ.get(k) is not None},
+        "host": records.host_name(),
+        "watch_id": os.environ.get(records.WATCH_ID_ENV),
+        "rank_env": {k: os.environ.get(k) for k in records.IDENTITY_ENV if os.environ.get(k) is not None},
         "env_at_start": _START_ENV,
+        "accelerate_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("ACCELERATE_")},
     }
 
 
@@ -162,10 +169,16 @@ def _accelerator_result(acc: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in ("mixed_precision", "fp8_enabled", "fp8_backend", "distributed_type", "num_processes",
                  "process_index", "local_process_index", "device"):
+        if not hasattr(type(acc), name) and name not in vars(acc):
+            out[name] = None  # not in this Accelerate release (accelerate <= 1.3 has no fp8_enabled/fp8_backend)
+            continue
         try:
             out[name] = _plain(getattr(acc, name))
         except Exception as exc:  # noqa: BLE001 - a property that raises is itself a fact
             out[name] = f"<{type(exc).__name__}>"
+    if out["fp8_enabled"] is None and isinstance(out.get("mixed_precision"), str):
+        # What accelerate >= 1.4 stores as fp8_enabled: the resolved mixed precision is fp8.
+        out["fp8_enabled"] = out["mixed_precision"] == "fp8"
     return out
 
 
@@ -202,8 +215,27 @@ def _wrap_accelerator_init(original: Any) -> Any:
         _state["accelerators"][id(self)] = acc_id
         record["result"] = _accelerator_result(self)
         _record("accelerator", **record)
+        _record_device(self)
 
     return __init__
+
+
+def _record_device(acc: Any) -> None:
+    """Once per process: the accelerator device this rank trains on and its compute capability (GPU: "9.0")."""
+    if _state.get("device_recorded"):
+        return
+    _state["device_recorded"] = True
+    try:
+        import torch
+
+        device = acc.device
+        info: dict[str, Any] = {"device": str(device), "type": device.type}
+        if device.type == "cuda":
+            major, minor = torch.cuda.get_device_capability(device)
+            info.update(name=torch.cuda.get_device_name(device), capability=f"{major}.{minor}")
+        _record("device", **info)
+    except Exception as exc:  # noqa: BLE001
+        _record("observer_error", where="device", error=f"{type(exc).__name__}: {exc}")
 
 
 def _eligible_rule(acc: Any) -> str:

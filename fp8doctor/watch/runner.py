@@ -17,23 +17,44 @@ from typing import IO, Any
 
 from fp8doctor import verdicts as vocabulary
 from fp8doctor.errors import UsageError
+from fp8doctor.redact import redact
+from fp8doctor.watch import records
 from fp8doctor.watch.collect import collect
 from fp8doctor.watch.observer import WATCH_DIR_ENV
 from fp8doctor.watch.verdicts import facts_from_processes, fix_hint, overall_verdict
 
 INJECT_DIR = Path(__file__).resolve().parent / "inject"
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 TERM_GRACE_S = 5.0
 
 
-def child_env(watch_dir: str, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of the watched command: the observer's directory first on PYTHONPATH, and where to write."""
+def child_env(watch_dir: str, base: dict[str, str] | None = None, watch_id: str | None = None) -> dict[str, str]:
+    """The environment of the watched command: the observer's directory first on PYTHONPATH, and where to write
+    (with a watch id: `--records` file names, and the id that tells this watch's files from other nodes')."""
     env = dict(os.environ if base is None else base)
     old = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(INJECT_DIR) + (os.pathsep + old if old else "")
     env[WATCH_DIR_ENV] = watch_dir
-    env["FP8DOCTOR_WATCH_ROOT"] = str(PACKAGE_ROOT)
+    from fp8doctor import target
+
+    # Only fp8doctor, never its parent folder: that is fp8doctor's own site-packages when it is installed as a tool.
+    env["FP8DOCTOR_WATCH_ROOT"] = target.package_only_dir()
+    if watch_id is not None:
+        env[records.RECORDS_ENV] = "1"
+        env[records.WATCH_ID_ENV] = watch_id
     return env
+
+
+def _records_dir(directory: str) -> Path:
+    """DIR/<host> for `--records DIR`, created (with DIR) if needed."""
+    root = Path(directory)
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--records {directory}: not a directory")
+    host_dir = root / records.host_name()
+    try:
+        host_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--records {directory}: cannot create {host_dir}: {exc.strerror or exc}") from None
+    return host_dir
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
@@ -82,8 +103,12 @@ def run_watch(
     stdout: IO[Any] | int | None = None,
     stderr: IO[Any] | int | None = None,
     env: dict[str, str] | None = None,
+    records_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Run CMD (output streams to the terminal unless stdout/stderr say otherwise) and report what FP8 did in it."""
+    """Run CMD (output streams to the terminal unless stdout/stderr say otherwise) and report what FP8 did in it.
+
+    With records_dir, every process's records are kept under records_dir/<host>/ (see fp8doctor.watch.records)
+    and a marker says whether this watch is running or done, for `fp8doctor watch --merge`."""
     if not cmd:
         raise UsageError("no command to watch: usage `fp8doctor watch [options] -- CMD ARGS...`")
     path = (env or os.environ).get("PATH")
@@ -91,14 +116,24 @@ def run_watch(
         raise UsageError(f"command not found: {cmd[0]}")
     if os.sep in cmd[0] and not os.access(cmd[0], os.X_OK):
         raise UsageError(f"command not found or not executable: {cmd[0]}")
-    watch_dir = tempfile.mkdtemp(prefix="fp8doctor-watch-")
+    base_env = dict(os.environ if env is None else env)
+    watch_id = marker = None
+    if records_dir is None:
+        watch_dir = tempfile.mkdtemp(prefix="fp8doctor-watch-")
+    else:
+        host_dir = _records_dir(records_dir)
+        watch_dir, watch_id = str(host_dir), f"{records.host_name()}-{os.getpid()}"
+        marker = records.marker_path(host_dir, os.getpid())
+        records.write_marker(marker, {"watch_id": watch_id, "host": records.host_name(), "pid": os.getpid(),
+                                      "state": "running", "command": redact(list(cmd)), "started": time.time()})
     # Own process group: a timeout or Ctrl-C can then stop the launcher and every rank it started.
     group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
     start = time.monotonic()
     timed_out = interrupted = False
     try:
         try:
-            proc = subprocess.Popen(cmd, env=child_env(watch_dir, env), stdout=stdout, stderr=stderr, **group)
+            proc = subprocess.Popen(cmd, env=child_env(watch_dir, base_env, watch_id), stdout=stdout, stderr=stderr,
+                                    **group)
         except OSError as exc:
             raise UsageError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
         try:
@@ -115,13 +150,23 @@ def run_watch(
             except subprocess.TimeoutExpired:
                 _stop_group(proc)
         duration = time.monotonic() - start
-        procs = collect(watch_dir)
+        procs = collect(watch_dir, watch_id)
     finally:
-        shutil.rmtree(watch_dir, ignore_errors=True)
+        if records_dir is None:
+            shutil.rmtree(watch_dir, ignore_errors=True)
     rc = proc.returncode
     sig = -rc if rc is not None and rc < 0 else None
     verdict = overall_verdict(procs)
     facts = {**facts_from_processes(procs), "command": list(cmd)}
+    placed = None
+    if marker is not None:
+        place = records.watch_place(base_env, [p.get("rank_env") or {} for p in procs])
+        placed = {"dir": str(records_dir), "host": records.host_name(), "watch_id": watch_id, **place}
+        records.write_marker(marker, {
+            "watch_id": watch_id, "host": records.host_name(), "pid": os.getpid(), "state": "done",
+            "command": redact(list(cmd)), "exit_code": rc, "timed_out": timed_out,
+            "verdict": verdict["verdict"], **place,
+        })
     return {
         "command": list(cmd),
         "exit_code": rc if sig is None else None,
@@ -139,6 +184,7 @@ def run_watch(
         "fix": fix_hint(verdict, facts),
         "versions": facts["packages"],
         "processes": procs,
+        **({"records": placed} if placed else {}),
     }
 
 

@@ -1,10 +1,14 @@
 """Plain Accelerate training loop on the tiny Llama with a torchao FP8 recipe (emulated, so it runs on CPU).
 
 Mixed precision comes from the launcher (ACCELERATE_MIXED_PRECISION / `accelerate launch --mixed_precision`),
-so it runs unchanged under `accelerate launch` and `torchrun`. Prints "LOSS <rank> <step> <repr>" per step.
+so it runs unchanged under `accelerate launch` and `torchrun`; the recipe is passed only when that is fp8 (as
+scripts that switch precision by environment do), so a node exporting ACCELERATE_MIXED_PRECISION=bf16 trains on
+in bf16. Prints "LOSS <rank> <step> <repr>" per step.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 from accelerate import Accelerator
@@ -14,7 +18,8 @@ from torchao.float8 import Float8LinearConfig
 
 
 def main() -> None:
-    accelerator = Accelerator(kwargs_handlers=[AORecipeKwargs(config=Float8LinearConfig(emulate=True))])
+    fp8 = os.environ.get("ACCELERATE_MIXED_PRECISION") == "fp8"
+    accelerator = Accelerator(kwargs_handlers=[AORecipeKwargs(config=Float8LinearConfig(emulate=True))] if fp8 else [])
     model = build_model(seed=0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model, optimizer = accelerator.prepare(model, optimizer)

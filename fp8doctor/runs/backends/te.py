@@ -1,13 +1,21 @@
 """Transformer Engine recipes and autocast, written against TE's public API (CUDA only; never runs on CPU).
 
-Recipe presence is checked with hasattr because it varies by TE release (2.0 DelayedScaling/MXFP8, 2.2 current
-scaling, 2.3 block scaling, 2.8 NVFP4); `autocast` replaced `fp8_autocast` in 2.9 and whichever exists is used.
+Recipe presence is checked with hasattr because it varies by TE release (as read by the static TE lab, lab/te:
+DelayedScaling always, MXFP8 from 2.1, current scaling 2.2, block scaling 2.3, NVFP4 2.8); `autocast` exists from
+2.9 (`fp8_autocast` then warns) and whichever exists is used. tests/test_te_releases.py holds every TE name and
+keyword used here against each release the `te` extra allows.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from contextlib import AbstractContextManager
 from typing import Any
+
+# Set in a run's env: build accelerate <= 1.3's FP8RecipeKwargs(backend="TE") where TE is not installed, to reach
+# Accelerate's own mixed-precision check on a machine without TE (the buggy repro rows only).
+UNCHECKED_ENV = "FP8DOCTOR_RECIPE_UNCHECKED"
 
 # RunSpec recipe -> (TE recipe class, constructor kwargs by name of a Format member or plain values)
 RECIPE_CLASSES = {
@@ -20,6 +28,16 @@ RECIPE_CLASSES = {
 }
 # Recipes Accelerate's TERecipeKwargs can express (it builds DelayedScaling, or MXFP8 with use_mxfp8_block_scaling).
 ACCELERATE_RECIPES = {"delayed_hybrid", "delayed_e4m3", "mxfp8"}
+
+
+def offered_recipes(te_version: str | None) -> tuple[str, ...]:
+    """The recipes a TE release has (from the static TE lab's observations); all of them when TE is absent."""
+    from fp8doctor.knowledge import te_releases
+
+    observed = te_releases.release(te_version)
+    if observed is None:
+        return tuple(RECIPE_CLASSES)
+    return tuple(r for r, (cls, _) in RECIPE_CLASSES.items() if cls in observed["recipes"])
 
 
 def te_recipe(recipe: str) -> Any:
@@ -55,9 +73,28 @@ def handler_kwargs(recipe: str) -> dict[str, Any]:
 
 
 def recipe_handler(recipe: str) -> Any:
-    from accelerate.utils import TERecipeKwargs
+    """Accelerate's TE recipe handler: TERecipeKwargs, or FP8RecipeKwargs(backend="TE") in accelerate <= 1.3 (its
+    only recipe class). With UNCHECKED_ENV=1 the old class is built without its TE-availability check."""
+    import accelerate.utils
 
-    return TERecipeKwargs(**handler_kwargs(recipe))
+    if hasattr(accelerate.utils, "TERecipeKwargs"):
+        return accelerate.utils.TERecipeKwargs(**handler_kwargs(recipe))
+    kwargs = {"backend": "TE", **handler_kwargs(recipe)}
+    if os.environ.get(UNCHECKED_ENV) != "1":
+        return accelerate.utils.FP8RecipeKwargs(**kwargs)
+    return _without_availability_check(accelerate.utils.FP8RecipeKwargs, kwargs)
+
+
+def _without_availability_check(cls: Any, kwargs: dict[str, Any]) -> Any:
+    """The real handler class, with the "is TE installed" check of its __post_init__ answering yes during the call;
+    every other check and default of the class runs as released."""
+    module = sys.modules[cls.__module__]
+    original = module.is_transformer_engine_available
+    module.is_transformer_engine_available = lambda: True
+    try:
+        return cls(**kwargs)
+    finally:
+        module.is_transformer_engine_available = original
 
 
 def accelerate_env(recipe: str) -> dict[str, str]:
