@@ -1,9 +1,8 @@
 """Behaviour generations implied by installed versions (pure functions on version strings).
 
 Accelerate and transformers changed how FP8 intent travels to the Accelerator several times; these tables turn
-a version into the behaviour that matters, and `fix_lines` into the concrete lines that make FP8 win.
-Facts come from reading each version's source; the installed Accelerate's row is held against the library
-itself by tests/test_env_generations.py.
+a version into the behaviour that matters (each statement backed by fp8doctor/predict.py's observed rules).
+The lab's observations hold these statements (tests/test_generation_predictions.py, tests/test_env_generations.py).
 """
 
 from __future__ import annotations
@@ -12,8 +11,15 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-ERROR_OLD = "Passing in a FP8RecipeKwargs object requires setting `mixed_precision='fp8'`."
-ERROR_NEW = "Passing in an FP8 configuration requires setting `mixed_precision='fp8'`."
+from fp8doctor.predict import (
+    ERROR_NEW,
+    ERROR_OLD,
+    NO_CUDA_BUILD,
+    NO_FP8_LIBRARY,
+    RECIPES_NEW,
+    RECIPES_OLD,
+    transformers_passes,
+)
 
 
 def _v(version: str | None) -> Version | None:
@@ -26,66 +32,75 @@ def _v(version: str | None) -> Version | None:
 
 
 def accelerate_generation(version: str | None) -> dict[str, Any]:
-    """What an Accelerate version does with FP8 recipe handlers and env-only fp8."""
+    """What an Accelerate version does with FP8 recipe handlers and env-only fp8 (as the lab observed it)."""
     v = _v(version)
     if v is None:
         return {"installed": bool(version), "version": version, "generation": "unknown" if version else "absent"}
     base = v.release[:2]
-    out: dict[str, Any] = {"installed": True, "version": version}
+    out: dict[str, Any] = {"installed": True, "version": version, "error_message": ERROR_NEW,
+                           "recipe_classes": list(RECIPES_NEW), "env_fp8_works": False,
+                           "reads_fp8_backend_env": base >= (1, 9)}
     if base < (1, 4):
         out.update(
-            generation="<=1.3",
-            recipe_classes=["FP8RecipeKwargs"],
-            check="argument",
-            error_message=ERROR_OLD,
-            env_fp8_with_handler_ok=False,
-            summary="only FP8RecipeKwargs exists (TERecipeKwargs/AORecipeKwargs are missing: importing them fails)",
+            generation="<=1.3", recipe_classes=list(RECIPES_OLD), error_message=ERROR_OLD,
+            summary=("no torchao backend: only FP8RecipeKwargs exists (Transformer Engine or MS-AMP, checked when it "
+                     "is built); mixed_precision fp8 without either raises \"" + NO_FP8_LIBRARY + "\""),
+        )
+    elif base < (1, 5):
+        out.update(
+            generation="1.4",
+            summary=("mixed_precision fp8 asserts a CUDA build of torch (\"" + NO_CUDA_BUILD + "\" on a CPU build); "
+                     "a recipe handler needs the mixed_precision argument itself to be 'fp8'"),
+        )
+    elif base < (1, 8):
+        out.update(
+            generation="1.5-1.7",
+            summary=("fp8 converts nothing without a recipe handler passed by the caller (ACCELERATE_MIXED_PRECISION"
+                     "=fp8 or mixed_precision='fp8' alone leaves every layer as it is); a recipe handler needs the "
+                     "mixed_precision argument itself to be 'fp8'"
+                     + ("; the torchao path raises TypeError in prepare (layer filter)" if base == (1, 5) else "")),
         )
     elif base < (1, 9):
         out.update(
-            generation="1.4-1.8",
-            recipe_classes=["TERecipeKwargs", "AORecipeKwargs", "MSAMPRecipeKwargs", "FP8RecipeKwargs (deprecated)"],
-            check="argument",
-            error_message=ERROR_NEW,
-            env_fp8_with_handler_ok=False,
-            summary=("the FP8 check compares only the `mixed_precision` argument: fp8 set only by env/config plus "
-                     "a recipe handler still raises"
-                     + ("; env-only fp8 may convert no layer" if base < (1, 8) else "")),
+            generation="1.8",
+            summary=("fp8 set only by ACCELERATE_MIXED_PRECISION raises ValueError (\"" + ERROR_NEW + "\") with "
+                     "torchao installed; the torchao path raises AttributeError (fsdp_plugin) without FSDP"),
         )
     else:
         out.update(
-            generation=">=1.9",
-            recipe_classes=["TERecipeKwargs", "AORecipeKwargs", "MSAMPRecipeKwargs", "FP8RecipeKwargs (deprecated)"],
-            check="argument-or-state",
-            error_message=ERROR_NEW,
-            env_fp8_with_handler_ok=True,
-            summary="the FP8 check honours the argument, ACCELERATE_MIXED_PRECISION and the config file",
+            generation=">=1.9", env_fp8_works=True,
+            summary=("fp8 reaches the Accelerator from the mixed_precision argument or ACCELERATE_MIXED_PRECISION "
+                     "(which `accelerate launch` sets from its config file); ACCELERATE_FP8_BACKEND is read"),
         )
     out["mxfp8_block_scaling_option"] = base >= (1, 11)
-    out["auto_backend_order"] = ["AO", "TE", "MSAMP"] if base >= (1, 4) else ["MSAMP", "TE"]
     return out
 
 
 def transformers_generation(version: str | None) -> dict[str, Any]:
-    """How a transformers version carries TrainingArguments' precision to the Accelerator."""
+    """How a transformers version carries TrainingArguments' precision to the Accelerator (lab-observed)."""
     v = _v(version)
     if v is None:
         return {"installed": bool(version), "version": version, "generation": "unknown" if version else "absent"}
+    passes = transformers_passes(version, bf16=False, env={})
+    assert passes is not None
+    out = {"installed": True, "version": version, "writes_env": passes["writes_env"],
+           "passes_mixed_precision": passes["mixed_precision"] is not None,
+           "always_passes_kwargs_handlers": passes["kwargs_handlers"] is not None}
     if v.major < 5:
-        return {
-            "installed": True, "version": version, "generation": "4.x",
-            "writes_env": True, "passes_mixed_precision": False, "always_passes_kwargs_handlers": False,
-            "summary": ("TrainingArguments.__post_init__ writes os.environ['ACCELERATE_MIXED_PRECISION'] "
-                        "('bf16' when bf16=True), overwriting a user's fp8"),
-        }
-    return {
-        "installed": True, "version": version, "generation": "5.x",
-        "writes_env": False, "passes_mixed_precision": True, "always_passes_kwargs_handlers": True,
-        "summary": ("TrainingArguments.mixed_precision = ACCELERATE_MIXED_PRECISION or 'no', replaced by 'bf16' when "
-                    "bf16=True; the Trainer passes it to Accelerator(mixed_precision=...) and always passes "
-                    "kwargs_handlers, so a patch that injects a recipe only when kwargs_handlers is missing "
-                    "injects nothing"),
-    }
+        return {**out, "generation": "4.x",
+                "summary": ("TrainingArguments writes os.environ['ACCELERATE_MIXED_PRECISION'] ('bf16' when bf16=True, "
+                            "overwriting fp8); the Trainer passes neither mixed_precision nor kwargs_handlers to "
+                            "Accelerator, which reads the variable")}
+    if not out["always_passes_kwargs_handlers"]:
+        return {**out, "generation": "5.0-5.2",
+                "summary": ("TrainingArguments.mixed_precision = ACCELERATE_MIXED_PRECISION or 'no', replaced by "
+                            "'bf16' when bf16=True; the Trainer passes it as Accelerator(mixed_precision=...) and "
+                            "passes no kwargs_handlers")}
+    return {**out, "generation": ">=5.3",
+            "summary": ("TrainingArguments.mixed_precision = ACCELERATE_MIXED_PRECISION or 'no', replaced by 'bf16' "
+                        "when bf16=True; the Trainer passes it as Accelerator(mixed_precision=...) and always passes "
+                        "kwargs_handlers (a DistributedDataParallelKwargs), so a patch that injects a recipe only when "
+                        "kwargs_handlers is missing injects nothing")}
 
 
 def intended_backend(facts: dict[str, Any]) -> str:
@@ -113,34 +128,7 @@ def intended_backend(facts: dict[str, Any]) -> str:
 
 
 def fix_lines(facts: dict[str, Any]) -> list[str]:
-    """Concrete env / config / CLI lines that make fp8 reach the Accelerator for the installed versions."""
-    pkgs = facts.get("packages", {})
-    acc = accelerate_generation(pkgs.get("accelerate"))
-    tf = transformers_generation(pkgs.get("transformers"))
-    backend = intended_backend(facts)
-    lines: list[str] = []
-    if acc.get("generation") == "<=1.3":
-        lines.append("pip install 'accelerate>=1.9'   # this accelerate has no TERecipeKwargs/AORecipeKwargs")
-    lines += [
-        "# accelerate_fp8.yaml",
-        "mixed_precision: fp8",
-        "fp8_config:",
-        f"  backend: {backend}",
-    ]
-    if backend == "TE":
-        lines += ["  fp8_format: HYBRID", "  amax_compute_algo: max", "  amax_history_len: 1024"]
-    lines.append("accelerate launch --config_file accelerate_fp8.yaml train.py   # or: llamafactory-cli train cfg.yaml")
-    lines.append(f"export ACCELERATE_MIXED_PRECISION=fp8 ACCELERATE_FP8_BACKEND={backend}"
-                 "   # without accelerate launch")
-    if tf.get("generation") in ("4.x", "5.x"):
-        why = ("transformers 4.x rewrites ACCELERATE_MIXED_PRECISION to bf16 when bf16 is true"
-               if tf["generation"] == "4.x" else
-               "transformers 5.x passes mixed_precision='bf16' to the Accelerator when bf16 is true")
-        lines.append(f"bf16: false   # in the training config / TrainingArguments: {why}")
-    if acc.get("generation") == "1.4-1.8":
-        lines.append("# accelerate 1.4-1.8: do not inject a recipe handler unless Accelerator(mixed_precision='fp8') "
-                     "is passed explicitly; let Accelerate build it from the env/config, or upgrade to accelerate>=1.9")
-    if tf.get("always_passes_kwargs_handlers"):
-        lines.append("# a patch injecting a recipe must append to kwargs_handlers "
-                     "(transformers 5.x always passes some)")
-    return lines
+    """The fixes for the installed versions and the user's command, rendered (see fp8doctor/fixes.py)."""
+    from fp8doctor.fixes import fixes_for, render_all
+
+    return render_all(fixes_for(facts, intended_backend(facts))).splitlines()

@@ -1,13 +1,21 @@
 """Which mixed precision really reaches the Accelerator, and the chain that decides it (pure, on facts).
 
-Chain: config files -> TrainingArguments (only on the Trainer path) -> ACCELERATE_MIXED_PRECISION -> Accelerator.
+Chain: shell ACCELERATE_MIXED_PRECISION -> TrainingArguments (Trainer path) -> LLaMA-Factory -> Accelerator. An
+Accelerate config file enters only through `accelerate launch` (Accelerator() reads its argument and the environment).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fp8doctor.generations import accelerate_generation, transformers_generation
+from fp8doctor.predict import (
+    MP_VAR,
+    UNKNOWN,
+    llamafactory_sets_env,
+    predict_accelerator,
+    state_mixed_precision,
+    transformers_passes,
+)
 
 TRAINING_KINDS = ("llamafactory", "training_args")
 
@@ -57,85 +65,122 @@ def _training_precision(data: dict[str, Any], kind: str) -> str | None:
     return None
 
 
-def effective_precision(facts: dict[str, Any]) -> dict[str, Any]:
-    """The mixed precision the Accelerator ends up with, each step of the chain, and a predicted outcome."""
+def _launch_config(facts: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(path, mixed_precision, how to apply it) of the Accelerate config `accelerate launch` would use, if any.
+    A file named with --config applies through `accelerate launch --config_file FILE`; the default-location file
+    through a bare `accelerate launch`. Neither applies to `python train.py`, torchrun or llamafactory-cli."""
+    found = None
+    for c in facts.get("configs", []):
+        if c.get("kind") == "accelerate" and c["data"].get("mixed_precision") is not None:
+            found = (c["path"], str(c["data"]["mixed_precision"]), f"accelerate launch --config_file {c['path']}")
+    acc = facts.get("accelerate_config", {})
+    if found is None and acc.get("exists") and acc.get("mixed_precision") is not None:
+        how = ("accelerate launch" if acc.get("chosen_by") == "default location"
+               else f"accelerate launch --config_file {acc.get('path')}")
+        found = (str(acc.get("path")), str(acc["mixed_precision"]), how)
+    return found
+
+
+def _lf_fp8(cfgs: list[dict[str, Any]]) -> bool:
+    return any(c["kind"] == "llamafactory" and truthy(c["data"].get("fp8"))
+               and str(c["data"].get("stage", "sft")) in ("pt", "sft") for c in cfgs)
+
+
+def _reaches(facts: dict[str, Any], shell_env: str | None, trainer_cfgs: list[dict[str, Any]],
+             chain: list[dict[str, str]] | None) -> tuple[str, str | None, dict[str, str]]:
+    """(mixed precision the Accelerator gets, the argument passed or None, the environment it reads)."""
     pkgs = facts.get("packages", {})
-    tf = transformers_generation(pkgs.get("transformers"))
-    acc_gen = accelerate_generation(pkgs.get("accelerate"))
+    env = {MP_VAR: shell_env} if shell_env is not None else {}
+    if not trainer_cfgs:
+        return state_mixed_precision(None, env), None, env
+    precisions = [p for p in (_training_precision(c["data"], c["kind"]) for c in trainer_cfgs) if p]
+    bf16 = bool(precisions) and precisions[-1] == "bf16"
+    passes = transformers_passes(pkgs.get("transformers"), bf16, env)
+    if precisions and precisions[-1] == "fp16" and passes:
+        passes = {**passes, "env_after": "fp16" if passes["writes_env"] else passes["env_after"],
+                  "mixed_precision": None if passes["writes_env"] else "fp16"}
+    if passes is None:
+        passes = {"env_after": env.get(MP_VAR), "mixed_precision": precisions[-1] if precisions else None,
+                  "kwargs_handlers": None, "writes_env": False}
+    if passes["writes_env"]:
+        env = {**env, MP_VAR: passes["env_after"]}
+        if chain is not None:
+            chain.append({"stage": "TrainingArguments", "source": "transformers 4.x writes the variable",
+                          "value": f"ACCELERATE_MIXED_PRECISION={passes['env_after']}"})
+    elif chain is not None:
+        chain.append({"stage": "TrainingArguments", "source": "mixed_precision (transformers 5.x)",
+                      "value": str(passes["mixed_precision"])})
+    if _lf_fp8(trainer_cfgs):
+        lf = pkgs.get("llamafactory")
+        sets = llamafactory_sets_env(lf)
+        if sets:
+            env = {**env, MP_VAR: "fp8"}
+        if chain is not None:
+            value = ("ACCELERATE_MIXED_PRECISION=fp8 (and FP8_BACKEND, which nothing reads)" if sets else
+                     "leaves ACCELERATE_MIXED_PRECISION as it is" if sets is False else
+                     "not installed here: 0.9.5 sets ACCELERATE_MIXED_PRECISION=fp8, 0.9.4 does not")
+            chain.append({"stage": "env", "source": f"LLaMA-Factory {lf or '?'} Trainer.__init__ (fp8: true)",
+                          "value": value})
+    return state_mixed_precision(passes["mixed_precision"], env), passes["mixed_precision"], env
+
+
+def effective_precision(facts: dict[str, Any]) -> dict[str, Any]:
+    """The mixed precision the Accelerator ends up with when the user starts training without `accelerate launch`
+    (python, torchrun, llamafactory-cli), each step of the chain, the precision under `accelerate launch` of the
+    config file when there is one, and the predicted outcome. Values are compared exactly, as Accelerate does."""
+    pkgs = facts.get("packages", {})
     configs = facts.get("configs", [])
     chain: list[dict[str, str]] = []
-
-    acc_cfg = facts.get("accelerate_config", {})
-    acc_sources = [c for c in configs if c.get("kind") == "accelerate"]
-    launched_mp: str | None = None
-    launched_from = None
-    for c in acc_sources:
-        if c["data"].get("mixed_precision") is not None:
-            launched_mp, launched_from = str(c["data"]["mixed_precision"]).lower(), c["path"]
-    if launched_mp is None and acc_cfg.get("exists") and acc_cfg.get("mixed_precision") is not None:
-        launched_mp, launched_from = str(acc_cfg["mixed_precision"]).lower(), acc_cfg.get("path")
     for c in configs:
         if c.get("kind") in TRAINING_KINDS or c.get("kind") == "deepspeed":
             tp = _training_precision(c["data"], c["kind"])
             fp8 = "fp8: true" if truthy(c["data"].get("fp8")) and c["kind"] != "deepspeed" else ""
             shown = ", ".join(x for x in (f"{tp}: true" if tp else "no bf16/fp16", fp8) if x)
             chain.append({"stage": "config", "source": c["path"], "value": shown})
-    if launched_mp is not None:
-        chain.append({"stage": "config", "source": str(launched_from), "value": f"mixed_precision: {launched_mp}"})
-
-    env_mp = facts.get("environ", {}).get("mixed_precision")
-    if launched_mp is not None:
-        env_value: str | None = launched_mp
-        env_note = f"set to {launched_mp} by `accelerate launch` from {launched_from}"
-        if env_mp and env_mp.lower() != launched_mp:
-            env_note += f" (replacing the shell's {env_mp})"
-    else:
-        env_value = env_mp.lower() if env_mp else None
-        env_note = f"{env_mp} from the shell" if env_mp else "unset"
-
+    launch = _launch_config(facts)
+    if launch:
+        chain.append({"stage": "config", "source": launch[0],
+                      "value": f"mixed_precision: {launch[1]} (applies only through `{launch[2]}`)"})
+    shell = facts.get("environ", {}).get("mixed_precision")
+    chain.append({"stage": "env", "source": "ACCELERATE_MIXED_PRECISION",
+                  "value": f"{shell!r} from the shell" if shell is not None else "unset"})
     trainer_cfgs = [c for c in configs if c.get("kind") in TRAINING_KINDS]
-    if trainer_cfgs:
-        precisions = [p for p in (_training_precision(c["data"], c["kind"]) for c in trainer_cfgs) if p]
-        ta = precisions[-1] if precisions else (env_value or "no")
-        src = "bf16/fp16 flag" if precisions else "ACCELERATE_MIXED_PRECISION" if env_value else "default"
-        chain.append({"stage": "env", "source": "ACCELERATE_MIXED_PRECISION", "value": env_note})
-        chain.append({"stage": "TrainingArguments", "source": f"mixed_precision from {src}", "value": ta})
-        if tf.get("writes_env"):
-            chain.append({"stage": "env", "source": "TrainingArguments.__post_init__ (transformers 4.x)",
-                          "value": f"ACCELERATE_MIXED_PRECISION rewritten to {ta}"})
-            accel_src = "AcceleratorState from ACCELERATE_MIXED_PRECISION"
-        else:
-            accel_src = "Accelerator(mixed_precision=...) argument from the Trainer"
-        effective = ta
-    else:
-        chain.append({"stage": "env", "source": "ACCELERATE_MIXED_PRECISION", "value": env_note})
-        effective = env_value or "no"
-        accel_src = "AcceleratorState from ACCELERATE_MIXED_PRECISION" if env_value else "default"
-    chain.append({"stage": "Accelerator", "source": accel_src, "value": effective})
+    effective, mp_arg, env = _reaches(facts, shell, trainer_cfgs, chain)
+    chain.append({"stage": "Accelerator", "source": "argument" if mp_arg is not None else "ACCELERATE_MIXED_PRECISION"
+                  if env.get(MP_VAR) is not None else "default", "value": effective})
+    with_launch = None
+    if launch:
+        with_launch = _reaches(facts, launch[1], trainer_cfgs, None)[0]
 
     cc = [tuple(g["cc"]) for g in facts.get("gpu", {}).get("visible", []) if g.get("cc")]
     hardware_note = None
     if effective == "fp8" and cc and max(cc) < (8, 9):
         hardware_note = (f"Accelerate turns fp8 into fp16 on compute capability {max(cc)[0]}.{max(cc)[1]} "
                          "(below 8.9) with only a warning")
-
-    prediction = None
-    injects = [c for c in trainer_cfgs if c["kind"] == "llamafactory" and truthy(c["data"].get("fp8"))]
-    if injects:
-        if effective == "fp8":
-            prediction = "fp8 reaches the Accelerator: the injected recipe is accepted"
-        elif tf.get("always_passes_kwargs_handlers"):
-            fallback = "silent bf16 fallback" if effective == "bf16" else f"silent fallback to {effective}"
-            prediction = (f"{fallback}: a patch that injects the recipe only when kwargs_handlers is missing "
-                          f"injects nothing on transformers {tf['version']}, and training runs in {effective}")
-        elif acc_gen.get("generation") == "<=1.3":
-            prediction = "ImportError: TERecipeKwargs does not exist in accelerate " + str(acc_gen["version"])
-        else:
-            prediction = f"ValueError: {acc_gen.get('error_message', 'FP8 configuration requires fp8')}"
+    outcome = predict_accelerator(pkgs.get("accelerate"), torchao=bool(pkgs.get("torchao")), mp_arg=mp_arg, env=env,
+                                  handler=None) if pkgs.get("accelerate") and not pkgs.get("transformer-engine") \
+        else dict(UNKNOWN)
     return {
         "effective": effective,
+        "with_launch": with_launch,
+        "launch": launch[2] if launch else None,
         "chain": chain,
         "trainer_path": bool(trainer_cfgs),
         "hardware_note": hardware_note,
-        "prediction": prediction,
+        "outcome": outcome,
+        "prediction": describe_outcome(outcome, pkgs.get("accelerate")),
     }
+
+
+def describe_outcome(outcome: dict[str, Any], accelerate: str | None) -> str | None:
+    """One sentence for a predicted Accelerator outcome (None when the doctor makes no claim)."""
+    kind = outcome.get("outcome")
+    if kind == "raised":
+        where = {"init": "when the Accelerator is built", "prepare": "in prepare()"}.get(outcome.get("stage"), "")
+        return f"{outcome['type']} {where} (accelerate {accelerate}): {outcome['message']}".replace("  ", " ")
+    if kind == "ok":
+        if outcome["fp8"]:
+            return f"FP8 active: Linear layers converted by Accelerate {accelerate}"
+        return (f"no FP8: the Accelerator runs with mixed precision {outcome['mixed_precision']!r} and converts no "
+                f"layer (accelerate {accelerate})")
+    return None

@@ -14,6 +14,10 @@ from session_cache import computed_once, shared_root
 
 pytest_plugins = ["pytester"]
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "live_lab: rebuilds lab cells and probes them (FP8DOCTOR_LIVE_LAB=1)")
+
 CPU_MATRIX_ARGS = ["--backend", "torchao", "--workers", "2", "--steps", "8"]
 
 

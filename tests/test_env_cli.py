@@ -72,9 +72,10 @@ def test_reference_config_fails_with_fix(tmp_path: Path) -> None:
     by_id = {f["id"]: f for f in doc["findings"]}
     assert by_id["lint.fp8-with-bf16"]["level"] == "fail"
     assert by_id["precision.effective"]["level"] == "fail" and "bf16" in by_id["precision.effective"]["title"]
-    assert "bf16: false" in by_id["precision.effective"]["fix"]
+    assert "#   bf16: false" in by_id["precision.effective"]["fix"]
+    assert "llamafactory-cli train" in by_id["precision.effective"]["fix"]
     chain = [c["stage"] for c in doc["facts"]["precision"]["chain"]]
-    assert chain == ["config", "env", "TrainingArguments", "Accelerator"]
+    assert chain == ["config", "env", "TrainingArguments", "env", "Accelerator"]  # the 2nd env: LLaMA-Factory's
 
 
 def test_fixed_setup_passes_precision(tmp_path: Path) -> None:
@@ -85,8 +86,12 @@ def test_fixed_setup_passes_precision(tmp_path: Path) -> None:
                   str(REPO / "repro_configs" / "accelerate_fp8_ao.yaml"), "--format", "json")
     doc = json.loads(proc.stdout)
     levels = {f["id"]: f["level"] for f in doc["findings"]}
-    assert levels["precision.effective"] == "ok" and levels["accel-config.precision"] == "ok"
+    assert levels["accel-config.precision"] == "ok" and "accel-config.launch" not in levels  # has distributed_type
     assert doc["facts"]["accelerate_config"]["chosen_by"] == "--accelerate-config"
+    # transformers 5.x: TrainingArguments reads the variable before LLaMA-Factory sets it, so a plain
+    # llamafactory-cli run passes mixed_precision='no'; `accelerate launch` sets it first and fp8 wins.
+    prec = doc["facts"]["precision"]
+    assert (levels["precision.effective"], prec["effective"], prec["with_launch"]) == ("warn", "no", "fp8")
 
 
 @pytest.mark.parametrize(

@@ -171,8 +171,6 @@ def test_repro_inside_old_generation(installed_patient: dict[str, Any]) -> None:
     check_old_generation_repro(installed_patient["repro"], "1.1.1")
 
 
-@pytest.mark.xfail(strict=True, reason="generations.ERROR_OLD lacks the backticks accelerate 1.1.1 prints around "
-                                       "FP8RecipeKwargs (owned by the generations work; reported to the lead)")
 def test_generation_table_predicts_the_observed_message(installed_patient: dict[str, Any]) -> None:
     observed = _rows(_json(installed_patient["repro"]))["buggy_append"]["result"]["error"]["message"]
     assert accelerate_generation("1.1.1")["error_message"] == observed

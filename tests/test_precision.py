@@ -24,31 +24,48 @@ def test_env_only_fp8_without_trainer() -> None:
     assert make_facts()["precision"]["effective"] == "no"
 
 
-def test_reference_config_bf16_wins_on_both_generations() -> None:
-    for tf in ("4.45.0", "5.24.0"):
-        facts = make_facts(packages={"transformers": tf}, configs=[cfg("llamafactory", LF_REFERENCE)],
-                           env={"ACCELERATE_MIXED_PRECISION": "fp8"})
+def test_reference_config_on_each_transformers_generation() -> None:
+    """LLaMA-Factory 0.9.5 sets ACCELERATE_MIXED_PRECISION=fp8 in its Trainer after TrainingArguments: transformers
+    4.x lets the Accelerator read it (FP8 trains; lab cell lf0.9.5-tf4.57-ao), 5.x passes TrainingArguments' bf16 as
+    the argument (bf16 wins). 0.9.4 sets nothing (lf0.9.4-tf4.57-ao trains bf16)."""
+    for tf, effective in (("4.45.0", "fp8"), ("5.24.0", "bf16")):
+        facts = make_facts(packages={"transformers": tf, "llamafactory": "0.9.5"},
+                           configs=[cfg("llamafactory", LF_REFERENCE)])
         prec = facts["precision"]
-        assert prec["effective"] == "bf16"
+        assert prec["effective"] == effective
         assert stages(prec)[:3] == ["config", "env", "TrainingArguments"] and stages(prec)[-1] == "Accelerator"
-        rewritten = any("rewritten" in c["value"] for c in prec["chain"])
-        assert rewritten == tf.startswith("4.")
+        written = any("writes the variable" in c["source"] for c in prec["chain"])
+        assert written == tf.startswith("4.")
+        assert any("LLaMA-Factory" in c["source"] for c in prec["chain"])
+    for lf in ("0.9.4", None):
+        other = make_facts(packages={"transformers": "4.45.0", "llamafactory": lf},
+                           configs=[cfg("llamafactory", LF_REFERENCE)])
+        assert other["precision"]["effective"] == "bf16"
 
 
 def test_bf16_false_lets_fp8_through() -> None:
     facts = make_facts(configs=[cfg("llamafactory", {**LF_REFERENCE, "bf16": False})],
                        env={"ACCELERATE_MIXED_PRECISION": "fp8"})
     assert facts["precision"]["effective"] == "fp8"
-    assert "accepted" in facts["precision"]["prediction"]
+    assert facts["precision"]["prediction"].startswith("FP8 active")
 
 
-def test_accelerate_config_reaches_env_through_launch() -> None:
+def test_accelerate_config_applies_only_through_launch() -> None:
+    """Accelerator() reads its argument and the environment; the config file only through accelerate launch."""
     facts = make_facts(accelerate_config=acc_cfg({"mixed_precision": "fp8"}), env={"ACCELERATE_MIXED_PRECISION": "no"})
     prec = facts["precision"]
-    assert prec["effective"] == "fp8" and "accelerate launch" in prec["chain"][-2]["value"]
+    assert prec["effective"] == "no" and prec["with_launch"] == "fp8" and prec["launch"] == "accelerate launch"
+    assert any("applies only through `accelerate launch`" in c["value"] for c in prec["chain"])
     with_lf = make_facts(accelerate_config=acc_cfg({"mixed_precision": "fp8"}),
                          configs=[cfg("llamafactory", LF_REFERENCE)])
     assert with_lf["precision"]["effective"] == "bf16"
+
+
+def test_exact_values_as_accelerate_compares_them() -> None:
+    for value in ("Fp8", "FP8 ", " fp8"):
+        prec = make_facts(env={"ACCELERATE_MIXED_PRECISION": value})["precision"]
+        assert prec["effective"] == value and prec["outcome"] == {"outcome": "ok", "mixed_precision": value,
+                                                                  "fp8": False}
 
 
 def test_old_gpu_note_and_intent_signs() -> None:
@@ -90,4 +107,4 @@ def test_prediction_matches_real_training_arguments() -> None:
                            env={"ACCELERATE_MIXED_PRECISION": "fp8"},
                            configs=[cfg("training_args", {"output_dir": "x", "bf16": bf16})])
         ta = [c["value"] for c in facts["precision"]["chain"] if c["stage"] == "TrainingArguments"]
-        assert ta == [real[str(bf16)]]
+        assert [v.removeprefix("ACCELERATE_MIXED_PRECISION=") for v in ta] == [real[str(bf16)]]

@@ -41,11 +41,17 @@ def test_ao_fsdp_cpu_ram_efficient_loading() -> None:
 
 
 def test_reference_config_fp8_with_bf16_on_each_transformers_generation() -> None:
-    for tf, outcome in (("5.24.0", "silent bf16 fallback"), ("4.45.0", "ValueError")):
-        facts = make_facts(packages={"transformers": tf}, configs=[cfg("llamafactory", LF_REFERENCE)])
-        [f] = lint.check_fp8_with_bf16(facts)
-        assert f.level is Level.FAIL and "bf16 wins" in f.title
-        assert outcome in f.detail and "bf16: false" in f.fix and "ACCELERATE_MIXED_PRECISION=fp8" in f.fix
+    facts = make_facts(packages={"transformers": "5.24.0"}, configs=[cfg("llamafactory", LF_REFERENCE)])
+    [f] = lint.check_fp8_with_bf16(facts)
+    assert f.level is Level.FAIL and "bf16 wins" in f.title and "no FP8" in f.detail
+    assert "#   bf16: false" in f.fix and "llamafactory-cli train llamafactory.yaml" in f.fix
+    facts = make_facts(packages={"transformers": "4.45.0", "llamafactory": "0.9.5"},
+                       configs=[cfg("llamafactory", LF_REFERENCE)])
+    [f] = lint.check_fp8_with_bf16(facts)
+    assert f.level is Level.OK and "FP8 active" in f.detail
+    ta = make_facts(packages={"transformers": "4.45.0"}, configs=[cfg("training_args", LF_REFERENCE)])
+    [f] = lint.check_fp8_with_bf16(ta)
+    assert f.level is Level.FAIL and "accelerate launch --config_file accelerate_fp8.yaml train.py" in f.fix
     facts = make_facts(configs=[cfg("llamafactory", {**LF_REFERENCE, "bf16": False})])
     assert lint.check_fp8_with_bf16(facts) == []
 
@@ -57,7 +63,10 @@ def test_fp8_backend_auto_resolves_to_torchao() -> None:
     assert f.level is Level.WARN and "torchao" in f.title and "Transformer Engine 2.9.0" in f.detail
     assert lint.check_fp8_backend_auto(make_facts(configs=[cfg("llamafactory", auto)],
                                                   packages={"torchao": None})) == []
-    assert lint.check_fp8_backend_auto(make_facts(configs=[cfg("llamafactory", LF_REFERENCE)])) == []
+    [f] = lint.check_fp8_backend_auto(make_facts(configs=[cfg("llamafactory", LF_REFERENCE)]))
+    assert "fp8_backend te" in f.title and "FP8_BACKEND" in f.detail and "ACCELERATE_FP8_BACKEND=TE" in f.fix
+    assert lint.check_fp8_backend_auto(make_facts(configs=[cfg("llamafactory", LF_REFERENCE)],
+                                                  env={"ACCELERATE_FP8_BACKEND": "TE"})) == []
 
 
 def test_fp8_with_quantization_and_unsupported_stage() -> None:
@@ -75,3 +84,21 @@ def test_deepspeed_fp8_section() -> None:
     assert f.level is Level.WARN and "ds.json" in f.title
     del ds["fp8"]
     assert lint.check_deepspeed_fp8(make_facts(configs=[cfg("deepspeed", ds, "ds.json")])) == []
+
+
+def test_accelerate_launch_refusals_named_with_the_library_reason() -> None:
+    """Lab launch_config: every release refuses a file without distributed_type; 1.8 crashes exporting an fp8
+    fp8_config (TypeError), 1.4 too (AttributeError); <= 1.3 wants TE or MS-AMP."""
+    reference = {"mixed_precision": "fp8", "fp8_config": {"backend": "TE", "fp8_format": "HYBRID"}}
+    [f] = accelerate_config.check_launch_accepts(make_facts(accelerate_config=acc_cfg(reference)))
+    assert f.level is Level.FAIL and f.detail.endswith("ValueError: A `distributed_type` must be specified in the "
+                                                        "config file.")
+    assert "distributed_type: 'NO'" in f.fix and "accelerate launch --config_file accelerate_fp8.yaml" in f.fix
+    ok = {**reference, "distributed_type": "NO"}
+    assert accelerate_config.check_launch_accepts(make_facts(accelerate_config=acc_cfg(ok))) == []
+    for version, line in (("1.8.1", "TypeError: expected str, bytes or os.PathLike object, not bool"),
+                          ("1.4.0", "AttributeError: 'tuple' object has no attribute 'strip'"),
+                          ("1.3.0", "RuntimeError: FP8 is not available on this machine.")):
+        [f] = accelerate_config.check_launch_accepts(make_facts(packages={"accelerate": version},
+                                                                accelerate_config=acc_cfg(ok)))
+        assert line in f.detail and "pip install 'accelerate>=1.9'" in f.fix

@@ -106,3 +106,41 @@ def test_lowercase_backend_really_breaks_accelerator() -> None:
     assert "BACKEND fp8 AO" in results["AO"].stdout, results["AO"].stderr[-2000:]
     assert environ.validate_fp8_env({"ACCELERATE_FP8_BACKEND": "ao"})
     assert not environ.validate_fp8_env({"ACCELERATE_FP8_BACKEND": "AO"})
+
+
+EXACT_PROBE = """
+import json, os, sys, torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+acc = Accelerator()
+model = torch.nn.Sequential(*[torch.nn.Linear(64, 64) for _ in range(6)])
+model = acc.prepare(model)
+fp8 = sum(type(m).__name__.startswith("Float8") for m in model.modules())
+print("RESULT " + json.dumps({"mixed_precision": str(acc.state.mixed_precision), "fp8_layers": fp8}))
+"""
+
+
+@pytest.mark.parametrize("value", ["Fp8", "FP8 "])
+def test_mixed_precision_value_read_exactly(value: str) -> None:
+    """Issue 14: a value Accelerate compares exactly is a finding, and the installed accelerate really leaves FP8 off
+    with it (the lab records the same for every cell: tests/test_generation_predictions.py)."""
+    facts = make_facts(env={"ACCELERATE_MIXED_PRECISION": value})
+    f = environ.check_env_mixed_precision(facts)
+    assert f.level is Level.FAIL and repr(value) in f.title and f.fix == "export ACCELERATE_MIXED_PRECISION=fp8"
+    assert facts["precision"]["effective"] == value
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
+    proc = subprocess.run([sys.executable, "-c", EXACT_PROBE], env={**env, "ACCELERATE_MIXED_PRECISION": value},
+                          capture_output=True, text=True, timeout=300)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert line, proc.stderr[-2000:]
+    import json
+
+    real = json.loads(line[0].removeprefix("RESULT "))
+    assert real == {"mixed_precision": value, "fp8_layers": 0}
+    assert facts["precision"]["outcome"] == {"outcome": "ok", "mixed_precision": value, "fp8": False}
+
+
+def test_fp8_backend_variable_unread_before_1_9() -> None:
+    env = {"ACCELERATE_MIXED_PRECISION": "fp8", "ACCELERATE_FP8_BACKEND": "ao"}
+    f = environ.check_fp8_env_values(make_facts(packages={"accelerate": "1.5.2"}, env=env))
+    assert f.level is Level.WARN and "not read by Accelerator in accelerate 1.5.2" in f.title

@@ -8,11 +8,16 @@ from fp8doctor.findings import Level
 from fp8doctor.rules import backends, evaluate, gpu
 
 
-def test_no_gpu_is_warn_without_intent_and_fail_with_it() -> None:
+def test_no_gpu_is_unknown_not_unsupported() -> None:
+    """Nothing visible to ask (a login node, CUDA_VISIBLE_DEVICES=""): FP8 support is unknown, a warning."""
     no_intent = gpu.check_gpu(make_facts(gpus=[]))
     assert no_intent.level is Level.WARN and "No CUDA GPU" in no_intent.title and no_intent.fix
     intended = gpu.check_gpu(make_facts(gpus=[], env={"ACCELERATE_MIXED_PRECISION": "fp8"}))
-    assert intended.level is Level.FAIL and "ACCELERATE_MIXED_PRECISION=fp8" in intended.detail
+    assert intended.level is Level.WARN and "unknown" in intended.title
+    assert "ACCELERATE_MIXED_PRECISION=fp8" in intended.detail
+    facts = make_facts(gpus=[])
+    assert {s["supported"] for s in facts["gpu"]["fp8_support"].values()} == {None}
+    assert gpu.check_fp8_families(facts).title == "FP8 recipe families: unknown, no CUDA GPU visible"
 
 
 def test_gpu_below_89_and_capable_gpu() -> None:

@@ -43,8 +43,10 @@ def test_accelerate_generations_as_findings() -> None:
     env = {"ACCELERATE_MIXED_PRECISION": "fp8"}
     assert versions.check_accelerate_version(make_facts()) is None
     f = versions.check_accelerate_version(make_facts(packages={"accelerate": "1.1.1"}, env=env))
-    assert f.level is Level.FAIL and "TERecipeKwargs" in f.title
-    assert versions.check_accelerate_version(make_facts(packages={"accelerate": "1.6.0"}, env=env)).level is Level.WARN
+    assert f.level is Level.FAIL and "no torchao backend" in f.title
+    for old in ("1.4.0", "1.6.0", "1.8.1"):
+        f = versions.check_accelerate_version(make_facts(packages={"accelerate": old}, env=env))
+        assert f.level is Level.WARN and f.fix == "pip install 'accelerate>=1.9'"
     assert versions.check_accelerate_version(make_facts(env=env)).level is Level.OK
     f = versions.check_accelerate_version(make_facts(packages={"accelerate": "1.10.0"},
                                                      env={**env, "ACCELERATE_FP8_USE_MXFP8_BLOCK_SCALING": "1"}))

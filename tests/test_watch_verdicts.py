@@ -160,7 +160,7 @@ def test_fix_hint_for_installed_versions():
     assert facts["packages"]["transformers"] == "5.24.0"
     assert facts["environ"]["accelerate_fp8"]["ACCELERATE_FP8_BACKEND"] == "AO"
     lines = fix_hint(overall_verdict([p]), facts)
-    assert any(line.startswith("bf16: false") for line in lines)
+    assert "#   bf16: false" in lines and "distributed_type: 'NO'" in lines
     assert "  backend: AO" in lines
     assert fix_hint({"verdict": FP8_ACTIVE}, facts) == []
 

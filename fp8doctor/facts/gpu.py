@@ -124,8 +124,12 @@ def fp8_support(gpus: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per recipe family: supported on the best visible GPU, with a reason sentence."""
     ccs = [tuple(g["cc"]) for g in gpus if g.get("cc")]
     best = max(ccs) if ccs else None
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for family in FAMILY_MIN_CC:
+        if best is None:
+            # Nothing visible to ask: the answer is unknown here, not "no" (a login node, CUDA_VISIBLE_DEVICES="").
+            out[family] = {"supported": None, "reason": "unknown: no CUDA GPU is visible to check"}
+            continue
         ok, reason = fp8_family_supported(best, family)  # type: ignore[arg-type]
         out[family] = {"supported": ok, "reason": reason}
     return out

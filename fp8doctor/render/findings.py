@@ -39,7 +39,7 @@ def fact_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
     else:
         rows.append(("GPU", _v(g.get("status"))))
     for fam, s in g.get("fp8_support", {}).items():
-        rows.append((f"FP8 {fam}", "supported" if s["supported"] else "not supported"))
+        rows.append((f"FP8 {fam}", {True: "supported", False: "not supported"}.get(s["supported"], "unknown")))
     if pk.get("torch"):
         rows.append(("torch", f"{pk['torch']} (CUDA {_v(tb.get('cuda'))}, cuDNN {_v(tb.get('cudnn'))})"))
     else:

@@ -3,6 +3,8 @@ settings of the fixed paths that worked here."""
 
 from __future__ import annotations
 
+from fp8doctor.facts.packages import version_of
+from fp8doctor.fixes import Fix, launch_fix, render_all
 from fp8doctor.repro.plan import recipe_class
 from fp8doctor.repro.run import ReproReport
 from fp8doctor.runs.backends import backend_env
@@ -48,29 +50,33 @@ def verdict_paragraph(report: ReproReport) -> str:
     return " ".join(parts)
 
 
-def fix_lines(report: ReproReport) -> list[str]:
-    """Concrete settings of the fixed paths that reached fp8-active here."""
+def fixes(report: ReproReport) -> list[Fix]:
+    """The fixed paths that reached fp8-active here, as fixes (fp8doctor/fixes.py renders them)."""
     plan = report.plan
     active = {r.key: r for r in report.fixed_active()}
-    env = " ".join(f"{k}={v}" for k, v in backend_env(plan.backend, plan.recipe).items())
+    backend = "TE" if plan.backend == "te" else "AO"
+    env = {"ACCELERATE_MIXED_PRECISION": "fp8", **backend_env(plan.backend, plan.recipe)}
     handler = {"TERecipeKwargs": "TERecipeKwargs(fp8_format='HYBRID')", "AORecipeKwargs": "AORecipeKwargs()",
                "FP8RecipeKwargs": "FP8RecipeKwargs(backend='TE', fp8_format='HYBRID')"}[recipe_class(plan.backend)]
-    lines: list[str] = []
+    out: list[Fix] = []
     if "trainer" in active:
-        lines += ["# HF Trainer / LLaMA-Factory: let Accelerate own FP8, do not patch Accelerator.__init__",
-                  f"export ACCELERATE_MIXED_PRECISION=fp8 {env}",
-                  "# and in the training config: bf16: false  (bf16: true overrides fp8 in TrainingArguments)"]
+        out.append(Fix("trainer", "HF Trainer / LLaMA-Factory: let Accelerate own FP8, do not patch "
+                       "Accelerator.__init__", backend, env=env,
+                       edits={"your training config": {"bf16": False}},
+                       note="bf16: true overrides fp8 in TrainingArguments"))
     if "launch" in active:
-        cfg = "repro_configs/accelerate_fp8_te.yaml" if plan.backend == "te" else "repro_configs/accelerate_fp8_ao.yaml"
-        backend = "TE" if plan.backend == "te" else "AO"
-        lines += ["# accelerate launch with an FP8 Accelerate config (mixed_precision: fp8 + fp8_config)",
-                  f"accelerate launch --config_file {cfg} train.py",
-                  f"#   {cfg}: mixed_precision: fp8, fp8_config: {{backend: {backend}}}"]
+        out.append(launch_fix(backend, ["train.py"], version_of("accelerate")))
     if "accelerator" in active:
-        lines += ["# your own Accelerator", f"Accelerator(mixed_precision='fp8', kwargs_handlers=[{handler}])"]
-    if active and plan.backend == "torchao" and any((r.result or {}).get("emulated") for r in active.values()):
+        out.append(Fix("accelerator", "your own Accelerator", backend,
+                       note=f"Accelerator(mixed_precision='fp8', kwargs_handlers=[{handler}])"))
+    return out
+
+
+def fix_lines(report: ReproReport) -> list[str]:
+    """Concrete settings of the fixed paths that reached fp8-active here."""
+    active = report.fixed_active()
+    lines = render_all(fixes(report)).splitlines() if active else []
+    if active and report.plan.backend == "torchao" and any((r.result or {}).get("emulated") for r in active):
         lines.append("# (on this CPU the runs used torchao emulate=True; on an FP8 GPU the same settings run "
                      "real FP8 matmuls)")
     return lines
-
-

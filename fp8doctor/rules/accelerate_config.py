@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fp8doctor.findings import Finding, Level
+from fp8doctor.fixes import fixes_for, render_all
+from fp8doctor.generations import intended_backend
+from fp8doctor.predict import launch_rejects, release
 from fp8doctor.rules.common import NO_INTENT, configs_of, intent, intent_text, truthy
 
 
@@ -34,7 +37,8 @@ def check_config_precision(facts: dict[str, Any]) -> list[Finding]:
             out.append(Finding(
                 "accel-config.precision", Level.FAIL, f"{path}: mixed_precision {mp} while FP8 is intended",
                 intent_text(signs) + f"; `accelerate launch` with this file sets ACCELERATE_MIXED_PRECISION={mp}.",
-                f"In {path}: mixed_precision: fp8 (and an fp8_config with backend TE or AO)."))
+                f"In {path}: mixed_precision: fp8 (and an fp8_config with backend TE or AO), then start with "
+                f"`accelerate launch --config_file {path}`: Accelerator() alone never reads the file."))
     return out
 
 
@@ -71,4 +75,51 @@ def check_ao_fsdp_cpu_ram(facts: dict[str, Any]) -> list[Finding]:
                 "accel-config.ao-fsdp", Level.FAIL, f"{path}: torchao FP8 + FSDP + cpu_ram_efficient_loading",
                 "Accelerator.__init__ raises ValueError: torchao with FSDP2 and cpu_ram_efficient_loading is not "
                 "supported.", "fsdp_config:\n  fsdp_cpu_ram_efficient_loading: false"))
+    return out
+
+
+def check_launch_accepts(facts: dict[str, Any]) -> list[Finding]:
+    """`accelerate launch` refuses or crashes on some files before the script starts (lab-observed reasons)."""
+    out = []
+    for path, data in _sources(facts):
+        why = launch_rejects(data, facts.get("packages", {}).get("accelerate"),
+                             torchao=bool(facts.get("packages", {}).get("torchao")),
+                             te=bool(facts.get("packages", {}).get("transformer-engine")),
+                             msamp=bool(facts.get("packages", {}).get("msamp")))
+        if why:
+            out.append(Finding(
+                "accel-config.launch", Level.FAIL, f"{path}: `accelerate launch` would stop before your script starts",
+                f"`accelerate launch --config_file {path}` stops before the script starts: {why}",
+                (f"In {path}: distributed_type: 'NO'   # or MULTI_GPU / FSDP / DEEPSPEED as you train\n"
+                 if "distributed_type" in why else "") + render_all(fixes_for(facts, intended_backend(facts))[:1])))
+    return out
+
+
+# fp8_config keys the torchao recipe reads (through the ACCELERATE_FP8_* variables `accelerate launch` exports):
+# lab env_reads, AORecipeKwargs: these two from 1.15, none in 1.11; the TE / MS-AMP keys never.
+AO_READ_KEYS = ("pad_inner_dim", "enable_fsdp_float8_all_gather")
+
+
+def check_fp8_config_keys_unused(facts: dict[str, Any]) -> list[Finding]:
+    """Keys of fp8_config that `accelerate launch` exports but the chosen backend's recipe never reads."""
+    out = []
+    accelerate = release(facts.get("packages", {}).get("accelerate"))
+    for path, data in _sources(facts):
+        fp8 = data.get("fp8_config") if isinstance(data.get("fp8_config"), dict) else {}
+        if str(fp8.get("backend", "")).upper() != "AO":
+            continue
+        read = AO_READ_KEYS if accelerate is not None and accelerate >= (1, 15) else ()
+        unused = [k for k in fp8 if k != "backend" and k not in read]
+        if accelerate is not None and (1, 12) <= accelerate < (1, 15):
+            unused = [k for k in unused if k not in AO_READ_KEYS]  # not observed either way in 1.12-1.14
+        if unused:
+            out.append(Finding(
+                "accel-config.fp8-keys", Level.WARN, f"{path}: fp8_config keys with no effect on the torchao backend: "
+                + ", ".join(unused),
+                "`accelerate launch` exports them as ACCELERATE_FP8_* variables, but AORecipeKwargs reads none of them "
+                "(they belong to the Transformer Engine and MS-AMP recipes"
+                + ("; pad_inner_dim and enable_fsdp_float8_all_gather are read from accelerate 1.15" if not read
+                   else "")
+                + "). torchao's own settings come from a Float8LinearConfig passed in AORecipeKwargs(config=...).",
+                f"Remove {', '.join(unused)} from fp8_config in {path}."))
     return out

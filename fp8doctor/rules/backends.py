@@ -33,7 +33,7 @@ def check_any_backend(facts: dict[str, Any]) -> Finding:
         "backend.none", Level.FAIL if signs else Level.WARN, "No FP8 backend is installed",
         (intent_text(signs) + "; " if signs else "")
         + "Accelerate needs torchao, Transformer Engine or MS-AMP for fp8.",
-        "pip install torchao   # or, on a CUDA machine: pip install 'transformer-engine[pytorch]'",
+        "pip install torchao   # or, on a CUDA machine: pip install --no-build-isolation 'transformer-engine[pytorch]'",
     )
 
 
@@ -44,7 +44,8 @@ def check_transformer_engine(facts: dict[str, Any]) -> Finding:
     if not ok and not (pkg(facts, "transformer-engine") or pkg(facts, "transformer-engine-torch")):
         if wanted:
             return Finding("backend.te-missing", Level.FAIL, f"Transformer Engine is requested ({wanted}) but not "
-                           "installed", reason, "pip install 'transformer-engine[pytorch]'   # on a CUDA machine, or "
+                           "installed", reason,
+                           "pip install --no-build-isolation 'transformer-engine[pytorch]'   # on a CUDA machine, or "
                            "switch the backend to AO (torchao)")
         return Finding("backend.te", Level.SKIP, "Transformer Engine: not installed", reason,
                        "Only needed for fp8_backend te; on a CUDA machine: pip install 'fp8doctor[te]'")

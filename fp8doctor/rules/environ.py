@@ -6,7 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from fp8doctor.findings import Finding, Level
-from fp8doctor.rules.common import NO_INTENT, intent, intent_text
+from fp8doctor.generations import accelerate_generation
+from fp8doctor.predict import ERROR_NEW
+from fp8doctor.rules.common import NO_INTENT, intent, intent_text, pkg
+
+MIXED_PRECISION_VALUES = ("no", "fp16", "bf16", "fp8")
 
 BOOL_VALUES = ("y", "yes", "t", "true", "on", "1", "n", "no", "f", "false", "off", "0")
 
@@ -71,17 +75,28 @@ def validate_fp8_env(values: dict[str, str]) -> dict[str, str]:
 def check_env_mixed_precision(facts: dict[str, Any]) -> Finding:
     signs = intent(facts)
     mp = facts.get("environ", {}).get("mixed_precision")
+    if mp is not None and mp not in MIXED_PRECISION_VALUES:
+        near = mp.strip().lower()
+        what = (f"Accelerate compares it exactly, so {mp!r} is not {near!r}: AcceleratorState.mixed_precision becomes "
+                f"{mp!r}, no layer is converted, and with a recipe handler Accelerator() raises ValueError: "
+                f"{ERROR_NEW}" if near in MIXED_PRECISION_VALUES else
+                f"Accelerate takes it as written (AcceleratorState.mixed_precision = {mp!r}) and trains without "
+                "mixed precision")
+        return Finding("env.mixed-precision", Level.FAIL,
+                       f"ACCELERATE_MIXED_PRECISION={mp!r} is not one of {', '.join(MIXED_PRECISION_VALUES)}",
+                       what + " (lab-observed, accelerate 1.1 to 1.15).",
+                       f"export ACCELERATE_MIXED_PRECISION={near if near in MIXED_PRECISION_VALUES else 'fp8'}")
     if not signs:
         return Finding("env.mixed-precision", Level.SKIP, "ACCELERATE_MIXED_PRECISION: not checked", NO_INTENT)
     if mp is None:
         return Finding("env.mixed-precision", Level.OK, "ACCELERATE_MIXED_PRECISION is unset",
                        "The effective precision is decided by the configs (see the precision finding).")
-    if mp.lower() == "fp8":
+    if mp == "fp8":
         return Finding("env.mixed-precision", Level.OK, "ACCELERATE_MIXED_PRECISION=fp8")
     launched = [c["path"] for c in facts.get("configs", []) if c.get("kind") == "accelerate"
-                and str(c["data"].get("mixed_precision", "")).lower() == "fp8"]
+                and str(c["data"].get("mixed_precision", "")) == "fp8"]
     acc = facts.get("accelerate_config", {})
-    if acc.get("exists") and str(acc.get("mixed_precision") or "").lower() == "fp8":
+    if acc.get("exists") and str(acc.get("mixed_precision") or "") == "fp8":
         launched.append(acc["path"])
     if launched:
         return Finding("env.mixed-precision", Level.WARN,
@@ -98,6 +113,13 @@ def check_fp8_env_values(facts: dict[str, Any]) -> Finding | None:
     values = facts.get("environ", {}).get("accelerate_fp8", {})
     if not values:
         return None
+    acc = accelerate_generation(pkg(facts, "accelerate"))
+    backend = values.get("ACCELERATE_FP8_BACKEND")
+    if backend is not None and acc.get("installed") and not acc.get("reads_fp8_backend_env", True):
+        return Finding("env.fp8-values", Level.WARN,
+                       f"ACCELERATE_FP8_BACKEND={backend!r} is not read by Accelerator in accelerate {acc['version']}",
+                       "Accelerator reads ACCELERATE_FP8_BACKEND from accelerate 1.9 (lab-observed: on older releases "
+                       "the value, even an invalid one, changes nothing).", "pip install 'accelerate>=1.9'")
     problems = validate_fp8_env(values)
     if not problems:
         return Finding("env.fp8-values", Level.OK, f"{len(values)} ACCELERATE_FP8_* value(s) valid",

@@ -17,12 +17,11 @@ def check_gpu(facts: dict[str, Any]) -> Finding:
     g = facts["gpu"]
     signs = intent(facts)
     if not g["visible"]:
-        level = Level.FAIL if signs else Level.WARN
         detail = g["status"] + "."
-        detail += (f" {intent_text(signs)}, and it cannot train FP8 on this machine." if signs else
-                   " Without a config asking for FP8 this is a warning: fp8doctor's CPU checks (torchao emulation) "
-                   "still run, but FP8 training needs a GPU.")
-        return Finding("gpu.none", level, "No CUDA GPU visible: FP8 cannot run on hardware here", detail, GPU_FIX)
+        detail += (f" {intent_text(signs)}: whether the GPU it will run on supports FP8 is unknown from here." if signs
+                   else " fp8doctor's CPU checks (torchao emulation) still run, but FP8 training needs a GPU.")
+        return Finding("gpu.none", Level.WARN, "No CUDA GPU visible: FP8 hardware support unknown here", detail,
+                       GPU_FIX)
     best = max(g["visible"], key=lambda d: tuple(d.get("cc") or (0, 0)))
     cc = tuple(best.get("cc") or (0, 0))
     label = f"{best['name']} (compute capability {cc[0]}.{cc[1]})"
@@ -39,7 +38,7 @@ def check_fp8_families(facts: dict[str, Any]) -> Finding:
     yes = [fam for fam, s in support.items() if s["supported"]]
     if not facts["gpu"]["visible"]:
         needs = ", ".join(f"{fam} {cc_str(cc)}" for fam, cc in FAMILY_MIN_CC.items())
-        return Finding("gpu.fp8-families", Level.SKIP, "FP8 recipe families: not checked, no CUDA GPU visible",
+        return Finding("gpu.fp8-families", Level.SKIP, "FP8 recipe families: unknown, no CUDA GPU visible",
                        f"Minimum compute capability: {needs} (MXFP8 not on 12.x).")
     if not yes:
         return Finding("gpu.fp8-families", Level.SKIP, "FP8 recipe families: none supported on this GPU",

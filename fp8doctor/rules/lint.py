@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fp8doctor.findings import Finding, Level
-from fp8doctor.generations import fix_lines, transformers_generation
+from fp8doctor.generations import transformers_generation
 from fp8doctor.rules.common import configs_of, pkg, truthy
+from fp8doctor.rules.precision import fix_text
 
 # LLaMA-Factory wires its fp8 options into the pt and sft trainers; other stages build trainers without them.
 FP8_STAGES = ("pt", "sft")
@@ -19,39 +20,48 @@ def _fp8_on(data: dict[str, Any]) -> bool:
 def check_fp8_with_bf16(facts: dict[str, Any]) -> list[Finding]:
     out = []
     tf = transformers_generation(pkg(facts, "transformers"))
+    prec = facts.get("precision") or {}
     for cfg in configs_of(facts, "llamafactory") + configs_of(facts, "training_args"):
         data = cfg["data"]
         if not (_fp8_on(data) and (truthy(data.get("bf16")) or truthy(data.get("fp16")))):
             continue
         flag = "bf16" if truthy(data.get("bf16")) else "fp16"
         how = tf.get("summary", "TrainingArguments turns it into the Accelerator's mixed precision")
-        prediction = facts.get("precision", {}).get("prediction")
         detail = f"transformers {tf.get('version')}: {how}."
-        if prediction:
-            detail += f"\nPredicted outcome: {prediction}."
+        if prec.get("prediction"):
+            detail += f"\nPredicted outcome: {prec['prediction']}."
+        if prec.get("effective") == "fp8":
+            out.append(Finding(
+                "lint.fp8-with-bf16", Level.OK,
+                f"{cfg['path']}: fp8: true with {flag}: true, and fp8 still reaches the Accelerator", detail
+                + "\nLLaMA-Factory sets ACCELERATE_MIXED_PRECISION=fp8 in its Trainer after TrainingArguments ran, "
+                "and this transformers lets the Accelerator read the variable."))
+            continue
         out.append(Finding(
             "lint.fp8-with-bf16", Level.FAIL,
-            f"{cfg['path']}: fp8: true with {flag}: true, so {flag} wins over fp8", detail,
-            "\n".join(line.replace("bf16: false", f"{flag}: false") for line in fix_lines(facts)
-                      if line.startswith(("bf16: false", "export")))))
+            f"{cfg['path']}: fp8: true with {flag}: true, so {flag} wins over fp8", detail, fix_text(facts)))
     return out
 
 
 def check_fp8_backend_auto(facts: dict[str, Any]) -> list[Finding]:
+    """LLaMA-Factory exports its fp8_backend as FP8_BACKEND, a name nothing reads: Accelerate picks the backend
+    itself, torchao first when it is installed."""
     out = []
     for cfg in configs_of(facts, "llamafactory"):
         data = cfg["data"]
-        if not _fp8_on(data) or str(data.get("fp8_backend", "auto")).lower() != "auto":
+        chosen = str(data.get("fp8_backend", "auto")).lower()
+        if not _fp8_on(data) or chosen not in ("auto", "te") or not pkg(facts, "torchao"):
             continue
-        if pkg(facts, "torchao"):
-            te = pkg(facts, "transformer-engine")
-            level = Level.WARN
-            title = f"{cfg['path']}: fp8_backend auto resolves to torchao, not Transformer Engine"
-            detail = (f"torchao {pkg(facts, 'torchao')} is installed and is tried first (LLaMA-Factory builds "
-                      "AORecipeKwargs for auto; Accelerate's own auto-detection also tries AO before TE)"
-                      + (f", although Transformer Engine {te} is installed too." if te else "."))
-            out.append(Finding("lint.fp8-backend-auto", level, title, detail,
-                               "fp8_backend: te   # to train with Transformer Engine"))
+        if facts.get("environ", {}).get("accelerate_fp8", {}).get("ACCELERATE_FP8_BACKEND"):
+            continue
+        te = pkg(facts, "transformer-engine")
+        title = (f"{cfg['path']}: fp8_backend auto resolves to torchao, not Transformer Engine" if chosen == "auto"
+                 else f"{cfg['path']}: fp8_backend te is not what Accelerate reads; torchao is used")
+        detail = (f"torchao {pkg(facts, 'torchao')} is installed and Accelerate tries it first when no backend is "
+                  "named; LLaMA-Factory exports fp8_backend as FP8_BACKEND, which Accelerate does not read (it reads "
+                  "ACCELERATE_FP8_BACKEND)" + (f", although Transformer Engine {te} is installed too." if te else "."))
+        out.append(Finding("lint.fp8-backend-auto", Level.WARN, title, detail,
+                           "fp8_backend: te\nexport ACCELERATE_FP8_BACKEND=TE   # to train with Transformer Engine"))
     return out
 
 

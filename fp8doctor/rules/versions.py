@@ -7,6 +7,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from fp8doctor.findings import Finding, Level
+from fp8doctor.fixes import ACCELERATE_MIN, TE_INSTALL
 from fp8doctor.generations import accelerate_generation
 from fp8doctor.rules.common import intent, intent_text, pkg, truthy
 
@@ -45,9 +46,8 @@ def check_te_packages(facts: dict[str, Any]) -> Finding | None:
         return Finding("versions.te-torch", Level.OK, f"Transformer Engine {meta or ''} packages match torch {torch_v}")
     return Finding("versions.te-torch", Level.FAIL, "Transformer Engine does not match its parts or torch",
                    "\n".join(problems),
-                   "Install one consistent set: "
-                   "pip install --force-reinstall 'transformer-engine[pytorch]==<one version>' "
-                   "with a CUDA build of torch of the same CUDA major version.")
+                   "Install one consistent set, with a CUDA build of torch of the same CUDA major version: "
+                   f"{TE_INSTALL.replace('[pytorch]', '[pytorch]==<one version>')} --force-reinstall")
 
 
 def _te_option_values(facts: dict[str, Any]) -> dict[str, tuple[str, Any]]:
@@ -103,13 +103,14 @@ def check_accelerate_version(facts: dict[str, Any]) -> Finding | None:
     gen = accelerate_generation(version)
     if gen["generation"] == "<=1.3":
         return Finding("versions.accelerate", Level.FAIL,
-                       f"accelerate {version} has no TERecipeKwargs/AORecipeKwargs",
+                       f"accelerate {version} has no torchao backend and no TERecipeKwargs/AORecipeKwargs",
                        gen["summary"] + "; code importing them (e.g. LLaMA-Factory's FP8 path) fails.",
-                       "pip install 'accelerate>=1.9'")
-    if gen["generation"] == "1.4-1.8":
+                       f"pip install 'accelerate>={ACCELERATE_MIN}'")
+    if not gen.get("env_fp8_works", True):
         return Finding("versions.accelerate", Level.WARN, f"accelerate {version}: {gen['summary']}",
-                       "Pass Accelerator(mixed_precision='fp8') explicitly, or upgrade.",
-                       "pip install 'accelerate>=1.9'")
+                       f"accelerate >= {ACCELERATE_MIN} is the first release where fp8 from the environment or an "
+                       "`accelerate launch` config reaches the Accelerator and converts layers (lab-observed).",
+                       f"pip install 'accelerate>={ACCELERATE_MIN}'")
     mx = facts.get("environ", {}).get("accelerate_fp8", {}).get("ACCELERATE_FP8_USE_MXFP8_BLOCK_SCALING")
     if mx and not gen["mxfp8_block_scaling_option"]:
         return Finding("versions.accelerate-mxfp8", Level.WARN,

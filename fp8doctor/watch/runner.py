@@ -174,7 +174,7 @@ def run_watch(
     rc = proc.returncode
     sig = -rc if rc is not None and rc < 0 else None
     verdict = overall_verdict(procs)
-    facts = facts_from_processes(procs)
+    facts = {**facts_from_processes(procs), "command": list(cmd)}
     placed = None
     if marker is not None:
         place = records.watch_place(base_env, [p.get("rank_env") or {} for p in procs])

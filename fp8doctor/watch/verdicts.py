@@ -194,7 +194,7 @@ def overall_verdict(procs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def facts_from_processes(procs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The facts `generations.fix_lines` reads, from what the watched processes themselves saw."""
+    """The facts `fixes.fixes_for` reads, from what the watched processes themselves saw."""
     versions: dict[str, Any] = {}
     env: dict[str, Any] = {}
     for p in procs:
@@ -211,15 +211,6 @@ def facts_from_processes(procs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"packages": versions, "environ": {"accelerate_fp8": env}}
 
 
-def _own_fix_lines(facts: dict[str, Any]) -> list[str]:
-    backend = facts.get("environ", {}).get("accelerate_fp8", {}).get("ACCELERATE_FP8_BACKEND", "AO")
-    return [
-        f"export ACCELERATE_MIXED_PRECISION=fp8 ACCELERATE_FP8_BACKEND={backend}",
-        "bf16: false   # TrainingArguments: bf16=True makes the Trainer pass mixed_precision='bf16'",
-        "# or pass Accelerator(mixed_precision='fp8', ...) explicitly",
-    ]
-
-
 def fix_hint(verdict: dict[str, Any], facts: dict[str, Any]) -> list[str]:
     """Concrete lines that make FP8 win for the installed versions; empty when FP8 was active."""
     v = verdict.get("verdict")
@@ -234,8 +225,11 @@ def fix_hint(verdict: dict[str, Any], facts: dict[str, Any]) -> list[str]:
                 "path skips the first and last Linear; use a larger model or a module filter that includes them"]
     elif v == NO_ACCELERATOR:
         return ["# no Accelerator was built: the command does not train through accelerate (or never reached it)"]
-    try:
-        from fp8doctor.generations import fix_lines
-    except ImportError:
-        return lines + _own_fix_lines(facts)
+    from fp8doctor.generations import fix_lines
+
+    winner = str(verdict.get("winner") or "")
+    if winner.startswith("TrainingArguments("):
+        flag = "fp16" if "fp16" in winner else "bf16"
+        facts = {**facts, "configs": [*facts.get("configs", []), {
+            "path": "your training config (TrainingArguments)", "kind": "training_args", "data": {flag: True}}]}
     return lines + fix_lines(facts)

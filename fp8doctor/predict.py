@@ -1,0 +1,328 @@
+"""What a given release of Accelerate / transformers does with one set of inputs (pure, on version strings).
+
+Each rule here is held against the lab's observations (lab/observations/*.json, tests/test_generation_predictions.py):
+where they disagree, this module changes. Outcomes are the lab's vocabulary: `ok` (with the state's mixed precision
+and whether any layer was converted to FP8), `raised` (type, message, stage), `absent` (no such class), or
+`unknown` where no observation backs a claim (the doctor then says nothing).
+
+Values are taken exactly as the library takes them: ACCELERATE_MIXED_PRECISION is compared to "fp8" as written,
+so "Fp8" or "FP8 " is not fp8.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+MP_VAR = "ACCELERATE_MIXED_PRECISION"
+BACKEND_VAR = "ACCELERATE_FP8_BACKEND"
+UNCHECKED = "[unchecked]"  # the lab's handler built without its __post_init__ (as a user with TE would have it)
+
+ERROR_OLD = "Passing in a `FP8RecipeKwargs` object requires setting `mixed_precision='fp8'`."
+ERROR_NEW = "Passing in an FP8 configuration requires setting `mixed_precision='fp8'`."
+NO_FP8_LIBRARY = "Using `fp8` precision requires `transformer_engine` or `MS-AMP` to be installed."
+TE_MISSING_OLD = ("TransformerEngine is not available. Please either install it, or use the 'MSAMP' backend "
+                  "(if installed).")
+TE_MISSING_NEW = "TransformerEngine is not available. Please install it or use a different backend."
+TE_MISSING_PREPARE = ("`transformer_engine` was not found on your system. Please ensure that `transformer_engine` "
+                      "is installed")
+MSAMP_MISSING = ("MS-AMP was not found on your system. Please ensure that MS-AMP is available  or choose `'te'` as the "
+                 "backend for FP8 mixed precision training.")
+NO_CUDA_BUILD = "Torch not compiled with CUDA enabled"
+AO_FILTER_TYPEERROR = "filter_linear_layers() got an unexpected keyword argument 'first_layer_name'"
+AO_WITHOUT_RECIPE = "'NoneType' object has no attribute 'config'"
+TE_MODULE_MISSING = "No module named 'transformer_engine'"
+FSDP_PLUGIN_NONE = ("`AcceleratorState` object has no attribute `fsdp_plugin`. This happens if "
+                    "`AcceleratorState._reset_state()` was called and an `Accelerator` or `PartialState` was not "
+                    "reinitialized.")
+BACKENDS = ("AO", "TE", "MSAMP", "NO")
+RECIPES_OLD = ("FP8RecipeKwargs",)
+RECIPES_NEW = ("FP8RecipeKwargs", "AORecipeKwargs", "TERecipeKwargs", "MSAMPRecipeKwargs")
+HANDLER_BACKEND = {"AORecipeKwargs": "AO", "TERecipeKwargs": "TE", "MSAMPRecipeKwargs": "MSAMP"}
+
+
+def release(version: str | None) -> tuple[int, int] | None:
+    if not version:
+        return None
+    try:
+        r = Version(version).release
+    except InvalidVersion:
+        return None
+    return (r[0], r[1] if len(r) > 1 else 0)
+
+
+def _raised(type_: str, message: str, stage: str, **extra: Any) -> dict[str, Any]:
+    return {"outcome": "raised", "type": type_, "message": message, "stage": stage, **extra}
+
+
+def _ok(mixed_precision: str, fp8: bool) -> dict[str, Any]:
+    return {"outcome": "ok", "mixed_precision": mixed_precision, "fp8": fp8}
+
+
+UNKNOWN: dict[str, Any] = {"outcome": "unknown"}
+
+
+def state_mixed_precision(mp_arg: str | None, env: Mapping[str, str]) -> str:
+    """AcceleratorState's mixed precision: the argument, else the variable verbatim, else 'no'."""
+    return mp_arg if mp_arg is not None else env.get(MP_VAR, "no")
+
+
+def recipe_classes(accelerate: str | None) -> tuple[str, ...]:
+    r = release(accelerate)
+    if r is None:
+        return ()
+    return RECIPES_OLD if r < (1, 4) else RECIPES_NEW
+
+
+def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | None, env: Mapping[str, str],
+                        handler: str | None, te: bool = False, msamp: bool = False,
+                        cuda_build: bool = False) -> dict[str, Any]:
+    """`Accelerator(mixed_precision=mp_arg, kwargs_handlers=[handler])` then `prepare(model, optimizer)` of a model
+    with eligible Linear layers, in a process whose environment is `env`."""
+    r = release(accelerate)
+    if r is None or te or msamp:
+        return dict(UNKNOWN)  # the lab has no TE / MS-AMP: nothing observed to predict from
+    name = handler.removesuffix(UNCHECKED) if handler else None
+    unchecked = bool(handler and handler.endswith(UNCHECKED))
+    if name is not None:
+        if name not in recipe_classes(accelerate):
+            return {"outcome": "absent", "stage": "handler"}
+        if not unchecked and name in ("FP8RecipeKwargs", "TERecipeKwargs"):
+            if r < (1, 4):
+                return _raised("ValueError", TE_MISSING_OLD, "handler")
+            return _raised("ImportError", TE_MISSING_NEW, "handler")
+    state_mp = state_mixed_precision(mp_arg, env)
+    fp8_library = torchao and r >= (1, 4)
+    if state_mp == "fp8":
+        if not fp8_library:
+            return _raised("ValueError", NO_FP8_LIBRARY, "init")
+        if r == (1, 4):
+            return _raised("AssertionError", NO_CUDA_BUILD, "init") if not cuda_build else dict(UNKNOWN)
+    if r < (1, 4):
+        if name is None:
+            return _ok(state_mp, False)
+        if state_mp != "fp8":
+            return _raised("ValueError", ERROR_OLD, "init")
+        return dict(UNKNOWN)
+    backend: str | None = None
+    if name is not None:
+        backend = HANDLER_BACKEND.get(name)  # an unchecked FP8RecipeKwargs keeps backend None
+    enabled = state_mp == "fp8" or mp_arg == "fp8"
+    registered = name is not None
+    if r >= (1, 9):
+        if enabled and not registered:
+            chosen = env.get(BACKEND_VAR, "NO")
+            if chosen not in BACKENDS:
+                return _raised("ValueError", f"{chosen!r} is not a valid FP8BackendType", "init")
+            if chosen == "NO":
+                chosen = "AO" if torchao else "NO"
+            if chosen == "TE":
+                return _raised("ImportError", TE_MISSING_NEW, "init")
+            backend, registered = chosen, True
+        if registered and not enabled:
+            return _raised("ValueError", ERROR_NEW, "init")
+        if registered and backend is None:
+            return _raised("ValueError", "None is not a valid FP8BackendType", "init")
+        if not enabled and not registered and env.get(BACKEND_VAR) == "AO":
+            # A leftover ACCELERATE_FP8_BACKEND=AO sends prepare() down the torchao path without a recipe.
+            return _raised("AttributeError", AO_WITHOUT_RECIPE, "prepare", mixed_precision=state_mp)
+    elif r >= (1, 8):
+        if enabled and not registered:
+            backend, registered = "AO", True  # torchao is installed here: the state check passed
+        if registered and mp_arg != "fp8":
+            return _raised("ValueError", ERROR_NEW, "init")
+        if backend == "AO":
+            return _raised("AttributeError", FSDP_PLUGIN_NONE, "init")
+    else:
+        # 1.4-1.7: a handler Accelerate creates itself for mixed_precision='fp8' is never registered, so nothing
+        # converts; a handler the caller passes needs the argument itself to be 'fp8'.
+        if registered and mp_arg != "fp8":
+            return _raised("ValueError", ERROR_NEW, "init")
+    mp_state = state_mp
+    if backend == "AO":
+        if r[:2] == (1, 5):
+            return _raised("TypeError", AO_FILTER_TYPEERROR, "prepare", mixed_precision=mp_state)
+        if r[:2] == (1, 6):
+            return dict(UNKNOWN)
+        return _ok(mp_state, True)
+    if backend == "TE":
+        return _raised("ImportError", TE_MISSING_PREPARE, "prepare", mixed_precision=mp_state)
+    if backend == "MSAMP":
+        return _raised("ImportError", MSAMP_MISSING, "prepare", mixed_precision=mp_state)
+    return _ok(mp_state, False)
+
+
+def transformers_passes(transformers: str | None, bf16: bool, env: Mapping[str, str]) -> dict[str, Any] | None:
+    """What TrainingArguments(bf16=...) and Trainer do with the precision: the variable after TrainingArguments,
+    and the mixed_precision / kwargs_handlers the Trainer passes to Accelerator (None: not passed)."""
+    r = release(transformers)
+    if r is None:
+        return None
+    chosen = "bf16" if bf16 else env.get(MP_VAR, "no")
+    if r[0] < 5:
+        # TrainingArguments writes the variable; the Trainer passes neither argument.
+        return {"env_after": chosen, "mixed_precision": None, "kwargs_handlers": None, "writes_env": True}
+    return {"env_after": env.get(MP_VAR), "mixed_precision": chosen, "writes_env": False,
+            "kwargs_handlers": ["DistributedDataParallelKwargs"] if r >= (5, 3) else None}
+
+
+def predict_trainer(accelerate: str | None, transformers: str | None, *, torchao: bool, bf16: bool,
+                    env: Mapping[str, str], patch: str | None = None) -> dict[str, Any]:
+    """A Trainer built from TrainingArguments(bf16=...) and trained: optionally with one of the reference report's
+    patches of Accelerator.__init__ (`inject_if_missing`: a recipe only when no kwargs_handlers were passed;
+    `always_append`: the recipe appended). The outcome carries `passes` (what the Trainer handed Accelerator)."""
+    passes = transformers_passes(transformers, bf16, env)
+    if passes is None or release(accelerate) is None:
+        return dict(UNKNOWN)
+    launched_env = dict(env)
+    if passes["writes_env"]:
+        launched_env[MP_VAR] = passes["env_after"]
+    recipe = None
+    if patch == "always_append" or (patch == "inject_if_missing" and passes["kwargs_handlers"] is None):
+        # Without AORecipeKwargs (<= 1.3) the lab injects FP8RecipeKwargs as a TE user has it (unchecked: TE is absent).
+        recipe = ("AORecipeKwargs" if "AORecipeKwargs" in recipe_classes(accelerate)
+                  else "FP8RecipeKwargs" + UNCHECKED)
+    if recipe == "AORecipeKwargs" and not torchao:
+        return dict(UNKNOWN)
+    got = predict_accelerator(accelerate, torchao=torchao, mp_arg=passes["mixed_precision"], env=launched_env,
+                              handler=recipe)
+    got = {**got, "passes": passes, "recipe_injected": recipe is not None}
+    if got["outcome"] == "raised":
+        got["stage"] = "train" if got["stage"] == "prepare" else "Trainer"
+    return got
+
+
+LAUNCH_NEEDS_DISTRIBUTED_TYPE = "A `distributed_type` must be specified in the config file."
+LAUNCH_NO_FP8_OLD = ("FP8 is not available on this machine. Please ensure that either Transformer Engine or MSAMP is "
+                     "installed.")
+LAUNCH_NO_FP8 = ("FP8 is not available on this machine. Please ensure that either Transformer Engine, MSAMP or "
+                 "torchao is installed.")
+LAUNCH_FP8_CONFIG_TYPEERROR = "expected str, bytes or os.PathLike object, not bool"
+
+
+def launch_rejects(config: Mapping[str, Any], accelerate: str | None = None, *, torchao: bool = True,
+                   te: bool = False, msamp: bool = False) -> str | None:
+    """Why `accelerate launch` stops before the script starts with this config ("Type: message"), None when it
+    starts the script; only what the lab observed (accelerate 1.1, 1.3, 1.4, 1.8, 1.9, 1.12, 1.15): a file
+    without distributed_type is refused by every release; with mixed_precision fp8, <= 1.3 wants Transformer
+    Engine or MS-AMP, 1.4 and 1.8 crash while exporting fp8_config, 1.8 without torchao wants a backend."""
+    if "distributed_type" not in config:
+        return f"ValueError: {LAUNCH_NEEDS_DISTRIBUTED_TYPE}"
+    r = release(accelerate)
+    if r is None or config.get("mixed_precision") != "fp8" or r >= (1, 9):
+        return None
+    has_backend = te or msamp or (torchao and r >= (1, 4))
+    if r < (1, 4):
+        return None if has_backend else f"RuntimeError: {LAUNCH_NO_FP8_OLD}"
+    if r == (1, 4) and torchao:
+        fp8 = config.get("fp8_config") if isinstance(config.get("fp8_config"), dict) else {}
+        kind = "list" if isinstance(fp8.get("override_linear_precision"), list) else "tuple"
+        return f"AttributeError: '{kind}' object has no attribute 'strip'"
+    if r == (1, 8):
+        return f"TypeError: {LAUNCH_FP8_CONFIG_TYPEERROR}" if has_backend else f"RuntimeError: {LAUNCH_NO_FP8}"
+    return None
+
+
+def _te_missing(r: tuple[int, int]) -> dict[str, Any]:
+    if r < (1, 4):
+        return {"outcome": "raised", "type": "ValueError", "message": TE_MISSING_OLD}
+    return {"outcome": "raised", "type": "ImportError", "message": TE_MISSING_NEW}
+
+
+FLAG_TRUE = ("1", "true", "yes", "y", "on", "t")  # how Accelerate parses a flag variable
+AO_ENV_FIELDS = {"ACCELERATE_FP8_PAD_INNER_DIM": "pad_inner_dim",
+                 "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER": "enable_fsdp_float8_all_gather"}
+
+
+def recipe_fields_from_env(accelerate: str | None, what: str, env: Mapping[str, str]) -> dict[str, Any] | None:
+    """The recipe fields that ACCELERATE_FP8_* variables change when `what` is built (None: no claim). Observed:
+    MSAMPRecipeKwargs reads ACCELERATE_FP8_OPT_LEVEL (default O2) from 1.4; AORecipeKwargs reads PAD_INNER_DIM and
+    ENABLE_FSDP_FLOAT8_ALL_GATHER (default true) in 1.15 but not in 1.11 (1.12-1.14: not observed with a value
+    that would show it)."""
+    r = release(accelerate)
+    if r is None:
+        return None
+    fields: dict[str, Any] = {}
+    if what == "MSAMPRecipeKwargs":
+        value = env.get("ACCELERATE_FP8_OPT_LEVEL")
+        if value is not None and value != "O2":
+            fields["opt_level"] = {"default": "O2", "with_env": value}
+    if what == "AORecipeKwargs":
+        for var, name in AO_ENV_FIELDS.items():
+            if var not in env or env[var].lower() in FLAG_TRUE:
+                continue
+            if (1, 12) <= r < (1, 15):
+                return None
+            if r >= (1, 15):
+                fields[name] = {"default": True, "with_env": False}
+                fields["config"] = "changed"
+    return fields
+
+
+def predict_env_reads(accelerate: str | None, *, torchao: bool, what: str, unchecked: bool | None,
+                      env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Building a recipe class with every ACCELERATE_FP8_* variable set, on a machine without Transformer Engine or
+    MS-AMP: which fields the variables change. The TE classes check for TE before reading any variable (so none
+    changes here); the torchao / MS-AMP ones as `recipe_fields_from_env` says; `Accelerator` stands for
+    Accelerator(mixed_precision='fp8') with ACCELERATE_FP8_BACKEND=AO (its construction only)."""
+    r = release(accelerate)
+    if r is None:
+        return dict(UNKNOWN)
+    if what == "Accelerator":
+        got = predict_accelerator(accelerate, torchao=torchao, mp_arg="fp8", env={BACKEND_VAR: "AO"}, handler=None)
+        if got["outcome"] == "raised" and got["stage"] == "init":
+            return got
+        return {"outcome": "ok"} if got["outcome"] != "unknown" else got
+    if what not in recipe_classes(accelerate):
+        return {"outcome": "absent"}
+    te_class = what in ("FP8RecipeKwargs", "TERecipeKwargs")
+    if te_class and not unchecked:
+        return {"outcome": "raised", "with_env": _te_missing(r), "without_env": _te_missing(r)}
+    fields = {} if te_class else recipe_fields_from_env(accelerate, what, env or {})
+    if fields is None:
+        return dict(UNKNOWN)
+    return {"outcome": "ok", "fields_changed_by_env": fields, "post_init": _te_missing(r) if te_class else None}
+
+
+def llamafactory_sets_env(llamafactory: str | None) -> bool | None:
+    """Whether this LLaMA-Factory sets ACCELERATE_MIXED_PRECISION=fp8 in its pt/sft Trainer (before the Accelerator
+    is built) for `fp8: true`: 0.9.5 does, 0.9.4 does not (lab cells lf0.9.4/lf0.9.5-tf4.57-ao); None: unknown."""
+    r = release(llamafactory)
+    if r is None:
+        return None
+    return r >= (0, 9) and Version(str(llamafactory)).release[:3] >= (0, 9, 5)
+
+
+def predict_llamafactory(versions: Mapping[str, str | None], *, fp8_keys: Mapping[str, Any], env: Mapping[str, str],
+                         launch_yaml: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`llamafactory-cli train` (under `accelerate launch --config_file` when launch_yaml is given) of an sft config
+    with fp8_keys: what it trains in (`trained_in`: fp8, or the Accelerator's precision) or what it raises."""
+    lf_sets = llamafactory_sets_env(versions.get("llamafactory"))
+    if lf_sets is None:
+        return dict(UNKNOWN)
+    start = dict(env)
+    if launch_yaml is not None:
+        if launch_rejects(launch_yaml, versions.get("accelerate"), torchao=bool(versions.get("torchao"))):
+            return dict(UNKNOWN)
+        start[MP_VAR] = str(launch_yaml.get("mixed_precision", "no"))
+        backend = (launch_yaml.get("fp8_config") or {}).get("backend")
+        if backend:
+            start[BACKEND_VAR] = str(backend)
+    fp8 = bool(fp8_keys.get("fp8"))
+    if fp8 and lf_sets and fp8_keys.get("fp8_backend") == "te" and not versions.get("transformer_engine"):
+        return _raised("ModuleNotFoundError", TE_MODULE_MISSING, "trainer_init")
+    passes = transformers_passes(versions.get("transformers"), bool(fp8_keys.get("bf16")), start)
+    if passes is None:
+        return dict(UNKNOWN)
+    reached = dict(start)
+    if passes["writes_env"]:
+        reached[MP_VAR] = passes["env_after"]
+    if fp8 and lf_sets:
+        reached[MP_VAR] = "fp8"
+    got = predict_accelerator(versions.get("accelerate"), torchao=bool(versions.get("torchao")),
+                              mp_arg=passes["mixed_precision"], env=reached, handler=None)
+    if got["outcome"] == "ok":
+        got["trained_in"] = "fp8" if got["fp8"] else got["mixed_precision"]
+    return got
