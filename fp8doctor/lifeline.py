@@ -18,6 +18,7 @@ reach such processes too, through the parent links they snapshot before signalli
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -78,9 +79,10 @@ def guard_group(pgid: int) -> subprocess.Popen[bytes] | None:
     fd = read_end()
     try:
         return subprocess.Popen([sys.executable, "-m", "fp8doctor.lifeline", str(fd)], pass_fds=(fd,),
-                                process_group=pgid, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-    except OSError:  # the group is gone already (the command ended at once)
+                                # setpgid in the child rather than Popen(process_group=): that needs Python 3.11
+                                preexec_fn=functools.partial(os.setpgid, 0, pgid), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):  # the group is gone already (the command ended at once)
         return None
 
 
