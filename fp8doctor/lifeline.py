@@ -94,20 +94,28 @@ def release(guard: subprocess.Popen[bytes] | None) -> None:
             guard.wait(timeout=5)
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live descendant of `pid`, through parent links in /proc: members that left the group included."""
-    children: dict[int, list[int]] = {}
+def _proc_stats() -> list[tuple[int, list[bytes]]]:
+    """(pid, the fields of /proc/PID/stat after the command name: state, ppid, pgrp, ...) of every process."""
+    out: list[tuple[int, list[bytes]]] = []
     with contextlib.suppress(OSError):
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
             try:
                 with open(f"/proc/{entry}/stat", "rb") as fh:
-                    stat = fh.read()
-                ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
-            except (OSError, ValueError, IndexError):
+                    fields = fh.read().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
                 continue
-            children.setdefault(ppid, []).append(int(entry))
+            if len(fields) > 3:
+                out.append((int(entry), fields))
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid`, through parent links in /proc: members that left the group included."""
+    children: dict[int, list[int]] = {}
+    for child, fields in _proc_stats():
+        children.setdefault(int(fields[1]), []).append(child)
     out: list[int] = []
     todo = [pid]
     while todo:
@@ -119,19 +127,7 @@ def descendants(pid: int) -> list[int]:
 
 def group_members(pgid: int) -> list[int]:
     """Live (not zombie) processes of process group `pgid`, from /proc."""
-    out = []
-    with contextlib.suppress(OSError):
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as fh:
-                    fields = fh.read().rsplit(b")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if len(fields) > 3 and fields[0] != b"Z" and int(fields[3]) == pgid:
-                out.append(int(entry))
-    return out
+    return [pid for pid, fields in _proc_stats() if fields[0] != b"Z" and int(fields[3]) == pgid]
 
 
 def wait_group_gone(pgid: int, timeout_s: float = 2.0) -> None:
