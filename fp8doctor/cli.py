@@ -7,18 +7,25 @@ import importlib
 import sys
 import traceback
 
-from fp8doctor import __version__
+from fp8doctor import __version__, interrupts
 from fp8doctor.errors import UsageError
+from fp8doctor.redact import redact
+from fp8doctor.render.controls import escape_controls
 
 # Sub-command name -> module in fp8doctor.commands exposing add_parser(subparsers) and run(args) -> int.
 COMMANDS = ("env", "repro", "matrix", "report", "watch")
+
+
+def one_line(message: str) -> str:
+    """An error line as printed: secrets redacted (it may echo a path or an argument), controls escaped."""
+    return escape_controls(redact(message))
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports bad usage as one line and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,20 +52,21 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    interrupts.install()
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:
-        print(f"fp8doctor {args.command}: error: {exc}", file=sys.stderr)
+        print(f"fp8doctor {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except ImportError as exc:
         # An installed package that does not import (a broken install): one line that names it, not a traceback.
         origin = traceback.extract_tb(exc.__traceback__)[-1]
-        print(f"fp8doctor {args.command}: error: broken install: {type(exc).__name__}: {exc} (raised at "
-              f"{origin.filename}:{origin.lineno}); reinstall that package", file=sys.stderr)
+        print(one_line(f"fp8doctor {args.command}: error: broken install: {type(exc).__name__}: {exc} "
+                       f"(raised at {origin.filename}:{origin.lineno}); reinstall that package"), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"fp8doctor {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP (fp8doctor.interrupts)
+        print(f"fp8doctor {args.command}: {interrupts.describe(exc)}", file=sys.stderr)
+        return interrupts.exit_status(exc)
     except BrokenPipeError:
         return 0
 

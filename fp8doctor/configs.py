@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from fp8doctor.errors import UsageError
+from fp8doctor.safeio import read_capped
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 32
@@ -69,21 +70,7 @@ def read_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Parse a YAML or JSON file into a dict, or raise UsageError with one clear line."""
     p = Path(path)
     shown = str(path)
-    if not p.exists():
-        raise UsageError(f"{shown}: no such file")
-    if p.is_dir():
-        raise UsageError(f"{shown}: is a directory, not a config file")
-    try:
-        size = p.stat().st_size
-        if size > MAX_BYTES:
-            raise UsageError(f"{shown}: file is {size} bytes, over the {MAX_BYTES}-byte limit for a config")
-        raw = p.read_bytes()
-    except PermissionError:
-        raise UsageError(f"{shown}: cannot read it (permission denied)") from None
-    except OSError as exc:
-        raise UsageError(f"{shown}: cannot read it ({exc.strerror or exc})") from None
-    if len(raw) > MAX_BYTES:  # a FIFO or /proc file reports size 0
-        raise UsageError(f"{shown}: file is over the {MAX_BYTES}-byte limit for a config")
+    raw = read_capped(p, MAX_BYTES, "a config")
     if b"\x00" in raw:
         raise UsageError(f"{shown}: looks like a binary file, not a YAML or JSON config")
     try:

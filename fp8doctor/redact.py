@@ -18,21 +18,32 @@ _SECRET_SUBSTRINGS = ("SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL"
 # Names made only of a secret word that are identifiers in fp8doctor's own records.
 _IDENTIFIER_NAMES = {"key"}
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
-# scheme://user:password@host  -> scheme://***REDACTED***@host
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<cred>[^\s/@:]+:[^\s/@]*)@")
-# Well-known token shapes, caught even where the name says nothing (e.g. inside a config value).
+# Well-known token shapes, caught even where the name says nothing (a config value, a path segment, a URL). A
+# shape starts only where a run of letters and digits starts (so `task-...` is no `sk-` key) and may run on into
+# `_` or `/` (`/data/hf_..._copy`). Each alternative starts with a literal, and the lookbehind lets only the first
+# character of a run start the long ones: linear in the text, never backtracking over a long value.
 _TOKEN_SHAPES = re.compile(
-    r"\b(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_\-]{20,}|AKIA[0-9A-Z]{16}|ghp_[A-Za-z0-9]{30,}|"
-    r"github_pat_[A-Za-z0-9_]{30,}|xox[abpr]-[A-Za-z0-9\-]{10,}|wandb_v1_[A-Za-z0-9_]{20,})\b"
+    r"(?<![A-Za-z0-9])(?:hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_\-]{20,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|"
+    r"github_pat_[A-Za-z0-9_]{30,}|glpat-[A-Za-z0-9_\-]{20,}|xox[abpr]-[A-Za-z0-9\-]{10,}|"
+    r"wandb_v1_[A-Za-z0-9_]{20,}|AIza[0-9A-Za-z_\-]{35})"
+    r"|(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{10,}+\.[A-Za-z0-9_\-]{10,}+\.[A-Za-z0-9_\-]{10,}+"  # a JWT
 )
-
-# A command-line option whose name says it carries a secret: `--hub_token X`, `--password=X`, `-api-key 'X'`.
-# "token" must not run on into a letter, so --tokenizer_name and --max_new_tokens keep their values.
-_SECRET_OPTION = (r"-{1,2}[A-Za-z0-9_.\-]*?(?:token|secret|password|passwd|passphrase|credential|"
-                  r"api[_\-]?key|access[_\-]?key|private[_\-]?key)(?![A-Za-z])[A-Za-z0-9_.\-]*")
-_SECRET_OPTION_NAME = re.compile(rf"^{_SECRET_OPTION}$", re.IGNORECASE)
-_SECRET_OPTION_VALUE = re.compile(
-    rf"(?P<opt>(?<![\w-]){_SECRET_OPTION})(?P<sep>=| +)(?P<val>'[^']*'|\"[^\"]*\"|[^\s'\"]+)", re.IGNORECASE)
+# Words that make a command-line option secret (`--hub_token X`, `--auth X`, `-api-key 'X'`), found in its lowercased
+# name where no letter follows them: --tokenizer_name, --max_new_tokens and --author keep their values.
+_OPTION_WORDS = ("token", "secret", "secrets", "password", "passwd", "passphrase", "credential", "credentials",
+                 "api_key", "api-key", "apikey", "access_key", "access-key", "accesskey", "private_key",
+                 "private-key", "privatekey", "auth", "authorization", "cookie")
+_OPTION_CHARS = re.compile(r"[a-z0-9_.\-]+")
+MAX_NAME = 128  # longer is no option or variable name: not judged, so no name check costs more than this
+# `NAME=value` where a name starts (an `env NAME=value` prefix, a `?token=...` URL parameter, a YAML dump line).
+_ASSIGNMENT = re.compile(rf"(?<![A-Za-z0-9_.\-])([A-Za-z_][A-Za-z0-9_.\-]{{0,{MAX_NAME - 1}}})=")
+_VALUE_END = re.compile(r"[\s&;,]")
+_WHITESPACE = re.compile(r"\s")
+_TOKEN_START = re.compile(r"\S")
+# Where an option or a Bearer header may start: the start of a whitespace-separated token.
+_OPTION_START = re.compile(r"(?<!\S)(?:-|[Bb]earer(?!\S))")
+_URL_END = re.compile(r"[\s'\"<>`]")
+_QUERY = re.compile(r"[?#]")
 
 
 def is_secret_name(name: str) -> bool:
@@ -43,14 +54,122 @@ def is_secret_name(name: str) -> bool:
     return any(sub in squashed for sub in _SECRET_SUBSTRINGS)
 
 
+def _is_secret_option(name: str) -> bool:
+    """`--hub_token`, `--password`, `-api-key`, `--auth`: one or two dashes, then a name holding a secret word."""
+    body = name.lstrip("-")
+    if not 1 <= len(name) - len(body) <= 2 or not body or len(body) > MAX_NAME:
+        return False
+    body = body.lower()
+    if not _OPTION_CHARS.fullmatch(body):
+        return False
+    for word in _OPTION_WORDS:
+        at = body.find(word)
+        while at != -1:
+            if not body[at + len(word):at + len(word) + 1].isalpha():
+                return True
+            at = body.find(word, at + 1)
+    return False
+
+
+def _value_span(text: str, start: int, ends: re.Pattern[str]) -> int:
+    """Where a value starting at `start` ends: its closing quote when quoted, else the first `ends` character."""
+    if start < len(text) and text[start] in "'\"":
+        close = text.find(text[start], start + 1)
+        if close != -1:
+            return close + 1
+    m = ends.search(text, start)
+    return m.start() if m else len(text)
+
+
+def _replace(text: str, spans: list[tuple[int, int]]) -> str:
+    """`text` with each (start, end) span, in order and not overlapping, replaced by REDACTED."""
+    if not spans:
+        return text
+    out, pos = [], 0
+    for a, b in spans:
+        out += [text[pos:a], REDACTED]
+        pos = b
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _url_credentials(text: str) -> list[tuple[int, int]]:
+    """The user-info of every `scheme://user[:password]@host`: a user alone (`https://TOKEN@host`) and a password
+    holding `/` included, also as `scheme:/user@host` (a URL that went through a path normalisation). Found from
+    each `:/`; the end of the URL, its query and its last `@` are searched once and reused for every `:/` inside
+    the same URL: linear."""
+    spans: list[tuple[int, int]] = []
+    url_end = query = last_at = last_at_for = -1
+    at = text.find(":/")
+    while at != -1:
+        start = at + (3 if text.startswith("//", at + 1) else 2)
+        at = text.find(":/", start)
+        if spans and start < spans[-1][1]:  # inside user-info already redacted
+            continue
+        if start > url_end:
+            m = _URL_END.search(text, start)
+            url_end = m.start() if m else len(text)
+        if query < start:
+            m = _QUERY.search(text, start, url_end)
+            query = m.start() if m else url_end
+        if last_at_for != query:
+            last_at, last_at_for = text.rfind("@", start, query), query
+        if last_at <= start:
+            continue
+        slash = text.find("/", start, last_at)
+        # `host/path@x` is a path; `user:pa/ss@host` is a password with a slash.
+        if slash == -1 or text.find(":", start, slash) != -1:
+            spans.append((start, last_at))
+    return spans
+
+
+def _option_values(text: str) -> list[tuple[int, int]]:
+    """The values of secret options in running text (`--auth X`, `--password=X`, `--hub_token 'a b'`) and of
+    `Bearer X`: one pass over the places where a token starts with `-` or is `Bearer`."""
+    spans: list[tuple[int, int]] = []
+    for m in _OPTION_START.finditer(text):
+        a = m.start()
+        if spans and a < spans[-1][1]:
+            continue
+        end_m = _WHITESPACE.search(text, a)
+        end = end_m.start() if end_m else len(text)
+        word = text[a:end]
+        name, eq, value = word.partition("=")
+        if word.lower() == "bearer" or (not eq and _is_secret_option(name)):
+            nxt = _TOKEN_START.search(text, end)
+            if nxt:  # the next token is the value
+                spans.append((nxt.start(), _value_span(text, nxt.start(), _WHITESPACE)))
+        elif eq and value and _is_secret_option(name):
+            v = a + len(name) + 1
+            spans.append((v, _value_span(text, v, _WHITESPACE)))
+    return spans
+
+
+def _assignment_values(text: str) -> list[tuple[int, int]]:
+    """The values of `NAME=value` with a secret NAME: `env HF_TOKEN=x cmd`, `?token=x&...`, `password=x`."""
+    spans: list[tuple[int, int]] = []
+    for m in _ASSIGNMENT.finditer(text):
+        v = m.end()
+        if (spans and m.start() < spans[-1][1]) or not _hides_value(m.group(1)):
+            continue
+        end = _value_span(text, v, _VALUE_END)
+        if end > v:
+            spans.append((v, end))
+    return spans
+
+
 def _text(text: str) -> str:
-    text = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
-    text = _SECRET_OPTION_VALUE.sub(lambda m: f"{m.group('opt')}{m.group('sep')}{REDACTED}", text)
+    """Credentials out of free text, in time linear in its length: URL user-info, secret options' and
+    assignments' values, well-known token shapes."""
+    text = _replace(text, _url_credentials(text))
+    text = _replace(text, _option_values(text))
+    text = _replace(text, _assignment_values(text))
     return _TOKEN_SHAPES.sub(REDACTED, text)
 
 
 def _argv(argv: list[str]) -> list[str]:
-    """A command line with the value of every secret-named option redacted (`--hub_token X`, `--password=X`)."""
+    """A command line with the value of every secret-named option redacted (`--hub_token X`, `--password=X`,
+    `--auth X`), and every argument redacted as text (`HF_TOKEN=x` of an `env` prefix, a URL's user-info)."""
     out: list[str] = []
     hide_next = False
     for arg in argv:
@@ -59,10 +178,12 @@ def _argv(argv: list[str]) -> list[str]:
             hide_next = False
             continue
         name, eq, value = arg.partition("=")
-        if _SECRET_OPTION_NAME.match(name):
+        if _is_secret_option(name):
             if eq:
                 out.append(f"{name}={REDACTED}" if value else arg)
                 continue
+            hide_next = True
+        elif arg.lower() == "bearer":
             hide_next = True
         out.append(_text(arg))
     return out

@@ -129,7 +129,7 @@ CLI_CASES = [
     (["repro", "--format", "xml"], "argument --format: invalid choice: 'xml'"),
     (["repro", "--steps", "0"], "--steps must be at least 2"),
     (["repro", "--steps", "two"], "argument --steps: invalid int value: 'two'"),
-    (["repro", "--timeout", "0"], "--timeout must be positive"),
+    (["repro", "--timeout", "0"], "--timeout must be a positive number of seconds"),
     (["repro", "--workers", "0"], "--workers must be at least 1"),
     (["matrix", "--backend", "foo"], "argument --backend: invalid choice: 'foo'"),
     (["matrix", "--entry", "foo"], "argument --entry: invalid choice: 'foo'"),

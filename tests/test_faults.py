@@ -227,14 +227,29 @@ def test_unwritable_output_place_is_exit_2_before_any_run(tmp_path: Path) -> Non
     assert time.monotonic() - t0 < 30  # refused before any run
 
 
+MATRIX_FULL_DISK = r"""
+import resource, sys
+limit = int(sys.argv[1])
+# Python ignores SIGXFSZ: a write past the limit fails with EFBIG. The results file already holds `limit` bytes,
+# so every append fails, while the workers' own small files (spec, result, stderr) stay under it.
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+from fp8doctor.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 def test_full_results_file_keeps_every_result(tmp_path: Path) -> None:
-    """`--out /dev/full`: every append fails with ENOSPC; the matrix still runs, prints every result, then exits 2
-    with one line (CUDA_VISIBLE_DEVICES="" on the way: the runs say cpu)."""
-    p = fp8doctor(["matrix", *SMALL, "--out", "/dev/full", "--format", "json"],
-                  clean_env(tmp_path, CUDA_VISIBLE_DEVICES=""), tmp_path)
+    """A results file that stops taking lines (RLIMIT_FSIZE reached: EFBIG, as on a full disk ENOSPC): the matrix
+    still runs, prints every result, then exits 2 with one line (CUDA_VISIBLE_DEVICES="": the runs say cpu)."""
+    limit = 1 << 20
+    out = tmp_path / "m.jsonl"
+    out.write_bytes(b"\n" * limit)
+    p = subprocess.run([sys.executable, "-c", MATRIX_FULL_DISK, str(limit), "matrix", *SMALL, "--out", str(out),
+                        "--format", "json"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                       env=clean_env(tmp_path, CUDA_VISIBLE_DEVICES=""), stdin=subprocess.DEVNULL)
     assert p.returncode == 2, p.stderr[-3000:]
     errors = [line for line in p.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1 and "cannot write results to /dev/full: No space left on device" in errors[0]
+    assert len(errors) == 1 and f"cannot write results to {out}: File too large" in errors[0]
     shown = json.loads(p.stdout)
     cells = shown["cells"] if "cells" in shown else shown["rows"]
     assert len(cells) == 2 and all(json.dumps(c).count('"finished"') for c in cells)

@@ -31,6 +31,12 @@ SECRET_ENV = {
     "NCCL_IB_SECRET": "plantedncclsecret7787",
     "TORCH_HUB_PASSWORD": "plantedtorchpw7788",
     "HF_HUB_DOWNLOAD_URL": "https://hfuser:plantedhfurlpass7789@mirror.invalid/simple",
+    # Round two (issue 14): a token as the user of a URL (no password), a password holding `/`, a token-shaped
+    # path segment, a token as a URL query parameter; all under prefixes that reach reports and results files.
+    "ACCELERATE_HUB_URL": "https://plantedtokenuser7801@hub.invalid/models",
+    "HF_ENDPOINT": "https://hfuser:planted/slash7802@mirror.invalid/",
+    "NVTE_CACHE_DIR": "/data/hf_PlantedPathSegment0123456789_copy/cache",
+    "TORCH_HUB_MIRROR": "https://hub.invalid/x?access_token=plantedquery7805&x=1",
 }
 CONFIG_SECRETS = {
     "url": "plantedconfigurlpass7790",
@@ -38,8 +44,10 @@ CONFIG_SECRETS = {
     "wandb": "plantedconfigwandb7791",
     "ds": "plantedds7795",
 }
-ARG_SECRETS = {"hub_token": "plainhubtoken7794", "password": "plantedargpw7792", "url": "plantedargurl7793"}
-PLANTED = [*SECRET_ENV.values(), *CONFIG_SECRETS.values(), *ARG_SECRETS.values()]
+ARG_SECRETS = {"hub_token": "plainhubtoken7794", "password": "plantedargpw7792", "url": "plantedargurl7793",
+               "env": "plantedenvassign7803", "auth": "plantedauth7804", "bearer": "plantedbearer7806"}
+ERROR_SECRETS = {"path": "hf_PlantedErrorPath0123456789abcd", "url": "plantederrpw7807", "arg": "plantedparse7808"}
+PLANTED = [*SECRET_ENV.values(), *CONFIG_SECRETS.values(), *ARG_SECRETS.values(), *ERROR_SECRETS.values()]
 # Every planted value contains this (case-insensitive); a partial leak is caught too.
 MARK = "planted"
 
@@ -117,9 +125,10 @@ def assert_no_leak(planted: dict, procs: list[subprocess.CompletedProcess]) -> l
 
 
 def watched(planted: dict) -> list[str]:
-    return [sys.executable, str(planted["inputs"] / "train.py"), "--hub_token", ARG_SECRETS["hub_token"],
-            f"--password={ARG_SECRETS['password']}", "--url", f"https://u:{ARG_SECRETS['url']}@h.invalid/x",
-            "--tokenizer_name", "kept-visible"]
+    return ["env", f"HF_TOKEN={ARG_SECRETS['env']}", sys.executable, str(planted["inputs"] / "train.py"),
+            "--hub_token", ARG_SECRETS["hub_token"], f"--password={ARG_SECRETS['password']}", "--url",
+            f"https://u:{ARG_SECRETS['url']}@h.invalid/x", "--auth", ARG_SECRETS["auth"], "--header",
+            f"Authorization: Bearer {ARG_SECRETS['bearer']}", "--tokenizer_name", "kept-visible"]
 
 
 def test_env_every_format(planted: dict) -> None:
@@ -188,3 +197,18 @@ def test_report_with_watch(planted: dict) -> None:
     assert {".md", ".json", ".jsonl"} <= kinds, written
     report = json.loads(next(f for f in written if f.parent == out_dir and f.suffix == ".json").read_text())
     assert {part["name"] for part in report["parts"]} == {"env", "matrix", "watch"}
+
+
+def test_error_lines_echo_no_secret(planted: dict) -> None:
+    """An error line echoes the path or argument it refuses: a token-shaped path segment, a URL's credentials and
+    a secret option argparse does not know are redacted there too (before: printed as given)."""
+    work = planted["work"]
+    procs = [
+        run(planted, ["env", "--config", str(work / ERROR_SECRETS["path"] / "missing.yaml")]),
+        run(planted, ["env", "--config", f"https://erruser:{ERROR_SECRETS['url']}@host.invalid/c.yaml"]),
+        run(planted, ["matrix", "--bogus", "--hub_token", ERROR_SECRETS["arg"]]),
+        run(planted, ["watch", "--", f"/nonexistent/{ERROR_SECRETS['path']}/train"]),
+    ]
+    assert [p.returncode for p in procs] == [2, 2, 2, 2], [p.stderr for p in procs]
+    assert all(p.stderr.count("\n") == 1 and "***REDACTED***" in p.stderr for p in procs), [p.stderr for p in procs]
+    assert_no_leak(planted, procs)

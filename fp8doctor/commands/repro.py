@@ -30,8 +30,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fp8doctor import limits
     from fp8doctor.repro import render, run_repro
 
+    limits.check_steps(args.steps)
+    limits.check_timeout(args.timeout)
+    limits.check_workers(args.workers)
     report = run_repro(args.config, backend=args.backend, steps=args.steps, timeout_s=args.timeout,
                        workers=args.workers)
     print(render(report, args.format), end="")

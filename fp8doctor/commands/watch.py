@@ -7,6 +7,7 @@ import argparse
 import sys
 from typing import Any
 
+from fp8doctor import limits, safeio
 from fp8doctor.errors import UsageError
 
 MERGE_WAIT_S = 60.0
@@ -25,7 +26,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, metavar="S", help="stop the whole command after S seconds")
     p.add_argument("--format", choices=("text", "md", "json"), default="text",
-                   help="report format (json: CMD's stdout goes to stderr so stdout holds only the JSON)")
+                   help="report format (md and json: CMD's stdout goes to stderr, so that stdout holds only the "
+                        "report and `> report.md` captures it cleanly)")
+    p.add_argument("--output", metavar="FILE",
+                   help="write the report to FILE instead of stdout; CMD's output is left where it was")
     p.add_argument("--records", metavar="DIR",
                    help="keep every process's records under DIR/<host>/<rank>-<pid>.jsonl (a directory the nodes "
                    "share); the watch holding rank 0 prints the job's merged table when all nodes are done")
@@ -83,22 +87,41 @@ def run(args: argparse.Namespace) -> int:
 
     if not cmd:
         raise UsageError("no command to watch: usage `fp8doctor watch [options] -- CMD ARGS...`")
-    if args.timeout is not None and args.timeout <= 0:
-        raise UsageError("--timeout must be a positive number of seconds")
+    limits.check_timeout(args.timeout)
     if args.merge_wait < 0:
         raise UsageError("--merge-wait must be zero or a positive number of seconds")
-    result = run_watch(cmd, args.timeout, stdout=sys.stderr if args.format == "json" else None,
-                       records_dir=args.records)
+    if args.output:
+        _write(args.output, "")  # refused now, not after a long training
+    # A machine-readable report on stdout must not be interleaved with the command's own output.
+    shared = args.format in ("md", "json") and not args.output
+    result = run_watch(cmd, args.timeout, stdout=sys.stderr if shared else None, records_dir=args.records)
     code = exit_code(result)
     job = _merge_after(result, args.merge_wait) if args.records else None
     if job is None:
-        sys.stdout.write(render(result, args.format))
-        return code
-    from fp8doctor.watch.merge import exit_code as job_exit_code
-    from fp8doctor.watch.render_job import render_job
-
-    if args.format == "json":
-        sys.stdout.write(render({**result, "job": job}, "json"))
+        text = render(result, args.format)
     else:
-        sys.stdout.write(render(result, args.format) + "\n" + render_job(job, args.format))
-    return code if _own_failure(result) else job_exit_code(job)
+        from fp8doctor.watch.merge import exit_code as job_exit_code
+        from fp8doctor.watch.render_job import render_job
+
+        if args.format == "json":
+            text = render({**result, "job": job}, "json")
+        else:
+            text = render(result, args.format) + "\n" + render_job(job, args.format)
+        code = code if _own_failure(result) else job_exit_code(job)
+    if args.output:
+        try:
+            _write(args.output, text)
+        except UsageError:
+            sys.stdout.write(text)  # the run is not lost
+            raise
+    else:
+        sys.stdout.write(text)
+    return code
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        with safeio.open_write(path, "--output") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {path}: {exc.strerror or exc}") from None

@@ -7,6 +7,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
+from fp8doctor import limits, safeio
 from fp8doctor.errors import UsageError
 from fp8doctor.machine import snapshot
 from fp8doctor.matrix import plan, render, run
@@ -22,8 +23,7 @@ def check_writable(path: str) -> None:
     it first, truncated last line included)."""
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(path, "ab"):
-            pass
+        safeio.open_append(path, "the results file").close()
     except OSError as exc:
         raise UsageError(f"cannot write results to {path}: {exc.strerror or exc}") from None
 
@@ -47,10 +47,10 @@ def run_matrix(
 ) -> run.MatrixResult:
     """Plan and execute; UsageError for bad selections or an unwritable results file. `selections` (a list of
     backends/recipes/entries dicts) replaces the single selection with their union."""
-    if workers < 1:
-        raise UsageError("--workers must be at least 1")
-    if timeout_s <= 0:
-        raise UsageError("--timeout must be a positive number of seconds")
+    limits.check_workers(workers)
+    limits.check_timeout(timeout_s)
+    limits.check_steps(steps)
+    limits.check_seeds(seeds)
     if resume and not out:
         raise UsageError("--resume needs --out FILE.jsonl (the results file of the matrix to continue)")
     if out and os.path.isdir(out):

@@ -9,6 +9,7 @@ from typing import Any
 from fp8doctor import SCHEMA_VERSION
 from fp8doctor.matrix.run import MatrixResult, Row
 from fp8doctor.redact import redact
+from fp8doctor.render.controls import escape_controls
 from fp8doctor.verdicts import CELL_STATUSES, FAIL, PASS, SKIP, WARN
 
 HEADERS = ["cell", "entry", "status", "loss vs bf16", "FP8 layers", "FP8 fwd", "vs native", "FP8/bf16 time",
@@ -89,22 +90,23 @@ def render_text(result: MatrixResult, fmt: str = "text") -> str:
     from tabulate import tabulate
 
     rows, notes = table_rows(result)
+    rows = [[escape_controls(cell) for cell in row] for row in rows]  # error texts and paths: one line each
     tablefmt = "github" if fmt == "md" else "simple"
     parts = [tabulate(rows, headers=HEADERS, tablefmt=tablefmt, disable_numparse=True)]
     if notes:
         parts.append("")
-        parts += [f"[{n}] {reason}" for reason, n in notes.items()]
+        parts += [f"[{n}] {escape_controls(reason)}" for reason, n in notes.items()]
     for title, levels in (("Failed checks:", ("fail", "error")), ("Warnings:", ("warn",))):
         lines = failure_lines(result, levels)
         if lines:
-            parts += ["", title] + [f"  {line}" for line in lines]
+            parts += ["", title] + [f"  {escape_controls(line)}" for line in lines]
     if any(r.result.get("emulated") for r in result.rows):
         parts += ["", "torchao ran with Float8LinearConfig(emulate=True): real FP8 casts and scaling, plain "
                   "matmul (no FP8 GEMM on CPU); step-time ratios are informational there."]
     if result.problems:
-        parts += [""] + [f"resume: {p}" for p in result.problems]
+        parts += [""] + [f"resume: {escape_controls(p)}" for p in result.problems]
     if result.out:
-        parts += ["", f"results: {result.out}"]
+        parts += ["", f"results: {escape_controls(result.out)}"]
     parts += ["", summary(result)]
     text = "\n".join(parts)
     return redact(text)

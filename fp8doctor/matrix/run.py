@@ -14,8 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from fp8doctor import interrupts
+from fp8doctor.errors import UsageError
 from fp8doctor.matrix import checks, store
 from fp8doctor.matrix.plan import Cell, baseline_spec, native_spec
+from fp8doctor.redact import redact
+from fp8doctor.render.controls import escape_controls
 from fp8doctor.runs.spec import RunSpec
 from fp8doctor.verdicts import FAIL, worst_exit
 
@@ -75,13 +79,22 @@ def execute(
     on_result: Callable[[Cell, dict[str, Any]], None] | None = None,
 ) -> MatrixResult:
     """Run the cells (baselines come first in `cells`) and check them; `out` gets one JSON line per cell."""
+    from fp8doctor.runs.pool import allow_runs
+    from fp8doctor.runs.pool import stop_all as pool_stop_all
+
     t0 = time.monotonic()
     runner = runner or _default_runner
+    allow_runs()
     workers = max(1, workers)
     results: dict[str, dict[str, Any]] = {}
     reused: set[str] = set()
     problems: list[str] = []
     sink = store.ResultStore(out) if out else None
+    if sink:
+        try:
+            sink.lock()  # before --resume reads it: a second matrix on this file stops here, before any run
+        except OSError as exc:
+            raise UsageError(f"cannot write results to {out}: {exc.strerror or exc}") from None
     if sink and resume:
         loaded = store.load(out)
         problems = loaded.problems
@@ -95,8 +108,16 @@ def execute(
 
     write_error: list[str] = []
 
+    stopping = threading.Event()  # a run killed by a stop is no measurement: from then on nothing is recorded
+
+    def stop_running() -> None:
+        stopping.set()
+        pool_stop_all()
+
     def record(cell: Cell, result: dict[str, Any]) -> None:
         with lock:
+            if stopping.is_set():
+                return
             results[cell.key] = result
             if sink and not write_error:
                 try:
@@ -146,17 +167,30 @@ def execute(
             fut.result()
         for cell in alone:
             run_one(cell, pin=False)
-    except KeyboardInterrupt:
-        # Queued cells are dropped; cells already running finish and are recorded, so --resume continues.
+    except KeyboardInterrupt as exc:
+        # Queued cells are dropped. On Ctrl-C the cells already running finish and are recorded; on SIGTERM/SIGHUP
+        # (or a second Ctrl-C) they are killed and not recorded. Either way --resume continues from the file.
         pool.shutdown(wait=False, cancel_futures=True)
+        if isinstance(exc, interrupts.Stopped):
+            stop_running()
         if out:
-            print(f"fp8doctor matrix: interrupted; finished cells are in {out} (continue with --resume --out {out})",
-                  file=sys.stderr)
+            shown = escape_controls(redact(out))
+            print(f"fp8doctor matrix: {interrupts.describe(exc)}; finished cells are in {shown} (continue with "
+                  f"--resume --out {shown})", file=sys.stderr)
+        while True:
+            try:
+                pool.shutdown(wait=True)
+                break
+            except KeyboardInterrupt:
+                stop_running()
+        stop_running()  # a cell run outside the pool (multi-GPU cells) is still in flight
         raise
     finally:
         pool.shutdown(wait=True)
         if bar is not None:
             bar.close()
+        if sink:
+            sink.close()
     rows = evaluate(cells, results, reused)
     return MatrixResult(rows, time.monotonic() - t0, workers, out, problems, write_error[0] if write_error else None)
 

@@ -3,6 +3,7 @@ keeps what it measured and `--resume` continues it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -10,11 +11,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from fp8doctor import safeio
 from fp8doctor.redact import redact
 
 RECORD_SCHEMA = "fp8doctor.matrix.cell/1"
+MAX_RESULTS_BYTES = 256 * 1024 * 1024  # a --resume file: thousands of cells fit; /dev/zero-like input does not
 
 
 def _finite(obj: Any) -> Any:
@@ -39,30 +42,51 @@ def make_record(key: str, role: str, result: dict[str, Any]) -> dict[str, Any]:
 
 
 class ResultStore:
-    """Append-only JSON-lines file of cell records."""
+    """Append-only JSON-lines file of cell records, held open and locked (flock) for the whole matrix, so that
+    two matrices writing one `--out` cannot interleave their cells: the second one stops with one line."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._fh: IO[bytes] | None = None
+
+    def lock(self) -> None:
+        """Create the file (and its folder) and take the writer's lock; UsageError when another process holds
+        it or the path is not a regular file, OSError when the place is not writable."""
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = safeio.open_append(self.path, "the results file")
+            try:
+                safeio.lock_exclusive(self._fh, str(self.path), "fp8doctor matrix")
+            except BaseException:
+                self.close()
+                raise
 
     def open_for_append(self) -> None:
-        """Create the file (and its folder); end a truncated last line so the next record starts clean.
-
-        Raises OSError when the place is not writable: the caller turns that into a usage error.
-        """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "ab+") as fh:
-            fh.seek(0, os.SEEK_END)
-            if fh.tell() > 0:
+        """Lock, then end a truncated last line so the next record starts clean."""
+        self.lock()
+        assert self._fh is not None
+        if os.fstat(self._fh.fileno()).st_size > 0:
+            with open(self.path, "rb") as fh:  # checked regular by lock()
                 fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":
-                    fh.write(b"\n")
+                last = fh.read(1)
+            if last != b"\n":
+                self._fh.write(b"\n")
+                self._fh.flush()
 
     def append(self, record: dict[str, Any]) -> None:
+        if self._fh is None:
+            self.open_for_append()
+        assert self._fh is not None
         line = json.dumps(record, sort_keys=True, allow_nan=False, default=str) + "\n"
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        self._fh.write(line.encode("utf-8"))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                self._fh.close()
+            self._fh = None
 
 
 @dataclass
@@ -75,9 +99,9 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     """Read the records back; a truncated or corrupt line is reported in `problems` and skipped, never fatal."""
     out = Loaded()
     p = Path(path)
-    if not p.exists():
+    if not safeio.check_regular(p, "the results file", missing_ok=True):
         return out
-    raw = p.read_bytes()
+    raw = safeio.read_capped(p, MAX_RESULTS_BYTES, "a results file")
     lines = raw.split(b"\n")
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
@@ -103,5 +127,8 @@ def reusable_keys(loaded: Loaded) -> set[str]:
 def write_all(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:
     store = ResultStore(path)
     store.open_for_append()
-    for rec in records:
-        store.append(rec)
+    try:
+        for rec in records:
+            store.append(rec)
+    finally:
+        store.close()

@@ -8,6 +8,7 @@ from typing import Any
 from fp8doctor import SCHEMA_VERSION, __version__
 from fp8doctor.findings import Finding, Level, exit_code, summary_line
 from fp8doctor.redact import redact
+from fp8doctor.render.controls import escape_controls, escape_embedded, escape_obj, unsafe_strings
 
 FORMATS = ("text", "md", "json")
 MARK = {Level.OK: "[✓]", Level.WARN: "[!]", Level.FAIL: "[✗]", Level.ERROR: "[E]", Level.SKIP: "[-]"}
@@ -127,6 +128,12 @@ def render(findings: list[Finding], facts: dict[str, Any], fmt: str = "text") ->
     safe = [Finding(f.id, f.level, redact(f.title), redact(f.detail), redact(f.fix)) for f in findings]
     if fmt == "json":
         return render_json(safe, safe_facts)
+    # Text and Markdown: values and paths must not forge lines (newline) or drive the terminal (ESC).
+    # A finding's detail and fix are multi-line: the values of the facts embedded in them are escaped whole.
+    safe_facts = escape_obj(safe_facts)
+    unsafe = unsafe_strings(facts)
+    safe = [Finding(f.id, f.level, escape_controls(redact(f.title)), redact(escape_embedded(f.detail, unsafe)),
+                    redact(escape_embedded(f.fix, unsafe))) for f in findings]
     if fmt == "md":
         return render_md(safe, safe_facts)
     if fmt == "text":

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from fp8doctor import SCHEMA_VERSION, __version__
+from fp8doctor import SCHEMA_VERSION, __version__, safeio
 from fp8doctor.errors import UsageError
 from fp8doctor.facts.environ import report_env
 from fp8doctor.redact import redact
@@ -56,6 +56,8 @@ def stamp() -> str:
 
 def ensure_writable(out_dir: str) -> None:
     """Fail before measuring anything: minutes of runs must not end in 'cannot write'."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise UsageError(f"cannot write the report into {out_dir}: it exists and is not a directory")
     try:
         os.makedirs(out_dir, exist_ok=True)
         probe = os.path.join(out_dir, f".fp8doctor-write-test-{os.getpid()}")
@@ -137,9 +139,9 @@ def build(opts: Options) -> Report:
 def write(report: Report) -> None:
     """Write both files; on failure print the Markdown to stdout so the measurements are not lost."""
     try:
-        with open(report.md_path, "w", encoding="utf-8") as fh:
+        with safeio.open_write(report.md_path) as fh:
             fh.write(report.markdown)
-        with open(report.json_path, "w", encoding="utf-8") as fh:
+        with safeio.open_write(report.json_path) as fh:
             json.dump(report.data, fh, indent=2, default=str)
             fh.write("\n")
     except OSError as exc:

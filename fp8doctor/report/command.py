@@ -5,7 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from fp8doctor import limits
 from fp8doctor.errors import UsageError
+from fp8doctor.redact import redact
+from fp8doctor.render.controls import escape_controls
 from fp8doctor.report.build import Options, build
 
 
@@ -16,21 +19,18 @@ def main(args: Any) -> int:
                          "train.py`")
     if cmd and not args.watch:
         raise UsageError(f"unexpected argument {cmd[0]!r}; to watch a command use `--watch -- CMD ...`")
-    if args.workers < 1:
-        raise UsageError("--workers must be at least 1")
-    if args.steps is not None and args.steps < 2:
-        raise UsageError("--steps must be at least 2")
-    if args.timeout <= 0:
-        raise UsageError("--timeout must be a positive number of seconds")
+    limits.check_workers(args.workers)
+    limits.check_steps(args.steps)
+    limits.check_timeout(args.timeout)
     if args.quick and args.full:
         raise UsageError("choose one of --quick and --full")
     report = build(Options(out_dir=args.out_dir, steps=args.steps, workers=args.workers, quick=args.quick,
                            full=args.full, watch_cmd=cmd, watch_timeout=args.timeout))
-    print(report.data["verdict"])
+    print(escape_controls(report.data["verdict"]))
     for part in report.data["parts"]:
-        print(f"  {part['status']:5} {part['title']}: {part['headline']}")
+        print(f"  {part['status']:5} {part['title']}: {escape_controls(part['headline'])}")
     print("wrote:")
     for path in report.files:
-        print(f"  {path}")
+        print(f"  {escape_controls(redact(path))}")
     sys.stdout.flush()
     return report.exit_code

@@ -6,6 +6,8 @@ import math
 import os
 from typing import Any
 
+from fp8doctor import safeio
+
 BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -100,6 +102,7 @@ def plot_png(pairs: list[dict[str, Any]], path: str) -> str | None:
     fig.suptitle("FP8 loss vs bf16 baseline (same seed)")
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with safeio.open_write_binary(path, "the loss plot") as fh:
+        fig.savefig(fh, dpi=100, format="png")
     plt.close(fig)
     return path

@@ -6,6 +6,7 @@ import json
 import os
 from typing import Any
 
+from fp8doctor.render.controls import escape_controls
 from fp8doctor.report import curves
 from fp8doctor.verdicts import ERROR, FAIL, OK, SKIP
 
@@ -19,7 +20,7 @@ def _details(summary: str, body: str) -> str:
 def _kv_table(d: dict[str, Any]) -> str:
     from tabulate import tabulate
 
-    rows = [[k, "" if v is None else str(v)] for k, v in d.items()]
+    rows = [[escape_controls(str(k)), "" if v is None else escape_controls(str(v))] for k, v in d.items()]
     return tabulate(rows, headers=["name", "value"], tablefmt="github", disable_numparse=True) if rows else "(none)"
 
 
@@ -30,11 +31,11 @@ def render_markdown(data: dict[str, Any], parts: list[Any], png: str | None, pai
     out.append(f"**Verdict: {data['verdict']}**")
     out.append("")
     for p in parts:
-        out.append(f"- {_ICON.get(p.status, '')} **{p.title}** ({p.seconds:.0f} s): {p.headline}")
+        out.append(f"- {_ICON.get(p.status, '')} **{p.title}** ({p.seconds:.0f} s): {escape_controls(p.headline)}")
     out += ["", f"Created {data['created_at']} by fp8doctor {data['versions'].get('fp8doctor')} on "
             f"{data['versions'].get('platform')}; total {data['wall_s']} s."]
     if data.get("command"):
-        out.append(f"Command: `{data['command']}`")
+        out.append(f"Command: `{escape_controls(data['command'])}`")
     for p in parts:
         out += ["", f"## {p.title}", "", p.markdown.strip() or "(nothing to show)"]
         if p.name == "matrix" and pairs:

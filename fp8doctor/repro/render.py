@@ -8,6 +8,7 @@ import textwrap
 from typing import Any
 
 from fp8doctor.redact import redact
+from fp8doctor.render.controls import escape_obj
 from fp8doctor.repro.run import ReproReport
 from fp8doctor.repro.verdicts import fix_lines, verdict_paragraph
 
@@ -92,6 +93,7 @@ def render(report: ReproReport, fmt: str = "text", with_title: bool = True) -> s
     data = to_json_obj(report)
     if fmt == "json":
         return json.dumps(data, indent=2, default=str) + "\n"
+    data = escape_obj(data)  # text and Markdown: no value may forge a line or drive the terminal
     md = fmt == "md"
     table = tabulate(table_rows(data), headers=HEADERS, tablefmt="github" if md else "simple")
     out: list[str] = []

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
+from fp8doctor import lifeline
 from fp8doctor.redact import redact
 from fp8doctor.runs.spec import RunSpec
 
@@ -39,6 +40,9 @@ OnResult = Callable[[RunSpec, dict[str, Any]], None]
 # Children in flight, so that stop_all() can end them (they run in their own session: Ctrl-C does not reach them).
 _LIVE: set[subprocess.Popen[bytes]] = set()
 _LIVE_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
 def child_env(spec: RunSpec, env_base: Mapping[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """(environment for the child, the controlled variables removed from the base)."""
     base = dict(os.environ if env_base is None else env_base)
@@ -66,20 +70,26 @@ def _failed_result(spec: RunSpec, outcome: str, error: dict[str, Any], wall: flo
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, TERM_GRACE_S), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        try:
-            proc.wait(timeout=wait)
-            # The leader is gone; members it started (launcher ranks) may still linger.
-            os.killpg(proc.pid, signal.SIGKILL)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-        except (ProcessLookupError, PermissionError):
-            return
+    """SIGTERM the run's group, SIGKILL it after TERM_GRACE_S; descendants that left the group (setsid) too."""
+    strays = lifeline.descendants(proc.pid)
+    try:
+        for sig, wait in ((signal.SIGTERM, TERM_GRACE_S), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                return
+            lifeline.kill_all(strays, sig)
+            try:
+                proc.wait(timeout=wait)
+                # The leader is gone; members it started (launcher ranks) may still linger.
+                os.killpg(proc.pid, signal.SIGKILL)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+            except (ProcessLookupError, PermissionError):
+                return
+    finally:
+        lifeline.kill_all(strays)
 
 
 def _signal_name(returncode: int) -> str:
@@ -140,14 +150,23 @@ def _run_spec(spec: RunSpec, *, python: str, env_base: Mapping[str, str] | None,
         with open(spec_path, "w", encoding="utf-8") as fh:
             json.dump(spec.to_dict(), fh)
         env["FP8DOCTOR_RUN_DIR"] = tmp
+        # The run's own temp files (a Trainer's output_dir, a launcher's config) live in the run's folder, which
+        # fp8doctor removes even when the run was killed before it could clean up.
+        env["TMPDIR"] = tmp
+        line = lifeline.read_end()  # the worker's group dies with fp8doctor, even on SIGKILL
+        env[lifeline.ENV] = str(line)
         with open(err_path, "wb") as err, open(os.devnull, "rb") as devnull:
-            try:
-                proc = subprocess.Popen([python, "-m", "fp8doctor.runs.worker", spec_path, result_path],
-                                        stdin=devnull, stdout=err, stderr=err, env=env, start_new_session=True)
-            except OSError as exc:
-                return _failed_result(spec, "crashed", {"type": type(exc).__name__, "message": str(exc),
-                                                        "signal": None}, time.perf_counter() - t0)
             with _LIVE_LOCK:
+                if _STOPPING.is_set():  # stop_all() already ran: start nothing new
+                    return _failed_result(spec, "crashed", {"type": "Interrupted", "signal": None, "message":
+                                                            "fp8doctor was stopped before this run started"}, 0.0)
+                try:
+                    proc = subprocess.Popen([python, "-m", "fp8doctor.runs.worker", spec_path, result_path],
+                                            stdin=devnull, stdout=err, stderr=err, env=env, start_new_session=True,
+                                            pass_fds=(line,))
+                except OSError as exc:
+                    return _failed_result(spec, "crashed", {"type": type(exc).__name__, "message": str(exc),
+                                                            "signal": None}, time.perf_counter() - t0)
                 _LIVE.add(proc)
             try:
                 proc.wait(timeout=spec.timeout_s)
@@ -193,11 +212,20 @@ def _run_spec(spec: RunSpec, *, python: str, env_base: Mapping[str, str] | None,
 
 
 def stop_all() -> None:
-    """Kill the process group of every run in flight (Ctrl-C in a caller that keeps no partial results)."""
+    """Kill the process group of every run in flight and start no new one (Ctrl-C, SIGTERM): SIGTERM, then
+    SIGKILL after TERM_GRACE_S. `allow_runs()` lifts the stop for a later caller in this process."""
     with _LIVE_LOCK:
+        _STOPPING.set()
         procs = list(_LIVE)
-    for proc in procs:
-        _kill_group(proc)
+    threads = [threading.Thread(target=_kill_group, args=(p,), daemon=True) for p in procs]  # in parallel
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def allow_runs() -> None:
+    _STOPPING.clear()
 
 
 def run_specs(specs: Iterable[RunSpec], workers: int = 1, on_result: OnResult | None = None,
@@ -206,6 +234,7 @@ def run_specs(specs: Iterable[RunSpec], workers: int = 1, on_result: OnResult | 
     called as each finishes (from the calling thread's pool, serialised by a lock). On Ctrl-C the queued specs
     are dropped and the running ones killed, so the interrupt ends the call within seconds."""
     specs = list(specs)
+    allow_runs()
     results: list[dict[str, Any] | None] = [None] * len(specs)
     lock = threading.Lock()
     pool = ThreadPoolExecutor(max_workers=max(1, workers))

@@ -122,6 +122,9 @@ def main(argv: list[str]) -> int:
         print("usage: python -m fp8doctor.runs.worker SPEC_JSON_PATH RESULT_JSON_PATH", file=sys.stderr)
         return 2
     spec_path, result_path = argv
+    from fp8doctor.lifeline import guard_own_group
+
+    guard_own_group()  # before any import starts a thread: this run's group dies with fp8doctor
     t0 = time.perf_counter()
     with open(spec_path, encoding="utf-8") as fh:
         spec_dict = json.load(fh)

@@ -9,6 +9,7 @@ from typing import Any
 from tabulate import tabulate
 
 from fp8doctor.redact import redact
+from fp8doctor.render.controls import escape_obj
 
 FORMATS = ("text", "md", "json")
 MAX_LOSSES_SHOWN = 8
@@ -23,7 +24,8 @@ def outcome_line(result: dict[str, Any]) -> str:
     if result.get("timed_out"):
         return f"timed out after {result.get('timeout_s')} s: its process group was stopped"
     if result.get("interrupted"):
-        return f"interrupted {took}"
+        by = result.get("stopped_by")
+        return f"stopped by {by} {took}" if by and by != "SIGINT" else f"interrupted {took}"
     if result.get("signal"):
         return f"killed by {result['signal']} {took}"
     return f"exited {result.get('exit_code')} {took}"
@@ -144,5 +146,5 @@ def render(result: dict[str, Any], fmt: str = "text") -> str:
         raise ValueError(f"unknown format {fmt!r} (text, md, json)")
     if fmt == "json":
         return json.dumps(redact(result), indent=2, default=str) + "\n"
-    safe = redact(result)
+    safe = escape_obj(redact(result))  # no value may forge a line or drive the terminal
     return render_md(safe) if fmt == "md" else render_text(safe)

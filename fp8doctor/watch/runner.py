@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from fp8doctor import interrupts, lifeline
 from fp8doctor import verdicts as vocabulary
 from fp8doctor.errors import UsageError
 from fp8doctor.redact import redact
@@ -60,13 +61,29 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the whole process group (launcher and ranks), then SIGKILL what is left after a grace period."""
+def _stop_group(proc: subprocess.Popen, grace_s: float = TERM_GRACE_S) -> None:
+    """SIGTERM the whole process group (launcher and ranks) and the descendants that left it, then SIGKILL what is
+    left after a grace period."""
+    strays = lifeline.descendants(proc.pid)
     _signal_group(proc, signal.SIGTERM)
+    lifeline.kill_all(strays, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=TERM_GRACE_S)
+        proc.wait(timeout=grace_s)
     _signal_group(proc, signal.SIGKILL)
+    lifeline.kill_all(strays, signal.SIGKILL)
     proc.wait()
+
+
+def _pass_on(proc: subprocess.Popen, received: int) -> None:
+    """fp8doctor got Ctrl-C, SIGTERM or SIGHUP: the command's group gets the same signal and some time to end
+    (a training may save a checkpoint), then is stopped. Another interrupt meanwhile stops it at once."""
+    _signal_group(proc, received)
+    try:
+        proc.wait(timeout=TERM_GRACE_S * 2)
+    except subprocess.TimeoutExpired:
+        _stop_group(proc)
+    except KeyboardInterrupt:
+        _stop_group(proc, grace_s=1.0)
 
 
 @contextlib.contextmanager
@@ -127,7 +144,9 @@ def run_watch(
     # Own process group: a timeout or Ctrl-C can then stop the launcher and every rank it started.
     group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
     start = time.monotonic()
-    timed_out = interrupted = False
+    timed_out = False
+    stopped_by: int | None = None  # the signal fp8doctor itself received (SIGINT, SIGTERM, SIGHUP)
+    guard = None
     try:
         try:
             proc = subprocess.Popen(cmd, env=child_env(watch_dir, base_env, watch_id), stdout=stdout, stderr=stderr,
@@ -135,21 +154,19 @@ def run_watch(
         except OSError as exc:
             raise UsageError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
         try:
+            guard = lifeline.guard_group(proc.pid)  # the command's group dies with fp8doctor, even on SIGKILL
             with _terminal_given_to(proc.pid):
                 proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
             _stop_group(proc)
-        except KeyboardInterrupt:
-            interrupted = True
-            _signal_group(proc, signal.SIGINT)
-            try:
-                proc.wait(timeout=TERM_GRACE_S * 2)
-            except subprocess.TimeoutExpired:
-                _stop_group(proc)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP through fp8doctor.interrupts
+            stopped_by = interrupts.signum_of(exc)
+            _pass_on(proc, stopped_by)
         duration = time.monotonic() - start
         procs = collect(watch_dir, watch_id)
     finally:
+        lifeline.release(guard)
         if records_dir is None:
             shutil.rmtree(watch_dir, ignore_errors=True)
     rc = proc.returncode
@@ -171,7 +188,8 @@ def run_watch(
         "signal": signal.Signals(sig).name if sig else None,
         "timed_out": timed_out,
         "timeout_s": timeout,
-        "interrupted": interrupted,
+        "interrupted": stopped_by is not None,
+        "stopped_by": signal.Signals(stopped_by).name if stopped_by is not None else None,
         "duration_s": round(duration, 2),
         "verdict": verdict["verdict"],
         "reason": verdict.get("reason"),
@@ -187,7 +205,11 @@ def run_watch(
 
 
 def exit_code(result: dict[str, Any]) -> int:
-    """The command's own failure first (124 timeout, 128+N signal, its exit code), then 1 unless FP8 was active."""
+    """fp8doctor's own interruption first (128+N for the signal it received: 130 on Ctrl-C whatever the command
+    did with it), then the command's failure (124 timeout, 128+N signal, its exit code), then 1 unless FP8 was
+    active."""
+    if result.get("stopped_by"):
+        return 128 + int(signal.Signals[result["stopped_by"]])
     if result.get("timed_out"):
         return 124
     if result.get("signal"):

@@ -1,0 +1,124 @@
+"""Children that do not outlive fp8doctor, even when fp8doctor is killed with SIGKILL.
+
+fp8doctor holds the write end of one pipe for its whole life and never writes to it (close-on-exec: no child
+holds it). A watchdog inside each child's process group blocks reading the other end. When fp8doctor dies, however
+it dies, the kernel closes the write end, the read returns end-of-file and the watchdog kills its whole process
+group with SIGKILL: launcher, ranks and helpers with it.
+
+- A run of the pool: the worker (our code, leader of its own session) forks the watchdog first thing
+  (`guard_own_group`). The read end reaches it through FP8DOCTOR_LIFELINE_FD, so a harness that died even before
+  that fork is seen at once.
+- `watch`: the user's command is not our code, so fp8doctor starts the watchdog into the command's group
+  (`guard_group`) right after starting the command.
+
+A process that leaves the group (`setsid`, a daemon) escapes the watchdog. While fp8doctor is alive, its stop paths
+reach such processes too, through the parent links they snapshot before signalling (`descendants`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+ENV = "FP8DOCTOR_LIFELINE_FD"
+_pipe: tuple[int, int] | None = None
+_lock = threading.Lock()
+
+
+def read_end() -> int:
+    """The read end of fp8doctor's lifeline, created on first use; inherited only where passed on purpose."""
+    global _pipe
+    with _lock:
+        if _pipe is None:
+            _pipe = os.pipe()
+        return _pipe[0]
+
+
+def watchdog(fd: int) -> None:
+    """Block until fp8doctor is gone, then SIGKILL this process group (this watchdog included)."""
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_IGN)  # a Ctrl-C or `kill 0` meant for the command must not cut the line
+    while True:
+        try:
+            if not os.read(fd, 1):
+                break
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+    os.killpg(0, signal.SIGKILL)
+
+
+def guard_own_group() -> None:
+    """First thing in a child that leads its own group: fork the watchdog into it when fp8doctor passed a lifeline.
+    Runs before this process starts any thread (fork)."""
+    fd_text = os.environ.pop(ENV, None)
+    if not fd_text:
+        return
+    try:
+        fd = int(fd_text)
+        os.fstat(fd)
+    except (ValueError, OSError):
+        return
+    if os.fork() == 0:
+        try:
+            watchdog(fd)
+        finally:
+            os._exit(0)
+    os.close(fd)
+
+
+def guard_group(pgid: int) -> subprocess.Popen[bytes] | None:
+    """A watchdog started inside process group `pgid` (same session as fp8doctor); end it with `release`."""
+    fd = read_end()
+    try:
+        return subprocess.Popen([sys.executable, "-m", "fp8doctor.lifeline", str(fd)], pass_fds=(fd,),
+                                process_group=pgid, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    except OSError:  # the group is gone already (the command ended at once)
+        return None
+
+
+def release(guard: subprocess.Popen[bytes] | None) -> None:
+    if guard is not None:
+        with contextlib.suppress(OSError):
+            guard.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            guard.wait(timeout=5)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid`, through parent links in /proc: members that left the group included."""
+    children: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    stat = fh.read()
+                ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_all(pids: list[int], sig: int = signal.SIGKILL) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+if __name__ == "__main__":
+    watchdog(int(sys.argv[1]))
