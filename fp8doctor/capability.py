@@ -109,3 +109,18 @@ def backend_available(backend: str, installed: dict[str, str | None], te_import_
     if backend == "none":
         return True, "No FP8 backend is needed for a bf16 baseline."
     raise ValueError(f"unknown backend {backend!r}")
+
+
+def accelerate_has_recipe(backend: str, accelerate_version: str | None) -> tuple[bool, str]:
+    """Whether the installed Accelerate has a recipe handler for `backend` (Accelerate <= 1.3 has only
+    FP8RecipeKwargs, for Transformer Engine or MS-AMP; torchao arrived with AORecipeKwargs in 1.4)."""
+    from fp8doctor.generations import accelerate_generation
+
+    if backend != "torchao" or not accelerate_version:
+        return True, "no Accelerate recipe class is needed" if backend != "torchao" else "accelerate is not installed"
+    classes = accelerate_generation(accelerate_version).get("recipe_classes")
+    if classes is None or "AORecipeKwargs" in classes:
+        return True, f"accelerate {accelerate_version} has AORecipeKwargs."
+    return False, (f"accelerate {accelerate_version} has no torchao path (no AORecipeKwargs, no accelerate.utils.ao: "
+                   f"its only recipe class is FP8RecipeKwargs, for Transformer Engine or MS-AMP); torchao FP8 "
+                   f"through Accelerate needs accelerate>=1.4.")

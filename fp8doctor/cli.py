@@ -14,6 +14,8 @@ from fp8doctor.render.controls import escape_controls
 
 # Sub-command name -> module in fp8doctor.commands exposing add_parser(subparsers) and run(args) -> int.
 COMMANDS = ("env", "repro", "matrix", "report", "watch")
+PYTHON_HELP = ("diagnose the environment of this Python interpreter (or venv folder) instead of fp8doctor's own; "
+               "nothing is installed into it (default: $FP8DOCTOR_PYTHON)")
 
 
 def one_line(message: str) -> str:
@@ -34,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Diagnose and reproduce FP8 training problems with Accelerate, Transformer Engine and torchao.",
     )
     parser.add_argument("--version", action="version", version=f"fp8doctor {__version__}")
+    parser.add_argument("--python", metavar="PATH", help=PYTHON_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         try:
@@ -43,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built yet
             raise
         module.add_parser(sub)
+        # Accepted after the command too; SUPPRESS keeps a value given before the command.
+        sub.choices[name].add_argument("--python", metavar="PATH", default=argparse.SUPPRESS, help=PYTHON_HELP)
     return parser
 
 
@@ -54,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     interrupts.install()
     try:
+        from fp8doctor import target
+
+        target.select(getattr(args, "python", None))
         return int(args.func(args) or 0)
     except UsageError as exc:
         print(f"fp8doctor {args.command}: error: {one_line(str(exc))}", file=sys.stderr)

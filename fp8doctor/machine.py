@@ -13,8 +13,9 @@ import functools
 import os
 from typing import Any
 
-from fp8doctor.capability import backend_available, fp8_family_supported, te_recipe_supported
-from fp8doctor.runs.spec import RunSpec
+from fp8doctor.capability import accelerate_has_recipe, backend_available, fp8_family_supported, te_recipe_supported
+from fp8doctor.runs.backends.te import UNCHECKED_ENV
+from fp8doctor.runs.spec import BUGGY_ENTRIES, RunSpec
 
 
 @functools.lru_cache(maxsize=1)
@@ -60,8 +61,13 @@ def skip_reasons(spec: RunSpec, facts: dict[str, Any] | None = None) -> list[str
     facts = snapshot() if facts is None else facts
     if spec.backend == "none":
         return []
+    if spec.backend == "te" and spec.entry in BUGGY_ENTRIES and spec.env.get(UNCHECKED_ENV) == "1":
+        return []  # accelerate <= 1.3's handler built without TE: Accelerate raises before anything uses TE
     out: list[str] = []
     ok, why = backend_available(spec.backend, facts.get("installed", {}), facts.get("te_import_error"))
+    if not ok:
+        out.append(why)
+    ok, why = accelerate_has_recipe(spec.backend, facts.get("installed", {}).get("accelerate"))
     if not ok:
         out.append(why)
     cc = facts.get("cc")

@@ -35,5 +35,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from fp8doctor.matrix.command import main
+    from fp8doctor.needs import require
 
+    require("matrix")
     return main(args)

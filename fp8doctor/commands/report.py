@@ -27,6 +27,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fp8doctor.needs import require
     from fp8doctor.report.command import main
 
+    require("report")
     return main(args)

@@ -31,8 +31,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from fp8doctor import limits
+    from fp8doctor.needs import require
     from fp8doctor.repro import render, run_repro
 
+    require("repro")
     limits.check_steps(args.steps)
     limits.check_timeout(args.timeout)
     limits.check_workers(args.workers)

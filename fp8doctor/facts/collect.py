@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from fp8doctor import SCHEMA_VERSION, __version__
+from fp8doctor import SCHEMA_VERSION, __version__, needs, target
 from fp8doctor.configs import load_config
 from fp8doctor.facts import gpu, packages, probes
 from fp8doctor.facts.accelerate_config import accelerate_config_facts
@@ -44,18 +44,22 @@ def collect_facts(config_paths: Iterable[str] = (), accelerate_config: str | Non
     torch_build = gpu.torch_build()
     results = probes.finish_probes(started, probe_timeout_s)
 
+    interp = target.snapshot()
     facts: dict[str, Any] = {
         "fp8doctor": {"version": __version__, "schema_version": SCHEMA_VERSION},
         "platform": {
-            "python": platform.python_version(),
-            "executable": sys.executable,
-            "system": platform.platform(),
+            "python": interp["python"],
+            "executable": interp["executable"],
+            "system": interp["system"],
             "cpu_count": os.cpu_count(),
+            "diagnosed_by": None if not target.is_other() else {"executable": sys.executable,
+                                                                "python": platform.python_version()},
         },
         "gpu": gpu.gpu_facts(env, torch_probe=results.get("torch_gpu"), smi=smi, nvml=nvml),
         "torch_build": torch_build,
         "packages": versions,
         "te_import": packages.te_import_fact(versions, results.get("te_import")),
+        "runs": needs.facts(),
         "generations": {
             "accelerate": accelerate_generation(versions.get("accelerate")),
             "transformers": transformers_generation(versions.get("transformers")),

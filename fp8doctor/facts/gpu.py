@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import ast
-import contextlib
 import importlib.util
 import shutil
 import subprocess
@@ -116,35 +114,10 @@ def visible(gpus: list[dict[str, Any]], cvd: str | None) -> list[dict[str, Any]]
 
 
 def torch_build() -> dict[str, Any]:
-    """Torch's build facts read from torch/version.py as text: importing torch costs ~2 s."""
-    spec = importlib.util.find_spec("torch")
-    if spec is None or not spec.submodule_search_locations:
-        return {"installed": False}
-    path = Path(list(spec.submodule_search_locations)[0]) / "version.py"
-    found: dict[str, Any] = {"installed": True}
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError) as exc:
-        return {"installed": True, "error": f"cannot read {path}: {exc}"}
-    for node in tree.body:
-        target, value = None, None
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            target, value = node.targets[0].id, node.value
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            target, value = node.target.id, node.value
-        if target in ("__version__", "cuda", "hip", "git_version") and value is not None:
-            with contextlib.suppress(ValueError):
-                found[target.strip("_")] = ast.literal_eval(value)
-    from fp8doctor.facts.packages import version_of
+    """Torch's build facts in the diagnosed environment, read from torch/version.py as text (no torch import)."""
+    from fp8doctor import target
 
-    cudnn = None
-    for dist in ("nvidia-cudnn-cu13", "nvidia-cudnn-cu12", "nvidia-cudnn-cu11"):
-        version = version_of(dist)
-        if version:
-            cudnn = f"{version} ({dist})"
-            break
-    found["cudnn"] = cudnn
-    return found
+    return dict(target.snapshot()["torch_build"])
 
 
 def fp8_support(gpus: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -1,30 +1,13 @@
-"""Installed versions via importlib.metadata (no imports), plus a child probe of `transformer_engine.pytorch`."""
+"""Installed versions (read by fp8doctor.facts.interpreter in the diagnosed environment, no imports), plus a child
+probe of `transformer_engine.pytorch`."""
 
 from __future__ import annotations
 
 from importlib import metadata
 from typing import Any
 
+from fp8doctor.facts.interpreter import DISTRIBUTIONS
 from fp8doctor.facts.probes import probe_code
-
-# Distribution names as published on PyPI; the key is how facts and rules refer to them.
-DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
-    "torch": ("torch",),
-    "transformer-engine": ("transformer-engine", "transformer_engine"),
-    "transformer-engine-cu12": ("transformer-engine-cu12", "transformer_engine_cu12"),
-    "transformer-engine-cu13": ("transformer-engine-cu13", "transformer_engine_cu13"),
-    "transformer-engine-torch": ("transformer-engine-torch", "transformer_engine_torch"),
-    "accelerate": ("accelerate",),
-    "transformers": ("transformers",),
-    "torchao": ("torchao",),
-    "msamp": ("msamp", "ms-amp"),
-    "deepspeed": ("deepspeed",),
-    "flash-attn": ("flash-attn", "flash_attn"),
-    "llamafactory": ("llamafactory", "llama-factory"),
-    "trl": ("trl",),
-    "numpy": ("numpy",),
-    "pynvml": ("nvidia-ml-py", "pynvml"),
-}
 
 TE_IMPORT_PROBE = probe_code(
     "import transformer_engine.pytorch as te\n"
@@ -47,16 +30,21 @@ TE_IMPORT_PROBE = probe_code(
 
 
 def version_of(key: str) -> str | None:
-    for dist in DISTRIBUTIONS.get(key, (key,)):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
+    """The version of a DISTRIBUTIONS key in the diagnosed environment. Any other distribution name is fp8doctor's
+    own dependency (tabulate, matplotlib) and is read in the environment fp8doctor runs in."""
+    if key in DISTRIBUTIONS:
+        return package_versions().get(key)
+    try:
+        return metadata.version(key)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def package_versions() -> dict[str, str | None]:
-    return {key: version_of(key) for key in DISTRIBUTIONS}
+    """Installed versions in the diagnosed environment (fp8doctor.target: this interpreter or --python's)."""
+    from fp8doctor import target
+
+    return target.package_versions()
 
 
 def te_installed(versions: dict[str, str | None]) -> bool:

@@ -1,12 +1,12 @@
-"""Child-process probes: code that must import torch or TE runs in its own interpreter, all in parallel,
-each with a timeout. A probe that fails, hangs or prints garbage becomes a fact carrying its error."""
+"""Child-process probes: code that must import torch or TE runs in its own interpreter (the diagnosed one,
+fp8doctor.target), all in parallel, each with a timeout. A probe that fails, hangs or prints garbage becomes a
+fact carrying its error."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from typing import Any
@@ -26,14 +26,17 @@ Started = dict[str, tuple[subprocess.Popen, float, Any, Any]]
 
 def start_probes(probes: dict[str, str], env: dict[str, str] | None = None) -> Started:
     """Start every probe now; pair with `finish_probes` so the caller can do other work meanwhile."""
+    from fp8doctor import target
+
     started: Started = {}
+    python = target.python()
     child_env = dict(os.environ if env is None else env)
     child_env.setdefault("PYTHONWARNINGS", "ignore")
     for name, code in probes.items():
         # Files, not pipes: a chatty probe must not block on a full pipe while another one is awaited.
         out = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by _read in finish_probes
         err = tempfile.TemporaryFile("w+")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=err, text=True,
+        proc = subprocess.Popen([python, "-c", code], stdout=out, stderr=err, text=True,
                                 env=child_env, stdin=subprocess.DEVNULL)
         started[name] = (proc, time.monotonic(), out, err)
     return started

@@ -11,6 +11,7 @@ from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_controls, escape_embedded, escape_obj, unsafe_strings
 
 FORMATS = ("text", "md", "json")
+NOT_INSTALLED = "not installed"
 MARK = {Level.OK: "[✓]", Level.WARN: "[!]", Level.FAIL: "[✗]", Level.ERROR: "[E]", Level.SKIP: "[-]"}
 ORDER = {Level.ERROR: 0, Level.FAIL: 1, Level.WARN: 2, Level.OK: 3, Level.SKIP: 4}
 
@@ -26,6 +27,10 @@ def fact_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
     gens, te = facts.get("generations", {}), facts.get("te_import", {})
     rows = [("fp8doctor", f"{__version__} (schema {SCHEMA_VERSION})"),
             ("Platform", f"{_v(p.get('system'))}, Python {_v(p.get('python'))}, {_v(p.get('cpu_count'))} CPUs")]
+    by = p.get("diagnosed_by")
+    if by:
+        rows.append(("Diagnosed env", f"{_v(p.get('executable'))} (--python; fp8doctor runs in {by['executable']}, "
+                                      f"nothing installed there)"))
     if g.get("visible"):
         for d in g["visible"]:
             cc = ".".join(map(str, d["cc"])) if d.get("cc") else "?"
@@ -35,7 +40,10 @@ def fact_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("GPU", _v(g.get("status"))))
     for fam, s in g.get("fp8_support", {}).items():
         rows.append((f"FP8 {fam}", "supported" if s["supported"] else "not supported"))
-    rows.append(("torch", f"{_v(pk.get('torch'))} (CUDA {_v(tb.get('cuda'))}, cuDNN {_v(tb.get('cudnn'))})"))
+    if pk.get("torch"):
+        rows.append(("torch", f"{pk['torch']} (CUDA {_v(tb.get('cuda'))}, cuDNN {_v(tb.get('cudnn'))})"))
+    else:
+        rows.append(("torch", NOT_INSTALLED))
     te_v = pk.get("transformer-engine") or pk.get("transformer-engine-torch")
     if te_v:
         parts = [f"{k.removeprefix('transformer-engine-')} {pk[k]}" for k in
@@ -47,9 +55,13 @@ def fact_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
     for name in ("accelerate", "transformers"):
         gen = gens.get(name, {})
         gen_text = f" [{gen['generation']}: {gen['summary']}]" if gen.get("summary") else ""
-        rows.append((name, _v(pk.get(name)) + gen_text))
+        rows.append((name, (pk.get(name) or NOT_INSTALLED) + gen_text))
     for name in ("torchao", "msamp", "deepspeed", "flash-attn", "llamafactory", "trl", "numpy"):
-        rows.append((name, _v(pk.get(name))))
+        rows.append((name, pk.get(name) or NOT_INSTALLED))
+    runs = facts.get("runs") or {}
+    if runs.get("missing"):
+        rows.append(("Training runs", f"repro/matrix/report cannot start: {', '.join(runs['missing'])} not installed; "
+                                      f"{runs['install']}"))
     env = facts.get("environ", {}).get("relevant", {})
     rows.append(("Environment", ", ".join(f"{k}={v}" for k, v in env.items()) or "no FP8-related variable set"))
     acc = facts.get("accelerate_config", {})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -73,10 +72,12 @@ def relevant_env() -> dict[str, str]:
 
 
 def versions() -> dict[str, str | None]:
+    from fp8doctor import target
     from fp8doctor.facts.packages import version_of
 
-    out: dict[str, str | None] = {"fp8doctor": __version__, "python": platform.python_version(),
-                                  "platform": platform.platform()}
+    diagnosed = target.snapshot()
+    out: dict[str, str | None] = {"fp8doctor": __version__, "python": diagnosed["python"],
+                                  "platform": diagnosed["system"]}
     for dist in ("torch", "accelerate", "transformers", "torchao", "transformer-engine", "numpy", "tabulate",
                  "matplotlib"):
         out[dist] = version_of(dist)

@@ -8,12 +8,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from fp8doctor.capability import accelerate_has_recipe
 from fp8doctor.configs import ACCELERATE_FP8_BACKENDS, LLAMAFACTORY_FP8_BACKENDS, check_runnable, load_config
 from fp8doctor.errors import UsageError
 from fp8doctor.facts.packages import version_of
 from fp8doctor.runs.backends import backend_env
+from fp8doctor.runs.backends.te import UNCHECKED_ENV
 from fp8doctor.runs.spec import RunSpec
-from fp8doctor.verdicts import FAILED, FP8_ACTIVE, REPRODUCED, SILENT_BF16
+from fp8doctor.verdicts import FAILED, FP8_ACTIVE, NOT_APPLICABLE, REPRODUCED, SILENT_BF16
 
 DEFAULT_STEPS = 6
 DEFAULT_TIMEOUT_S = 300.0
@@ -76,6 +78,16 @@ def load_user_configs(paths: Sequence[str]) -> UserConfigs:
     return out
 
 
+def recipe_class(backend: str) -> str:
+    """The recipe handler class the diagnosed Accelerate has for `backend`."""
+    from fp8doctor.generations import accelerate_generation
+
+    classes = accelerate_generation(version_of("accelerate")).get("recipe_classes") or []
+    if "TERecipeKwargs" not in classes and "FP8RecipeKwargs" in classes:
+        return "FP8RecipeKwargs"
+    return "TERecipeKwargs" if backend == "te" else "AORecipeKwargs"
+
+
 def transformers_major() -> int:
     try:
         return int((version_of("transformers") or "0").split(".")[0])
@@ -105,8 +117,20 @@ def choose_backend(cli_backend: str, configs: UserConfigs, skip: Callable[[RunSp
     if str(acc_fp8.get("fp8_format", "")).upper() == "E4M3":
         te_recipe = "delayed_e4m3"
     te_reason = skip(RunSpec(backend="te", recipe=te_recipe, entry="accelerator"))
+    ao_ok, ao_why = accelerate_has_recipe("torchao", version_of("accelerate"))
     wanted, source = _requested_backend(cli_backend, configs)
-    if wanted == "te" and te_reason and cli_backend != "te":
+    if not ao_ok and wanted != "torchao":
+        # Accelerate <= 1.3: FP8 only through TE (or MS-AMP); without TE nothing can train in FP8 here, but the
+        # report's ValueError is Accelerate's own check, reached with the real handler class (see build_plan).
+        wanted = "te"
+        if te_reason:
+            notes.append(f"{ao_why} Transformer Engine cannot run here ({te_reason}), so no FP8 recipe can be "
+                         "built on this machine: the buggy paths build the real FP8RecipeKwargs(backend='TE') with "
+                         "Accelerate's TE-availability check bypassed, to reach Accelerate's own mixed-precision "
+                         "check (it fires before TE is used); the fixed paths are not-applicable.")
+    elif not ao_ok:
+        notes.append(f"{ao_why} Every torchao path is not-applicable with this accelerate.")
+    if wanted == "te" and te_reason and cli_backend != "te" and ao_ok:
         notes.append(f"Transformer Engine was asked for ({source}) but cannot run here: {te_reason} "
                      "The runs use torchao's recipe instead: Accelerate's mixed-precision check is "
                      "backend-independent (it fires for any FP8 recipe handler), so the failure and the fix are "
@@ -136,11 +160,14 @@ def build_plan(cli_backend: str = "auto", configs: UserConfigs | None = None, st
     backend, recipe, notes, te_reason = choose_backend(cli_backend, configs, skip)
     base = RunSpec(backend=backend, recipe=recipe, steps=steps, timeout_s=timeout_s, size="tiny")
     if_missing_expected = (SILENT_BF16,) if transformers_major() >= 5 else (REPRODUCED, SILENT_BF16)
+    # Accelerate <= 1.3 without TE: the buggy rows build the real FP8RecipeKwargs without its TE-availability check.
+    buggy_env = ({UNCHECKED_ENV: "1"} if backend == "te" and te_reason
+                 and not accelerate_has_recipe("torchao", version_of("accelerate"))[0] else {})
     rows = [
         Row("buggy_append", "buggy patch, always append recipe (bf16: true)", "buggy",
-            replace(base, entry="buggy_patch_append", bf16=True), (REPRODUCED,)),
+            replace(base, entry="buggy_patch_append", bf16=True, env=dict(buggy_env)), (REPRODUCED,)),
         Row("buggy_if_missing", "buggy patch, inject if kwargs_handlers missing (bf16: true)", "buggy",
-            replace(base, entry="buggy_patch_if_missing", bf16=True), if_missing_expected),
+            replace(base, entry="buggy_patch_if_missing", bf16=True, env=dict(buggy_env)), if_missing_expected),
         Row("accelerator", "Accelerator(mixed_precision='fp8', kwargs_handlers=[recipe])", "fixed",
             replace(base, entry="accelerator"), (FP8_ACTIVE,)),
         Row("trainer", "Trainer, bf16: false + ACCELERATE_MIXED_PRECISION=fp8", "fixed",
@@ -154,6 +181,10 @@ def build_plan(cli_backend: str = "auto", configs: UserConfigs | None = None, st
             "fixed", replace(base, entry="native"), (FP8_ACTIVE,)),
     ]
     rows += _user_rows(configs, base, backend, recipe, work_dir)
+    for row in rows:
+        # A path this machine cannot run (the same capability checks that skip it) is expected to be skipped.
+        if skip(row.spec):
+            row.expected = (NOT_APPLICABLE,)
     return Plan(backend=backend, recipe=recipe, rows=rows, notes=notes, te_reason=te_reason, configs=configs,
                 work_dir=work_dir)
 

@@ -3,6 +3,7 @@ settings of the fixed paths that worked here."""
 
 from __future__ import annotations
 
+from fp8doctor.repro.plan import recipe_class
 from fp8doctor.repro.run import ReproReport
 from fp8doctor.runs.backends import backend_env
 from fp8doctor.verdicts import REPRODUCED, SILENT_BF16
@@ -11,7 +12,7 @@ from fp8doctor.verdicts import REPRODUCED, SILENT_BF16
 def verdict_paragraph(report: ReproReport) -> str:
     rows = {r.key: r for r in report.rows}
     plan = report.plan
-    recipe_cls = "TERecipeKwargs" if plan.backend == "te" else "AORecipeKwargs"
+    recipe_cls = recipe_class(plan.backend)
     parts: list[str] = []
     append = rows["buggy_append"]
     if append.verdict == REPRODUCED:
@@ -52,7 +53,8 @@ def fix_lines(report: ReproReport) -> list[str]:
     plan = report.plan
     active = {r.key: r for r in report.fixed_active()}
     env = " ".join(f"{k}={v}" for k, v in backend_env(plan.backend, plan.recipe).items())
-    handler = ("TERecipeKwargs(fp8_format='HYBRID')" if plan.backend == "te" else "AORecipeKwargs()")
+    handler = {"TERecipeKwargs": "TERecipeKwargs(fp8_format='HYBRID')", "AORecipeKwargs": "AORecipeKwargs()",
+               "FP8RecipeKwargs": "FP8RecipeKwargs(backend='TE', fp8_format='HYBRID')"}[recipe_class(plan.backend)]
     lines: list[str] = []
     if "trainer" in active:
         lines += ["# HF Trainer / LLaMA-Factory: let Accelerate own FP8, do not patch Accelerator.__init__",

@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -110,10 +109,14 @@ def _tail(path: str) -> str:
         return ""
 
 
-def run_spec(spec: RunSpec, *, python: str = sys.executable, env_base: Mapping[str, str] | None = None,
+def run_spec(spec: RunSpec, *, python: str | None = None, env_base: Mapping[str, str] | None = None,
              check_skip: bool = True) -> dict[str, Any]:
     """Run one spec in a child process and return its result dict, redacted (a child's result is a boundary
-    where data leaves the run); never raises."""
+    where data leaves the run); never raises. `python`: the interpreter to run it with (default: the diagnosed
+    one, fp8doctor.target)."""
+    from fp8doctor import target
+
+    python = python or target.python()
     t0 = time.perf_counter()
     try:
         result = _run_spec(spec, python=python, env_base=env_base, check_skip=check_skip)
@@ -141,7 +144,11 @@ def _run_spec(spec: RunSpec, *, python: str, env_base: Mapping[str, str] | None,
             probe_error = f"{type(exc).__name__}: {exc}"
         if reason:
             return skipped_result(spec, reason)
+    from fp8doctor import target
+
     env, removed = child_env(spec, env_base)
+    if python == target.python():
+        env = target.child_env(env)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fp8doctor-run-") as tmp:
         spec_path = os.path.join(tmp, "spec.json")

@@ -169,10 +169,16 @@ def _accelerator_result(acc: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in ("mixed_precision", "fp8_enabled", "fp8_backend", "distributed_type", "num_processes",
                  "process_index", "local_process_index", "device"):
+        if not hasattr(type(acc), name) and name not in vars(acc):
+            out[name] = None  # not in this Accelerate release (accelerate <= 1.3 has no fp8_enabled/fp8_backend)
+            continue
         try:
             out[name] = _plain(getattr(acc, name))
         except Exception as exc:  # noqa: BLE001 - a property that raises is itself a fact
             out[name] = f"<{type(exc).__name__}>"
+    if out["fp8_enabled"] is None and isinstance(out.get("mixed_precision"), str):
+        # What accelerate >= 1.4 stores as fp8_enabled: the resolved mixed precision is fp8.
+        out["fp8_enabled"] = out["mixed_precision"] == "fp8"
     return out
 
 

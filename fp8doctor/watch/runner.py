@@ -25,7 +25,6 @@ from fp8doctor.watch.observer import WATCH_DIR_ENV
 from fp8doctor.watch.verdicts import facts_from_processes, fix_hint, overall_verdict
 
 INJECT_DIR = Path(__file__).resolve().parent / "inject"
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 TERM_GRACE_S = 5.0
 
 
@@ -36,7 +35,10 @@ def child_env(watch_dir: str, base: dict[str, str] | None = None, watch_id: str 
     old = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(INJECT_DIR) + (os.pathsep + old if old else "")
     env[WATCH_DIR_ENV] = watch_dir
-    env["FP8DOCTOR_WATCH_ROOT"] = str(PACKAGE_ROOT)
+    from fp8doctor import target
+
+    # Only fp8doctor, never its parent folder: that is fp8doctor's own site-packages when it is installed as a tool.
+    env["FP8DOCTOR_WATCH_ROOT"] = target.package_only_dir()
     if watch_id is not None:
         env[records.RECORDS_ENV] = "1"
         env[records.WATCH_ID_ENV] = watch_id

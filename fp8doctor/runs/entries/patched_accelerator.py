@@ -12,9 +12,11 @@ LLaMA-Factory's trainer patched `Accelerator.__init__` to inject an FP8 recipe h
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fp8doctor.runs.backends import recipe_handler
+from fp8doctor.runs.backends.te import UNCHECKED_ENV
 from fp8doctor.runs.entries.common import Context
 from fp8doctor.runs.entries.trainer import run_trainer
 
@@ -22,6 +24,14 @@ from fp8doctor.runs.entries.trainer import run_trainer
 FORMS = {"buggy_patch_if_missing": "if_missing", "buggy_patch_append": "append"}
 NAMES = tuple(FORMS)
 LAUNCHES_PROCESSES = False
+
+
+def _handler(ctx: Context) -> Any:
+    handler = recipe_handler(ctx.spec.backend, ctx.spec.recipe, ctx.emulate)
+    if os.environ.get(UNCHECKED_ENV) == "1" and type(handler).__name__ == "FP8RecipeKwargs":
+        ctx.note("FP8RecipeKwargs(backend='TE') was built with Accelerate's Transformer Engine availability check "
+                 "bypassed (TE is not installed here); every other check is Accelerate's own")
+    return handler
 
 
 def install_patch(ctx: Context, form: str) -> dict[str, Any]:
@@ -37,11 +47,10 @@ def install_patch(ctx: Context, form: str) -> dict[str, Any]:
         record["mixed_precision_arg"] = accelerator_kwargs.get("mixed_precision")
         if form == "if_missing":
             if "kwargs_handlers" not in accelerator_kwargs:
-                accelerator_kwargs["kwargs_handlers"] = [recipe_handler(ctx.spec.backend, ctx.spec.recipe, ctx.emulate)]
+                accelerator_kwargs["kwargs_handlers"] = [_handler(ctx)]
                 record["injected"] += 1
         else:
-            accelerator_kwargs["kwargs_handlers"] = [*(accelerator_kwargs.get("kwargs_handlers") or []),
-                                                     recipe_handler(ctx.spec.backend, ctx.spec.recipe, ctx.emulate)]
+            accelerator_kwargs["kwargs_handlers"] = [*(accelerator_kwargs.get("kwargs_handlers") or []), _handler(ctx)]
             record["injected"] += 1
         return original_accelerator_init(self, *args, **accelerator_kwargs)
 

@@ -1,0 +1,140 @@
+"""The interpreter whose environment fp8doctor diagnoses: the one running fp8doctor, or another one chosen with
+`--python PATH` / FP8DOCTOR_PYTHON (as `pip --python` does), so that the doctor can live in its own environment
+and never be installed into the patient's.
+
+Another interpreter's facts come from fp8doctor.facts.interpreter run by that interpreter (stdlib only). Runs and
+probes start with it; fp8doctor is importable there through a folder holding nothing but a link to this package,
+put on PYTHONPATH for those children only, so none of the doctor's own environment leaks into the patient's.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fp8doctor.errors import UsageError
+
+ENV_VAR = "FP8DOCTOR_PYTHON"
+PROBE_TIMEOUT_S = 60.0
+MIN_RUN_PYTHON = (3, 10)
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+_selected: str | None = None
+
+
+def select(path: str | None) -> None:
+    """Diagnose the environment of the interpreter at `path` (None: FP8DOCTOR_PYTHON, else this one)."""
+    global _selected
+    path = path or os.environ.get(ENV_VAR) or None
+    snapshot.cache_clear()
+    package_only_dir.cache_clear()
+    if path is None:
+        _selected = None
+        return
+    exe = _executable(path)
+    _selected = None if _same_as_running(exe) else exe
+    snapshot()  # an interpreter that cannot run is bad input: say so now, once
+
+
+def _executable(path: str) -> str:
+    """An interpreter path from --python: a file, or a virtual environment's folder. Symlinks are kept as given:
+    a venv's bin/python links to its base interpreter, and resolving it would lose the venv."""
+    p = Path(os.path.expanduser(path))
+    if p.is_dir():
+        for cand in (p / "bin" / "python", p / "bin" / "python3", p / "Scripts" / "python.exe"):
+            if cand.is_file():
+                p = cand
+                break
+        else:
+            raise UsageError(f"--python {path}: a folder without bin/python; give the interpreter or a venv's folder")
+    if not p.is_file():
+        raise UsageError(f"--python {path}: no such interpreter")
+    if not os.access(p, os.X_OK):
+        raise UsageError(f"--python {path}: not executable")
+    return str(p.absolute())
+
+
+def _same_as_running(exe: str) -> bool:
+    try:
+        return os.path.samefile(exe, sys.executable) and Path(exe).parent == Path(sys.executable).parent
+    except OSError:
+        return False
+
+
+def python() -> str:
+    """The interpreter that probes and runs start with."""
+    return _selected or sys.executable
+
+
+def is_other() -> bool:
+    return _selected is not None
+
+
+@functools.lru_cache(maxsize=1)
+def snapshot() -> dict[str, Any]:
+    """fp8doctor.facts.interpreter.snapshot() of the diagnosed interpreter (read in-process when it is this one)."""
+    from fp8doctor.facts import interpreter
+
+    if _selected is None:
+        return interpreter.snapshot()
+    source = Path(interpreter.__file__).read_text(encoding="utf-8")
+    try:
+        proc = subprocess.run([_selected, "-c", source], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
+                              stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"--python {_selected}: no answer within {PROBE_TIMEOUT_S:g} s") from None
+    except OSError as exc:
+        raise UsageError(f"--python {_selected}: cannot run it ({exc.strerror or exc})") from None
+    for line in proc.stdout.splitlines():
+        if line.startswith(interpreter.MARKER):
+            try:
+                return json.loads(line[len(interpreter.MARKER):])
+            except ValueError:
+                break
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    why = lines[-1].strip() if lines else f"exit code {proc.returncode}, no answer"
+    raise UsageError(f"--python {_selected}: not a Python 3.8+ interpreter that fp8doctor can read ({why})")
+
+
+def package_versions() -> dict[str, str | None]:
+    return dict(snapshot()["packages"])
+
+
+def python_version() -> tuple[int, ...]:
+    return tuple(snapshot()["python_tuple"])
+
+
+@functools.lru_cache(maxsize=1)
+def package_only_dir() -> str:
+    """A folder that holds only a link named fp8doctor to this package (removed at exit): put on another
+    interpreter's path, it makes fp8doctor importable there and nothing else of fp8doctor's own environment."""
+    import atexit
+    import shutil
+
+    folder = tempfile.mkdtemp(prefix="fp8doctor-path-")
+    atexit.register(shutil.rmtree, folder, True)
+    os.symlink(_PACKAGE_DIR, os.path.join(folder, "fp8doctor"), target_is_directory=True)
+    return folder
+
+
+def child_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` for a child of the diagnosed interpreter that imports fp8doctor (a probe, a worker, its ranks)."""
+    out = dict(env)
+    if _selected is None:
+        return out
+    old = out.get("PYTHONPATH")
+    out["PYTHONPATH"] = package_only_dir() + (os.pathsep + old if old else "")
+    return out
+
+
+def describe() -> str:
+    """One line for headers: which interpreter is diagnosed."""
+    snap = snapshot()
+    return f"{snap['executable']} (Python {snap['python']})"
