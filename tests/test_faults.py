@@ -24,6 +24,7 @@ from fp8doctor.matrix.plan import Cell
 from fp8doctor.matrix.run import execute
 from fp8doctor.runs.pool import run_spec
 from fp8doctor.runs.spec import RunSpec
+from fp8doctor.runs.zygote import RUN_NAME
 
 FAULT = "FP8DOCTOR_TEST_FAULT"
 SMALL = ["--backend", "torchao", "--recipe", "tensorwise", "--entry", "native", "--steps", "2"]
@@ -60,6 +61,20 @@ def live_processes_with(marker: str) -> list[int]:
     return pids
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live processes in process group `pgid` (a run's worker leads its own group)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_bytes()
+                if int(stat[stat.rindex(b")") + 2:].split()[2]) == pgid:
+                    out.append(int(d.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
 # ------------------------------------------------------------------ one run: the pool's verdict on each fault
 
 @pytest.mark.parametrize(("fault", "sig"), [("kill", "SIGKILL"), ("segv", "SIGSEGV")])
@@ -90,6 +105,7 @@ def test_hang_past_timeout_kills_the_whole_group() -> None:
     assert "no result within 2 s" in r["error"]["message"]
     assert took < 2.0 + 3.0 + 10.0  # timeout + SIGTERM grace + slack
     assert live_processes_with(marker) == []
+    assert group_members(r["worker_pid"]) == []  # a warm run's environ is the server's: its group says it
 
 
 def test_memory_limit_is_a_recorded_failure() -> None:
@@ -180,7 +196,8 @@ def workers_alive(marker: str) -> list[int]:
     out = []
     for pid in live_processes_with(marker):
         try:
-            if b"fp8doctor.runs.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            cold = b"fp8doctor.runs.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            if cold or Path(f"/proc/{pid}/comm").read_text().strip() == RUN_NAME:  # a run forked by the warm server
                 out.append(pid)
         except OSError:
             continue

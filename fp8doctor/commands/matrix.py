@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from fp8doctor.runs import warm
 from fp8doctor.runs.spec import ENTRIES, SIZES, TE_RECIPES, TORCHAO_RECIPES
 
 
@@ -24,6 +25,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--size", choices=SIZES, default="tiny", help="built-in model size (default tiny)")
     p.add_argument("--seed", type=int, action="append", help="repeatable; default 0")
     p.add_argument("--workers", type=int, default=1, help="cells run in parallel (one GPU per worker on GPUs)")
+    warm.add_cold_argument(p)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before a cell counts as hung")
     p.add_argument("--out", metavar="FILE.jsonl",
                    help="results file, one JSON line per cell (default reports/fp8doctor-matrix-<time>.jsonl)")
@@ -34,6 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    warm.prefer_cold(args.cold)
     from fp8doctor.matrix.command import main
     from fp8doctor.needs import require
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from fp8doctor.runs import warm
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -17,6 +19,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="reports", help="folder for the report files (default reports/)")
     p.add_argument("--steps", type=int, default=None, help="training steps per run (default 8; 6 with --quick)")
     p.add_argument("--workers", type=int, default=2, help="matrix cells run in parallel (default 2)")
+    warm.add_cold_argument(p)
     p.add_argument("--quick", action="store_true", help="a smaller matrix: tensorwise/current, native + Accelerator")
     p.add_argument("--full", action="store_true", help="the whole matrix: every recipe through every entry path")
     p.add_argument("--watch", action="store_true", help="also run `fp8doctor watch` on the command after `--`")
@@ -27,6 +30,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    warm.prefer_cold(args.cold)
     from fp8doctor.needs import require
     from fp8doctor.report.command import main
 

@@ -222,6 +222,7 @@ def _run_spec(spec: RunSpec, *, python: str, env_base: Mapping[str, str] | None,
     result["stderr_tail"] = stderr_tail[-STDERR_TAIL_CHARS:] if result["outcome"] != "finished" else ""
     result["wall_s"] = round(wall, 3)
     result["worker"] = "cold" if isinstance(proc, subprocess.Popen) else "warm"
+    result["worker_pid"] = proc.pid  # leader of the run's process group
     result["env"] = {"removed_from_caller": removed, "applied": dict(spec.env)}
     if probe_error:
         result.setdefault("notes", []).append(f"skip check failed ({probe_error}); ran anyway")

@@ -34,6 +34,13 @@ def prefer_cold(cold: bool = True) -> None:
     _cold = cold
 
 
+def add_cold_argument(parser: Any) -> None:
+    """`--cold` for the commands that run specs (matrix, repro, report)."""
+    parser.add_argument("--cold", action="store_true", help=f"start every run in a fresh Python interpreter instead "
+                        f"of forking it from a warm worker that already imported torch and the libraries "
+                        f"(slower; same results; also {COLD_ENV}=1)")
+
+
 def cold_requested() -> bool:
     return _cold or os.environ.get(COLD_ENV, "") not in ("", "0")
 

@@ -3,9 +3,10 @@
     python -m fp8doctor.runs.worker SPEC_JSON_PATH RESULT_JSON_PATH
 
 Every exception of the run becomes outcome "raised" with type, message and where; the result file is written
-atomically (temp file + rename) so a reader never sees half a result. FP8DOCTOR_TEST_FAULT=hang|segv|kill|raise|exit
-injects a fault before anything is imported; oom[:MiB] caps the address space (RLIMIT_AS) at what is mapped now plus
-MiB (default 256) and lets the run go on (tests of the pool's timeout and crash handling use it).
+atomically (temp file + rename) so a reader never sees half a result.
+FP8DOCTOR_TEST_FAULT=hang|segv|abort|kill|raise|exit injects a fault before anything is imported; oom[:MiB] caps the
+address space (RLIMIT_AS) at what is mapped now plus MiB (default 256) and lets the run go on (tests of the pool's
+timeout and crash handling use it).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def inject_fault(kind: str | None) -> None:
     if kind == "segv":
         os.kill(os.getpid(), signal.SIGSEGV)
         time.sleep(5)
+    if kind == "abort":
+        os.abort()
     if kind == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     if kind.startswith("oom"):

@@ -34,15 +34,20 @@ from typing import Any
 PRELOAD = ("torch", "transformers", "transformers.models.llama.modeling_llama", "accelerate", "torchao.float8")
 # Read by native code (not through os.environ) when the library loads; applied again in each child.
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+RUN_NAME = "fp8doctor-run"  # a forked run's process name (its command line is still the server's)
 
 _reads: set[str] = set()
+_scanning = 0
 
 
 class _RecordingEnviron(type(os.environ)):  # type: ignore[misc]
-    """os.environ that remembers every key looked up while the preload imports run."""
+    """os.environ that remembers every key looked up by name while the preload imports run. A whole-environment
+    scan (items(), values(), copy(): tqdm picks its TQDM_* settings that way) reads every key without looking for
+    any of them, so it is not counted."""
 
     def __getitem__(self, key: str) -> str:
-        _reads.add(key)
+        if not _scanning:
+            _reads.add(key)
         return super().__getitem__(key)
 
     def __contains__(self, key: object) -> bool:
@@ -54,14 +59,32 @@ class _RecordingEnviron(type(os.environ)):  # type: ignore[misc]
         _reads.add(key)
         return super().get(key, default)
 
+    def items(self) -> Any:
+        return _scan(lambda: list(super(_RecordingEnviron, self).items()))
 
-def preload() -> tuple[list[str], list[str]]:
-    """Import PRELOAD (the missing ones skipped); (modules imported, environment keys they read)."""
+    def values(self) -> Any:
+        return _scan(lambda: list(super(_RecordingEnviron, self).values()))
+
+    def copy(self) -> dict[str, str]:
+        return _scan(lambda: dict(super(_RecordingEnviron, self).items()))
+
+
+def _scan(read: Any) -> Any:
+    global _scanning
+    _scanning += 1
+    try:
+        return read()
+    finally:
+        _scanning -= 1
+
+
+def preload(modules: tuple[str, ...] = PRELOAD) -> tuple[list[str], list[str]]:
+    """Import `modules` (the missing ones skipped); (modules imported, environment keys they read)."""
     plain = os.environ.__class__
     os.environ.__class__ = _RecordingEnviron
     loaded = []
     try:
-        for name in PRELOAD:
+        for name in modules:
             try:
                 __import__(name)
                 loaded.append(name)
@@ -82,6 +105,8 @@ def _child(req: dict[str, Any], lifeline_fd: int | None, server_fds: tuple[int, 
     try:
         os.setsid()
         signal.set_wakeup_fd(-1)
+        with contextlib.suppress(OSError), open("/proc/self/comm", "w", encoding="ascii") as fh:
+            fh.write(RUN_NAME)  # how `ps` and fp8doctor's tests tell a run from the server
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         devnull = os.open(os.devnull, os.O_RDONLY)
@@ -119,7 +144,7 @@ def _child(req: dict[str, Any], lifeline_fd: int | None, server_fds: tuple[int, 
 
 def _apply_threads() -> None:
     torch = sys.modules.get("torch")
-    value = os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS")
+    value = next((os.environ[v] for v in THREAD_VARS if os.environ.get(v)), None)
     if torch is not None and value and value.isdigit() and int(value) > 0:
         torch.set_num_threads(int(value))
 

@@ -2,9 +2,11 @@
 
     python lab/import_env/reads.py [--out lab/observations/import_env/reads.json]
 
-Each module is imported in a fresh interpreter whose `os.environ` records every key looked up (get, [], in,
-os.getenv) before the import starts. Reads made from C/C++ through getenv(3) (libgomp's OMP_NUM_THREADS, some of
-torch's own C++ switches) are not seen by this probe; they are listed by hand in docs/architecture.md.
+Each module is imported in a fresh interpreter through the warm server's own recorder
+(`fp8doctor.runs.zygote.preload`): every key looked up by name in `os.environ` (get, [], in, os.getenv); a scan of
+the whole environment (items(): tqdm's TQDM_* settings) is not a lookup and is not counted. Reads made from C/C++
+through getenv(3) (libgomp's OMP_NUM_THREADS, some of torch's own C++ switches) are not seen by this probe; they are
+listed by hand in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -15,28 +17,13 @@ import os
 import subprocess
 import sys
 
-MODULES = ["torch", "transformers", "transformers.models.llama.modeling_llama", "accelerate", "torchao.float8",
-           "tempfile"]
+MODULES = ["torch", "transformers", "transformers.models.llama.modeling_llama", "accelerate", "torchao.float8"]
 
 PROBE = r"""
-import json, os, sys
-seen = []
-class Recording(type(os.environ)):
-    def __getitem__(self, key):
-        seen.append(key)
-        return super().__getitem__(key)
-    def __contains__(self, key):
-        seen.append(key)
-        return super().__contains__(key)
-    def get(self, key, default=None):
-        seen.append(key)
-        return super().get(key, default)
-os.environ.__class__ = Recording
-before = set(sys.modules)
-__import__(sys.argv[1])
-if sys.argv[1] == "tempfile":
-    import tempfile; tempfile.gettempdir()
-print(json.dumps({"reads": sorted(set(seen)), "modules_loaded": len(set(sys.modules) - before)}))
+import json, sys
+from fp8doctor.runs.zygote import preload
+loaded, reads = preload((sys.argv[1],))
+print(json.dumps({"reads": reads, "imported": bool(loaded)}))
 """
 
 
