@@ -62,13 +62,14 @@ def live_processes_with(marker: str) -> list[int]:
 
 
 def group_members(pgid: int) -> list[int]:
-    """Live processes in process group `pgid` (a run's worker leads its own group)."""
+    """Live processes in process group `pgid` (a run's worker leads its own group; zombies are not live)."""
     out = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
                 stat = (d / "stat").read_bytes()
-                if int(stat[stat.rindex(b")") + 2:].split()[2]) == pgid:
+                state, _ppid, group = stat[stat.rindex(b")") + 2:].split()[:3]
+                if int(group) == pgid and state != b"Z":
                     out.append(int(d.name))
             except (OSError, ValueError, IndexError):
                 continue
@@ -105,7 +106,10 @@ def test_hang_past_timeout_kills_the_whole_group() -> None:
     assert "no result within 2 s" in r["error"]["message"]
     assert took < 2.0 + 3.0 + 10.0  # timeout + SIGTERM grace + slack
     assert live_processes_with(marker) == []
-    assert group_members(r["worker_pid"]) == []  # a warm run's environ is the server's: its group says it
+    deadline = time.monotonic() + 10  # a warm run's environ is the server's: its process group says it is gone
+    while group_members(r["worker_pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert group_members(r["worker_pid"]) == []
 
 
 def test_memory_limit_is_a_recorded_failure() -> None:

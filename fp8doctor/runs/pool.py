@@ -150,6 +150,7 @@ def _run_spec(spec: RunSpec, *, python: str, env_base: Mapping[str, str] | None,
     env, removed = child_env(spec, env_base)
     if python == target.python():
         env = target.child_env(env)
+    srv = _warm_server(spec, python, env_base)  # started once, before this run's clock
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fp8doctor-run-") as tmp:
         spec_path = os.path.join(tmp, "spec.json")
@@ -161,7 +162,6 @@ def _run_spec(spec: RunSpec, *, python: str, env_base: Mapping[str, str] | None,
         # The run's own temp files (a Trainer's output_dir, a launcher's config) live in the run's folder, which
         # fp8doctor removes even when the run was killed before it could clean up.
         env["TMPDIR"] = tmp
-        srv = _warm_server(spec, python, env_base)
         line = lifeline.read_end()  # the worker's group dies with fp8doctor, even on SIGKILL
         with open(err_path, "wb") as err, open(os.devnull, "rb") as devnull:
             with _LIVE_LOCK:
