@@ -17,6 +17,7 @@ faster than --workers 1, repro warm <= 15 s, env/accelerate env <= 0.3.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 from tabulate import tabulate
 
@@ -43,12 +45,36 @@ def one_run(cold: bool, steps: int) -> dict[str, float]:
     return {"wall": r["wall_s"], "steps": steps_s, "overhead": r["wall_s"] - steps_s}
 
 
-def command(args: list[str], cold: bool = False) -> tuple[float, int]:
+def command(args: list[str], cold: bool = False, keep: str | None = None) -> tuple[float, int]:
+    """Wall time and exit code of one fp8doctor command; `keep`: a file for its stdout."""
     env = {k: v for k, v in os.environ.items() if k != "FP8DOCTOR_COLD"}
     t = time.perf_counter()
-    p = subprocess.run(args + (["--cold"] if cold else []), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env=env)
+    with open(keep or os.devnull, "w", encoding="utf-8") as out:
+        p = subprocess.run(args + (["--cold"] if cold else []), stdout=out, stderr=subprocess.DEVNULL, env=env)
     return time.perf_counter() - t, p.returncode
+
+
+def native_agreement(matrix_json: str) -> str:
+    """How the Accelerator cells compared with their native cells in one matrix (ok = bit-identical losses)."""
+    try:
+        with open(matrix_json, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return "unreadable"
+    levels: list[str] = []
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, dict):
+            if obj.get("check") == "native_agreement" and obj.get("level") not in (None, "skip"):
+                levels.append(f"{obj['level']} ({obj.get('detail', '')})")
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                walk(v)
+
+    walk(data)
+    return "; ".join(levels) or "no comparable cell"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 for cold in (True, False):
                     out = os.path.join(tmp, f"m{workers}{cold}.jsonl")
                     wall, _rc = command([*fp8, "matrix", "--steps", str(args.steps), "--workers", str(workers),
-                                         "--out", out, "--format", "json"], cold)
+                                         "--out", out, "--format", "json"], cold, keep=f"{out}.json")
                     walls[(workers, cold)] = wall
             for workers in (1, 2):
                 c, w = walls[(workers, True)], walls[(workers, False)]
@@ -94,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             c, _ = command([*fp8, "repro", "--format", "json"], True)
             w, _ = command([*fp8, "repro", "--format", "json"], False)
             rows.append(("fp8doctor repro (s)", f"{c:.1f}", f"{w:.1f}", f"{w / c:.2f}", "warm <= 15 s"))
+            agreement = {cold: native_agreement(os.path.join(tmp, f"m2{cold}.jsonl.json")) for cold in (True, False)}
     env_s, _ = command([*fp8, "env"])
     acc_s, _ = command([os.path.join(os.path.dirname(sys.executable), "accelerate"), "env"])
     rows.append(("fp8doctor env vs accelerate env (s)", f"{acc_s:.2f}", f"{env_s:.2f}", f"{env_s / acc_s:.2f}",
@@ -103,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end, {args.steps} steps, "
           f"median of {max(1, args.repeat)} single runs\n")
     print(tabulate(rows, headers=("measure", "cold", "warm", "warm/cold", "target"), tablefmt="github"))
+    if not args.skip_matrix:
+        for cold, text in agreement.items():
+            print(f"\nnative_agreement in the --workers 2 {'cold' if cold else 'warm'} matrix: {text}")
     return 0
 
 
