@@ -75,6 +75,7 @@ def test_server_preloaded_without_touching_cuda_or_te(warm_and_cold: dict[str, l
     srv = warm_and_cold["server"][0]
     assert srv.preloaded and set(srv.preloaded) <= set(PRELOAD)
     assert not srv.cuda_initialised
+    assert srv.threads == 1  # forking is safe: no thread of the server is lost in the child
     assert not any(m.startswith("transformer_engine") for m in srv.preloaded)
     assert "ACCELERATE_MIXED_PRECISION" not in srv.import_reads  # read when the Accelerator is built, in the child
 

@@ -66,8 +66,9 @@ class WarmProc:
 class Server:
     def __init__(self, python: str, env: dict[str, str]) -> None:
         from fp8doctor import lifeline
+        from fp8doctor.runs.zygote import TMP_PREFIX
 
-        self.tmp = tempfile.mkdtemp(prefix="fp8doctor-zygote-")
+        self.tmp = tempfile.mkdtemp(prefix=TMP_PREFIX)
         env = {**env, "TMPDIR": self.tmp}
         line = lifeline.read_end()
         env[lifeline.ENV] = str(line)
@@ -85,6 +86,7 @@ class Server:
         self.import_reads: frozenset[str] = frozenset(hello.get("import_reads", ()))
         self.preloaded: list[str] = list(hello.get("preloaded", ()))
         self.cuda_initialised = bool(hello.get("cuda_initialised"))
+        self.threads = int(hello.get("threads", 0))
         self.alive = True
         threading.Thread(target=self._reader, daemon=True).start()
 

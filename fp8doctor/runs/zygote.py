@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import sys
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 PRELOAD = ("torch", "transformers", "transformers.models.llama.modeling_llama", "accelerate", "torchao.float8")
 # Read by native code (not through os.environ) when the library loads; applied again in each child.
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+TMP_PREFIX = "fp8doctor-zygote-"  # the server's own TMPDIR, made by fp8doctor.runs.warm
 RUN_NAME = "fp8doctor-run"  # a forked run's process name (its command line is still the server's)
 
 _reads: set[str] = set()
@@ -107,7 +109,8 @@ def _child(req: dict[str, Any], lifeline_fd: int | None, server_fds: tuple[int, 
         signal.set_wakeup_fd(-1)
         with contextlib.suppress(OSError), open("/proc/self/comm", "w", encoding="ascii") as fh:
             fh.write(RUN_NAME)  # how `ps` and fp8doctor's tests tell a run from the server
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # what a fresh interpreter has
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         devnull = os.open(os.devnull, os.O_RDONLY)
         err = os.open(req["err_path"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -174,8 +177,10 @@ def serve() -> int:
     if fd_text and fd_text.isdigit():
         lifeline_fd = int(fd_text)
     loaded, reads = preload()
+    import threading
+
     _send({"ready": True, "pid": os.getpid(), "preloaded": loaded, "import_reads": reads,
-           "cuda_initialised": cuda_initialised(), "python": sys.executable})
+           "cuda_initialised": cuda_initialised(), "threads": threading.active_count(), "python": sys.executable})
     children: set[int] = set()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -209,6 +214,9 @@ def serve() -> int:
         for pid in list(children):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+        own_tmp = os.environ.get("TMPDIR", "")
+        if os.path.basename(own_tmp).startswith(TMP_PREFIX):  # fp8doctor may be gone (SIGKILL): clean up here
+            shutil.rmtree(own_tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
