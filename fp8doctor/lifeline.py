@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 ENV = "FP8DOCTOR_LIFELINE_FD"
 _pipe: tuple[int, int] | None = None
@@ -112,6 +113,30 @@ def descendants(pid: int) -> list[int]:
             out.append(child)
             todo.append(child)
     return out
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group `pgid`, from /proc."""
+    out = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    fields = fh.read().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if len(fields) > 3 and fields[0] != b"Z" and int(fields[3]) == pgid:
+                out.append(int(entry))
+    return out
+
+
+def wait_group_gone(pgid: int, timeout_s: float = 2.0) -> None:
+    """Wait (briefly) until a SIGKILLed group has no live member: its watchdog is reaped by init, not by us."""
+    deadline = time.monotonic() + timeout_s
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def kill_all(pids: list[int], sig: int = signal.SIGKILL) -> None:

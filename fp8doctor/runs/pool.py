@@ -81,8 +81,9 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
             lifeline.kill_all(strays, sig)
             try:
                 proc.wait(timeout=wait)
-                # The leader is gone; members it started (launcher ranks) may still linger.
+                # The leader is gone; members it started (launcher ranks, its watchdog) may still linger.
                 os.killpg(proc.pid, signal.SIGKILL)
+                lifeline.wait_group_gone(proc.pid)
                 return
             except subprocess.TimeoutExpired:
                 continue
@@ -194,6 +195,7 @@ def _run_spec(spec: RunSpec, *, python: str, env_base: Mapping[str, str] | None,
                 # Ranks or helpers the worker left behind must not outlive the run.
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
+                    lifeline.wait_group_gone(proc.pid)
             with _LIVE_LOCK:
                 _LIVE.discard(proc)
         wall = time.perf_counter() - t0
