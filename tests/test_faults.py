@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from fp8doctor import lifeline
 from fp8doctor.matrix import render
 from fp8doctor.matrix.plan import Cell
 from fp8doctor.matrix.run import execute
@@ -61,21 +62,6 @@ def live_processes_with(marker: str) -> list[int]:
     return pids
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live processes in process group `pgid` (a run's worker leads its own group; zombies are not live)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / "stat").read_bytes()
-                state, _ppid, group = stat[stat.rindex(b")") + 2:].split()[:3]
-                if int(group) == pgid and state != b"Z":
-                    out.append(int(d.name))
-            except (OSError, ValueError, IndexError):
-                continue
-    return out
-
-
 # ------------------------------------------------------------------ one run: the pool's verdict on each fault
 
 @pytest.mark.parametrize(("fault", "sig"), [("kill", "SIGKILL"), ("segv", "SIGSEGV")])
@@ -106,10 +92,7 @@ def test_hang_past_timeout_kills_the_whole_group() -> None:
     assert "no result within 2 s" in r["error"]["message"]
     assert took < 2.0 + 3.0 + 10.0  # timeout + SIGTERM grace + slack
     assert live_processes_with(marker) == []
-    deadline = time.monotonic() + 10  # a warm run's environ is the server's: its process group says it is gone
-    while group_members(r["worker_pid"]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert group_members(r["worker_pid"]) == []
+    assert lifeline.group_members(r["worker_pid"]) == []  # a warm run's environ is the server's: check its group
 
 
 def test_memory_limit_is_a_recorded_failure() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from fp8doctor import target
+from fp8doctor import lifeline, target
 from fp8doctor.runs import warm
 from fp8doctor.runs.pool import run_spec, run_specs
 from fp8doctor.runs.spec import RunSpec
@@ -98,27 +98,9 @@ def test_a_variable_read_at_import_sends_the_run_cold() -> None:
     assert r["worker"] == "warm" and r["outcome"] == "raised"
 
 
-def _members(pgid: int) -> list[int]:
-    """Live processes of process group `pgid` (a zombie waiting for init to reap it is not live)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / "stat").read_bytes()
-                state, _ppid, group = stat[stat.rindex(b")") + 2:].split()[:3]
-                if int(group) == pgid and state != b"Z":
-                    out.append(int(d.name))
-            except (OSError, ValueError, IndexError):
-                continue
-    return out
-
-
-def _gone(pgid: int, timeout: float = 10.0) -> bool:
-    """The group empties (its lifeline watchdog, SIGKILLed last, may take a moment to exit on a loaded machine)."""
-    deadline = time.monotonic() + timeout
-    while _members(pgid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return _members(pgid) == []
+def _gone(pgid: int) -> bool:
+    lifeline.wait_group_gone(pgid, timeout_s=10.0)
+    return lifeline.group_members(pgid) == []
 
 
 def test_crashes_and_hangs_are_results_and_the_server_survives() -> None:
@@ -144,8 +126,8 @@ def test_server_ends_when_fp8doctor_closes_it_and_takes_its_runs_along() -> None
     proc = srv.start(str(spec_path), str(tmp / "result.json"), str(tmp / "err.txt"),
                      {**os.environ, "FP8DOCTOR_TEST_FAULT": "hang"})
     deadline = time.monotonic() + 30
-    while not _members(proc.pid) and time.monotonic() < deadline:
+    while not lifeline.group_members(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _members(proc.pid)
+    assert lifeline.group_members(proc.pid)
     srv.close()
     assert _gone(proc.pid) and not tmp.exists()
