@@ -83,9 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=4, help="training steps per run (default 4)")
     ap.add_argument("--skip-matrix", action="store_true")
     ap.add_argument("--skip-repro", action="store_true")
+    ap.add_argument("--matrix-workers", default="1,2", help="matrix --workers values to time (default 1,2)")
+    ap.add_argument("--keep", metavar="DIR", help="keep the matrices' results files (JSON lines and JSON) in DIR")
     args = ap.parse_args(argv)
     fp8 = [sys.executable, "-m", "fp8doctor"]
-    rows: list[tuple[str, str, str, str, str]] = []
+    rows: list[tuple[str, ...]] = []
+
+    def row(*cells: str) -> None:
+        rows.append(cells)  # type: ignore[arg-type]
+        print(" | ".join(cells), file=sys.stderr, flush=True)  # progress: a crash later loses nothing measured
 
     # 1. per-run overhead; the first warm run starts the server and is reported on its own line.
     first = one_run(False, args.steps)
@@ -95,36 +101,40 @@ def main(argv: list[str] | None = None) -> int:
         runs["warm"].append(one_run(False, args.steps))
     med = {k: {f: statistics.median(r[f] for r in v) for f in ("wall", "steps", "overhead")} for k, v in runs.items()}
     ratio = med["warm"]["overhead"] / med["cold"]["overhead"]
-    rows.append(("one run: wall minus steps (s)", f"{med['cold']['overhead']:.2f}", f"{med['warm']['overhead']:.2f}",
-                 f"{ratio:.2f}", "warm/cold <= 0.25"))
-    rows.append(("one run: steps alone (s)", f"{med['cold']['steps']:.2f}", f"{med['warm']['steps']:.2f}",
-                 f"{med['warm']['steps'] / med['cold']['steps']:.2f}", ""))
-    rows.append(("first warm run (starts the server)", "", f"{first['overhead']:.2f}", "", ""))
+    row("one run: wall minus steps (s)", f"{med['cold']['overhead']:.2f}", f"{med['warm']['overhead']:.2f}",
+        f"{ratio:.2f}", "warm/cold <= 0.25")
+    row("one run: steps alone (s)", f"{med['cold']['steps']:.2f}", f"{med['warm']['steps']:.2f}",
+        f"{med['warm']['steps'] / med['cold']['steps']:.2f}", "")
+    row("first warm run (starts the server)", "", f"{first['overhead']:.2f}", "", "")
 
     with tempfile.TemporaryDirectory(prefix="fp8doctor-bench-") as tmp:
+        tmp = args.keep or tmp
+        os.makedirs(tmp, exist_ok=True)
         if not args.skip_matrix:
             walls: dict[tuple[int, bool], float] = {}
-            for workers in (1, 2):
+            counts = [int(w) for w in args.matrix_workers.split(",")]
+            for workers in counts:
                 for cold in (True, False):
                     out = os.path.join(tmp, f"m{workers}{cold}.jsonl")
                     wall, _rc = command([*fp8, "matrix", "--steps", str(args.steps), "--workers", str(workers),
                                          "--out", out, "--format", "json"], cold, keep=f"{out}.json")
                     walls[(workers, cold)] = wall
-            for workers in (1, 2):
                 c, w = walls[(workers, True)], walls[(workers, False)]
-                rows.append((f"CPU matrix --workers {workers} (s)", f"{c:.1f}", f"{w:.1f}", f"{w / c:.2f}",
-                             "warm <= 60 s" if workers == 2 else ""))
-            rows.append(("matrix speed-up --workers 2 vs 1", f"{walls[(1, True)] / walls[(2, True)]:.2f}x",
-                         f"{walls[(1, False)] / walls[(2, False)]:.2f}x", "", ">= 1.7x"))
+                row(f"CPU matrix --workers {workers} (s)", f"{c:.1f}", f"{w:.1f}", f"{w / c:.2f}",
+                    "warm <= 60 s" if workers == 2 else "")
+            last = counts[-1]
+            agreement = {cold: native_agreement(os.path.join(tmp, f"m{last}{cold}.jsonl.json"))
+                         for cold in (True, False)}
+            if {1, 2} <= set(counts):
+                row("matrix speed-up --workers 2 vs 1", f"{walls[(1, True)] / walls[(2, True)]:.2f}x",
+                    f"{walls[(1, False)] / walls[(2, False)]:.2f}x", "", ">= 1.7x")
         if not args.skip_repro:
             c, _ = command([*fp8, "repro", "--format", "json"], True)
             w, _ = command([*fp8, "repro", "--format", "json"], False)
-            rows.append(("fp8doctor repro (s)", f"{c:.1f}", f"{w:.1f}", f"{w / c:.2f}", "warm <= 15 s"))
-            agreement = {cold: native_agreement(os.path.join(tmp, f"m2{cold}.jsonl.json")) for cold in (True, False)}
+            row("fp8doctor repro (s)", f"{c:.1f}", f"{w:.1f}", f"{w / c:.2f}", "warm <= 15 s")
     env_s, _ = command([*fp8, "env"])
-    acc_s, _ = command([os.path.join(os.path.dirname(sys.executable), "accelerate"), "env"])
-    rows.append(("fp8doctor env vs accelerate env (s)", f"{acc_s:.2f}", f"{env_s:.2f}", f"{env_s / acc_s:.2f}",
-                 "<= 0.3"))
+    acc_s, _ = command([sys.executable, "-m", "accelerate.commands.accelerate_cli", "env"])
+    row("fp8doctor env vs accelerate env (s)", f"{acc_s:.2f}", f"{env_s:.2f}", f"{env_s / acc_s:.2f}", "<= 0.3")
 
     print(f"warm workers vs fresh interpreters: {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end, {args.steps} steps, "
@@ -132,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     print(tabulate(rows, headers=("measure", "cold", "warm", "warm/cold", "target"), tablefmt="github"))
     if not args.skip_matrix:
         for cold, text in agreement.items():
-            print(f"\nnative_agreement in the --workers 2 {'cold' if cold else 'warm'} matrix: {text}")
+            print(f"\nnative_agreement in the --workers {last} {'cold' if cold else 'warm'} matrix: {text}")
     return 0
 
 
