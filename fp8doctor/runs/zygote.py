@@ -18,11 +18,14 @@ What makes a forked run equal to a fresh interpreter:
   (libgomp reads them when it is loaded, out of Python's sight), guards its group with fp8doctor's lifeline, runs
   the spec exactly as the cold worker does and leaves with os._exit after its result is written.
 - The server's own TMPDIR is a folder fp8doctor made for it, so no import-time temp path points at the user's.
+- `gc.freeze()` after the imports: a child's collections skip the shared objects instead of touching (and so
+  copying) every page that holds one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import select
@@ -177,6 +180,8 @@ def serve() -> int:
     if fd_text and fd_text.isdigit():
         lifeline_fd = int(fd_text)
     loaded, reads = preload()
+    # The children's garbage collector must not walk (and so copy, page by page) the preloaded objects they share.
+    gc.freeze()
     import threading
 
     _send({"ready": True, "pid": os.getpid(), "preloaded": loaded, "import_reads": reads,
