@@ -19,11 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from fp8doctor import lifeline
 from fp8doctor.matrix import render
 from fp8doctor.matrix.plan import Cell
 from fp8doctor.matrix.run import execute
 from fp8doctor.runs.pool import run_spec
 from fp8doctor.runs.spec import RunSpec
+from fp8doctor.runs.zygote import RUN_NAME
 
 FAULT = "FP8DOCTOR_TEST_FAULT"
 SMALL = ["--backend", "torchao", "--recipe", "tensorwise", "--entry", "native", "--steps", "2"]
@@ -90,15 +92,26 @@ def test_hang_past_timeout_kills_the_whole_group() -> None:
     assert "no result within 2 s" in r["error"]["message"]
     assert took < 2.0 + 3.0 + 10.0  # timeout + SIGTERM grace + slack
     assert live_processes_with(marker) == []
+    assert lifeline.group_members(r["worker_pid"]) == []  # a warm run's environ is the server's: check its group
 
 
-def test_memory_limit_is_a_recorded_failure() -> None:
-    """RLIMIT_AS capped 256 MiB above what the worker maps at start: the run fails where a memory-starved
-    machine fails (mapping libtorch, an allocator, BLAS) and the pool records it."""
-    r = run_spec(fault_spec("oom"))
+@pytest.mark.parametrize(("worker", "fault"), [("cold", "oom"), ("warm", "oom:8")])
+def test_memory_limit_is_a_recorded_failure(worker: str, fault: str) -> None:
+    """RLIMIT_AS capped a little above what the worker maps at start: the run fails where a memory-starved
+    machine fails (mapping libtorch, an allocator, BLAS, a thread stack) and the pool records it. A warm run maps
+    the libraries before the cap, so its headroom is smaller."""
+    from fp8doctor.runs import warm
+
+    warm.prefer_cold(worker == "cold")
+    try:
+        r = run_spec(fault_spec(fault))
+    finally:
+        warm.prefer_cold(False)
+    assert r["worker"] == worker
     assert r["outcome"] in ("raised", "crashed"), r
     evidence = json.dumps(r["error"]) + r.get("stderr_tail", "")
-    assert any(w in evidence.lower() for w in ("memory", "map segment", "alloc", "sigabrt", "sigsegv")), evidence
+    assert any(w in evidence.lower() for w in ("memory", "map segment", "alloc", "sigabrt", "sigsegv",
+                                               "resource temporarily unavailable")), evidence
     assert r["wall_s"] < 60
 
 
@@ -180,7 +193,8 @@ def workers_alive(marker: str) -> list[int]:
     out = []
     for pid in live_processes_with(marker):
         try:
-            if b"fp8doctor.runs.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            cold = b"fp8doctor.runs.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            if cold or Path(f"/proc/{pid}/comm").read_text().strip() == RUN_NAME:  # a run forked by the warm server
                 out.append(pid)
         except OSError:
             continue

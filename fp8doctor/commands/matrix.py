@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from fp8doctor.commands.options import RUN_TIMEOUT_HELP
+from fp8doctor.runs import warm
 from fp8doctor.runs.spec import ENTRIES, SIZES, TE_RECIPES, TORCHAO_RECIPES
 
 
@@ -28,6 +29,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, action="append", metavar="N", help="seed, repeatable (default: 0)")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="runs in parallel (one GPU per worker on GPUs)")
     p.add_argument("--timeout", type=float, default=300.0, metavar="S", help=RUN_TIMEOUT_HELP)
+    warm.add_cold_argument(p)
     p.add_argument("--out", metavar="FILE.jsonl",
                    help="results file, one JSON line per cell (default reports/fp8doctor-matrix-<time>.jsonl)")
     p.add_argument("--resume", action="store_true", help="skip cells already measured in --out")
@@ -37,6 +39,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    warm.prefer_cold(args.cold)
     from fp8doctor.matrix.command import main
     from fp8doctor.needs import require
 

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from fp8doctor.commands.options import COMMAND_TIMEOUT_HELP, RUN_TIMEOUT_HELP
+from fp8doctor.runs import warm
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -25,6 +26,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="training steps per run (default: 8; 6 with --quick)")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="runs in parallel")
     p.add_argument("--timeout", type=float, default=300.0, metavar="S", help=RUN_TIMEOUT_HELP)
+    warm.add_cold_argument(p)
     p.add_argument("--quick", action="store_true", help="a smaller matrix: tensorwise/current, native + Accelerator")
     p.add_argument("--full", action="store_true", help="the whole matrix: every recipe through every entry path")
     p.add_argument("--watch", action="store_true", help="also run `fp8doctor watch` on the command after `--`")
@@ -35,6 +37,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    warm.prefer_cold(args.cold)
     from fp8doctor.needs import require
     from fp8doctor.report.command import main
 

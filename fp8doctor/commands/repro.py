@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from fp8doctor.commands.options import RUN_TIMEOUT_HELP
+from fp8doctor.runs import warm
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -26,11 +27,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=300.0, metavar="S", help=RUN_TIMEOUT_HELP)
     p.add_argument("--steps", type=int, default=6, metavar="N", help="training steps per run")
     p.add_argument("--workers", type=int, default=None, metavar="N", help="runs in parallel (default: up to 2)")
+    warm.add_cold_argument(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    warm.prefer_cold(args.cold)
     from fp8doctor import limits
     from fp8doctor.needs import require
     from fp8doctor.repro import render, run_repro

@@ -10,6 +10,7 @@ under "env" and removed, then the spec's own env is applied.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -150,6 +151,7 @@ def _run_spec(spec: RunSpec, *, python: str, env_base: Mapping[str, str] | None,
     env, removed = child_env(spec, env_base)
     if python == target.python():
         env = target.child_env(env)
+    srv = _warm_server(spec, python, env_base)  # started once, before this run's clock
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fp8doctor-run-") as tmp:
         spec_path = os.path.join(tmp, "spec.json")
@@ -162,19 +164,26 @@ def _run_spec(spec: RunSpec, *, python: str, env_base: Mapping[str, str] | None,
         # fp8doctor removes even when the run was killed before it could clean up.
         env["TMPDIR"] = tmp
         line = lifeline.read_end()  # the worker's group dies with fp8doctor, even on SIGKILL
-        env[lifeline.ENV] = str(line)
         with open(err_path, "wb") as err, open(os.devnull, "rb") as devnull:
             with _LIVE_LOCK:
                 if _STOPPING.is_set():  # stop_all() already ran: start nothing new
                     return _failed_result(spec, "crashed", {"type": "Interrupted", "signal": None, "message":
                                                             "fp8doctor was stopped before this run started"}, 0.0)
-                try:
-                    proc = subprocess.Popen([python, "-m", "fp8doctor.runs.worker", spec_path, result_path],
-                                            stdin=devnull, stdout=err, stderr=err, env=env, start_new_session=True,
-                                            pass_fds=(line,))
-                except OSError as exc:
-                    return _failed_result(spec, "crashed", {"type": type(exc).__name__, "message": str(exc),
-                                                            "signal": None}, time.perf_counter() - t0)
+                proc: Any = None
+                if srv is not None:
+                    try:  # the server's own lifeline read end reaches the child
+                        proc = srv.start(spec_path, result_path, err_path, env)
+                    except RuntimeError:
+                        proc = None
+                if proc is None:
+                    env[lifeline.ENV] = str(line)
+                    try:
+                        proc = subprocess.Popen([python, "-m", "fp8doctor.runs.worker", spec_path, result_path],
+                                                stdin=devnull, stdout=err, stderr=err, env=env,
+                                                start_new_session=True, pass_fds=(line,))
+                    except OSError as exc:
+                        return _failed_result(spec, "crashed", {"type": type(exc).__name__, "message": str(exc),
+                                                                "signal": None}, time.perf_counter() - t0)
                 _LIVE.add(proc)
             try:
                 proc.wait(timeout=spec.timeout_s)
@@ -214,10 +223,28 @@ def _run_spec(spec: RunSpec, *, python: str, env_base: Mapping[str, str] | None,
     result["returncode"] = proc.returncode if not timed_out else None
     result["stderr_tail"] = stderr_tail[-STDERR_TAIL_CHARS:] if result["outcome"] != "finished" else ""
     result["wall_s"] = round(wall, 3)
+    result["worker"] = "cold" if isinstance(proc, subprocess.Popen) else "warm"
+    result["worker_pid"] = proc.pid  # leader of the run's process group
     result["env"] = {"removed_from_caller": removed, "applied": dict(spec.env)}
     if probe_error:
         result.setdefault("notes", []).append(f"skip check failed ({probe_error}); ran anyway")
     return result
+
+
+def _warm_server(spec: RunSpec, python: str, env_base: Mapping[str, str] | None) -> Any:
+    """The warm server that may run this spec, or None: the run then starts a fresh interpreter (fp8doctor.runs.warm
+    says when)."""
+    from fp8doctor.runs import warm
+
+    if warm.cold_requested() or env_base is not None:
+        return None
+    from fp8doctor import target
+
+    server_env, _ = child_env(dataclasses.replace(spec, env={}))
+    if python == target.python():
+        server_env = target.child_env(server_env)
+    srv = warm.server(python, server_env)
+    return srv if srv is not None and warm.serves(srv, spec.env) else None
 
 
 def stop_all() -> None:

@@ -3,13 +3,15 @@
     python -m fp8doctor.runs.worker SPEC_JSON_PATH RESULT_JSON_PATH
 
 Every exception of the run becomes outcome "raised" with type, message and where; the result file is written
-atomically (temp file + rename) so a reader never sees half a result. FP8DOCTOR_TEST_FAULT=hang|segv|kill|raise|exit
-injects a fault before anything is imported; oom[:MiB] caps the address space (RLIMIT_AS) at what is mapped now plus
-MiB (default 256) and lets the run go on (tests of the pool's timeout and crash handling use it).
+atomically (temp file + rename) so a reader never sees half a result.
+FP8DOCTOR_TEST_FAULT=hang|segv|abort|kill|raise|exit injects a fault before anything is imported; oom[:MiB] caps the
+address space (RLIMIT_AS) at what is mapped now plus MiB (default 256) and lets the run go on (tests of the pool's
+timeout and crash handling use it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -47,6 +49,8 @@ def inject_fault(kind: str | None) -> None:
     if kind == "segv":
         os.kill(os.getpid(), signal.SIGSEGV)
         time.sleep(5)
+    if kind == "abort":
+        os.abort()
     if kind == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     if kind.startswith("oom"):
@@ -83,11 +87,12 @@ def execute(spec_dict: dict[str, Any], result: dict[str, Any]) -> None:
 
         device = spec.device or default_device()
     else:
-        import torch  # noqa: F401 - timed here so "imports" is comparable across entries
+        import torch  # timed here so "imports" is comparable across entries
 
         from fp8doctor.runs.entries.common import resolve_device
 
         device = resolve_device(spec)
+        result["torch_threads"] = torch.get_num_threads()
     from fp8doctor.runs.entries.common import Context
 
     emulate = False
@@ -117,14 +122,8 @@ def write_json(path: str, obj: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m fp8doctor.runs.worker SPEC_JSON_PATH RESULT_JSON_PATH", file=sys.stderr)
-        return 2
-    spec_path, result_path = argv
-    from fp8doctor.lifeline import guard_own_group
-
-    guard_own_group()  # before any import starts a thread: this run's group dies with fp8doctor
+def run_to_file(spec_path: str, result_path: str) -> None:
+    """Run the spec in SPEC_PATH and write its one result to RESULT_PATH (the cold worker and a warm child)."""
     t0 = time.perf_counter()
     with open(spec_path, encoding="utf-8") as fh:
         spec_dict = json.load(fh)
@@ -138,6 +137,26 @@ def main(argv: list[str]) -> int:
         result["error"] = describe_exception(exc)
     result["timings_s"]["total"] = round(time.perf_counter() - t0, 4)
     write_json(result_path, result)
+
+
+def exit_now(code: int = 0) -> None:
+    """End the process once its result is on disk: no interpreter teardown (module finalizers, thread joins,
+    freeing every tensor), which only costs time here. Launched ranks were already waited for."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m fp8doctor.runs.worker SPEC_JSON_PATH RESULT_JSON_PATH", file=sys.stderr)
+        return 2
+    from fp8doctor.lifeline import guard_own_group
+
+    guard_own_group()  # before any import starts a thread: this run's group dies with fp8doctor
+    run_to_file(*argv)
+    exit_now(0)
     return 0
 
 

@@ -1,11 +1,13 @@
 """The backend's own API with no Accelerate in the training loop: torchao `convert_to_float8_training` (with
 Accelerate's default filter, so native and Accelerate convert the same layers), or TE modules inside TE's
-autocast; the bf16 baseline uses torch.autocast."""
+autocast. Every forward runs under bf16 torch.autocast, as Accelerate runs an FP8 model's forward (it enables
+native AMP in bf16 for FP8), so the native cell and the Accelerator cell compute the same thing."""
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from fp8doctor.runs.entries.common import Context, record_eligible, record_fp8_layers, train
@@ -25,7 +27,7 @@ def run(ctx: Context) -> None:
     record_eligible(ctx, model)
     ctx.timing("model_build", time.perf_counter() - t)
     t = time.perf_counter()
-    autocast: Any = contextlib.nullcontext
+    fp8_autocast: Any = contextlib.nullcontext
     if spec.backend == "torchao":
         from torchao.float8 import convert_to_float8_training
 
@@ -39,13 +41,14 @@ def run(ctx: Context) -> None:
         convert_native(model)
         ctx.note(f"Transformer Engine autocast API: transformer_engine.pytorch.{autocast_name()}")
 
-        def autocast() -> Any:
+        def fp8_autocast() -> Any:
             return te_autocast(spec.recipe)
-    else:
-        from fp8doctor.runs.backends.none import autocast as bf16_autocast
+    from fp8doctor.runs.backends.none import autocast as bf16_autocast
 
-        def autocast() -> Any:
-            return bf16_autocast(ctx.device)
+    @contextlib.contextmanager
+    def autocast() -> Iterator[None]:
+        with bf16_autocast(ctx.device), fp8_autocast():
+            yield
     model.to(ctx.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     ctx.timing("prepare", time.perf_counter() - t)
