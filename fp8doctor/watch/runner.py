@@ -21,7 +21,7 @@ from fp8doctor.errors import UsageError
 from fp8doctor.redact import redact
 from fp8doctor.watch import records
 from fp8doctor.watch.collect import collect
-from fp8doctor.watch.observer import WATCH_DIR_ENV
+from fp8doctor.watch.recorder import WATCH_DIR_ENV
 from fp8doctor.watch.verdicts import facts_from_processes, fix_hint, overall_verdict
 
 INJECT_DIR = Path(__file__).resolve().parent / "inject"
