@@ -12,6 +12,9 @@ FAMILY_MIN_CC: dict[str, tuple[int, int]] = {
     "mxfp8": (10, 0),
     "nvfp4": (10, 0),
 }
+# Transformer Engine's install line (its PyTorch extension builds against the installed torch).
+TE_INSTALL = "pip install --no-build-isolation 'transformer-engine[pytorch]'"
+
 FAMILY_LABEL = {
     "per-tensor": "per-tensor FP8 (delayed/current scaling, torchao tensorwise/rowwise)",
     "block": "FP8 block scaling",
@@ -98,8 +101,7 @@ def backend_available(backend: str, installed: dict[str, str | None], te_import_
     if backend == "te":
         if not installed.get("transformer-engine") and not installed.get("transformer_engine"):
             return False, (
-                "Transformer Engine is not installed; on a CUDA machine install it with "
-                "`pip install fp8doctor[te]` (transformer-engine[pytorch])."
+                f"Transformer Engine is not installed; on a CUDA machine install it with `{TE_INSTALL}`."
             )
         if te_import_error:
             return False, (

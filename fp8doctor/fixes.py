@@ -13,10 +13,10 @@ from typing import Any
 
 import yaml
 
+from fp8doctor.capability import TE_INSTALL
 from fp8doctor.predict import release
 
 ACCELERATE_MIN = "1.9"  # first release where env/config fp8 reaches the Accelerator and ACCELERATE_FP8_BACKEND is read
-TE_INSTALL = "pip install --no-build-isolation 'transformer-engine[pytorch]'"
 TE_UNPROVEN = ("Transformer Engine needs a CUDA GPU: this fix cannot be run on a CPU machine, so fp8doctor's tests "
                "have not executed it (the torchao form of the same fix is executed).")
 ACCELERATE_YAML = "accelerate_fp8.yaml"

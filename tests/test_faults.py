@@ -301,7 +301,8 @@ def test_cuda_visible_devices_empty(tmp_path: Path) -> None:
     assert gpu["level"] == "warn"
     p = fp8doctor(["env"], clean_env(tmp_path, CUDA_VISIBLE_DEVICES="", ACCELERATE_MIXED_PRECISION="fp8"), tmp_path,
                   timeout=60)
-    assert p.returncode == 1 and "[✗] No CUDA GPU visible" in p.stdout
+    # With FP8 intended, a hidden GPU is still no proof that the training machine lacks one: unknown, a warning.
+    assert p.returncode == 0 and "[!] No CUDA GPU visible: FP8 hardware support unknown here" in p.stdout
 
 
 def test_broken_torchao_install(tmp_path: Path) -> None:

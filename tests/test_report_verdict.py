@@ -8,6 +8,7 @@ import itertools
 
 import pytest
 
+from fp8doctor.capability import TE_INSTALL
 from fp8doctor.report.notes import Notes, sentences
 from fp8doctor.report.sections import Summary, status_of
 from fp8doctor.report.verdict import headline
@@ -53,8 +54,7 @@ def test_part_status_from_what_it_found(fields, ran, status) -> None:
         assert not text.startswith(CLEAN) and "Part" in text
 
 
-TE = ("Transformer Engine is not installed; on a CUDA machine install it with `pip install fp8doctor[te]` "
-      "(transformer-engine[pytorch]).")
+TE = f"Transformer Engine is not installed; on a CUDA machine install it with `{TE_INSTALL}`."
 GPU = "No CUDA GPU is visible, so per-tensor FP8 (delayed/current scaling) cannot run on hardware."
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from fp8doctor.verdicts import FP8_OFF
-from fp8doctor.watch import render
 from fp8doctor.watch.collect import process_from_records
+from fp8doctor.watch.render import render
 from fp8doctor.watch.runner import exit_code
 from fp8doctor.watch.verdicts import (
     FP8_ACTIVE,

@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if args.merge is not None:
         return _merge_only(args, cmd)
-    from fp8doctor.watch import render, run_watch
+    from fp8doctor.watch import run_watch
+    from fp8doctor.watch.render import render
     from fp8doctor.watch.runner import exit_code
 
     if not cmd:

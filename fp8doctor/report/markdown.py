@@ -177,15 +177,15 @@ def render_markdown(data: dict[str, Any], parts: list[Any], png_name: str | None
         if p.status == ERROR or p.result is None:
             body = "\n".join(f"- {_e(x)}" for x in p.summary.found) or "(nothing)"
             if p.name == "watch" and isinstance(p.data, dict):
-                from fp8doctor import watch
+                from fp8doctor.watch.render import render as render_watch
 
-                body = watch.render(p.data, "md")
+                body = render_watch(p.data, "md")
         else:
             body = renderers[p.name](p, notes) if p.name in renderers else ""
             if p.name == "watch":
-                from fp8doctor import watch
+                from fp8doctor.watch.render import render as render_watch
 
-                body = watch.render(p.data, "md")
+                body = render_watch(p.data, "md")
         out += _details(title, body)
     if pairs:
         rows = curves.sparkline_table(pairs)

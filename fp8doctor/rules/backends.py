@@ -6,7 +6,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from fp8doctor.capability import backend_available
+from fp8doctor.capability import TE_INSTALL, backend_available
 from fp8doctor.findings import Finding, Level
 from fp8doctor.rules.common import intent, intent_text, pkg, requested_backends, truthy
 
@@ -33,7 +33,7 @@ def check_any_backend(facts: dict[str, Any]) -> Finding:
         "backend.none", Level.FAIL if signs else Level.WARN, "No FP8 backend is installed",
         (intent_text(signs) + "; " if signs else "")
         + "Accelerate needs torchao, Transformer Engine or MS-AMP for fp8.",
-        "pip install torchao   # or, on a CUDA machine: pip install --no-build-isolation 'transformer-engine[pytorch]'",
+        f"pip install torchao   # or, on a CUDA machine: {TE_INSTALL}",
     )
 
 
@@ -45,10 +45,10 @@ def check_transformer_engine(facts: dict[str, Any]) -> Finding:
         if wanted:
             return Finding("backend.te-missing", Level.FAIL, f"Transformer Engine is requested ({wanted}) but not "
                            "installed", reason,
-                           "pip install --no-build-isolation 'transformer-engine[pytorch]'   # on a CUDA machine, or "
+                           f"{TE_INSTALL}   # on a CUDA machine, or "
                            "switch the backend to AO (torchao)")
         return Finding("backend.te", Level.SKIP, "Transformer Engine: not installed", reason,
-                       "Only needed for fp8_backend te; on a CUDA machine: pip install 'fp8doctor[te]'")
+                       f"Only needed for fp8_backend te; on a CUDA machine: {TE_INSTALL}")
     if not ok:
         return Finding("backend.te-import", Level.FAIL, "Transformer Engine is installed but does not import", reason,
                        "Reinstall TE against the installed torch: pip install --no-build-isolation --force-reinstall "

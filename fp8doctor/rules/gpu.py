@@ -39,7 +39,8 @@ def check_fp8_families(facts: dict[str, Any]) -> Finding:
     if not facts["gpu"]["visible"]:
         needs = ", ".join(f"{fam} {cc_str(cc)}" for fam, cc in FAMILY_MIN_CC.items())
         return Finding("gpu.fp8-families", Level.SKIP, "FP8 recipe families: unknown, no CUDA GPU visible",
-                       f"Minimum compute capability: {needs} (MXFP8 not on 12.x).")
+                       f"Minimum compute capability: {needs} (MXFP8 not from 12.0 up: Transformer Engine 2.6+ "
+                       "refuses it there).")
     if not yes:
         return Finding("gpu.fp8-families", Level.SKIP, "FP8 recipe families: none supported on this GPU",
                        "\n".join(lines))

@@ -16,11 +16,5 @@ def run_watch(cmd: list[str], timeout: float | None = None, **kwargs: Any) -> di
     return _run(cmd, timeout, **kwargs)
 
 
-def render(result: dict[str, Any], fmt: str = "text") -> str:
-    """The result as "text", "md" (for `fp8doctor report --watch`) or "json"; secrets redacted."""
-    from fp8doctor.watch.render import render as _render
-
-    return _render(result, fmt)
-
-
-__all__ = ["render", "run_watch"]
+# No package-level `render`: importing the submodule fp8doctor.watch.render would replace it with the module.
+__all__ = ["run_watch"]

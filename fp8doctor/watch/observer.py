@@ -67,29 +67,29 @@ def _wrap_accelerator_init(original: Any) -> Any:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         acc_id = STATE["next_id"]
         STATE["next_id"] += 1
-        record: dict[str, Any] = {"id": acc_id}
+        fields: dict[str, Any] = {"id": acc_id}
         try:
             bound = signature.bind_partial(self, *args, **kwargs).arguments if signature else kwargs
-            record["arg_mixed_precision"] = plain(bound.get("mixed_precision"))
-            record["handlers"] = _handler_names(bound.get("kwargs_handlers"))
-            record["fp8_handlers"] = [h for h in record["handlers"] if h in FP8_HANDLER_CLASSES]
-            record["env"] = env_now()
-            record["trainer_args"] = current_trainer_args()
-            record["callers"] = callers(("accelerate/accelerator.py",))
+            fields["arg_mixed_precision"] = plain(bound.get("mixed_precision"))
+            fields["handlers"] = _handler_names(bound.get("kwargs_handlers"))
+            fields["fp8_handlers"] = [h for h in fields["handlers"] if h in FP8_HANDLER_CLASSES]
+            fields["env"] = env_now()
+            fields["trainer_args"] = current_trainer_args()
+            fields["callers"] = callers(("accelerate/accelerator.py",))
             state_cls = sys.modules.get("accelerate.state")
             shared = getattr(getattr(state_cls, "AcceleratorState", None), "_shared_state", None)
-            record["state_existed"] = bool(shared)
+            fields["state_existed"] = bool(shared)
         except Exception as exc:  # noqa: BLE001
-            record["observer_error"] = f"{type(exc).__name__}: {exc}"
+            fields["observer_error"] = f"{type(exc).__name__}: {exc}"
         try:
             original(self, *args, **kwargs)
         except BaseException as exc:
-            record["error"] = {"type": type(exc).__name__, "message": str(exc)}
-            record("accelerator", **record)
+            fields["error"] = {"type": type(exc).__name__, "message": str(exc)}
+            record("accelerator", **fields)
             raise
         STATE["accelerators"][id(self)] = acc_id
-        record["result"] = _accelerator_result(self)
-        record("accelerator", **record)
+        fields["result"] = _accelerator_result(self)
+        record("accelerator", **fields)
         _record_device(self)
 
     return __init__
