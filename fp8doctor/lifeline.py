@@ -143,5 +143,30 @@ def kill_all(pids: list[int], sig: int = signal.SIGKILL) -> None:
             os.kill(pid, sig)
 
 
+def signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM the process group that `proc` leads and the descendants that left it (setsid), SIGKILL what is left
+    after `grace_s`; returns once `proc` is reaped (or 10 s after the SIGKILL) and the group has no live member
+    (members it started, such as launcher ranks and their watchdog, may outlive the leader)."""
+    strays = descendants(proc.pid)
+    try:
+        for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+            signal_group(proc.pid, sig)
+            kill_all(strays, sig)
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        signal_group(proc.pid, signal.SIGKILL)
+        wait_group_gone(proc.pid)
+    finally:
+        kill_all(strays)
+
+
 if __name__ == "__main__":
     watchdog(int(sys.argv[1]))

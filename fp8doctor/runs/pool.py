@@ -70,27 +70,7 @@ def _failed_result(spec: RunSpec, outcome: str, error: dict[str, Any], wall: flo
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the run's group, SIGKILL it after TERM_GRACE_S; descendants that left the group (setsid) too."""
-    strays = lifeline.descendants(proc.pid)
-    try:
-        for sig, wait in ((signal.SIGTERM, TERM_GRACE_S), (signal.SIGKILL, 10.0)):
-            try:
-                os.killpg(proc.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                return
-            lifeline.kill_all(strays, sig)
-            try:
-                proc.wait(timeout=wait)
-                # The leader is gone; members it started (launcher ranks, its watchdog) may still linger.
-                os.killpg(proc.pid, signal.SIGKILL)
-                lifeline.wait_group_gone(proc.pid)
-                return
-            except subprocess.TimeoutExpired:
-                continue
-            except (ProcessLookupError, PermissionError):
-                return
-    finally:
-        lifeline.kill_all(strays)
+    lifeline.stop_group(proc, TERM_GRACE_S)
 
 
 def _signal_name(returncode: int) -> str:

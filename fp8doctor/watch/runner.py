@@ -58,28 +58,15 @@ def _records_dir(directory: str) -> Path:
     return host_dir
 
 
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-
-
 def _stop_group(proc: subprocess.Popen, grace_s: float = TERM_GRACE_S) -> None:
-    """SIGTERM the whole process group (launcher and ranks) and the descendants that left it, then SIGKILL what is
-    left after a grace period."""
-    strays = lifeline.descendants(proc.pid)
-    _signal_group(proc, signal.SIGTERM)
-    lifeline.kill_all(strays, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace_s)
-    _signal_group(proc, signal.SIGKILL)
-    lifeline.kill_all(strays, signal.SIGKILL)
-    proc.wait()
+    lifeline.stop_group(proc, grace_s)
+    proc.wait()  # the command's exit status is reported
 
 
 def _pass_on(proc: subprocess.Popen, received: int) -> None:
     """fp8doctor got Ctrl-C, SIGTERM or SIGHUP: the command's group gets the same signal and some time to end
     (a training may save a checkpoint), then is stopped. Another interrupt meanwhile stops it at once."""
-    _signal_group(proc, received)
+    lifeline.signal_group(proc.pid, received)
     try:
         proc.wait(timeout=TERM_GRACE_S * 2)
     except subprocess.TimeoutExpired:
