@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
-
+from fp8doctor.facts.packages import parse_version
 from fp8doctor.predict import (
     ERROR_NEW,
     ERROR_OLD,
@@ -22,18 +21,9 @@ from fp8doctor.predict import (
 )
 
 
-def _v(version: str | None) -> Version | None:
-    if not version:
-        return None
-    try:
-        return Version(version)
-    except InvalidVersion:
-        return None
-
-
 def accelerate_generation(version: str | None) -> dict[str, Any]:
     """What an Accelerate version does with FP8 recipe handlers and env-only fp8 (as the lab observed it)."""
-    v = _v(version)
+    v = parse_version(version)
     if v is None:
         return {"installed": bool(version), "version": version, "generation": "unknown" if version else "absent"}
     base = v.release[:2]
@@ -78,7 +68,7 @@ def accelerate_generation(version: str | None) -> dict[str, Any]:
 
 def transformers_generation(version: str | None) -> dict[str, Any]:
     """How a transformers version carries TrainingArguments' precision to the Accelerator (lab-observed)."""
-    v = _v(version)
+    v = parse_version(version)
     if v is None:
         return {"installed": bool(version), "version": version, "generation": "unknown" if version else "absent"}
     passes = transformers_passes(version, bf16=False, env={})

@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
+
+from fp8doctor.facts.packages import parse_version
 
 MP_VAR = "ACCELERATE_MIXED_PRECISION"
 BACKEND_VAR = "ACCELERATE_FP8_BACKEND"
@@ -44,12 +46,10 @@ HANDLER_BACKEND = {"AORecipeKwargs": "AO", "TERecipeKwargs": "TE", "MSAMPRecipeK
 
 
 def release(version: str | None) -> tuple[int, int] | None:
-    if not version:
+    parsed = parse_version(version)
+    if parsed is None:
         return None
-    try:
-        r = Version(version).release
-    except InvalidVersion:
-        return None
+    r = parsed.release
     return (r[0], r[1] if len(r) > 1 else 0)
 
 

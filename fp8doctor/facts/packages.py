@@ -6,6 +6,8 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
+from packaging.version import InvalidVersion, Version
+
 from fp8doctor.facts.interpreter import DISTRIBUTIONS
 from fp8doctor.facts.probes import probe_code
 
@@ -27,6 +29,14 @@ TE_IMPORT_PROBE = probe_code(
     "info['autocast'] = names[0] if names else None\n"
     "result = info"
 )
+
+
+def parse_version(version: str | None) -> Version | None:
+    """A version string as packaging reads it; None when absent or not a valid version."""
+    try:
+        return Version(version) if version else None
+    except InvalidVersion:
+        return None
 
 
 def version_of(key: str) -> str | None:

@@ -12,7 +12,9 @@ import json
 from importlib import resources
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
+
+from fp8doctor.facts.packages import parse_version
 
 MXFP8_OPTION = "use_mxfp8_block_scaling"
 # Problem kinds that stop Accelerate's TE path (the others: deprecated, recipe-field, see lab/te/README.md).
@@ -23,12 +25,6 @@ BREAKING = ("missing", "not-loaded", "argument", "unverified")
 def data() -> dict[str, Any]:
     return json.loads(resources.files(__package__).joinpath("te_releases.json").read_text(encoding="utf-8"))
 
-
-def _v(s: str | None) -> Version | None:
-    try:
-        return Version(s) if s else None
-    except InvalidVersion:
-        return None
 
 
 def releases() -> list[str]:
@@ -42,7 +38,7 @@ def newest() -> str:
 
 def _nearest(version: str | None, observed: list[str]) -> str | None:
     """The observed release of the same major.minor, else the newest observed one below; None if none is."""
-    v = _v(version)
+    v = parse_version(version)
     if v is None:
         return None
     same = [r for r in observed if Version(r).release[:2] == v.release[:2]]

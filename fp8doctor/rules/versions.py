@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
-
+from fp8doctor.facts.packages import parse_version
 from fp8doctor.findings import Finding, Level
 from fp8doctor.fixes import ACCELERATE_MIN, TE_INSTALL
 from fp8doctor.generations import accelerate_generation
 from fp8doctor.rules.common import intent, intent_text, pkg, truthy
-
-
-def _ver(s: str | None) -> Version | None:
-    try:
-        return Version(s) if s else None
-    except InvalidVersion:
-        return None
 
 
 def check_te_packages(facts: dict[str, Any]) -> Finding | None:
@@ -28,7 +20,7 @@ def check_te_packages(facts: dict[str, Any]) -> Finding | None:
     if not present:
         return None
     problems = []
-    releases = {k: _ver(v).release[:3] if _ver(v) else v for k, v in present.items()}
+    releases = {k: parse_version(v).release[:3] if parse_version(v) else v for k, v in present.items()}
     if len(set(releases.values())) > 1:
         problems.append("Transformer Engine packages have different versions: "
                         + ", ".join(f"{k} {v}" for k, v in present.items()))
@@ -70,7 +62,7 @@ def _te_option_values(facts: dict[str, Any]) -> dict[str, tuple[str, Any]]:
 
 
 def check_accelerate_te_options(facts: dict[str, Any]) -> Finding | None:
-    te = _ver(pkg(facts, "transformer-engine") or pkg(facts, "transformer-engine-torch"))
+    te = parse_version(pkg(facts, "transformer-engine") or pkg(facts, "transformer-engine-torch"))
     if te is None:
         return None
     opts = _te_option_values(facts)
