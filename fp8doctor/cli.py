@@ -7,10 +7,11 @@ import importlib
 import sys
 import traceback
 
-from fp8doctor import __version__, interrupts
-from fp8doctor.errors import UsageError
+from fp8doctor import __version__
 from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_controls
+from fp8doctor.system import interrupts
+from fp8doctor.system.errors import UsageError
 
 # Sub-command name -> module in fp8doctor.commands exposing add_parser(subparsers) and run(args) -> int.
 COMMANDS = ("env", "repro", "matrix", "report", "watch")
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"a command is required: one of {', '.join(parser_commands(parser))}")
     interrupts.install()
     try:
-        from fp8doctor import target
+        from fp8doctor.system import target
 
         target.select(getattr(args, "python", None))
         return int(args.func(args) or 0)
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(one_line(f"fp8doctor {args.command}: error: broken install: {type(exc).__name__}: {exc} "
                        f"(raised at {origin.filename}:{origin.lineno}); reinstall that package"), file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP (fp8doctor.interrupts)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP (fp8doctor.system.interrupts)
         print(f"fp8doctor {args.command}: {interrupts.describe(exc)}", file=sys.stderr)
         return interrupts.exit_status(exc)
     except BrokenPipeError:

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from fp8doctor.errors import UsageError
-from fp8doctor.safeio import read_capped
+from fp8doctor.system.errors import UsageError
+from fp8doctor.system.safeio import read_capped
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 32

@@ -13,7 +13,12 @@ import functools
 import os
 from typing import Any
 
-from fp8doctor.capability import accelerate_has_recipe, backend_available, fp8_family_supported, te_recipe_supported
+from fp8doctor.knowledge.capability import (
+    accelerate_has_recipe,
+    backend_available,
+    fp8_family_supported,
+    te_recipe_supported,
+)
 from fp8doctor.runs.backends.te import UNCHECKED_ENV
 from fp8doctor.runs.spec import BUGGY_ENTRIES, RunSpec
 
@@ -52,7 +57,7 @@ def _read() -> dict[str, Any]:
 def snapshot() -> dict[str, Any]:
     """{"gpus": [visible GPUs: index, name, cc], "gpu_count", "cc" (the lowest visible compute capability, or
     None), "gpu_status" (the doctor's sentence), "installed": {dist: version}, "te_import_error"}.
-    What can run on it is fp8doctor.capability's rules applied to these facts (skip_reasons below)."""
+    What can run on it is fp8doctor.knowledge.capability's rules applied to these facts (skip_reasons below)."""
     return dict(_read())
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib import metadata
 
-from fp8doctor.errors import UsageError
+from fp8doctor.system.errors import UsageError
 
 # The libraries a short training run imports, whatever the backend (the backend's own is a per-run skip reason).
 RUN_LIBRARIES = ("torch", "accelerate", "transformers")
@@ -27,7 +27,7 @@ def cpu_set() -> list[str]:
 
 
 def install_hint(missing: list[str]) -> str:
-    from fp8doctor import target
+    from fp8doctor.system import target
 
     pins = {p.split("=")[0].split(">")[0].split("<")[0].strip(): p for p in cpu_set()}
     pip = f"{target.python()} -m pip install" if target.is_other() else "pip install"
@@ -51,7 +51,7 @@ class MissingLibrary(UsageError):
 def require(command: str, names: tuple[str, ...] = RUN_LIBRARIES) -> None:
     """Raise MissingLibrary (exit 2, one line) when the diagnosed environment lacks one of `names`, or its Python
     is older than the runs support."""
-    from fp8doctor import target
+    from fp8doctor.system import target
 
     where = target.describe()
     if target.python_version()[:2] < target.MIN_RUN_PYTHON:

@@ -45,7 +45,7 @@ def _facts() -> dict[str, Any]:
 def missing(gpu: bool = False, te: bool = False, min_cc: tuple[int, int] | None = None,
             min_gpus: int | None = None, torchao: bool = False) -> list[str]:
     """What this machine lacks for the requirements, one sentence each (empty: everything is there)."""
-    from fp8doctor.capability import backend_available, cc_str, fp8_family_supported
+    from fp8doctor.knowledge.capability import backend_available, cc_str, fp8_family_supported
 
     facts = _facts()
     out: list[str] = []

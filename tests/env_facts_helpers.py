@@ -8,8 +8,8 @@ from typing import Any
 
 from fp8doctor.facts.environ import environ_facts
 from fp8doctor.facts.gpu import fp8_support
-from fp8doctor.generations import accelerate_generation, transformers_generation
-from fp8doctor.precision import effective_precision, fp8_intent
+from fp8doctor.knowledge.generations import accelerate_generation, transformers_generation
+from fp8doctor.knowledge.precision import effective_precision, fp8_intent
 
 BASE_PACKAGES = {
     "torch": "2.6.0", "transformer-engine": None, "transformer-engine-cu12": None, "transformer-engine-cu13": None,

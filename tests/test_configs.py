@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fp8doctor.configs import MAX_BYTES, load_config, read_mapping
-from fp8doctor.errors import UsageError
+from fp8doctor.system.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 

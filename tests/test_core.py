@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-from fp8doctor.capability import backend_available, fp8_family_supported, te_recipe_family
 from fp8doctor.findings import Finding, Level, exit_code, run_checks, summary_line
+from fp8doctor.knowledge.capability import backend_available, fp8_family_supported, te_recipe_family
 
 
 def test_crashing_check_becomes_error_finding() -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from fp8doctor.errors import UsageError
 from fp8doctor.facts import gpu, packages, probes
 from fp8doctor.facts.accelerate_config import accelerate_config_facts, default_config_path
 from fp8doctor.facts.collect import collect_facts
 from fp8doctor.facts.environ import environ_facts
+from fp8doctor.system.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from env_facts_helpers import LF_REFERENCE, cfg, make_facts
 
-from fp8doctor.generations import (
+from fp8doctor.knowledge.generations import (
     ERROR_NEW,
     ERROR_OLD,
     accelerate_generation,

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from fp8doctor import lifeline
 from fp8doctor.matrix import render
 from fp8doctor.matrix.plan import Cell
 from fp8doctor.matrix.run import execute
 from fp8doctor.runs.pool import run_spec
 from fp8doctor.runs.spec import RunSpec
 from fp8doctor.runs.zygote import RUN_NAME
+from fp8doctor.system import lifeline
 
 FAULT = "FP8DOCTOR_TEST_FAULT"
 SMALL = ["--backend", "torchao", "--recipe", "tensorwise", "--entry", "native", "--steps", "2"]

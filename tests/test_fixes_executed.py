@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from fp8doctor.fixes import TE_INSTALL, TE_UNPROVEN, Fix, fixes_for, llamafactory_fix, render, render_all
-from fp8doctor.generations import intended_backend
+from fp8doctor.knowledge.fixes import TE_INSTALL, TE_UNPROVEN, Fix, fixes_for, llamafactory_fix, render, render_all
+from fp8doctor.knowledge.generations import intended_backend
 
 BIN = Path(sys.executable).parent
 RUN_TIMEOUT_S = 400

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fp8doctor.predict import (
+from fp8doctor.knowledge.predict import (
     MP_VAR,
     launch_rejects,
     predict_accelerator,

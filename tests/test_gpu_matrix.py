@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from fp8doctor.capability import FAMILY_MIN_CC, te_recipe_family
 from fp8doctor.findings import Level
+from fp8doctor.knowledge.capability import FAMILY_MIN_CC, te_recipe_family
 from fp8doctor.matrix import checks
 from fp8doctor.matrix.plan import NPROC, baseline_spec, native_spec, skip_reason
 from fp8doctor.runs.spec import ENTRIES, TE_RECIPES, TORCHAO_RECIPES, RunSpec

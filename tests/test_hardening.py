@@ -19,8 +19,8 @@ import pytest
 from test_bad_input import assert_usage_error, clean_env, fp8doctor
 from test_faults import SMALL, live_processes_with, workers_alive
 
-from fp8doctor import safeio
-from fp8doctor.errors import UsageError
+from fp8doctor.system import safeio
+from fp8doctor.system.errors import UsageError
 
 
 def wait_for(condition: Callable[[], object], failure: str, timeout: float = 120) -> None:
@@ -107,7 +107,7 @@ def test_a_path_swapped_for_a_fifo_after_the_check_cannot_hang(tmp_path: Path) -
     """The open itself is non-blocking and re-checked on the descriptor (time-of-check/time-of-use)."""
     path = tmp_path / "swap.yaml"
     os.mkfifo(path)
-    code = ("import os, fp8doctor.safeio as s\n"
+    code = ("import os, fp8doctor.system.safeio as s\n"
             "s.check_regular = lambda *a, **k: True\n"  # as if the path was a file when it was checked
             f"try:\n    s.read_capped({str(path)!r}, 100)\nexcept Exception as e:\n    print(e)\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)

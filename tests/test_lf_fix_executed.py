@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fp8doctor.fixes import fixes_for, render
+from fp8doctor.knowledge.fixes import fixes_for, render
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB = ROOT / "lab"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fp8doctor.errors import UsageError
 from fp8doctor.matrix import plan
 from fp8doctor.runs.spec import ENTRIES, TE_RECIPES, TORCHAO_RECIPES
+from fp8doctor.system.errors import UsageError
 
 CPU = {"gpus": [], "gpu_count": 0, "cc": None, "te_import_error": None,
        "installed": {"torchao": "0.18.0", "transformer-engine": None}}

@@ -29,7 +29,7 @@ from patient_envs import (
 )
 from session_cache import computed_once, shared_root
 
-from fp8doctor.generations import accelerate_generation
+from fp8doctor.knowledge.generations import accelerate_generation
 from fp8doctor.verdicts import FP8_OFF, NOT_APPLICABLE, REPRODUCED
 
 RUN_TIMEOUT_S = 600

@@ -10,7 +10,7 @@ import sys
 
 from env_facts_helpers import LF_REFERENCE, acc_cfg, cfg, make_facts
 
-from fp8doctor.precision import effective_precision, fp8_intent
+from fp8doctor.knowledge.precision import effective_precision, fp8_intent
 
 
 def stages(prec: dict) -> list[str]:

@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from fp8doctor.capability import TE_INSTALL
+from fp8doctor.knowledge.capability import TE_INSTALL
 from fp8doctor.report.notes import Notes, sentences
 from fp8doctor.report.sections import Summary, status_of
 from fp8doctor.report.verdict import headline

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from session_cache import computed_once
 
-from fp8doctor.errors import UsageError
 from fp8doctor.redact import REDACTED
 from fp8doctor.repro import build_plan, load_user_configs, render, run_repro, to_json_obj
+from fp8doctor.system.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "repro_configs"

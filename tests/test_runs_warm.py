@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from fp8doctor import lifeline, target
 from fp8doctor.runs import warm
 from fp8doctor.runs.pool import run_spec, run_specs
 from fp8doctor.runs.spec import RunSpec
 from fp8doctor.runs.zygote import PRELOAD
+from fp8doctor.system import lifeline, target
 
 STEPS = 3
 # Run in this order on one server: the patched run comes before the runs it must not leak into.

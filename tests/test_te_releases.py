@@ -23,10 +23,10 @@ from packaging.version import Version
 
 import fp8doctor.observe
 import fp8doctor.runs.backends.te as te_backend
-from fp8doctor.capability import fp8_family_supported, te_recipe_family, te_recipe_supported
 from fp8doctor.facts.packages import TE_IMPORT_PROBE
 from fp8doctor.findings import Level
-from fp8doctor.generations import accelerate_generation
+from fp8doctor.knowledge.capability import fp8_family_supported, te_recipe_family, te_recipe_supported
+from fp8doctor.knowledge.generations import accelerate_generation
 from fp8doctor.machine import skip_reason
 from fp8doctor.rules import backends, versions
 from fp8doctor.runs.spec import TE_RECIPES, RunSpec

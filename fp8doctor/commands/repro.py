@@ -34,9 +34,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     warm.prefer_cold(args.cold)
-    from fp8doctor import limits
     from fp8doctor.needs import require
     from fp8doctor.repro import render, run_repro
+    from fp8doctor.system import limits
 
     limits.check_steps(args.steps)
     limits.check_timeout(args.timeout)

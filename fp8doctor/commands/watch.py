@@ -7,9 +7,9 @@ import argparse
 import sys
 from typing import Any
 
-from fp8doctor import limits, safeio
 from fp8doctor.commands.options import COMMAND_TIMEOUT_HELP
-from fp8doctor.errors import UsageError
+from fp8doctor.system import limits, safeio
+from fp8doctor.system.errors import UsageError
 
 MERGE_WAIT_S = 60.0
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fp8doctor.configs import load_config
-from fp8doctor.errors import UsageError
+from fp8doctor.system.errors import UsageError
 
 
 def default_config_path(environ: Mapping[str, str]) -> Path:

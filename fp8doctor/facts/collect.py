@@ -12,13 +12,14 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from fp8doctor import SCHEMA_VERSION, __version__, needs, target
+from fp8doctor import SCHEMA_VERSION, __version__, needs
 from fp8doctor.configs import load_config
 from fp8doctor.facts import gpu, packages, probes
 from fp8doctor.facts.accelerate_config import accelerate_config_facts
 from fp8doctor.facts.environ import environ_facts
-from fp8doctor.generations import accelerate_generation, transformers_generation
-from fp8doctor.precision import effective_precision, fp8_intent
+from fp8doctor.knowledge.generations import accelerate_generation, transformers_generation
+from fp8doctor.knowledge.precision import effective_precision, fp8_intent
+from fp8doctor.system import target
 
 PROBE_TIMEOUT_S = 30.0
 

@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from fp8doctor.capability import FAMILY_MIN_CC, fp8_family_supported
 from fp8doctor.facts.probes import probe_code
+from fp8doctor.knowledge.capability import FAMILY_MIN_CC, fp8_family_supported
 
 SMI_FIELDS = ("index", "name", "compute_cap", "memory.total", "driver_version")
 
@@ -115,7 +115,7 @@ def visible(gpus: list[dict[str, Any]], cvd: str | None) -> list[dict[str, Any]]
 
 def torch_build() -> dict[str, Any]:
     """Torch's build facts in the diagnosed environment, read from torch/version.py as text (no torch import)."""
-    from fp8doctor import target
+    from fp8doctor.system import target
 
     return dict(target.snapshot()["torch_build"])
 

@@ -1,6 +1,6 @@
 """What one Python interpreter has installed, read with the standard library only.
 
-This file is also the probe that `fp8doctor --python PATH` runs with another interpreter: fp8doctor.target passes
+This file is also the probe that `fp8doctor --python PATH` runs with another interpreter: fp8doctor.system.target passes
 its source to `PATH -c`, so it must import nothing outside the standard library (not even fp8doctor) and keep to
 Python 3.8 (importlib.metadata; annotations are never evaluated). Nothing is imported from the packages it reads:
 versions come from their metadata, torch's build from torch/version.py parsed as text.

@@ -6,8 +6,6 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
-
 from fp8doctor.facts.interpreter import DISTRIBUTIONS
 from fp8doctor.facts.probes import probe_code
 
@@ -31,14 +29,6 @@ TE_IMPORT_PROBE = probe_code(
 )
 
 
-def parse_version(version: str | None) -> Version | None:
-    """A version string as packaging reads it; None when absent or not a valid version."""
-    try:
-        return Version(version) if version else None
-    except InvalidVersion:
-        return None
-
-
 def version_of(key: str) -> str | None:
     """The version of a DISTRIBUTIONS key in the diagnosed environment. Any other distribution name is fp8doctor's
     own dependency (tabulate, matplotlib) and is read in the environment fp8doctor runs in."""
@@ -51,8 +41,8 @@ def version_of(key: str) -> str | None:
 
 
 def package_versions() -> dict[str, str | None]:
-    """Installed versions in the diagnosed environment (fp8doctor.target: this interpreter or --python's)."""
-    from fp8doctor import target
+    """Installed versions in the diagnosed environment (fp8doctor.system.target: this interpreter or --python's)."""
+    from fp8doctor.system import target
 
     return target.package_versions()
 

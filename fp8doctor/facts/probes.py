@@ -1,5 +1,5 @@
 """Child-process probes: code that must import torch or TE runs in its own interpreter (the diagnosed one,
-fp8doctor.target), all in parallel, each with a timeout. A probe that fails, hangs or prints garbage becomes a
+fp8doctor.system.target), all in parallel, each with a timeout. A probe that fails, hangs or prints garbage becomes a
 fact carrying its error."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ Started = dict[str, tuple[subprocess.Popen, float, Any, Any]]
 
 def start_probes(probes: dict[str, str], env: dict[str, str] | None = None) -> Started:
     """Start every probe now; pair with `finish_probes` so the caller can do other work meanwhile."""
-    from fp8doctor import target
+    from fp8doctor.system import target
 
     started: Started = {}
     python = target.python()

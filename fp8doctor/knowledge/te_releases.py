@@ -14,7 +14,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from fp8doctor.facts.packages import parse_version
+from fp8doctor.knowledge.versions import parse_version
 
 MXFP8_OPTION = "use_mxfp8_block_scaling"
 # Problem kinds that stop Accelerate's TE path (the others: deprecated, recipe-field, see lab/te/README.md).

@@ -7,10 +7,10 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-from fp8doctor import limits, safeio
-from fp8doctor.errors import UsageError
 from fp8doctor.machine import snapshot
 from fp8doctor.matrix import plan, render, run
+from fp8doctor.system import limits, safeio
+from fp8doctor.system.errors import UsageError
 
 
 def default_out(out_dir: str = "reports") -> str:

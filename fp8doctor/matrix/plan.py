@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fp8doctor.errors import UsageError
 from fp8doctor.machine import skip_reasons
 from fp8doctor.runs.spec import BASELINE_RECIPE, ENTRIES, SIZES, TE_RECIPES, TORCHAO_RECIPES, RunSpec
+from fp8doctor.system.errors import UsageError
 
 RECIPES = {"torchao": TORCHAO_RECIPES, "te": TE_RECIPES}
 FP8_BACKENDS = ("te", "torchao")

@@ -14,14 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fp8doctor import interrupts
-from fp8doctor.errors import UsageError
 from fp8doctor.matrix import checks, store
 from fp8doctor.matrix.plan import Cell, baseline_spec, native_spec
 from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_controls
 from fp8doctor.render.progress import Progress
 from fp8doctor.runs.spec import RunSpec
+from fp8doctor.system import interrupts
+from fp8doctor.system.errors import UsageError
 from fp8doctor.verdicts import FAIL, worst_exit
 
 Runner = Callable[[RunSpec], dict[str, Any]]

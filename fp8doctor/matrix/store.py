@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from fp8doctor import safeio
 from fp8doctor.redact import redact
+from fp8doctor.system import safeio
 
 RECORD_SCHEMA = "fp8doctor.matrix.cell/1"
 MAX_RESULTS_BYTES = 256 * 1024 * 1024  # a --resume file: thousands of cells fit; /dev/zero-like input does not

@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from fp8doctor import SCHEMA_VERSION, __version__, safeio
-from fp8doctor.errors import UsageError
+from fp8doctor import SCHEMA_VERSION, __version__
 from fp8doctor.facts.environ import report_env
 from fp8doctor.redact import redact
 from fp8doctor.render.progress import Progress
 from fp8doctor.report import curves, sections
 from fp8doctor.report.markdown import render_markdown
 from fp8doctor.report.verdict import headline
+from fp8doctor.system import safeio
+from fp8doctor.system.errors import UsageError
 
 QUICK_STEPS = 6
 
@@ -81,8 +82,8 @@ def relevant_env() -> dict[str, str]:
 
 
 def versions() -> dict[str, str | None]:
-    from fp8doctor import target
     from fp8doctor.facts.packages import version_of
+    from fp8doctor.system import target
 
     diagnosed = target.snapshot()
     out: dict[str, str | None] = {"fp8doctor": __version__, "python": diagnosed["python"],

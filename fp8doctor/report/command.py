@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from fp8doctor import limits
-from fp8doctor.errors import UsageError
 from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_controls
 from fp8doctor.report.build import Options, build
+from fp8doctor.system import limits
+from fp8doctor.system.errors import UsageError
 
 
 def main(args: Any) -> int:

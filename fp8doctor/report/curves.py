@@ -7,7 +7,7 @@ import math
 import os
 from typing import Any
 
-from fp8doctor import safeio
+from fp8doctor.system import safeio
 
 BARS = "▁▂▃▄▅▆▇█"
 

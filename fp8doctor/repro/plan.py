@@ -8,13 +8,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fp8doctor.capability import accelerate_has_recipe
 from fp8doctor.configs import ACCELERATE_FP8_BACKENDS, LLAMAFACTORY_FP8_BACKENDS, check_runnable, load_config
-from fp8doctor.errors import UsageError
 from fp8doctor.facts.packages import version_of
+from fp8doctor.knowledge.capability import accelerate_has_recipe
 from fp8doctor.runs.backends import backend_env
 from fp8doctor.runs.backends.te import UNCHECKED_ENV
 from fp8doctor.runs.spec import RunSpec
+from fp8doctor.system.errors import UsageError
 from fp8doctor.verdicts import FAILED, FP8_ACTIVE, NOT_APPLICABLE, REPRODUCED, SILENT_BF16, not_fp8_word
 
 DEFAULT_STEPS = 6
@@ -80,7 +80,7 @@ def load_user_configs(paths: Sequence[str]) -> UserConfigs:
 
 def recipe_class(backend: str) -> str:
     """The recipe handler class the diagnosed Accelerate has for `backend`."""
-    from fp8doctor.generations import accelerate_generation
+    from fp8doctor.knowledge.generations import accelerate_generation
 
     classes = accelerate_generation(version_of("accelerate")).get("recipe_classes") or []
     if "TERecipeKwargs" not in classes and "FP8RecipeKwargs" in classes:

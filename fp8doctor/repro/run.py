@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fp8doctor.errors import UsageError
 from fp8doctor.repro.plan import DEFAULT_STEPS, DEFAULT_TIMEOUT_S, Plan, Row, build_plan, load_user_configs
 from fp8doctor.runs.pool import CONTROLLED_ENV
 from fp8doctor.runs.spec import RunSpec
+from fp8doctor.system.errors import UsageError
 from fp8doctor.verdicts import FP8_ACTIVE
 
 

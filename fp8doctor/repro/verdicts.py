@@ -4,7 +4,7 @@ settings of the fixed paths that worked here."""
 from __future__ import annotations
 
 from fp8doctor.facts.packages import version_of
-from fp8doctor.fixes import Fix, launch_fix, render_all
+from fp8doctor.knowledge.fixes import Fix, launch_fix, render_all
 from fp8doctor.repro.plan import recipe_class
 from fp8doctor.repro.run import ReproReport
 from fp8doctor.runs.backends import backend_env
@@ -51,7 +51,7 @@ def verdict_paragraph(report: ReproReport) -> str:
 
 
 def fixes(report: ReproReport) -> list[Fix]:
-    """The fixed paths that reached fp8-active here, as fixes (fp8doctor/fixes.py renders them)."""
+    """The fixed paths that reached fp8-active here, as fixes (fp8doctor/knowledge/fixes.py renders them)."""
     plan = report.plan
     active = {r.key: r for r in report.fixed_active()}
     backend = "TE" if plan.backend == "te" else "AO"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fp8doctor.findings import Finding, Level
-from fp8doctor.fixes import fixes_for, render_all
-from fp8doctor.generations import intended_backend
-from fp8doctor.predict import launch_rejects, release
+from fp8doctor.knowledge.fixes import fixes_for, render_all
+from fp8doctor.knowledge.generations import intended_backend
+from fp8doctor.knowledge.predict import launch_rejects, release
 from fp8doctor.rules.common import NO_INTENT, configs_of, intent, intent_text, truthy
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from packaging.version import Version
 
-from fp8doctor.capability import TE_INSTALL, backend_available
 from fp8doctor.findings import Finding, Level
+from fp8doctor.knowledge.capability import TE_INSTALL, backend_available
 from fp8doctor.rules.common import intent, intent_text, pkg, requested_backends, truthy
 
 
@@ -91,8 +91,8 @@ def _torch_cuda(facts: dict[str, Any]) -> float | None:
 def check_te_release(facts: dict[str, Any]) -> Finding:
     """Which TE recipes the installed release has and whether each runs here, in TE's own words (static TE lab);
     without TE, which release each recipe needs."""
-    from fp8doctor.capability import te_recipe_supported
     from fp8doctor.knowledge import te_releases
+    from fp8doctor.knowledge.capability import te_recipe_supported
     from fp8doctor.runs.backends.te import RECIPE_CLASSES, offered_recipes
 
     version = _te_version(facts)

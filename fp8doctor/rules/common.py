@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fp8doctor.precision import fp8_intent, truthy
+from fp8doctor.knowledge.precision import fp8_intent, truthy
 
 __all__ = ["truthy"]  # re-exported for the rules
 

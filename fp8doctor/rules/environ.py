@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fp8doctor.findings import Finding, Level
-from fp8doctor.generations import accelerate_generation
-from fp8doctor.predict import ERROR_NEW
+from fp8doctor.knowledge.generations import accelerate_generation
+from fp8doctor.knowledge.predict import ERROR_NEW
 from fp8doctor.rules.common import NO_INTENT, intent, intent_text, pkg
 
 MIXED_PRECISION_VALUES = ("no", "fp16", "bf16", "fp8")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fp8doctor.capability import FAMILY_MIN_CC, cc_str
 from fp8doctor.findings import Finding, Level
+from fp8doctor.knowledge.capability import FAMILY_MIN_CC, cc_str
 from fp8doctor.rules.common import intent, intent_text
 
 GPU_FIX = ("Run on a GPU with compute capability 8.9 or higher (Ada: L4, L40S, RTX 4090; Hopper: H100, H200; "

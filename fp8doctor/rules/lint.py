@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fp8doctor.findings import Finding, Level
-from fp8doctor.generations import transformers_generation
+from fp8doctor.knowledge.generations import transformers_generation
 from fp8doctor.rules.common import configs_of, pkg, truthy
 from fp8doctor.rules.precision import fix_text
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fp8doctor.facts.packages import parse_version
 from fp8doctor.findings import Finding, Level
-from fp8doctor.fixes import ACCELERATE_MIN, TE_INSTALL
-from fp8doctor.generations import accelerate_generation
+from fp8doctor.knowledge.fixes import ACCELERATE_MIN, TE_INSTALL
+from fp8doctor.knowledge.generations import accelerate_generation
+from fp8doctor.knowledge.versions import parse_version
 from fp8doctor.rules.common import intent, intent_text, pkg, truthy
 
 

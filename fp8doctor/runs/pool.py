@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
-from fp8doctor import lifeline
 from fp8doctor.redact import redact
 from fp8doctor.runs.spec import RunSpec
+from fp8doctor.system import lifeline
 
 # Variables that change what a run does; never inherited silently from the user's shell.
 CONTROLLED_ENV = re.compile(
@@ -95,8 +95,8 @@ def run_spec(spec: RunSpec, *, python: str | None = None, env_base: Mapping[str,
              check_skip: bool = True) -> dict[str, Any]:
     """Run one spec in a child process and return its result dict, redacted (a child's result is a boundary
     where data leaves the run); never raises. `python`: the interpreter to run it with (default: the diagnosed
-    one, fp8doctor.target)."""
-    from fp8doctor import target
+    one, fp8doctor.system.target)."""
+    from fp8doctor.system import target
 
     python = python or target.python()
     t0 = time.perf_counter()
@@ -126,7 +126,7 @@ def _run_spec(spec: RunSpec, *, python: str, env_base: Mapping[str, str] | None,
             probe_error = f"{type(exc).__name__}: {exc}"
         if reason:
             return skipped_result(spec, reason)
-    from fp8doctor import target
+    from fp8doctor.system import target
 
     env, removed = child_env(spec, env_base)
     if python == target.python():
@@ -218,7 +218,7 @@ def _warm_server(spec: RunSpec, python: str, env_base: Mapping[str, str] | None)
 
     if warm.cold_requested() or env_base is not None:
         return None
-    from fp8doctor import target
+    from fp8doctor.system import target
 
     server_env, _ = child_env(dataclasses.replace(spec, env={}))
     if python == target.python():

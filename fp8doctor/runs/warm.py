@@ -65,8 +65,8 @@ class WarmProc:
 
 class Server:
     def __init__(self, python: str, env: dict[str, str]) -> None:
-        from fp8doctor import lifeline
         from fp8doctor.runs.zygote import TMP_PREFIX
+        from fp8doctor.system import lifeline
 
         self.tmp = tempfile.mkdtemp(prefix=TMP_PREFIX)
         env = {**env, "TMPDIR": self.tmp}

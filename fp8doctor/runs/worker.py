@@ -152,7 +152,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m fp8doctor.runs.worker SPEC_JSON_PATH RESULT_JSON_PATH", file=sys.stderr)
         return 2
-    from fp8doctor.lifeline import guard_own_group
+    from fp8doctor.system.lifeline import guard_own_group
 
     guard_own_group()  # before any import starts a thread: this run's group dies with fp8doctor
     run_to_file(*argv)

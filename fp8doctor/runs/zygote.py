@@ -131,7 +131,7 @@ def _child(req: dict[str, Any], lifeline_fd: int | None, server_fds: tuple[int, 
         os.chdir(req.get("cwd") or os.getcwd())
         _apply_threads()
         if lifeline_fd is not None:
-            from fp8doctor import lifeline
+            from fp8doctor.system import lifeline
 
             os.environ[lifeline.ENV] = str(lifeline_fd)
             lifeline.guard_own_group()
@@ -173,7 +173,7 @@ def _reap(children: set[int]) -> None:
 
 
 def serve() -> int:
-    from fp8doctor import lifeline
+    from fp8doctor.system import lifeline
 
     lifeline_fd = None
     fd_text = os.environ.pop(lifeline.ENV, None)

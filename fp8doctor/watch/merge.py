@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from fp8doctor.errors import UsageError
+from fp8doctor.system.errors import UsageError
 from fp8doctor.watch.collect import process_from_records, sort_processes
 from fp8doctor.watch.records import RECORD_GLOB, read_markers, read_record_file
 from fp8doctor.watch.verdicts import FP8_ACTIVE, overall_verdict

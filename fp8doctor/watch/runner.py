@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from fp8doctor import interrupts, lifeline
 from fp8doctor import verdicts as vocabulary
-from fp8doctor.errors import UsageError
 from fp8doctor.redact import redact
+from fp8doctor.system import interrupts, lifeline
+from fp8doctor.system.errors import UsageError
 from fp8doctor.watch import records
 from fp8doctor.watch.collect import collect
 from fp8doctor.watch.recorder import WATCH_DIR_ENV
@@ -35,7 +35,7 @@ def child_env(watch_dir: str, base: dict[str, str] | None = None, watch_id: str 
     old = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(INJECT_DIR) + (os.pathsep + old if old else "")
     env[WATCH_DIR_ENV] = watch_dir
-    from fp8doctor import target
+    from fp8doctor.system import target
 
     # Only fp8doctor, never its parent folder: that is fp8doctor's own site-packages when it is installed as a tool.
     env["FP8DOCTOR_WATCH_ROOT"] = target.package_only_dir()
@@ -149,7 +149,7 @@ def run_watch(
         except subprocess.TimeoutExpired:
             timed_out = True
             _stop_group(proc)
-        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP through fp8doctor.interrupts
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP through fp8doctor.system.interrupts
             stopped_by = interrupts.signum_of(exc)
             _pass_on(proc, stopped_by)
         duration = time.monotonic() - start

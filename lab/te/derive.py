@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 OBSERVATIONS = HERE.parent / "observations"
 KNOWLEDGE = HERE.parent.parent / "fp8doctor" / "knowledge" / "te_releases.json"
 
-# Recipe family -> the TE function whose body decides it (the doctor's family names, see fp8doctor/capability.py).
+# Recipe family -> the TE function whose body decides it (family names: fp8doctor/knowledge/capability.py).
 FAMILY_FUNCTIONS = {"per-tensor": "check_fp8_support", "block": "check_fp8_block_scaling_support",
                     "mxfp8": "check_mxfp8_support", "nvfp4": "check_nvfp4_support"}
 # How TE's support functions read the machine, as they appear in their conditions.

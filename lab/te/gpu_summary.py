@@ -63,7 +63,7 @@ def pytest_counts(xml: Path) -> dict[str, int] | None:
 
 def te_predictions(version: str | None) -> dict[str, Any]:
     """TE's real answers vs the doctor's prediction for the installed release (None when TE is absent)."""
-    from fp8doctor.capability import te_recipe_supported
+    from fp8doctor.knowledge.capability import te_recipe_supported
     from fp8doctor.runs.backends.te import offered_recipes
 
     if not version:

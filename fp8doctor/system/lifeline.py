@@ -78,7 +78,7 @@ def guard_group(pgid: int) -> subprocess.Popen[bytes] | None:
     """A watchdog started inside process group `pgid` (same session as fp8doctor); end it with `release`."""
     fd = read_end()
     try:
-        return subprocess.Popen([sys.executable, "-m", "fp8doctor.lifeline", str(fd)], pass_fds=(fd,),
+        return subprocess.Popen([sys.executable, "-m", "fp8doctor.system.lifeline", str(fd)], pass_fds=(fd,),
                                 # setpgid in the child rather than Popen(process_group=): that needs Python 3.11
                                 preexec_fn=functools.partial(os.setpgid, 0, pgid), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

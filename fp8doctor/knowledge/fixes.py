@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from fp8doctor.capability import TE_INSTALL
-from fp8doctor.predict import release
+from fp8doctor.knowledge.capability import TE_INSTALL
+from fp8doctor.knowledge.predict import release
 
 ACCELERATE_MIN = "1.9"  # first release where env/config fp8 reaches the Accelerator and ACCELERATE_FP8_BACKEND is read
 TE_UNPROVEN = ("Transformer Engine needs a CUDA GPU: this fix cannot be run on a CPU machine, so fp8doctor's tests "
@@ -146,7 +146,7 @@ def _script(facts: dict[str, Any]) -> list[str]:
 
 def fixes_for(facts: dict[str, Any], backend: str) -> list[Fix]:
     """The fixes that make FP8 reach the Accelerator for the installed versions and the command the user runs."""
-    from fp8doctor.precision import truthy
+    from fp8doctor.knowledge.precision import truthy
 
     accelerate = facts.get("packages", {}).get("accelerate")
     cmd = facts.get("command") or []

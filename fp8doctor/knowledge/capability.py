@@ -116,7 +116,7 @@ def backend_available(backend: str, installed: dict[str, str | None], te_import_
 def accelerate_has_recipe(backend: str, accelerate_version: str | None) -> tuple[bool, str]:
     """Whether the installed Accelerate has a recipe handler for `backend` (Accelerate <= 1.3 has only
     FP8RecipeKwargs, for Transformer Engine or MS-AMP; torchao arrived with AORecipeKwargs in 1.4)."""
-    from fp8doctor.generations import accelerate_generation
+    from fp8doctor.knowledge.generations import accelerate_generation
 
     if backend != "torchao" or not accelerate_version:
         return True, "no Accelerate recipe class is needed" if backend != "torchao" else "accelerate is not installed"

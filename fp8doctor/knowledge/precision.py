@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fp8doctor.predict import (
+from fp8doctor.knowledge.predict import (
     MP_VAR,
     UNKNOWN,
     llamafactory_sets_env,

@@ -15,7 +15,7 @@ import os
 import stat
 from typing import IO
 
-from fp8doctor.errors import UsageError
+from fp8doctor.system.errors import UsageError
 
 CHUNK = 1 << 16
 

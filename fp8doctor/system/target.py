@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fp8doctor.errors import UsageError
+from fp8doctor.system.errors import UsageError
 
 ENV_VAR = "FP8DOCTOR_PYTHON"
 PROBE_TIMEOUT_S = 60.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from fp8doctor.errors import UsageError
+from fp8doctor.system.errors import UsageError
 
 MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a week: a longer run is not a diagnosis
 MIN_STEPS = 2  # the loss has to be seen falling

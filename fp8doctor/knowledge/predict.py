@@ -16,7 +16,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from fp8doctor.facts.packages import parse_version
+from fp8doctor.knowledge.versions import release
 
 MP_VAR = "ACCELERATE_MIXED_PRECISION"
 BACKEND_VAR = "ACCELERATE_FP8_BACKEND"
@@ -43,14 +43,6 @@ BACKENDS = ("AO", "TE", "MSAMP", "NO")
 RECIPES_OLD = ("FP8RecipeKwargs",)
 RECIPES_NEW = ("FP8RecipeKwargs", "AORecipeKwargs", "TERecipeKwargs", "MSAMPRecipeKwargs")
 HANDLER_BACKEND = {"AORecipeKwargs": "AO", "TERecipeKwargs": "TE", "MSAMPRecipeKwargs": "MSAMP"}
-
-
-def release(version: str | None) -> tuple[int, int] | None:
-    parsed = parse_version(version)
-    if parsed is None:
-        return None
-    r = parsed.release
-    return (r[0], r[1] if len(r) > 1 else 0)
 
 
 def _raised(type_: str, message: str, stage: str, **extra: Any) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Behaviour generations implied by installed versions (pure functions on version strings).
 
 Accelerate and transformers changed how FP8 intent travels to the Accelerator several times; these tables turn
-a version into the behaviour that matters (each statement backed by fp8doctor/predict.py's observed rules).
+a version into the behaviour that matters (each statement backed by fp8doctor/knowledge/predict.py's observed rules).
 The lab's observations hold these statements (tests/test_generation_predictions.py, tests/test_env_generations.py).
 """
 
@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fp8doctor.facts.packages import parse_version
-from fp8doctor.predict import (
+from fp8doctor.knowledge.predict import (
     ERROR_NEW,
     ERROR_OLD,
     NO_CUDA_BUILD,
@@ -19,6 +18,7 @@ from fp8doctor.predict import (
     RECIPES_OLD,
     transformers_passes,
 )
+from fp8doctor.knowledge.versions import parse_version
 
 
 def accelerate_generation(version: str | None) -> dict[str, Any]:
@@ -118,7 +118,7 @@ def intended_backend(facts: dict[str, Any]) -> str:
 
 
 def fix_lines(facts: dict[str, Any]) -> list[str]:
-    """The fixes for the installed versions and the user's command, rendered (see fp8doctor/fixes.py)."""
-    from fp8doctor.fixes import fixes_for, render_all
+    """The fixes for the installed versions and the user's command, rendered (see fp8doctor/knowledge/fixes.py)."""
+    from fp8doctor.knowledge.fixes import fixes_for, render_all
 
     return render_all(fixes_for(facts, intended_backend(facts))).splitlines()
