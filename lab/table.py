@@ -1,4 +1,5 @@
-"""Render docs/generations.md from lab/observations/*.json: `python lab/table.py [--check]`."""
+"""Render docs/generations.md and the engine's list of observed releases (fp8doctor/knowledge/observed.json) from
+lab/observations/*.json: `python lab/table.py [--check]`."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import json
 import sys
 from pathlib import Path
 
+from fp8doctor.knowledge.releases import OBSERVED_FILE, observed_from_records
+
 LAB = Path(__file__).resolve().parent
+ROOT = LAB.parent
 OBSERVATIONS = LAB / "observations"
-TARGET = LAB.parent / "docs" / "generations.md"
+TARGET = ROOT / "docs" / "generations.md"
+OBSERVED = ROOT / "fp8doctor" / "knowledge" / OBSERVED_FILE
 MESSAGE_CHARS = 60
 
 HEADER = """# Generations (observed)
@@ -241,14 +246,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if docs/generations.md is out of date")
     args = parser.parse_args(argv)
-    text = render(load())
+    records = load()
+    outputs = {TARGET: render(records),
+               OBSERVED: json.dumps(observed_from_records(records), indent=1, sort_keys=True) + "\n"}
     if args.check:
-        current = TARGET.read_text() if TARGET.exists() else ""
-        if current != text:
-            print("docs/generations.md is out of date: run python lab/table.py", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.write_text(text)
+        stale = [p for p, text in outputs.items() if not p.exists() or p.read_text() != text]
+        for path in stale:
+            print(f"{path.relative_to(ROOT)} is out of date: run python lab/table.py", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in outputs.items():
+        path.write_text(text)
     return 0
 
 

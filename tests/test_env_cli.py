@@ -75,7 +75,7 @@ def test_reference_config_fails_with_fix(tmp_path: Path) -> None:
     assert "#   bf16: false" in by_id["precision.effective"]["fix"]
     assert "llamafactory-cli train" in by_id["precision.effective"]["fix"]
     chain = [c["stage"] for c in doc["facts"]["precision"]["chain"]]
-    assert chain == ["config", "env", "TrainingArguments", "env", "Accelerator"]  # the 2nd env: LLaMA-Factory's
+    assert chain == ["config", "env", "TrainingArguments", "LLaMA-Factory", "Accelerator"]
 
 
 def test_fixed_setup_passes_precision(tmp_path: Path) -> None:

@@ -15,14 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from fp8doctor.knowledge.predict import (
-    MP_VAR,
-    launch_rejects,
-    predict_accelerator,
-    predict_env_reads,
-    predict_llamafactory,
-    predict_trainer,
-)
+from fp8doctor.knowledge.engine import Setup, Stack, predict
+from fp8doctor.knowledge.predict import MP_VAR, predict_env_reads
 
 ROOT = Path(__file__).resolve().parents[1]
 OBSERVATIONS = ROOT / "lab" / "observations"
@@ -63,14 +57,9 @@ def _core(outcome: dict[str, Any]) -> dict[str, Any]:
     return {"outcome": kind, "stage": outcome.get("stage")}
 
 
-def _has(versions: dict[str, Any], name: str) -> bool:
-    return bool(versions.get(name))
-
-
 def check_accelerator(rec: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
-    v, i = rec["versions"], case["inputs"]
-    return predict_accelerator(v["accelerate"], torchao=_has(v, "torchao"), mp_arg=i["mp_arg"], env=i["env"],
-                               handler=i["handler"])
+    i = case["inputs"]
+    return predict(Stack.of(rec["versions"]), Setup(mp_arg=i["mp_arg"], env=i["env"], handler=i["handler"]))
 
 
 def _trainer_observed(case: dict[str, Any]) -> dict[str, Any]:
@@ -97,20 +86,21 @@ def _trainer_compare(predicted: dict[str, Any], case: dict[str, Any], *, layers:
 
 
 def check_training_args(rec: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
-    v, i = rec["versions"], case["inputs"]
-    return predict_trainer(v["accelerate"], v["transformers"], torchao=_has(v, "torchao"), bf16=i["bf16"],
-                           env=i["env"])
+    i = case["inputs"]
+    return predict(Stack.of(rec["versions"]),
+                   Setup(frontend="trainer", precision="bf16" if i["bf16"] else None, env=i["env"]))
 
 
 def check_reference_patch(rec: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
-    v, i = rec["versions"], case["inputs"]
-    return predict_trainer(v["accelerate"], v["transformers"], torchao=_has(v, "torchao"), bf16=i["bf16"],
-                           env=i["env"], patch=i["form"])
+    i = case["inputs"]
+    return predict(Stack.of(rec["versions"]), Setup(frontend="trainer", precision="bf16" if i["bf16"] else None,
+                                                    env=i["env"], patch=i["form"]))
 
 
 def check_env_reads(rec: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
     v, i = rec["versions"], case["inputs"]
-    return predict_env_reads(v["accelerate"], torchao=_has(v, "torchao"), what=i["what"], unchecked=i.get("unchecked"),
+    return predict_env_reads(v["accelerate"], torchao=bool(v.get("torchao")), what=i["what"],
+                             unchecked=i.get("unchecked"),
                              env=i.get("env", {}))
 
 
@@ -132,7 +122,10 @@ def _env_reads_core(outcome: dict[str, Any]) -> dict[str, Any]:
 def check_llamafactory(rec: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
     i = case["inputs"]
     launch = yaml.safe_load(i["accelerate_config"]) if i.get("accelerate_config") else None
-    return predict_llamafactory(rec["versions"], fp8_keys=i["fp8_keys"], env=i["env"], launch_yaml=launch)
+    keys = i["fp8_keys"]
+    return predict(Stack.of(rec["versions"]),
+                   Setup(frontend="llamafactory", precision="bf16" if keys.get("bf16") else None, lf_fp8=keys,
+                         env=i["env"], launch_yaml=launch))
 
 
 def _lf_core(outcome: dict[str, Any], launched: bool) -> dict[str, Any]:
@@ -195,29 +188,22 @@ def _launch_configs() -> dict[str, Any]:
 
 
 def check_launch(rec: dict[str, Any], case: dict[str, Any]) -> None:
-    """`accelerate launch` of a config file: refused for the reason the doctor gives, or launched with the
-    precision the doctor predicts (a config file applies only through `accelerate launch`, which ignores
-    ACCELERATE_CONFIG_FILE)."""
+    """`accelerate launch` of a config file: refused with the line the engine predicts, or launched with the
+    variables and the Accelerator outcome it predicts (a config file applies only through `accelerate launch`,
+    which ignores ACCELERATE_CONFIG_FILE)."""
     i = case["inputs"]
-    v = rec["versions"]
     config = _launch_configs()[i["config"]]
     applies = i["how"] == "launch --config_file" or (i["how"] == "launch" and i.get("where") == "default_location")
-    why = launch_rejects(config, v["accelerate"], torchao=_has(v, "torchao")) if applies else None
-    if why:
-        assert case["outcome"] == "rejected" and case["error_line"] == why, case
+    predicted = predict(Stack.of(rec["versions"]), Setup(env=i.get("env", {}), launch_yaml=config if applies else None))
+    if predicted.get("stage") == "launch":
+        assert case["outcome"] == "rejected" and case["error_line"] == predicted["error_line"], case
         return
     assert case["outcome"] == "launched", case
-    seen = case["launched"]["accelerate_env"].get(MP_VAR)
-    expected_mp = str(config.get("mixed_precision")) if applies and "mixed_precision" in config else None
-    if applies:
-        assert seen == expected_mp
-    else:
-        assert seen in (None, "no")
-    env = {MP_VAR: seen} if seen else {}
-    backend = case["launched"]["accelerate_env"].get("ACCELERATE_FP8_BACKEND")
-    if backend is not None:
-        env["ACCELERATE_FP8_BACKEND"] = backend
-    predicted = predict_accelerator(v["accelerate"], torchao=_has(v, "torchao"), mp_arg=None, env=env, handler=None)
+    seen = case["launched"]["accelerate_env"]
+    assert seen.get(MP_VAR) in ((predicted["reaches"],) if applies else (None, "no"))
+    if applies and predicted["outcome"] != "unknown":
+        backend = (config.get("fp8_config") or {}).get("backend")
+        assert seen.get("ACCELERATE_FP8_BACKEND") == (str(backend) if backend else None)
     got, want = _core(case["launched"]), _core(predicted)
     if want["outcome"] == "raised":  # the launched script records no stage
         got["stage"] = want["stage"] = None

@@ -29,7 +29,7 @@ def test_reference_config_on_each_transformers_generation() -> None:
     4.x lets the Accelerator read it (FP8 trains; lab cell lf0.9.5-tf4.57-ao), 5.x passes TrainingArguments' bf16 as
     the argument (bf16 wins). 0.9.4 sets nothing (lf0.9.4-tf4.57-ao trains bf16)."""
     for tf, effective in (("4.45.0", "fp8"), ("5.24.0", "bf16")):
-        facts = make_facts(packages={"transformers": tf, "llamafactory": "0.9.5"},
+        facts = make_facts(packages={"transformers": tf, "llamafactory": "0.9.5", "transformer-engine": "2.4.0"},
                            configs=[cfg("llamafactory", LF_REFERENCE)])
         prec = facts["precision"]
         assert prec["effective"] == effective
@@ -37,10 +37,20 @@ def test_reference_config_on_each_transformers_generation() -> None:
         written = any("writes the variable" in c["source"] for c in prec["chain"])
         assert written == tf.startswith("4.")
         assert any("LLaMA-Factory" in c["source"] for c in prec["chain"])
-    for lf in ("0.9.4", None):
+    for lf, effective in (("0.9.4", "bf16"), (None, "unknown")):
         other = make_facts(packages={"transformers": "4.45.0", "llamafactory": lf},
                            configs=[cfg("llamafactory", LF_REFERENCE)])
-        assert other["precision"]["effective"] == "bf16"
+        assert other["precision"]["effective"] == effective
+
+
+def test_llamafactory_te_backend_without_te_raises_before_the_accelerator() -> None:
+    """LLaMA-Factory 0.9.5 imports transformer_engine for fp8_backend te (lab cell lf0.9.5-tf4.57-ao): without TE
+    nothing reaches the Accelerator."""
+    facts = make_facts(packages={"transformers": "4.57.6", "llamafactory": "0.9.5"},
+                       configs=[cfg("llamafactory", LF_REFERENCE)])
+    prec = facts["precision"]
+    assert prec["effective"] == "nothing (ModuleNotFoundError before the Accelerator)"
+    assert prec["outcome"]["message"] == "No module named 'transformer_engine'"
 
 
 def test_bf16_false_lets_fp8_through() -> None:
@@ -52,10 +62,13 @@ def test_bf16_false_lets_fp8_through() -> None:
 
 def test_accelerate_config_applies_only_through_launch() -> None:
     """Accelerator() reads its argument and the environment; the config file only through accelerate launch."""
-    facts = make_facts(accelerate_config=acc_cfg({"mixed_precision": "fp8"}), env={"ACCELERATE_MIXED_PRECISION": "no"})
+    launchable = {"distributed_type": "NO", "mixed_precision": "fp8"}
+    facts = make_facts(accelerate_config=acc_cfg(launchable), env={"ACCELERATE_MIXED_PRECISION": "no"})
     prec = facts["precision"]
     assert prec["effective"] == "no" and prec["with_launch"] == "fp8" and prec["launch"] == "accelerate launch"
     assert any("applies only through `accelerate launch`" in c["value"] for c in prec["chain"])
+    refused = make_facts(accelerate_config=acc_cfg({"mixed_precision": "fp8"}))["precision"]
+    assert refused["with_launch"] == "ValueError: A `distributed_type` must be specified in the config file."
     with_lf = make_facts(accelerate_config=acc_cfg({"mixed_precision": "fp8"}),
                          configs=[cfg("llamafactory", LF_REFERENCE)])
     assert with_lf["precision"]["effective"] == "bf16"

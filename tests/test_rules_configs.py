@@ -46,7 +46,7 @@ def test_reference_config_fp8_with_bf16_on_each_transformers_generation() -> Non
     assert f.level is Level.FAIL and "bf16 wins" in f.title and "no FP8" in f.detail
     assert "#   bf16: false" in f.fix and "llamafactory-cli train llamafactory.yaml" in f.fix
     facts = make_facts(packages={"transformers": "4.45.0", "llamafactory": "0.9.5"},
-                       configs=[cfg("llamafactory", LF_REFERENCE)])
+                       configs=[cfg("llamafactory", {**LF_REFERENCE, "fp8_backend": "torchao"})])
     [f] = lint.check_fp8_with_bf16(facts)
     assert f.level is Level.OK and "FP8 active" in f.detail
     ta = make_facts(packages={"transformers": "4.45.0"}, configs=[cfg("training_args", LF_REFERENCE)])

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from fp8doctor.knowledge.capability import TE_INSTALL
+from fp8doctor.knowledge.intent import truthy
 from fp8doctor.knowledge.predict import release
 
 ACCELERATE_MIN = "1.9"  # first release where env/config fp8 reaches the Accelerator and ACCELERATE_FP8_BACKEND is read
@@ -146,8 +147,6 @@ def _script(facts: dict[str, Any]) -> list[str]:
 
 def fixes_for(facts: dict[str, Any], backend: str) -> list[Fix]:
     """The fixes that make FP8 reach the Accelerator for the installed versions and the command the user runs."""
-    from fp8doctor.knowledge.precision import truthy
-
     accelerate = facts.get("packages", {}).get("accelerate")
     cmd = facts.get("command") or []
     lf = [c for c in facts.get("configs", []) if c.get("kind") == "llamafactory"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fp8doctor.knowledge.intent import chosen_backend, read_intent
 from fp8doctor.knowledge.predict import (
     ERROR_NEW,
     ERROR_OLD,
@@ -71,7 +72,7 @@ def transformers_generation(version: str | None) -> dict[str, Any]:
     v = parse_version(version)
     if v is None:
         return {"installed": bool(version), "version": version, "generation": "unknown" if version else "absent"}
-    passes = transformers_passes(version, bf16=False, env={})
+    passes = transformers_passes(version, None, env={})
     assert passes is not None
     out = {"installed": True, "version": version, "writes_env": passes["writes_env"],
            "passes_mixed_precision": passes["mixed_precision"] is not None,
@@ -94,27 +95,8 @@ def transformers_generation(version: str | None) -> dict[str, Any]:
 
 
 def intended_backend(facts: dict[str, Any]) -> str:
-    """'TE' or 'AO' from the user's configs/env, else the installed one Accelerate would pick."""
-    env = facts.get("environ", {}).get("accelerate_fp8", {})
-    if env.get("ACCELERATE_FP8_BACKEND", "").upper() in ("TE", "AO"):
-        return env["ACCELERATE_FP8_BACKEND"].upper()
-    for cfg in facts.get("configs", []):
-        data = cfg.get("data", {})
-        b = str(data.get("fp8_backend", "")).lower()
-        if b == "te":
-            return "TE"
-        if b in ("torchao", "ao"):
-            return "AO"
-        fp8 = data.get("fp8_config") if isinstance(data.get("fp8_config"), dict) else {}
-        if str(fp8.get("backend", "")).upper() in ("TE", "AO"):
-            return str(fp8["backend"]).upper()
-    acc = facts.get("accelerate_config", {}).get("fp8_config") or {}
-    if str(acc.get("backend", "")).upper() in ("TE", "AO"):
-        return str(acc["backend"]).upper()
-    pkgs = facts.get("packages", {})
-    if pkgs.get("transformer-engine") and facts.get("te_import", {}).get("ok"):
-        return "TE"
-    return "AO" if pkgs.get("torchao") else "TE"
+    """'TE' or 'AO': the backend the user names, else the installed one Accelerate would pick (knowledge/intent.py)."""
+    return chosen_backend(read_intent(facts), facts.get("packages", {}), bool(facts.get("te_import", {}).get("ok")))
 
 
 def fix_lines(facts: dict[str, Any]) -> list[str]:

@@ -146,44 +146,20 @@ def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | 
     return _ok(mp_state, False)
 
 
-def transformers_passes(transformers: str | None, bf16: bool, env: Mapping[str, str]) -> dict[str, Any] | None:
-    """What TrainingArguments(bf16=...) and Trainer do with the precision: the variable after TrainingArguments,
-    and the mixed_precision / kwargs_handlers the Trainer passes to Accelerator (None: not passed)."""
+def transformers_passes(transformers: str | None, precision: str | None,
+                        env: Mapping[str, str]) -> dict[str, Any] | None:
+    """What TrainingArguments(bf16=... or fp16=...; `precision` names the one set, None: neither) and Trainer do
+    with the precision: the variable after TrainingArguments, and the mixed_precision / kwargs_handlers the Trainer
+    passes to Accelerator (None: not passed)."""
     r = release(transformers)
     if r is None:
         return None
-    chosen = "bf16" if bf16 else env.get(MP_VAR, "no")
+    chosen = precision or env.get(MP_VAR, "no")
     if r[0] < 5:
         # TrainingArguments writes the variable; the Trainer passes neither argument.
         return {"env_after": chosen, "mixed_precision": None, "kwargs_handlers": None, "writes_env": True}
     return {"env_after": env.get(MP_VAR), "mixed_precision": chosen, "writes_env": False,
             "kwargs_handlers": ["DistributedDataParallelKwargs"] if r >= (5, 3) else None}
-
-
-def predict_trainer(accelerate: str | None, transformers: str | None, *, torchao: bool, bf16: bool,
-                    env: Mapping[str, str], patch: str | None = None) -> dict[str, Any]:
-    """A Trainer built from TrainingArguments(bf16=...) and trained: optionally with one of the reference report's
-    patches of Accelerator.__init__ (`inject_if_missing`: a recipe only when no kwargs_handlers were passed;
-    `always_append`: the recipe appended). The outcome carries `passes` (what the Trainer handed Accelerator)."""
-    passes = transformers_passes(transformers, bf16, env)
-    if passes is None or release(accelerate) is None:
-        return dict(UNKNOWN)
-    launched_env = dict(env)
-    if passes["writes_env"]:
-        launched_env[MP_VAR] = passes["env_after"]
-    recipe = None
-    if patch == "always_append" or (patch == "inject_if_missing" and passes["kwargs_handlers"] is None):
-        # Without AORecipeKwargs (<= 1.3) the lab injects FP8RecipeKwargs as a TE user has it (unchecked: TE is absent).
-        recipe = ("AORecipeKwargs" if "AORecipeKwargs" in recipe_classes(accelerate)
-                  else "FP8RecipeKwargs" + UNCHECKED)
-    if recipe == "AORecipeKwargs" and not torchao:
-        return dict(UNKNOWN)
-    got = predict_accelerator(accelerate, torchao=torchao, mp_arg=passes["mixed_precision"], env=launched_env,
-                              handler=recipe)
-    got = {**got, "passes": passes, "recipe_injected": recipe is not None}
-    if got["outcome"] == "raised":
-        got["stage"] = "train" if got["stage"] == "prepare" else "Trainer"
-    return got
 
 
 LAUNCH_NEEDS_DISTRIBUTED_TYPE = "A `distributed_type` must be specified in the config file."
@@ -285,36 +261,3 @@ def llamafactory_sets_env(llamafactory: str | None) -> bool | None:
     if r is None:
         return None
     return r >= (0, 9) and Version(str(llamafactory)).release[:3] >= (0, 9, 5)
-
-
-def predict_llamafactory(versions: Mapping[str, str | None], *, fp8_keys: Mapping[str, Any], env: Mapping[str, str],
-                         launch_yaml: Mapping[str, Any] | None) -> dict[str, Any]:
-    """`llamafactory-cli train` (under `accelerate launch --config_file` when launch_yaml is given) of an sft config
-    with fp8_keys: what it trains in (`trained_in`: fp8, or the Accelerator's precision) or what it raises."""
-    lf_sets = llamafactory_sets_env(versions.get("llamafactory"))
-    if lf_sets is None:
-        return dict(UNKNOWN)
-    start = dict(env)
-    if launch_yaml is not None:
-        if launch_rejects(launch_yaml, versions.get("accelerate"), torchao=bool(versions.get("torchao"))):
-            return dict(UNKNOWN)
-        start[MP_VAR] = str(launch_yaml.get("mixed_precision", "no"))
-        backend = (launch_yaml.get("fp8_config") or {}).get("backend")
-        if backend:
-            start[BACKEND_VAR] = str(backend)
-    fp8 = bool(fp8_keys.get("fp8"))
-    if fp8 and lf_sets and fp8_keys.get("fp8_backend") == "te" and not versions.get("transformer_engine"):
-        return _raised("ModuleNotFoundError", TE_MODULE_MISSING, "trainer_init")
-    passes = transformers_passes(versions.get("transformers"), bool(fp8_keys.get("bf16")), start)
-    if passes is None:
-        return dict(UNKNOWN)
-    reached = dict(start)
-    if passes["writes_env"]:
-        reached[MP_VAR] = passes["env_after"]
-    if fp8 and lf_sets:
-        reached[MP_VAR] = "fp8"
-    got = predict_accelerator(versions.get("accelerate"), torchao=bool(versions.get("torchao")),
-                              mp_arg=passes["mixed_precision"], env=reached, handler=None)
-    if got["outcome"] == "ok":
-        got["trained_in"] = "fp8" if got["fp8"] else got["mixed_precision"]
-    return got
