@@ -137,8 +137,8 @@ def test_env_inside_old_generation(installed_patient: dict[str, Any]) -> None:
     facts = _json(run)["facts"]
     assert facts["platform"]["executable"] == installed_patient["python"]
     assert facts["packages"]["accelerate"] == "1.1.1" and facts["packages"]["transformers"] == "4.45.0"
-    assert facts["generations"]["accelerate"]["generation"] == "<=1.3"
-    assert facts["generations"]["transformers"]["generation"] == "4.x"
+    assert "AORecipeKwargs" not in facts["generations"]["accelerate"]["recipe_classes"]
+    assert facts["generations"]["transformers"]["writes_env"] is True
     assert facts["runs"]["missing"] == []
 
 
@@ -227,7 +227,7 @@ def test_env_python_reports_the_other_environment(other_env: Path) -> None:
         facts = _json(run)["facts"]
         assert facts["platform"]["executable"] == str(other_env)
         assert facts["packages"]["accelerate"] == "1.3.0" and facts["packages"]["transformers"] == "4.45.0"
-        assert facts["generations"]["accelerate"]["generation"] == "<=1.3"
+        assert "AORecipeKwargs" not in facts["generations"]["accelerate"]["recipe_classes"]
         assert facts["platform"]["diagnosed_by"]["executable"] == sys.executable
 
 

@@ -42,6 +42,7 @@ class Stack:
     transformer_engine: str | None = None
     msamp: str | None = None
     llamafactory: str | None = None
+    cuda_build: bool = False  # torch built with CUDA (accelerate 1.4 asserts it for fp8)
 
     @classmethod
     def of(cls, versions: Mapping[str, Any]) -> Stack:
@@ -196,7 +197,7 @@ def _accelerator(stack: Stack, mp_arg: str | None, env: dict[str, str], handler:
     source = "argument" if mp_arg is not None else MP_VAR if env.get(MP_VAR) is not None else "default"
     chain.append(_step("Accelerator", source, reaches))
     got = predict_accelerator(stack.accelerate, torchao=bool(stack.torchao), mp_arg=mp_arg, env=env, handler=handler,
-                              te=bool(stack.transformer_engine), msamp=bool(stack.msamp))
+                              te=bool(stack.transformer_engine), msamp=bool(stack.msamp), cuda_build=stack.cuda_build)
     if rename == "trainer" and got["outcome"] == "raised":
         got["stage"] = "train" if got["stage"] == "prepare" else "Trainer"
     return {**got, "chain": chain, "reaches": reaches, "mp_arg": mp_arg}

@@ -14,10 +14,9 @@ from typing import Any
 import yaml
 
 from fp8doctor.knowledge.capability import TE_INSTALL
+from fp8doctor.knowledge.generations import accelerate_generation, accelerate_min, intended_backend
 from fp8doctor.knowledge.intent import truthy
-from fp8doctor.knowledge.predict import release
 
-ACCELERATE_MIN = "1.9"  # first release where env/config fp8 reaches the Accelerator and ACCELERATE_FP8_BACKEND is read
 TE_UNPROVEN = ("Transformer Engine needs a CUDA GPU: this fix cannot be run on a CPU machine, so fp8doctor's tests "
                "have not executed it (the torchao form of the same fix is executed).")
 ACCELERATE_YAML = "accelerate_fp8.yaml"
@@ -92,10 +91,16 @@ def accelerate_yaml(backend: str) -> dict[str, Any]:
             "num_processes": 1, "mixed_precision": "fp8", "fp8_config": fp8}
 
 
+def upgrade_line(package: str = "accelerate", minimum: str | None = None) -> str:
+    """The install line of an upgrade fix (accelerate: to the first observed release where fp8 from the environment
+    or an `accelerate launch` config trains in FP8)."""
+    return f"pip install '{package}>={minimum or accelerate_min()}'"
+
+
 def _upgrade(accelerate: str | None) -> tuple[str, ...]:
-    r = release(accelerate)
-    if r is not None and r < (1, 9):
-        return (f"pip install 'accelerate>={ACCELERATE_MIN}'",)
+    gen = accelerate_generation(accelerate)
+    if gen.get("installed") and gen.get("env_fp8_works") is False:
+        return (upgrade_line(),)
     return ()
 
 
@@ -161,3 +166,8 @@ def fixes_for(facts: dict[str, Any], backend: str) -> list[Fix]:
                 edits[c["path"]] = flags
     script = _script(facts)
     return [launch_fix(backend, script, accelerate, edits), env_fix(backend, script, accelerate, edits)]
+
+
+def fix_lines(facts: dict[str, Any]) -> list[str]:
+    """The fixes for the installed versions and the user's command, rendered."""
+    return render_all(fixes_for(facts, intended_backend(facts))).splitlines()

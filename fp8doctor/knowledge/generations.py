@@ -1,106 +1,167 @@
-"""Behaviour generations implied by installed versions (pure functions on version strings).
+"""Behaviour generations: what a release does with FP8, asked of the engine and rendered, never typed again.
 
-Accelerate and transformers changed how FP8 intent travels to the Accelerator several times; these tables turn
-a version into the behaviour that matters (each statement backed by fp8doctor/knowledge/predict.py's observed rules).
-The lab's observations hold these statements (tests/test_generation_predictions.py, tests/test_env_generations.py).
+Each field below is an answer of knowledge/engine.py for a fixed question (fp8 as the argument, fp8 only from the
+environment, a recipe handler under bf16, an invalid ACCELERATE_FP8_BACKEND); a generation is a run of observed
+releases that answer every question alike, labelled by its first and last observed release, and the first
+accelerate release where fp8 from the environment trains in FP8 is the version every upgrade fix names.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
+from fp8doctor.knowledge.engine import Setup, Stack, predict
 from fp8doctor.knowledge.intent import chosen_backend, read_intent
 from fp8doctor.knowledge.predict import (
+    BACKEND_VAR,
     ERROR_NEW,
     ERROR_OLD,
-    NO_CUDA_BUILD,
-    NO_FP8_LIBRARY,
-    RECIPES_NEW,
-    RECIPES_OLD,
+    MP_VAR,
+    UNCHECKED,
+    has_mxfp8_option,
+    recipe_classes,
     transformers_passes,
 )
-from fp8doctor.knowledge.versions import parse_version
+from fp8doctor.knowledge.releases import as_observed, observed
+from fp8doctor.knowledge.versions import parse_version, release
+
+__all__ = ["ERROR_NEW", "ERROR_OLD", "accelerate_generation", "transformers_generation", "accelerate_min",
+           "first_accelerate", "intended_backend"]
+
+TORCHAO = "0.18.0"  # the torchao release every accelerate cell ran with
+INVALID_BACKEND = "NOT-A-BACKEND"
+
+
+def say(outcome: dict[str, Any]) -> str:
+    """An engine outcome in words, without the version (so that releases that behave alike read alike)."""
+    kind = outcome.get("outcome")
+    if kind == "raised":
+        where = {"init": "when the Accelerator is built", "prepare": "in prepare()", "handler": "building the handler",
+                 "launch": "at launch"}.get(outcome.get("stage"), "")
+        return f"{outcome['type']} {where}: \"{outcome['message']}\""
+    if kind == "ok":
+        return (f"trains in FP8 ({outcome['mixed_precision']})" if outcome["fp8"]
+                else f"runs in {outcome['mixed_precision']} and converts no layer")
+    if kind == "absent":
+        return "the class does not exist"
+    return "not observed"
+
+
+def _ask(accelerate: str, **setup: Any) -> dict[str, Any]:
+    return predict(Stack(accelerate=accelerate, torchao=TORCHAO), Setup(**setup))
+
+
+def _accelerate_answers(version: str) -> dict[str, Any]:
+    classes = recipe_classes(version)
+    handler = "AORecipeKwargs" if "AORecipeKwargs" in classes else "FP8RecipeKwargs" + UNCHECKED
+    arg = _ask(version, mp_arg="fp8")
+    with_recipe = _ask(version, mp_arg="fp8", handler=handler)
+    env_only = _ask(version, env={MP_VAR: "fp8"})
+    under_bf16 = _ask(version, mp_arg="bf16", handler=handler)
+    bad_backend = _ask(version, env={MP_VAR: "fp8", BACKEND_VAR: INVALID_BACKEND})
+    summary = "; ".join((
+        f"mixed_precision='fp8' {say(arg)}",
+        f"mixed_precision='fp8' with {handler.removesuffix(UNCHECKED)} {say(with_recipe)}",
+        f"ACCELERATE_MIXED_PRECISION=fp8 alone {say(env_only)}",
+        f"a recipe handler with mixed_precision='bf16' raises {under_bf16.get('type')}" if under_bf16.get("type")
+        else f"a recipe handler with mixed_precision='bf16' {say(under_bf16)}",
+        "ACCELERATE_FP8_BACKEND is read" if bad_backend != env_only else "ACCELERATE_FP8_BACKEND is not read",
+    ))
+    return {"recipe_classes": list(classes), "error_message": under_bf16.get("message"),
+            "env_fp8_works": env_only.get("outcome") == "ok" and bool(env_only.get("fp8")),
+            "reads_fp8_backend_env": bad_backend != env_only, "summary": summary}
+
+
+@cache
+def _label_of(package: str, answers_of: Any) -> dict[str, str]:
+    """Observed release -> its generation label: the first and last observed release answering alike."""
+    seen = observed().get(package, ())
+    runs: list[list[str]] = []
+    for version in seen:
+        if runs and answers_of(runs[-1][-1]) == answers_of(version):
+            runs[-1].append(version)
+        else:
+            runs.append([version])
+    labels = {}
+    for i, run in enumerate(runs):
+        first, last = (".".join(map(str, release(v) or ())) for v in (run[0], run[-1]))
+        label = first if first == last else f"{first}-{last}"
+        labels.update({v: f">={first}" if i == len(runs) - 1 else label for v in run})
+    return labels
+
+
+def _generation(package: str, version: str, answers: dict[str, Any], answers_of: Any) -> str:
+    """The label of the observed run this release belongs to: its minor's, or the run of the observed releases on
+    both sides of it when they answer as it does; else its own minor, said to be unobserved."""
+    asked = parse_version(as_observed({package: version}).get(package))
+    labels = _label_of(package, answers_of)
+    for seen in labels:
+        if release(seen) == release(str(asked)) and answers_of(seen) == answers:
+            return labels[seen]
+    below = [s for s in labels if (parse_version(s) or asked) <= asked]  # type: ignore[operator]
+    above = [s for s in labels if (parse_version(s) or asked) > asked]  # type: ignore[operator]
+    if below and above and labels[below[-1]] == labels[above[0]] and answers_of(below[-1]) == answers:
+        return labels[below[-1]]
+    return f"{'.'.join(map(str, release(version) or ()))} (not observed)"
 
 
 def accelerate_generation(version: str | None) -> dict[str, Any]:
-    """What an Accelerate version does with FP8 recipe handlers and env-only fp8 (as the lab observed it)."""
-    v = parse_version(version)
-    if v is None:
+    """What an Accelerate version does with FP8 recipe handlers and env-only fp8 (the engine's answers)."""
+    if parse_version(version) is None:
         return {"installed": bool(version), "version": version, "generation": "unknown" if version else "absent"}
-    base = v.release[:2]
-    out: dict[str, Any] = {"installed": True, "version": version, "error_message": ERROR_NEW,
-                           "recipe_classes": list(RECIPES_NEW), "env_fp8_works": False,
-                           "reads_fp8_backend_env": base >= (1, 9)}
-    if base < (1, 4):
-        out.update(
-            generation="<=1.3", recipe_classes=list(RECIPES_OLD), error_message=ERROR_OLD,
-            summary=("no torchao backend: only FP8RecipeKwargs exists (Transformer Engine or MS-AMP, checked when it "
-                     "is built); mixed_precision fp8 without either raises \"" + NO_FP8_LIBRARY + "\""),
-        )
-    elif base < (1, 5):
-        out.update(
-            generation="1.4",
-            summary=("mixed_precision fp8 asserts a CUDA build of torch (\"" + NO_CUDA_BUILD + "\" on a CPU build); "
-                     "a recipe handler needs the mixed_precision argument itself to be 'fp8'"),
-        )
-    elif base < (1, 8):
-        out.update(
-            generation="1.5-1.7",
-            summary=("fp8 converts nothing without a recipe handler passed by the caller (ACCELERATE_MIXED_PRECISION"
-                     "=fp8 or mixed_precision='fp8' alone leaves every layer as it is); a recipe handler needs the "
-                     "mixed_precision argument itself to be 'fp8'"
-                     + ("; the torchao path raises TypeError in prepare (layer filter)" if base == (1, 5) else "")),
-        )
-    elif base < (1, 9):
-        out.update(
-            generation="1.8",
-            summary=("fp8 set only by ACCELERATE_MIXED_PRECISION raises ValueError (\"" + ERROR_NEW + "\") with "
-                     "torchao installed; the torchao path raises AttributeError (fsdp_plugin) without FSDP"),
-        )
-    else:
-        out.update(
-            generation=">=1.9", env_fp8_works=True,
-            summary=("fp8 reaches the Accelerator from the mixed_precision argument or ACCELERATE_MIXED_PRECISION "
-                     "(which `accelerate launch` sets from its config file); ACCELERATE_FP8_BACKEND is read"),
-        )
-    out["mxfp8_block_scaling_option"] = base >= (1, 11)
-    return out
+    assert version is not None
+    asked = as_observed({"accelerate": version})["accelerate"]
+    if parse_version(asked) is None:
+        return {"installed": True, "version": version, "generation": "older than any observed release"}
+    answers = _accelerate_answers(asked)
+    return {"installed": True, "version": version, **answers,
+            "generation": _generation("accelerate", version, answers, _accelerate_answers),
+            "mxfp8_block_scaling_option": has_mxfp8_option(version)}
+
+
+def first_accelerate(answer: str) -> str:
+    """The first observed accelerate release (major.minor) whose `answer` (a key of accelerate_generation) is true,
+    e.g. `env_fp8_works` (fp8 from the environment, which `accelerate launch` sets, trains in FP8: the version every
+    upgrade fix names) or `reads_fp8_backend_env`."""
+    for version in observed().get("accelerate", ()):
+        if accelerate_generation(version).get(answer):
+            return ".".join(map(str, release(version) or ()))
+    raise LookupError(f"no observed accelerate release has {answer}")
+
+
+def accelerate_min() -> str:
+    return first_accelerate("env_fp8_works")
+
+
+def _transformers_answers(version: str) -> dict[str, Any]:
+    passes = transformers_passes(version, None, env={})
+    assert passes is not None
+    how = (f"TrainingArguments writes os.environ['{MP_VAR}'] ('bf16' when bf16=True, overwriting an exported fp8); "
+           "the Trainer passes no mixed_precision"
+           if passes["writes_env"] else
+           f"TrainingArguments.mixed_precision = {MP_VAR} or 'no', replaced by 'bf16' when bf16=True; the Trainer "
+           "passes it as Accelerator(mixed_precision=...)")
+    handlers = passes["kwargs_handlers"]
+    how += (f" and always passes kwargs_handlers ({', '.join(handlers)}), so a patch that injects a recipe only when "
+            "kwargs_handlers is missing injects nothing" if handlers else " and passes no kwargs_handlers")
+    return {"writes_env": passes["writes_env"], "passes_mixed_precision": passes["mixed_precision"] is not None,
+            "always_passes_kwargs_handlers": handlers is not None, "summary": how}
 
 
 def transformers_generation(version: str | None) -> dict[str, Any]:
-    """How a transformers version carries TrainingArguments' precision to the Accelerator (lab-observed)."""
-    v = parse_version(version)
-    if v is None:
+    """How a transformers version carries TrainingArguments' precision to the Accelerator (the engine's answers)."""
+    if parse_version(version) is None:
         return {"installed": bool(version), "version": version, "generation": "unknown" if version else "absent"}
-    passes = transformers_passes(version, None, env={})
-    assert passes is not None
-    out = {"installed": True, "version": version, "writes_env": passes["writes_env"],
-           "passes_mixed_precision": passes["mixed_precision"] is not None,
-           "always_passes_kwargs_handlers": passes["kwargs_handlers"] is not None}
-    if v.major < 5:
-        return {**out, "generation": "4.x",
-                "summary": ("TrainingArguments writes os.environ['ACCELERATE_MIXED_PRECISION'] ('bf16' when bf16=True, "
-                            "overwriting fp8); the Trainer passes neither mixed_precision nor kwargs_handlers to "
-                            "Accelerator, which reads the variable")}
-    if not out["always_passes_kwargs_handlers"]:
-        return {**out, "generation": "5.0-5.2",
-                "summary": ("TrainingArguments.mixed_precision = ACCELERATE_MIXED_PRECISION or 'no', replaced by "
-                            "'bf16' when bf16=True; the Trainer passes it as Accelerator(mixed_precision=...) and "
-                            "passes no kwargs_handlers")}
-    return {**out, "generation": ">=5.3",
-            "summary": ("TrainingArguments.mixed_precision = ACCELERATE_MIXED_PRECISION or 'no', replaced by 'bf16' "
-                        "when bf16=True; the Trainer passes it as Accelerator(mixed_precision=...) and always passes "
-                        "kwargs_handlers (a DistributedDataParallelKwargs), so a patch that injects a recipe only when "
-                        "kwargs_handlers is missing injects nothing")}
+    assert version is not None
+    asked = as_observed({"transformers": version})["transformers"]
+    if parse_version(asked) is None:
+        return {"installed": True, "version": version, "generation": "older than any observed release"}
+    answers = _transformers_answers(asked)
+    return {"installed": True, "version": version, **answers,
+            "generation": _generation("transformers", version, answers, _transformers_answers)}
 
 
 def intended_backend(facts: dict[str, Any]) -> str:
     """'TE' or 'AO': the backend the user names, else the installed one Accelerate would pick (knowledge/intent.py)."""
     return chosen_backend(read_intent(facts), facts.get("packages", {}), bool(facts.get("te_import", {}).get("ok")))
-
-
-def fix_lines(facts: dict[str, Any]) -> list[str]:
-    """The fixes for the installed versions and the user's command, rendered (see fp8doctor/knowledge/fixes.py)."""
-    from fp8doctor.knowledge.fixes import fixes_for, render_all
-
-    return render_all(fixes_for(facts, intended_backend(facts))).splitlines()

@@ -61,6 +61,12 @@ def state_mixed_precision(mp_arg: str | None, env: Mapping[str, str]) -> str:
     return mp_arg if mp_arg is not None else env.get(MP_VAR, "no")
 
 
+def has_mxfp8_option(accelerate: str | None) -> bool:
+    """Whether this Accelerate's TE recipe has the use_mxfp8_block_scaling option (from 1.11)."""
+    r = release(accelerate)
+    return r is not None and r >= (1, 11)
+
+
 def recipe_classes(accelerate: str | None) -> tuple[str, ...]:
     r = release(accelerate)
     if r is None:

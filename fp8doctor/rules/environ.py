@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fp8doctor.findings import Finding, Level
-from fp8doctor.knowledge.generations import accelerate_generation
+from fp8doctor.knowledge.fixes import upgrade_line
+from fp8doctor.knowledge.generations import accelerate_generation, first_accelerate
 from fp8doctor.knowledge.predict import ERROR_NEW
 from fp8doctor.rules.common import NO_INTENT, intent, intent_text, pkg
 
@@ -116,10 +117,11 @@ def check_fp8_env_values(facts: dict[str, Any]) -> Finding | None:
     acc = accelerate_generation(pkg(facts, "accelerate"))
     backend = values.get("ACCELERATE_FP8_BACKEND")
     if backend is not None and acc.get("installed") and not acc.get("reads_fp8_backend_env", True):
+        first = first_accelerate("reads_fp8_backend_env")
         return Finding("env.fp8-values", Level.WARN,
                        f"ACCELERATE_FP8_BACKEND={backend!r} is not read by Accelerator in accelerate {acc['version']}",
-                       "Accelerator reads ACCELERATE_FP8_BACKEND from accelerate 1.9 (lab-observed: on older releases "
-                       "the value, even an invalid one, changes nothing).", "pip install 'accelerate>=1.9'")
+                       f"Accelerator reads ACCELERATE_FP8_BACKEND from accelerate {first} (lab-observed: on older "
+                       "releases the value, even an invalid one, changes nothing).", upgrade_line(minimum=first))
     problems = validate_fp8_env(values)
     if not problems:
         return Finding("env.fp8-values", Level.OK, f"{len(values)} ACCELERATE_FP8_* value(s) valid",

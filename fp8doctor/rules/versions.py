@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fp8doctor.findings import Finding, Level
-from fp8doctor.knowledge.fixes import ACCELERATE_MIN, TE_INSTALL
-from fp8doctor.knowledge.generations import accelerate_generation
+from fp8doctor.knowledge.capability import TE_INSTALL
+from fp8doctor.knowledge.fixes import upgrade_line
+from fp8doctor.knowledge.generations import accelerate_generation, accelerate_min, first_accelerate
 from fp8doctor.knowledge.versions import parse_version
 from fp8doctor.rules.common import intent, intent_text, pkg, truthy
 
@@ -91,21 +92,25 @@ def check_accelerate_version(facts: dict[str, Any]) -> Finding | None:
         return None
     if not version:
         return Finding("versions.accelerate", Level.FAIL, "Accelerate is not installed", intent_text(signs),
-                       "pip install 'accelerate>=1.9'")
+                       upgrade_line())
     gen = accelerate_generation(version)
-    if gen["generation"] == "<=1.3":
+    if "summary" not in gen:
+        return Finding("versions.accelerate", Level.WARN, f"accelerate {version}: {gen['generation']}",
+                       "The lab observed no release this old: the doctor makes no claim about it.", upgrade_line())
+    if "AORecipeKwargs" not in gen["recipe_classes"]:
         return Finding("versions.accelerate", Level.FAIL,
                        f"accelerate {version} has no torchao backend and no TERecipeKwargs/AORecipeKwargs",
                        gen["summary"] + "; code importing them (e.g. LLaMA-Factory's FP8 path) fails.",
-                       f"pip install 'accelerate>={ACCELERATE_MIN}'")
+                       upgrade_line())
     if not gen.get("env_fp8_works", True):
         return Finding("versions.accelerate", Level.WARN, f"accelerate {version}: {gen['summary']}",
-                       f"accelerate >= {ACCELERATE_MIN} is the first release where fp8 from the environment or an "
+                       f"accelerate >= {accelerate_min()} is the first release where fp8 from the environment or an "
                        "`accelerate launch` config reaches the Accelerator and converts layers (lab-observed).",
-                       f"pip install 'accelerate>={ACCELERATE_MIN}'")
+                       upgrade_line())
     mx = facts.get("environ", {}).get("accelerate_fp8", {}).get("ACCELERATE_FP8_USE_MXFP8_BLOCK_SCALING")
     if mx and not gen["mxfp8_block_scaling_option"]:
         return Finding("versions.accelerate-mxfp8", Level.WARN,
                        f"ACCELERATE_FP8_USE_MXFP8_BLOCK_SCALING is ignored by accelerate {version}",
-                       "The option exists from accelerate 1.11.", "pip install 'accelerate>=1.11'")
+                       f"The option exists from accelerate {first_accelerate('mxfp8_block_scaling_option')}.",
+                       upgrade_line(minimum=first_accelerate("mxfp8_block_scaling_option")))
     return Finding("versions.accelerate", Level.OK, f"accelerate {version}: {gen['summary']}")

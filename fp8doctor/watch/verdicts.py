@@ -225,7 +225,7 @@ def fix_hint(verdict: dict[str, Any], facts: dict[str, Any]) -> list[str]:
                 "path skips the first and last Linear; use a larger model or a module filter that includes them"]
     elif v == NO_ACCELERATOR:
         return ["# no Accelerator was built: the command does not train through accelerate (or never reached it)"]
-    from fp8doctor.knowledge.generations import fix_lines
+    from fp8doctor.knowledge.fixes import fix_lines
 
     winner = str(verdict.get("winner") or "")
     if winner.startswith("TrainingArguments("):
