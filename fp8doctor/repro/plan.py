@@ -11,11 +11,12 @@ from typing import Any
 from fp8doctor.configs import ACCELERATE_FP8_BACKENDS, LLAMAFACTORY_FP8_BACKENDS, check_runnable, load_config
 from fp8doctor.facts.packages import version_of
 from fp8doctor.knowledge.capability import accelerate_has_recipe
+from fp8doctor.repro.expect import diagnosed_stack, expected, launch_config_of
 from fp8doctor.runs.backends import backend_env
 from fp8doctor.runs.backends.te import UNCHECKED_ENV
 from fp8doctor.runs.spec import RunSpec
 from fp8doctor.system.errors import UsageError
-from fp8doctor.verdicts import FAILED, FP8_ACTIVE, NOT_APPLICABLE, REPRODUCED, SILENT_BF16, not_fp8_word
+from fp8doctor.verdicts import NOT_APPLICABLE
 
 DEFAULT_STEPS = 6
 DEFAULT_TIMEOUT_S = 300.0
@@ -27,14 +28,16 @@ class Row:
     label: str
     kind: str  # "buggy" | "fixed" | "yours"
     spec: RunSpec
-    expected: tuple[str, ...]
+    expected: tuple[str, ...] = ()  # the engine's prediction, set by build_plan
+    launch_yaml: dict[str, Any] | None = None  # the Accelerate config a launch row starts with
     result: dict[str, Any] | None = None
     verdict: str = ""
     reason: str = ""
 
     @property
     def as_expected(self) -> bool:
-        return self.verdict in self.expected
+        """The verdict is one the engine predicted (a row the engine makes no claim about is never unexpected)."""
+        return not self.expected or self.verdict in self.expected
 
 
 @dataclass
@@ -86,13 +89,6 @@ def recipe_class(backend: str) -> str:
     if "TERecipeKwargs" not in classes and "FP8RecipeKwargs" in classes:
         return "FP8RecipeKwargs"
     return "TERecipeKwargs" if backend == "te" else "AORecipeKwargs"
-
-
-def transformers_major() -> int:
-    try:
-        return int((version_of("transformers") or "0").split(".")[0])
-    except ValueError:
-        return 0
 
 
 def _requested_backend(cli_backend: str, configs: UserConfigs) -> tuple[str | None, str]:
@@ -159,32 +155,34 @@ def build_plan(cli_backend: str = "auto", configs: UserConfigs | None = None, st
     configs = configs or UserConfigs()
     backend, recipe, notes, te_reason = choose_backend(cli_backend, configs, skip)
     base = RunSpec(backend=backend, recipe=recipe, steps=steps, timeout_s=timeout_s, size="tiny")
-    if_missing_expected = (SILENT_BF16,) if transformers_major() >= 5 else (REPRODUCED, SILENT_BF16)
     # Accelerate <= 1.3 without TE: the buggy rows build the real FP8RecipeKwargs without its TE-availability check.
     buggy_env = ({UNCHECKED_ENV: "1"} if backend == "te" and te_reason
                  and not accelerate_has_recipe("torchao", version_of("accelerate"))[0] else {})
     rows = [
         Row("buggy_append", "buggy patch, always append recipe (bf16: true)", "buggy",
-            replace(base, entry="buggy_patch_append", bf16=True, env=dict(buggy_env)), (REPRODUCED,)),
+            replace(base, entry="buggy_patch_append", bf16=True, env=dict(buggy_env))),
         Row("buggy_if_missing", "buggy patch, inject if kwargs_handlers missing (bf16: true)", "buggy",
-            replace(base, entry="buggy_patch_if_missing", bf16=True, env=dict(buggy_env)), if_missing_expected),
+            replace(base, entry="buggy_patch_if_missing", bf16=True, env=dict(buggy_env))),
         Row("accelerator", "Accelerator(mixed_precision='fp8', kwargs_handlers=[recipe])", "fixed",
-            replace(base, entry="accelerator"), (FP8_ACTIVE,)),
+            replace(base, entry="accelerator")),
         Row("trainer", "Trainer, bf16: false + ACCELERATE_MIXED_PRECISION=fp8", "fixed",
-            replace(base, entry="trainer", env={"ACCELERATE_MIXED_PRECISION": "fp8", **backend_env(backend, recipe)}),
-            (FP8_ACTIVE,)),
+            replace(base, entry="trainer", env={"ACCELERATE_MIXED_PRECISION": "fp8", **backend_env(backend, recipe)})),
         Row("launch", "accelerate launch, config mixed_precision: fp8 + fp8_config", "fixed",
-            replace(base, entry="launch"), (FP8_ACTIVE,)),
+            replace(base, entry="launch")),
         Row("multiproc", "2 processes, Accelerator(mixed_precision='fp8')", "fixed",
-            replace(base, entry="multiproc", nproc=2), (FP8_ACTIVE,)),
+            replace(base, entry="multiproc", nproc=2)),
         Row("native", "native " + ("TE modules + autocast" if backend == "te" else "convert_to_float8_training"),
-            "fixed", replace(base, entry="native"), (FP8_ACTIVE,)),
+            "fixed", replace(base, entry="native")),
     ]
     rows += _user_rows(configs, base, backend, recipe, work_dir)
+    stack = diagnosed_stack()
     for row in rows:
         # A path this machine cannot run (the same capability checks that skip it) is expected to be skipped.
         if skip(row.spec):
             row.expected = (NOT_APPLICABLE,)
+        else:
+            launch = row.launch_yaml or (launch_config_of(row.spec) if row.spec.entry == "launch" else None)
+            row.expected = expected(row.spec, stack, launch)
     return Plan(backend=backend, recipe=recipe, rows=rows, notes=notes, te_reason=te_reason, configs=configs,
                 work_dir=work_dir)
 
@@ -205,28 +203,18 @@ def _lf_env(configs: UserConfigs, backend: str, recipe: str) -> dict[str, str]:
 
 def _user_rows(configs: UserConfigs, base: RunSpec, backend: str, recipe: str, work_dir: str | None) -> list[Row]:
     rows: list[Row] = []
-    major = transformers_major()
     if configs.llamafactory is not None:
         lf = configs.llamafactory
         bf16 = bool(lf.get("bf16"))
         env = _lf_env(configs, backend, recipe)
-        # transformers >= 5: TrainingArguments.mixed_precision = env value, overwritten to "bf16" by bf16=True.
-        effective = "bf16" if bf16 else env.get("ACCELERATE_MIXED_PRECISION", "no")
-        fp8 = effective == "fp8"
-        # A leftover ACCELERATE_FP8_BACKEND next to a non-fp8 precision makes Accelerate 1.15's prepare()
-        # convert for that backend without a recipe (AO: AttributeError in _prepare_ao): either is possible.
-        off = not_fp8_word(effective)
-        not_fp8 = (off, FAILED) if "ACCELERATE_FP8_BACKEND" in env else (off,)
         name = os.path.basename(configs.llamafactory_path or "config")
         rows += [
             Row("yours_append", f"{name}: recipe injection, append form", "yours",
-                replace(base, entry="buggy_patch_append", bf16=bf16, env=dict(env)),
-                (FP8_ACTIVE,) if fp8 else (REPRODUCED,)),
+                replace(base, entry="buggy_patch_append", bf16=bf16, env=dict(env))),
             Row("yours_if_missing", f"{name}: recipe injection, if-missing form", "yours",
-                replace(base, entry="buggy_patch_if_missing", bf16=bf16, env=dict(env)),
-                (FP8_ACTIVE,) if fp8 else (not_fp8 if major >= 5 else (REPRODUCED, *not_fp8))),
+                replace(base, entry="buggy_patch_if_missing", bf16=bf16, env=dict(env))),
             Row("yours_trainer", f"{name}: Trainer + env, no patch", "yours",
-                replace(base, entry="trainer", bf16=bf16, env=dict(env)), (FP8_ACTIVE,) if fp8 else not_fp8),
+                replace(base, entry="trainer", bf16=bf16, env=dict(env))),
         ]
     if configs.accelerate is not None:
         adapted, changed = adapt_accelerate_config(configs.accelerate)
@@ -242,7 +230,6 @@ def _user_rows(configs: UserConfigs, base: RunSpec, backend: str, recipe: str, w
             with open(path, "w", encoding="utf-8") as fh:
                 yaml.safe_dump(adapted, fh, sort_keys=False)
         name = os.path.basename(configs.accelerate_path or "accelerate config")
-        mp = str(adapted.get("mixed_precision", "no")).lower()
         acc_backend = ACCELERATE_FP8_BACKENDS.get(str((adapted.get("fp8_config") or {}).get("backend", "")).upper())
         spec_backend = acc_backend or backend
         spec_recipe = recipe if spec_backend == backend else ("tensorwise" if spec_backend == "torchao" else
@@ -250,8 +237,7 @@ def _user_rows(configs: UserConfigs, base: RunSpec, backend: str, recipe: str, w
         label = f"{name}: accelerate launch" + (f" (adapted: {', '.join(changed)})" if changed else "")
         rows.append(Row("yours_launch", label, "yours",
                         replace(base, entry="launch", backend=spec_backend, recipe=spec_recipe, config_file=path,
-                                nproc=int(adapted["num_processes"])),
-                        (FP8_ACTIVE,) if mp == "fp8" else (not_fp8_word(mp),)))
+                                nproc=int(adapted["num_processes"])), launch_yaml=adapted))
     return rows
 
 

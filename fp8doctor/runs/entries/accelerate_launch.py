@@ -14,14 +14,15 @@ import yaml
 
 from fp8doctor.runs.entries.common import Context
 from fp8doctor.runs.entries.launcher import RANK_SCRIPT, launch, python, work_dir, write_spec
+from fp8doctor.runs.spec import RunSpec
 
 NAMES = ("launch",)
 LAUNCHES_PROCESSES = True  # the worker skips importing torch; the ranks do it
 
 
-def accelerate_config(ctx: Context) -> dict[str, Any]:
-    spec = ctx.spec
-    cpu = ctx.device == "cpu"
+def accelerate_config(spec: RunSpec, device: str) -> dict[str, Any]:
+    """The Accelerate config this entry writes for a spec run on `device` (repro's expectations read it too)."""
+    cpu = device == "cpu"
     multi = spec.nproc > 1
     cfg: dict[str, Any] = {
         "compute_environment": "LOCAL_MACHINE",
@@ -51,7 +52,7 @@ def run(ctx: Context) -> None:
     if not config_file:
         config_file = os.path.join(out_dir, "accelerate_config.yaml")
         with open(config_file, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(accelerate_config(ctx), fh, sort_keys=False)
+            yaml.safe_dump(accelerate_config(ctx.spec, ctx.device), fh, sort_keys=False)
     with open(config_file, encoding="utf-8") as fh:
         ctx.result["accelerate_config"] = yaml.safe_load(fh)
     ctx.result["accelerate_config_file"] = config_file
