@@ -20,16 +20,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--accelerate-config", metavar="FILE",
                    help="the Accelerate config to check (default: ACCELERATE_CONFIG_FILE, then "
                         "$HF_HOME/accelerate/default_config.yaml)")
+    p.add_argument("--what-if", action="append", default=[], metavar="PKG==VER",
+                   help="diagnose as if this release of accelerate, transformers, torchao or llamafactory were "
+                        "installed instead (repeatable; nothing is installed: the engine answers from the lab's "
+                        "observations)")
     p.add_argument("--format", choices=FORMATS, default="text", help="output format")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from fp8doctor.facts.collect import collect_facts
+    from fp8doctor.knowledge.releases import parse_what_if
     from fp8doctor.render.findings import render
     from fp8doctor.rules import evaluate
+    from fp8doctor.system.errors import UsageError
 
-    facts = collect_facts(config_paths=args.config, accelerate_config=args.accelerate_config)
+    try:
+        what_if = parse_what_if(args.what_if)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    facts = collect_facts(config_paths=args.config, accelerate_config=args.accelerate_config, what_if=what_if)
     findings = evaluate(facts)
     print(render(findings, facts, args.format), end="")
     return exit_code(findings)

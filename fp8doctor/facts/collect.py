@@ -25,14 +25,18 @@ PROBE_TIMEOUT_S = 30.0
 
 
 def collect_facts(config_paths: Iterable[str] = (), accelerate_config: str | None = None,
-                  environ: Mapping[str, str] | None = None, probe_timeout_s: float = PROBE_TIMEOUT_S
-                  ) -> dict[str, Any]:
+                  environ: Mapping[str, str] | None = None, probe_timeout_s: float = PROBE_TIMEOUT_S,
+                  what_if: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every fact; `what_if` replaces installed versions ({package: version}) before any rule or prediction reads
+    them (nothing is installed)."""
     t0 = time.monotonic()
     env = dict(os.environ if environ is None else environ)
     configs = [load_config(p) for p in config_paths]
     acc_cfg = accelerate_config_facts(accelerate_config, env)
 
     versions = packages.package_versions()
+    replaced = {name: {"installed": versions.get(name), "asked": v} for name, v in (what_if or {}).items()}
+    versions = {**versions, **(what_if or {})}
     wanted: dict[str, str] = {}
     if packages.te_installed(versions):
         wanted["te_import"] = packages.TE_IMPORT_PROBE
@@ -73,6 +77,8 @@ def collect_facts(config_paths: Iterable[str] = (), accelerate_config: str | Non
     if results.get("torch_gpu", {}).get("ok"):
         r = results["torch_gpu"]["result"]
         facts["torch_build"].update(cuda_runtime_probe=r.get("torch_cuda"), cudnn_probe=r.get("cudnn"))
+    if replaced:
+        facts["what_if"] = replaced
     facts["intent"] = fp8_intent(facts)
     facts["precision"] = effective_precision(facts)
     facts["collect_seconds"] = round(time.monotonic() - t0, 3)

@@ -58,7 +58,7 @@ def coverage(package: str, version: str | None) -> Coverage:
     seen = observed().get(package, ())
     if not seen:
         return Coverage(package, version, "no-cell", version, f"{package}: no release observed by the lab")
-    if version in seen:
+    if any(parse_version(s) == parsed for s in seen):
         return Coverage(package, version, "observed", version, None)
     same = [s for s in seen if release(s) == minor]
     if same:
@@ -94,3 +94,21 @@ def as_observed(versions: Mapping[str, Any]) -> dict[str, Any]:
 def coverage_notes(versions: Mapping[str, Any]) -> list[str]:
     """One line for each installed release the lab did not observe."""
     return [c.note for c in (coverage(n, versions.get(n)) for n in PACKAGES) if c.note]
+
+
+ALIASES = {"llama-factory": "llamafactory", "llama_factory": "llamafactory"}
+
+
+def parse_what_if(items: list[str]) -> dict[str, str]:
+    """`PKG==VER` strings as {package: version} for the packages the engine predicts; ValueError (one line) for
+    anything else."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, version = item.partition("==")
+        name = ALIASES.get(name.strip().lower(), name.strip().lower())
+        if not sep or name not in PACKAGES:
+            raise ValueError(f"--what-if {item!r}: expected PKG==VERSION with PKG one of {', '.join(PACKAGES)}")
+        if parse_version(version.strip()) is None:
+            raise ValueError(f"--what-if {item!r}: {version.strip()!r} is not a version")
+        out[name] = version.strip()
+    return out

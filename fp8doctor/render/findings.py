@@ -77,7 +77,13 @@ def fact_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
     prec = facts.get("precision", {})
     if prec:
         rows.append(("Effective precision", f"{prec['effective']}"))
+        rows.append(("Observed releases", "; ".join(prec.get("observed") or [])
+                     or "the lab observed every installed release the prediction uses"))
     rows.append(("Collected in", f"{facts.get('collect_seconds', '?')} s"))
+    if facts.get("what_if"):
+        asked = ", ".join(f"{k} {v['asked']} in place of {v['installed'] or 'none'}"
+                          for k, v in facts["what_if"].items())
+        rows.insert(0, ("What if", f"{asked} (nothing installed: the engine's answer)"))
     return rows
 
 

@@ -29,7 +29,7 @@ def check_fp8_with_bf16(facts: dict[str, Any]) -> list[Finding]:
         how = tf.get("summary", "TrainingArguments turns it into the Accelerator's mixed precision")
         detail = f"transformers {tf.get('version')}: {how}."
         if prec.get("prediction"):
-            detail += f"\nPredicted outcome: {prec['prediction']}."
+            detail += f"\nPredicted outcome: {prec['prediction'].rstrip('.')}."
         if prec.get("effective") == "fp8":
             out.append(Finding(
                 "lint.fp8-with-bf16", Level.OK,

@@ -31,7 +31,7 @@ def check_effective_precision(facts: dict[str, Any]) -> Finding:
         return Finding("precision.effective", Level.SKIP, f"Effective mixed precision: {eff} (FP8 not intended)",
                        NO_INTENT + ".\n" + detail)
     if prec.get("prediction"):
-        detail += f"\nPredicted outcome: {prec['prediction']}."
+        detail += f"\nPredicted outcome: {prec['prediction'].rstrip('.')}."
     if eff == "fp8" and outcome.get("outcome") in ("ok", "unknown") and outcome.get("fp8", True):
         return Finding("precision.effective", Level.OK, "Effective mixed precision: fp8", detail)
     if eff == "fp8":
