@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from fp8doctor.knowledge.predict import MIXED_PRECISIONS
 from fp8doctor.system.errors import UsageError
 from fp8doctor.system.safeio import read_capped
 
@@ -143,7 +145,39 @@ def load_config(path: str | os.PathLike[str], expect: str | None = None) -> dict
     check_types(kind, data, str(path))
     if kind == "accelerate":
         check_accelerate_keys(data, str(path))
-    return {"path": str(path), "kind": kind, "label": KIND_LABEL[kind], "data": data}
+    return {"path": str(path), "kind": kind, "label": KIND_LABEL[kind], "data": data,
+            "duplicates": duplicate_keys(read_capped(Path(path), MAX_BYTES, "a config").decode("utf-8-sig"))}
+
+
+def duplicate_keys(text: str) -> list[dict[str, Any]]:
+    """Keys written more than once in one mapping, which PyYAML (and json) silently collapse to the last value:
+    [{"key": "a.b", "values": [[line, text], ...]}] in file order. Aliased nodes are walked once."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, RecursionError):
+        return []
+    found: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    stack: deque[tuple[Any, str]] = deque([(root, "")])
+    while stack:
+        node, where = stack.popleft()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            by_key: dict[str, list[Any]] = {}
+            for key, value in node.value:
+                name = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
+                by_key.setdefault(name, []).append(value)
+                stack.append((value, f"{where}{name}."))
+            for name, values in by_key.items():
+                if len(values) > 1:
+                    shown = [[v.start_mark.line + 1, v.value if isinstance(v, yaml.ScalarNode) else f"<{v.id}>"]
+                             for v in values]
+                    found.append({"key": where + name, "values": shown})
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((v, where) for v in node.value)
+    return sorted(found, key=lambda d: d["values"][0][0])
 
 
 _FLAG_STRINGS = ("true", "false", "yes", "no", "on", "off", "1", "0")
@@ -205,7 +239,6 @@ def check_accelerate_keys(data: dict[str, Any], shown: str) -> None:
 LLAMAFACTORY_FP8_BACKENDS = {"te": "te", "transformer_engine": "te", "torchao": "torchao", "ao": "torchao",
                              "auto": None}
 ACCELERATE_FP8_BACKENDS = {"TE": "te", "AO": "torchao", "TORCHAO": "torchao", "MSAMP": None, "NO": None}
-MIXED_PRECISIONS = ("no", "fp16", "bf16", "fp8")
 
 
 def check_runnable(kind: str, data: dict[str, Any], shown: str) -> None:

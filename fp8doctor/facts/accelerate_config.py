@@ -57,4 +57,5 @@ def accelerate_config_facts(explicit: str | None, environ: Mapping[str, str]) ->
         if why == "ACCELERATE_CONFIG_FILE":
             raise UsageError(f"ACCELERATE_CONFIG_FILE points at {exc}") from None
         raise
-    return {**base, "exists": True, "data": cfg["data"], **summarize(cfg["data"])}
+    return {**base, "exists": True, "data": cfg["data"], "duplicates": cfg.get("duplicates", []),
+            **summarize(cfg["data"])}

@@ -40,6 +40,7 @@ FSDP_PLUGIN_NONE = ("`AcceleratorState` object has no attribute `fsdp_plugin`. T
                     "`AcceleratorState._reset_state()` was called and an `Accelerator` or `PartialState` was not "
                     "reinitialized.")
 BACKENDS = ("AO", "TE", "MSAMP", "NO")
+MIXED_PRECISIONS = ("no", "fp16", "bf16", "fp8")  # the values Accelerate's PrecisionType knows
 RECIPES_OLD = ("FP8RecipeKwargs",)
 RECIPES_NEW = ("FP8RecipeKwargs", "AORecipeKwargs", "TERecipeKwargs", "MSAMPRecipeKwargs")
 HANDLER_BACKEND = {"AORecipeKwargs": "AO", "TERecipeKwargs": "TE", "MSAMPRecipeKwargs": "MSAMP"}
@@ -65,6 +66,20 @@ def has_mxfp8_option(accelerate: str | None) -> bool:
     """Whether this Accelerate's TE recipe has the use_mxfp8_block_scaling option (from 1.11)."""
     r = release(accelerate)
     return r is not None and r >= (1, 11)
+
+
+def mixed_precision_problem(value: str) -> str | None:
+    """What Accelerate does with a mixed precision it does not know (None: a known value). It compares exactly and
+    takes any other value as written (lab-observed with ACCELERATE_MIXED_PRECISION, accelerate 1.1 to 1.15)."""
+    if value in MIXED_PRECISIONS:
+        return None
+    near = value.strip().lower()
+    if near in MIXED_PRECISIONS:
+        return (f"Accelerate compares it exactly, so {value!r} is not {near!r}: AcceleratorState.mixed_precision "
+                f"becomes {value!r}, no layer is converted, and with a recipe handler Accelerator() raises ValueError: "
+                f"{ERROR_NEW}")
+    return (f"Accelerate takes it as written (AcceleratorState.mixed_precision = {value!r}) and trains without mixed "
+            "precision")
 
 
 def recipe_classes(accelerate: str | None) -> tuple[str, ...]:

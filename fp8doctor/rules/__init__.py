@@ -31,6 +31,7 @@ ALL_CHECKS: tuple[Check, ...] = (
     lint.check_fp8_quantization,
     lint.check_fp8_stage,
     lint.check_deepspeed_fp8,
+    lint.check_duplicate_keys,
     precision.check_effective_precision,
 )
 

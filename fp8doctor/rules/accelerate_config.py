@@ -7,7 +7,7 @@ from typing import Any
 from fp8doctor.findings import Finding, Level
 from fp8doctor.knowledge.fixes import fixes_for, render_all
 from fp8doctor.knowledge.generations import intended_backend
-from fp8doctor.knowledge.predict import launch_rejects, release
+from fp8doctor.knowledge.predict import MIXED_PRECISIONS, launch_rejects, mixed_precision_problem, release
 from fp8doctor.rules.common import NO_INTENT, configs_of, intent, intent_text, truthy
 
 
@@ -29,6 +29,15 @@ def check_config_precision(facts: dict[str, Any]) -> list[Finding]:
     out = []
     for path, data in sources:
         mp = str(data.get("mixed_precision", "no"))
+        problem = mixed_precision_problem(mp)
+        if problem:
+            near = mp.strip().lower()
+            out.append(Finding(
+                "accel-config.precision", Level.FAIL, f"{path}: mixed_precision {mp!r} is not one of "
+                f"{', '.join(MIXED_PRECISIONS)}", f"`accelerate launch --config_file {path}` exports it as "
+                f"ACCELERATE_MIXED_PRECISION={mp}. " + problem + ".",
+                f"In {path}: mixed_precision: {near if near in MIXED_PRECISIONS else 'fp8'}"))
+            continue
         if not signs:
             out.append(Finding("accel-config.precision", Level.SKIP, f"{path}: mixed_precision {mp}", NO_INTENT))
         elif mp.lower() == "fp8":

@@ -8,10 +8,8 @@ from typing import Any
 from fp8doctor.findings import Finding, Level
 from fp8doctor.knowledge.fixes import upgrade_line
 from fp8doctor.knowledge.generations import accelerate_generation, first_accelerate
-from fp8doctor.knowledge.predict import ERROR_NEW
+from fp8doctor.knowledge.predict import MIXED_PRECISIONS, mixed_precision_problem
 from fp8doctor.rules.common import NO_INTENT, intent, intent_text, pkg
-
-MIXED_PRECISION_VALUES = ("no", "fp16", "bf16", "fp8")
 
 BOOL_VALUES = ("y", "yes", "t", "true", "on", "1", "n", "no", "f", "false", "off", "0")
 
@@ -76,17 +74,13 @@ def validate_fp8_env(values: dict[str, str]) -> dict[str, str]:
 def check_env_mixed_precision(facts: dict[str, Any]) -> Finding:
     signs = intent(facts)
     mp = facts.get("environ", {}).get("mixed_precision")
-    if mp is not None and mp not in MIXED_PRECISION_VALUES:
+    problem = mixed_precision_problem(mp) if mp is not None else None
+    if mp is not None and problem:
         near = mp.strip().lower()
-        what = (f"Accelerate compares it exactly, so {mp!r} is not {near!r}: AcceleratorState.mixed_precision becomes "
-                f"{mp!r}, no layer is converted, and with a recipe handler Accelerator() raises ValueError: "
-                f"{ERROR_NEW}" if near in MIXED_PRECISION_VALUES else
-                f"Accelerate takes it as written (AcceleratorState.mixed_precision = {mp!r}) and trains without "
-                "mixed precision")
         return Finding("env.mixed-precision", Level.FAIL,
-                       f"ACCELERATE_MIXED_PRECISION={mp!r} is not one of {', '.join(MIXED_PRECISION_VALUES)}",
-                       what + " (lab-observed, accelerate 1.1 to 1.15).",
-                       f"export ACCELERATE_MIXED_PRECISION={near if near in MIXED_PRECISION_VALUES else 'fp8'}")
+                       f"ACCELERATE_MIXED_PRECISION={mp!r} is not one of {', '.join(MIXED_PRECISIONS)}",
+                       problem + ".",
+                       f"export ACCELERATE_MIXED_PRECISION={near if near in MIXED_PRECISIONS else 'fp8'}")
     if not signs:
         return Finding("env.mixed-precision", Level.SKIP, "ACCELERATE_MIXED_PRECISION: not checked", NO_INTENT)
     if mp is None:

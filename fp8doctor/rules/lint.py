@@ -105,3 +105,25 @@ def check_deepspeed_fp8(facts: dict[str, Any]) -> list[Finding]:
                 "Remove the `fp8` section; set mixed_precision: fp8 with fp8_config backend TE in the Accelerate "
                 "config that points at this DeepSpeed file."))
     return out
+
+
+def check_duplicate_keys(facts: dict[str, Any]) -> list[Finding]:
+    """A key written twice in one config: PyYAML (which Accelerate, transformers and LLaMA-Factory read configs
+    with) keeps the last value without a word."""
+    out = []
+    files = [(c["path"], c.get("duplicates") or []) for c in facts.get("configs", [])]
+    acc = facts.get("accelerate_config", {})
+    if acc.get("exists") and acc.get("path") not in {p for p, _ in files}:
+        files.append((acc["path"], acc.get("duplicates") or []))
+    for path, dups in files:
+        for dup in dups:
+            values = dup["values"]
+            differ = len({str(v) for _, v in values}) > 1
+            shown = ", ".join(f"line {line}: {value}" for line, value in values)
+            out.append(Finding(
+                "lint.duplicate-key", Level.FAIL if differ else Level.WARN,
+                f"{path}: {dup['key']} is set {len(values)} times; the last one wins ({values[-1][1]})",
+                f"{shown}. PyYAML keeps the last value of a repeated key and says nothing, so every earlier line is "
+                "ignored by the libraries that read this file.",
+                f"Keep one {dup['key']} line in {path}, with the value you mean."))
+    return out
