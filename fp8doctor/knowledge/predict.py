@@ -250,6 +250,15 @@ def recipe_fields_from_env(accelerate: str | None, what: str, env: Mapping[str, 
     return fields
 
 
+def fp8_config_keys_read(accelerate: str | None) -> frozenset[str] | None:
+    """The fp8_config keys of an Accelerate config that AORecipeKwargs reads (through the ACCELERATE_FP8_<KEY>
+    variables `accelerate launch` exports), as recipe_fields_from_env observed them; None: not observed."""
+    fields = recipe_fields_from_env(accelerate, "AORecipeKwargs", {var: "false" for var in AO_ENV_FIELDS})
+    if fields is None:
+        return None
+    return frozenset(name for name in AO_ENV_FIELDS.values() if name in fields)
+
+
 def predict_env_reads(accelerate: str | None, *, torchao: bool, what: str, unchecked: bool | None,
                       env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Building a recipe class with every ACCELERATE_FP8_* variable set, on a machine without Transformer Engine or

@@ -7,7 +7,15 @@ from typing import Any
 from fp8doctor.findings import Finding, Level
 from fp8doctor.knowledge.fixes import fixes_for, render_all
 from fp8doctor.knowledge.generations import intended_backend
-from fp8doctor.knowledge.predict import MIXED_PRECISIONS, launch_rejects, mixed_precision_problem, release
+from fp8doctor.knowledge.predict import (
+    AO_ENV_FIELDS,
+    MIXED_PRECISIONS,
+    fp8_config_keys_read,
+    launch_rejects,
+    mixed_precision_problem,
+    release,
+)
+from fp8doctor.knowledge.releases import observed
 from fp8doctor.rules.common import NO_INTENT, configs_of, intent, intent_text, truthy
 
 
@@ -104,31 +112,36 @@ def check_launch_accepts(facts: dict[str, Any]) -> list[Finding]:
     return out
 
 
-# fp8_config keys the torchao recipe reads (through the ACCELERATE_FP8_* variables `accelerate launch` exports):
-# lab env_reads, AORecipeKwargs: these two from 1.15, none in 1.11; the TE / MS-AMP keys never.
-AO_READ_KEYS = ("pad_inner_dim", "enable_fsdp_float8_all_gather")
-
-
 def check_fp8_config_keys_unused(facts: dict[str, Any]) -> list[Finding]:
-    """Keys of fp8_config that `accelerate launch` exports but the chosen backend's recipe never reads."""
+    """Keys of fp8_config that `accelerate launch` exports but the torchao recipe of this release never reads
+    (knowledge/predict.fp8_config_keys_read; a key whose reading was not observed for this release is not named)."""
     out = []
-    accelerate = release(facts.get("packages", {}).get("accelerate"))
+    accelerate = facts.get("packages", {}).get("accelerate")
+    read = fp8_config_keys_read(accelerate)
+    readable = set(AO_ENV_FIELDS.values())
     for path, data in _sources(facts):
         fp8 = data.get("fp8_config") if isinstance(data.get("fp8_config"), dict) else {}
         if str(fp8.get("backend", "")).upper() != "AO":
             continue
-        read = AO_READ_KEYS if accelerate is not None and accelerate >= (1, 15) else ()
-        unused = [k for k in fp8 if k != "backend" and k not in read]
-        if accelerate is not None and (1, 12) <= accelerate < (1, 15):
-            unused = [k for k in unused if k not in AO_READ_KEYS]  # not observed either way in 1.12-1.14
-        if unused:
-            out.append(Finding(
-                "accel-config.fp8-keys", Level.WARN, f"{path}: fp8_config keys with no effect on the torchao backend: "
-                + ", ".join(unused),
-                "`accelerate launch` exports them as ACCELERATE_FP8_* variables, but AORecipeKwargs reads none of them "
-                "(they belong to the Transformer Engine and MS-AMP recipes"
-                + ("; pad_inner_dim and enable_fsdp_float8_all_gather are read from accelerate 1.15" if not read
-                   else "")
-                + "). torchao's own settings come from a Float8LinearConfig passed in AORecipeKwargs(config=...).",
-                f"Remove {', '.join(unused)} from fp8_config in {path}."))
+        unused = [k for k in fp8 if k != "backend" and (k not in read if read is not None else k not in readable)]
+        if not unused:
+            continue
+        later = ""
+        if read is not None and not read:
+            first = first_release_reading_fp8_config_keys()
+            later = f"; {' and '.join(sorted(readable))} are read from accelerate {first}" if first else ""
+        out.append(Finding(
+            "accel-config.fp8-keys", Level.WARN, f"{path}: fp8_config keys with no effect on the torchao backend: "
+            + ", ".join(unused),
+            f"`accelerate launch` exports them as ACCELERATE_FP8_* variables, but AORecipeKwargs of accelerate "
+            f"{accelerate} reads none of them (they belong to the Transformer Engine and MS-AMP recipes{later}). "
+            "torchao's own settings come from a Float8LinearConfig passed in AORecipeKwargs(config=...).",
+            f"Remove {', '.join(unused)} from fp8_config in {path}."))
     return out
+
+
+def first_release_reading_fp8_config_keys() -> str | None:
+    for version in observed().get("accelerate", ()):
+        if fp8_config_keys_read(version):
+            return ".".join(map(str, release(version) or ()))
+    return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fp8doctor.knowledge.capability import FAMILY_MIN_CC, cc_str
 from fp8doctor.verdicts import (
     FP8_ACTIVE,
     NO_ACCELERATOR,
@@ -63,7 +64,8 @@ def silent_reason(acc: dict[str, Any], proc: dict[str, Any]) -> tuple[str, str]:
                     f"'fp8' to {_q(after)} before the Accelerator was built")
     if arg == "fp8" and result != "fp8":
         return ("Accelerate", f"Accelerator(mixed_precision='fp8') resulted in mixed_precision={_q(result)}: "
-                "Accelerate downgrades fp8 where the device cannot run it (compute capability below 8.9)")
+                "Accelerate downgrades fp8 where the device cannot run it (compute capability below "
+                f"{cc_str(FAMILY_MIN_CC['per-tensor'])})")
     if arg not in (None, "fp8", "no") and env_now == "fp8":
         setter = _setter(acc)
         return (setter, f"{setter} passed mixed_precision={arg!r} to Accelerator although "
