@@ -8,13 +8,21 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
+from fp8doctor import verdicts
+
 
 class Level(str, Enum):
-    OK = "ok"
-    WARN = "warn"
-    FAIL = "fail"
-    SKIP = "skip"
-    ERROR = "error"
+    """A finding's level: the words, meanings and exit codes of fp8doctor.verdicts (the one vocabulary)."""
+
+    OK = verdicts.OK
+    WARN = verdicts.WARN
+    FAIL = verdicts.FAIL
+    SKIP = verdicts.SKIP
+    ERROR = verdicts.ERROR
+
+    @property
+    def exit_code(self) -> int:
+        return verdicts.VOCABULARY[self.value].exit_code
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,7 @@ def run_checks(checks: Iterable[Check], facts: dict[str, Any]) -> list[Finding]:
 
 def exit_code(findings: Iterable[Finding]) -> int:
     """0 when nothing failed, 1 when any finding failed or a check crashed."""
-    return 1 if any(f.level in (Level.FAIL, Level.ERROR) for f in findings) else 0
+    return max((f.level.exit_code for f in findings), default=0)
 
 
 def summary_line(findings: list[Finding]) -> str:

@@ -1,5 +1,5 @@
-"""Hand-made facts for rule tests: the shape collect_facts returns, with intent and precision derived by the
-real pure functions (so a rule sees exactly what the command would give it)."""
+"""Hand-made facts for rule tests, built by the command's own constructor (fp8doctor.facts.model.build_facts), so a
+rule sees exactly the shape and derived parts the command would give it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Any
 
 from fp8doctor.facts.environ import environ_facts
 from fp8doctor.facts.gpu import fp8_support
-from fp8doctor.knowledge.generations import accelerate_generation, transformers_generation
-from fp8doctor.knowledge.precision import effective_precision, fp8_intent
+from fp8doctor.facts.model import build_facts
 
 BASE_PACKAGES = {
     "torch": "2.6.0", "transformer-engine": None, "transformer-engine-cu12": None, "transformer-engine-cu13": None,
@@ -25,23 +24,18 @@ def make_facts(*, gpus: list[dict[str, Any]] | None = None, packages: dict[str, 
                torch_cuda: str | None = "12.4") -> dict[str, Any]:
     gpus = [copy.deepcopy(H100)] if gpus is None else gpus
     pkgs = {**BASE_PACKAGES, **(packages or {})}
-    facts: dict[str, Any] = {
-        "gpu": {"source": "test", "all": gpus, "visible": gpus, "count": len(gpus),
-                "status": f"{len(gpus)} CUDA GPU(s) visible" if gpus else "no CUDA device: test",
-                "fp8_support": fp8_support(gpus)},
-        "torch_build": {"installed": True, "version": pkgs["torch"], "cuda": torch_cuda, "cudnn": None},
-        "packages": pkgs,
-        "te_import": te_import or {"attempted": False, "ok": None, "error": None, "reason": "not installed"},
-        "generations": {"accelerate": accelerate_generation(pkgs["accelerate"]),
-                        "transformers": transformers_generation(pkgs["transformers"])},
-        "environ": environ_facts(env or {}),
-        "accelerate_config": accelerate_config or {"path": "/nonexistent/default_config.yaml",
-                                                   "chosen_by": "default location", "exists": False},
-        "configs": configs or [],
-    }
-    facts["intent"] = fp8_intent(facts)
-    facts["precision"] = effective_precision(facts)
-    return facts
+    return dict(build_facts(
+        gpu={"source": "test", "all": gpus, "visible": gpus, "count": len(gpus),
+             "status": f"{len(gpus)} CUDA GPU(s) visible" if gpus else "no CUDA device: test",
+             "fp8_support": fp8_support(gpus)},
+        torch_build={"installed": True, "version": pkgs["torch"], "cuda": torch_cuda, "cudnn": None},
+        packages=pkgs,
+        te_import=te_import or {"attempted": False, "ok": None, "error": None, "reason": "not installed"},
+        environ=environ_facts(env or {}),
+        accelerate_config=accelerate_config or {"path": "/nonexistent/default_config.yaml",
+                                                "chosen_by": "default location", "exists": False},
+        configs=configs or [],
+    ))
 
 
 def cfg(kind: str, data: dict[str, Any], path: str | None = None) -> dict[str, Any]:

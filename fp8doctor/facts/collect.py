@@ -10,15 +10,13 @@ import shutil
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from fp8doctor import SCHEMA_VERSION, __version__, needs
 from fp8doctor.configs import load_config
 from fp8doctor.facts import gpu, packages, probes
 from fp8doctor.facts.accelerate_config import accelerate_config_facts
 from fp8doctor.facts.environ import environ_facts
-from fp8doctor.knowledge.generations import accelerate_generation, transformers_generation
-from fp8doctor.knowledge.precision import effective_precision, fp8_intent
+from fp8doctor.facts.model import Facts, build_facts
 from fp8doctor.system import target
 
 PROBE_TIMEOUT_S = 30.0
@@ -26,7 +24,7 @@ PROBE_TIMEOUT_S = 30.0
 
 def collect_facts(config_paths: Iterable[str] = (), accelerate_config: str | None = None,
                   environ: Mapping[str, str] | None = None, probe_timeout_s: float = PROBE_TIMEOUT_S,
-                  what_if: Mapping[str, str] | None = None) -> dict[str, Any]:
+                  what_if: Mapping[str, str] | None = None) -> Facts:
     """Every fact; `what_if` replaces installed versions ({package: version}) before any rule or prediction reads
     them (nothing is installed)."""
     t0 = time.monotonic()
@@ -35,8 +33,6 @@ def collect_facts(config_paths: Iterable[str] = (), accelerate_config: str | Non
     acc_cfg = accelerate_config_facts(accelerate_config, env)
 
     versions = packages.package_versions()
-    replaced = {name: {"installed": versions.get(name), "asked": v} for name, v in (what_if or {}).items()}
-    versions = {**versions, **(what_if or {})}
     wanted: dict[str, str] = {}
     if packages.te_installed(versions):
         wanted["te_import"] = packages.TE_IMPORT_PROBE
@@ -50,9 +46,9 @@ def collect_facts(config_paths: Iterable[str] = (), accelerate_config: str | Non
     results = probes.finish_probes(started, probe_timeout_s)
 
     interp = target.snapshot()
-    facts: dict[str, Any] = {
-        "fp8doctor": {"version": __version__, "schema_version": SCHEMA_VERSION},
-        "platform": {
+    facts = build_facts(
+        fp8doctor={"version": __version__, "schema_version": SCHEMA_VERSION},
+        platform={
             "python": interp["python"],
             "executable": interp["executable"],
             "system": interp["system"],
@@ -60,26 +56,19 @@ def collect_facts(config_paths: Iterable[str] = (), accelerate_config: str | Non
             "diagnosed_by": None if not target.is_other() else {"executable": sys.executable,
                                                                 "python": platform.python_version()},
         },
-        "gpu": gpu.gpu_facts(env, torch_probe=results.get("torch_gpu"), smi=smi, nvml=nvml),
-        "torch_build": torch_build,
-        "packages": versions,
-        "te_import": packages.te_import_fact(versions, results.get("te_import")),
-        "runs": needs.facts(),
-        "generations": {
-            "accelerate": accelerate_generation(versions.get("accelerate")),
-            "transformers": transformers_generation(versions.get("transformers")),
-        },
-        "environ": environ_facts(env),
-        "accelerate_config": acc_cfg,
-        "configs": configs,
-        "probes": {name: {k: v for k, v in r.items() if k != "result"} for name, r in results.items()},
-    }
+        gpu=gpu.gpu_facts(env, torch_probe=results.get("torch_gpu"), smi=smi, nvml=nvml),
+        torch_build=torch_build,
+        packages=versions,
+        te_import=packages.te_import_fact(versions, results.get("te_import")),
+        runs=needs.facts(),
+        environ=environ_facts(env),
+        accelerate_config=acc_cfg,
+        configs=configs,
+        probes={name: {k: v for k, v in r.items() if k != "result"} for name, r in results.items()},
+        what_if=what_if,
+    )
     if results.get("torch_gpu", {}).get("ok"):
         r = results["torch_gpu"]["result"]
         facts["torch_build"].update(cuda_runtime_probe=r.get("torch_cuda"), cudnn_probe=r.get("cudnn"))
-    if replaced:
-        facts["what_if"] = replaced
-    facts["intent"] = fp8_intent(facts)
-    facts["precision"] = effective_precision(facts)
     facts["collect_seconds"] = round(time.monotonic() - t0, 3)
     return facts
