@@ -49,6 +49,12 @@ class Notes:
             nums.append(self.order.index(sentence) + 1)
         return "[" + ", ".join(str(n) for n in dict.fromkeys(nums)) + "]" if nums else ""
 
+    def cite_inside(self, text: str) -> str:
+        """text with every numbered sentence it quotes replaced by 'see [n]' (a reason is said once)."""
+        for n, sentence in enumerate(self.order, 1):
+            text = text.replace(sentence, f"see [{n}]")
+        return text
+
     def lines(self, shown: int = 3) -> Iterable[str]:
         for n, sentence in enumerate(self.order, 1):
             what = self.affects[sentence]

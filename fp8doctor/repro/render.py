@@ -10,7 +10,7 @@ from typing import Any
 from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_obj
 from fp8doctor.repro.run import ReproReport
-from fp8doctor.repro.verdicts import fix_lines, verdict_paragraph
+from fp8doctor.repro.verdicts import emulated_note, fix_blocks, fix_lines, verdict_paragraph
 
 FORMATS = ("text", "md", "json")
 
@@ -67,6 +67,8 @@ def to_data(report: ReproReport) -> dict[str, Any]:
         "exit_code": report.exit_code(),
         "verdict": verdict_paragraph(report),
         "fix": fix_lines(report),
+        "fix_blocks": fix_blocks(report),
+        "fix_note": emulated_note(report),
         "notes": report.plan.notes,
         "caller_env": {"removed_from_caller": report.caller_env},
         "configs": {"llamafactory": report.plan.configs.llamafactory_path,
