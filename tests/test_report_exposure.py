@@ -120,3 +120,10 @@ def test_a_sentence_already_numbered_is_cited_inside_another_text() -> None:
     notes.cite(te, "matrix: te:current via native")
     note = f"Transformer Engine is not usable here ({te}); the runs use torchao's recipe."
     assert notes.cite_inside(note) == "Transformer Engine is not usable here (see [1]); the runs use torchao's recipe."
+
+
+def test_a_note_without_its_own_full_stop_gets_one_before_what_it_kept_from_running() -> None:
+    notes = Notes()
+    notes.cite("known CPU limit: a CUDA run takes the casting branch (measured here: RuntimeError: x)", "matrix: a")
+    assert list(notes.lines()) == ["1. known CPU limit: a CUDA run takes the casting branch (measured here: "
+                                   "RuntimeError: x). Not checked: matrix: a."]

@@ -60,4 +60,5 @@ class Notes:
             what = self.affects[sentence]
             more = f" and {len(what) - shown} more" if len(what) > shown else ""
             kept = f" Not checked: {'; '.join(what[:shown])}{more}." if what else ""
-            yield f"{n}. {sentence}{kept}"
+            end = "" if not kept or sentence.endswith((".", "!", "?")) else "."
+            yield f"{n}. {sentence}{end}{kept}"
