@@ -127,3 +127,27 @@ def test_a_note_without_its_own_full_stop_gets_one_before_what_it_kept_from_runn
     notes.cite("known CPU limit: a CUDA run takes the casting branch (measured here: RuntimeError: x)", "matrix: a")
     assert list(notes.lines()) == ["1. known CPU limit: a CUDA run takes the casting branch (measured here: "
                                    "RuntimeError: x). Not checked: matrix: a."]
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("fp8", "fp8"), (" fp8 ", "' fp8 '"), ("fp8\u200b", "'fp8\\u200b'"), ("", "''"), ("a b", "a b"),
+    ("fp8\t", "'fp8\\t'"),
+])
+def test_values_are_quoted_where_whitespace_or_invisible_characters_matter(value, shown) -> None:
+    from fp8doctor.render.controls import as_written
+    from fp8doctor.render.findings import fact_rows
+
+    assert as_written(value) == shown
+    facts = {"environ": {"relevant": {"ACCELERATE_MIXED_PRECISION": value}},
+             "precision": {"effective": value}}
+    rows = dict(fact_rows(facts))
+    assert rows["Effective precision"] == shown
+    assert rows["Environment"] == f"ACCELERATE_MIXED_PRECISION={shown}"
+
+
+def test_env_shows_a_padded_precision_quoted_in_the_facts_as_in_the_finding() -> None:
+    env = dict(os.environ, ACCELERATE_MIXED_PRECISION=" fp8 ")
+    p = subprocess.run([sys.executable, "-m", "fp8doctor", "env"], capture_output=True, text=True, timeout=120,
+                       env=env)
+    assert "Effective precision : ' fp8 '" in p.stdout and "ACCELERATE_MIXED_PRECISION=' fp8 '" in p.stdout
+    assert "  fp8 \n" not in p.stdout

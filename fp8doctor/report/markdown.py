@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fp8doctor.render.controls import escape_controls
+from fp8doctor.render.controls import as_written, escape_controls
 from fp8doctor.report import curves
 from fp8doctor.report.notes import Notes
 from fp8doctor.verdicts import ERROR, FAIL, OK, RAISED, SKIP, WARN
@@ -34,7 +34,7 @@ def _bullets(lines: list[str], limit: int = LIST_MAX) -> list[str]:
 def _kv_table(d: dict[str, Any], none: str = "") -> str:
     from tabulate import tabulate
 
-    rows = [[_e(k), none if v is None else _e(v)] for k, v in d.items()]
+    rows = [[_e(k), none if v is None else _e(as_written(v))] for k, v in d.items()]
     return tabulate(rows, headers=["name", "value"], tablefmt="github", disable_numparse=True) if rows else "(none)"
 
 
