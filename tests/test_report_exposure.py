@@ -151,3 +151,28 @@ def test_env_shows_a_padded_precision_quoted_in_the_facts_as_in_the_finding() ->
                        env=env)
     assert "Effective precision : ' fp8 '" in p.stdout and "ACCELERATE_MIXED_PRECISION=' fp8 '" in p.stdout
     assert "  fp8 \n" not in p.stdout
+
+
+def test_a_report_where_an_installed_framework_patches_accelerator_init_counts_the_bug(tmp_path, monkeypatch) -> None:
+    """The whole report on this machine with a framework on the path whose trainer patches Accelerator.__init__:
+    the repro's reproduced bug is now the user's problem (exit 1), and the report says where it was found."""
+    from fp8doctor.report.build import Options, build
+    from fp8doctor.system import target
+
+    monkeypatch.syspath_prepend(str(_framework(tmp_path / "site", PATCHED)))
+    target.snapshot.cache_clear()
+    try:
+        report = build(Options(out_dir=str(tmp_path / "out"), skip_parts=("matrix",), progress=False))
+    finally:
+        target.snapshot.cache_clear()
+    repro = next(p for p in report.data["parts"] if p["name"] == "repro")
+    assert report.data["exposure"]["exposed"]
+    assert "llamafactory assigns `Accelerator.__init__` at llamafactory/train/sft/trainer.py:" in \
+        report.data["exposure"]["sentence"]
+    if any(r["verdict"] == "reproduced" for r in repro["data"]["rows"]):
+        assert repro["status"] == "fail" and report.exit_code == 1 and not repro["summary"]["demo"]
+        assert report.data["verdict"].startswith("FP8 problems found in: ") and "still reproduces" not in \
+            report.data["verdict"]
+        first = report.markdown[:report.markdown.index("<details>")]
+        assert report.data["exposure"]["sentence"] in first and "reproduced, ValueError" in first
+        assert "### The reference bug with these library versions" not in first
