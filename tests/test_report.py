@@ -77,8 +77,10 @@ def test_report_first_screen_verdict_agrees_with_every_part(quick_report) -> Non
         assert data["exposure"]["sentence"] in first and "still reproduces" in data["verdict"]
     # Each sentence once: a numbered reason is written once in the whole file and cited by number elsewhere.
     assert md.count("Transformer Engine is not installed") == 1 and "(see [" in md
-    said = [s for line in first.splitlines() for s in sentences(line.lstrip("-0123456789. ")) if len(s) > 30]
+    said = [s for line in md.splitlines() if not line.startswith("|")
+            for s in sentences(line.lstrip("-0123456789. ")) if len(s) > 30]
     assert len(said) == len(set(said)), [s for s in said if said.count(s) > 1]
+    assert md.count("no sign of FP8 intent: no config") <= 1 and md.count("trained without error but no FP8") <= 1
     # Each alternative fix its own numbered, fenced block.
     fixes = repro["data"]["fix_blocks"]
     assert fixes and first.count("   ```") == 2 * len(fixes)

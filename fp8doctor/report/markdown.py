@@ -24,7 +24,9 @@ def _details(summary: str, body: str) -> list[str]:
     return ["<details>", f"<summary>{summary}</summary>", "", body.strip() or "(nothing)", "", "</details>", ""]
 
 
-def _bullets(lines: list[str], limit: int = LIST_MAX) -> list[str]:
+def _bullets(lines: list[str], limit: int = LIST_MAX, shown: set[str] | None = None) -> list[str]:
+    if shown is not None:
+        shown.update(lines[:limit])
     out = [f"- {_e(line)}" for line in lines[:limit]]
     if len(lines) > limit:
         out.append(f"- … and {len(lines) - limit} more (details below)")
@@ -68,11 +70,11 @@ def first_screen(data: dict[str, Any], parts: list[Any], notes: Notes, png_name:
         out += [f"### {title}", ""]
         if lines and lines is found and exposure.get("exposed"):
             out += [_e(exposure["sentence"]), ""]
-        out += [*(_bullets(lines) if lines else ["- none"]), ""]
+        out += [*(_bullets(lines, shown=notes.shown) if lines else ["- none"]), ""]
     demo = [line for s in sums for _, line in s.demo]
     if demo:
         out += ["### The reference bug with these library versions (shown, not counted)", "",
-                _e(exposure.get("sentence") or ""), "", *_bullets(demo), ""]
+                _e(exposure.get("sentence") or ""), "", *_bullets(demo, shown=notes.shown), ""]
     out += _fix_lines(parts, notes)
     for p in parts:
         for what, why in p.summary.unchecked:
@@ -115,15 +117,29 @@ def _env_details(part: Any, notes: Notes) -> str:
     table = tabulate([[_e(k), _e(v)] for k, v in rows], headers=["fact", "value"], tablefmt="github",
                      disable_numparse=True)
     lines = [table, ""]
+    first_said: dict[str, str] = {}  # a detail's line -> the finding that said it first in this block
+
+    def once(detail: str, fid: str) -> list[str]:
+        out = []
+        for line in detail.splitlines():
+            key = line.strip().rstrip(".")
+            if key and key in first_said:
+                line = f"(the same reason as `{first_said[key]}`)"
+            elif key:
+                first_said[key] = fid
+            out.append(_e(line))
+        return out
+
     for f in findings:
         level = f.level.value
         if level == "skip":
-            said = notes.cite(f.detail or "") if notes.known(f.detail or "") else _e(f.detail or "")
-            lines.append(f"- **{level}** `{f.id}`: {_e(f.title)}: {said}")
+            said = [notes.cite(f.detail or "")] if notes.known(f.detail or "") else once(f.detail or "", f.id)
+            lines.append(f"- **{level}** `{f.id}`: {_e(f.title)}: {said[0] if said else ''}")
+            lines += [f"  {x}" for x in said[1:]]
             continue
         lines.append(f"- **{level}** `{f.id}`: {_e(f.title)}")
         if f.detail and level != "ok":
-            lines.append(f"  {_e(f.detail)}")
+            lines += [f"  {x}" for x in once(f.detail, f.id)]
         fix = f.fix if isinstance(f.fix, str) or f.fix is None else "\n".join(map(str, f.fix))
         if fix and level != "ok":
             lines += ["  ```", *[f"  {_e(x)}" for x in fix.splitlines()], "  ```"]
@@ -145,9 +161,15 @@ def _repro_details(part: Any, notes: Notes) -> str:
     headers = [h if h != "loss first -> last" else "loss, first -> last step" for h in HEADERS]
     headers = [h if h != "time" else "wall time" for h in headers]
     out = [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    on_first_screen = 0
     for r in data["rows"]:
-        if (r.get("result") or {}).get("outcome") != "skipped" and r.get("reason"):
+        if any(line.startswith(f"{r['label']}: {r['verdict']}") for line in notes.shown):
+            on_first_screen += 1  # its reason is a line of the first screen
+        elif (r.get("result") or {}).get("outcome") != "skipped" and r.get("reason"):
             out.append(f"- {_e(r['label'])}: {_e(r['reason'])}")
+    if on_first_screen:
+        out.append(f"- the reason of each reproduced or silently-not-FP8 row ({on_first_screen}) is on the first "
+                   "screen")
     for note in data.get("notes") or []:
         out.append(f"\nNote: {_e(notes.cite_inside(note))}")
     return "\n".join(out)

@@ -33,6 +33,7 @@ class Notes:
     def __init__(self) -> None:
         self.order: list[str] = []
         self.affects: dict[str, list[str]] = {}
+        self.shown: set[str] = set()  # lines the first screen wrote in full (the details do not repeat them)
 
     def known(self, text: str) -> bool:
         return all(s in self.affects for s in sentences(text))
