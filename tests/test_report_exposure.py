@@ -176,3 +176,30 @@ def test_a_report_where_an_installed_framework_patches_accelerator_init_counts_t
         first = report.markdown[:report.markdown.index("<details>")]
         assert report.data["exposure"]["sentence"] in first and "reproduced, ValueError" in first
         assert "### The reference bug with these library versions" not in first
+
+
+def _row(key: str, kind: str, entry: str, verdict: str, expected: bool = True) -> dict:
+    err = {"type": "ValueError", "message": ERROR_NEW, "where": "accelerate/accelerator.py:512 in __init__"}
+    return {"id": key, "label": key, "kind": kind, "verdict": verdict, "as_expected": expected, "reason": "why",
+            "result": {"outcome": "raised" if verdict == "reproduced" else "finished", "spec": {"entry": entry},
+                       "error": err if verdict == "reproduced" else None}}
+
+
+def test_every_row_that_runs_the_patch_is_a_demonstration_and_the_rest_are_yours() -> None:
+    from fp8doctor.report.sections import repro_summary
+
+    data = {"backend": "torchao", "recipe": "tensorwise", "rows": [
+        _row("buggy_append", "buggy", "buggy_patch_append", "reproduced"),
+        _row("buggy_if_missing", "buggy", "buggy_patch_if_missing", "silent-bf16"),
+        _row("trainer", "fixed", "trainer", "fp8-active"),
+        _row("yours_append", "yours", "buggy_patch_append", "reproduced"),
+        _row("yours_if_missing", "yours", "buggy_patch_if_missing", "fp8-active"),
+        _row("yours_trainer", "yours", "trainer", "silent-bf16", expected=False),
+        _row("accelerator", "fixed", "accelerator", "silent-bf16", expected=False),
+    ]}
+    s = repro_summary(data)
+    assert [line.split(":")[0] for _, line in s.demo] == ["buggy_append", "buggy_if_missing", "yours_append"]
+    assert [line.split(":")[0] for line in s.off] == ["yours_trainer", "accelerator"] and not s.found
+    assert s.worked == ["trainer"]  # a patched run that reached fp8-active is no fix
+    assert status_of(s, True) == FAIL  # your config silently bf16 without any patch is your problem
+    assert s.ran == "7 of 7 paths ran (torchao:tensorwise, tiny Llama): 2 reproduced, 3 silent-bf16, 2 fp8-active"

@@ -124,12 +124,23 @@ def repro_section(steps: int | None = None, workers: int = 2, timeout_s: float |
         kwargs["timeout_s"] = timeout_s
     report = repro.run_repro(config_files or (), **kwargs)
     data = repro.to_json_obj(report)
+    s = repro_summary(data)
+    ran = [r for r in data["rows"] if (r.get("result") or {}).get("outcome") != "skipped"]
+    return Section("repro", "Reproduction of the mixed-precision ValueError", status_of(s, bool(ran)), s, data,
+                   result=report)
+
+
+def repro_summary(data: dict[str, Any]) -> Summary:
+    """The repro's rows (repro.to_json_obj) in the first screen's terms."""
     s = Summary()
     for row in data["rows"]:
         res = row.get("result") or {}
         verdict, label = row["verdict"], row["label"]
-        # The buggy rows demonstrate the library versions: the user's problem only where exposure.judge says so.
-        demo = row["kind"] == "buggy" and row.get("as_expected")
+        # A row that runs the reference report's patch (the buggy rows, and your config under the patch) shows what
+        # the library versions do: the user's problem only where exposure.judge finds the patch in their stack.
+        entry = str((res.get("spec") or {}).get("entry") or "")
+        demo = (row["kind"] == "buggy" and bool(row.get("as_expected"))) or (
+            row["kind"] == "yours" and entry.startswith("buggy_patch"))
         if verdict == REPRODUCED:
             err = res.get("error") or {}
             line = (f"{label}: reproduced, {err.get('type', 'error')} \"{err.get('message', '')}\" "
@@ -146,15 +157,14 @@ def repro_section(steps: int | None = None, workers: int = 2, timeout_s: float |
                 s.off.append(line)
         elif verdict == FAILED:
             (s.warnings if row.get("as_expected") else s.found).append(f"{label}: failed ({row.get('reason')})")
-        elif verdict == FP8_ACTIVE and row["kind"] != "buggy":
+        elif verdict == FP8_ACTIVE and row["kind"] != "buggy" and not demo:
             s.worked.append(label)
         elif res.get("outcome") == "skipped":
             s.unchecked.append((label, res.get("skip_reason") or row.get("reason") or ""))
     ran = [r for r in data["rows"] if (r.get("result") or {}).get("outcome") != "skipped"]
     s.ran = (f"{len(ran)} of {len(data['rows'])} paths ran ({data['backend']}:{data['recipe']}, tiny Llama): "
              + ", ".join(f"{n} {v}" for v, n in _count(r["verdict"] for r in data["rows"]).items()))
-    return Section("repro", "Reproduction of the mixed-precision ValueError", status_of(s, bool(ran)), s, data,
-                   result=report)
+    return s
 
 
 def apply_exposure(part: Section, exposed: bool) -> None:
