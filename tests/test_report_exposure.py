@@ -5,6 +5,7 @@ and exit code say the setup is healthy. The source scan runs for real in child i
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -203,3 +204,19 @@ def test_every_row_that_runs_the_patch_is_a_demonstration_and_the_rest_are_yours
     assert s.worked == ["trainer"]  # a patched run that reached fp8-active is no fix
     assert status_of(s, True) == FAIL  # your config silently bf16 without any patch is your problem
     assert s.ran == "7 of 7 paths ran (torchao:tensorwise, tiny Llama): 2 reproduced, 3 silent-bf16, 2 fp8-active"
+
+
+def test_env_warns_where_an_installed_framework_patches_accelerator_init(tmp_path) -> None:
+    def env_json(source: str | None) -> dict:
+        env = dict(os.environ)
+        if source is not None:
+            env["PYTHONPATH"] = str(_framework(tmp_path / str(len(list(tmp_path.iterdir()))), source))
+        p = subprocess.run([sys.executable, "-m", "fp8doctor", "env", "--check", "stack.accelerator-patch",
+                            "--format", "json"], capture_output=True, text=True, timeout=120, env=env)
+        return next(f for f in json.loads(p.stdout)["findings"] if f["id"] == "stack.accelerator-patch")
+
+    patched = env_json(PATCHED)
+    assert patched["level"] == "warn" and "llamafactory/train/sft/trainer.py:" in patched["detail"]
+    assert env_json(CLEAN)["level"] == "ok"
+    if not any(importlib.util.find_spec(m) for m in ("llamafactory", "axolotl", "trl")):
+        assert env_json(None)["level"] == "skip"

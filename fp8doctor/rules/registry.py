@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fp8doctor.findings import Check, Finding, run_checks
-from fp8doctor.rules import accelerate_config, backends, environ, gpu, lint, precision, versions
+from fp8doctor.rules import accelerate_config, backends, environ, gpu, lint, precision, stack, versions
 from fp8doctor.system.errors import UsageError
 
 
@@ -70,6 +70,8 @@ CHECKS: tuple[CheckInfo, ...] = (
               ("lint.fp8-stage",)),
     CheckInfo("lint.deepspeed-fp8", lint.check_deepspeed_fp8, "a DeepSpeed fp8 section (which does not enable "
               "FP8)", ("lint.deepspeed-fp8",)),
+    CheckInfo("stack.accelerator-patch", stack.check_accelerator_patches, "no installed trainer framework "
+              "(LLaMA-Factory, axolotl, TRL) patches Accelerator.__init__", ("stack.accelerator-patch",)),
     CheckInfo("precision.effective", precision.check_effective_precision, "the mixed precision that really "
               "reaches the Accelerator is fp8 where FP8 is intended", ("precision.effective",)),
 )
