@@ -100,7 +100,7 @@ def _fix_lines(parts: list[Any], notes: Notes) -> list[str]:
     either = " Any one of these alternatives is enough; each block is complete on its own." if len(blocks) > 1 else ""
     out += [f"Reached fp8-active here: {_e('; '.join(fixed))}.{either}", ""]
     for n, block in enumerate(blocks, 1):
-        out += [f"{n}. {_e(block['title'])}:", "", f"   ```{block['lang']}",
+        out += [f"{n}. {_e(block['title'])}:", f"   ```{block['lang']}",  # a fence may follow a list line
                 *[f"   {_e(x)}" for x in block["lines"]], "   ```", ""]
     if (repro.data or {}).get("fix_note"):
         out += [_e(repro.data["fix_note"]), ""]
