@@ -96,6 +96,41 @@ def test_readme_command_table_options_exist_in_the_parser() -> None:
     assert seen == set(COMMANDS)
 
 
+GLOBAL = {"--help", "--python"}  # every command has them; the README says so once, below the table
+
+
+def visible(name: str) -> set[str]:
+    """The options `fp8doctor NAME --help` shows (long spellings), less the global ones."""
+    return {a.option_strings[-1] for a in sub(name)._actions
+            if a.option_strings and a.help != argparse.SUPPRESS} - GLOBAL
+
+
+def test_readme_command_table_shows_every_option_of_every_parser() -> None:
+    shown: dict[str, set[str]] = {}
+    for cells in _readme_table("| Command |"):
+        for name, rest in re.findall(r"`fp8doctor (\w+)([^`]*)`", cells[0]):
+            shown.setdefault(name, set()).update(re.findall(r"(--[a-z][a-z-]*)", rest))
+    assert set(shown) == set(COMMANDS)
+    for name in COMMANDS:
+        assert shown[name] == visible(name), (name, shown[name] ^ visible(name))
+
+
+def shown_default(action: argparse.Action) -> str:
+    """The default as --help shows it: the help's own '(default: ...)', else HelpFormatter's."""
+    found = re.search(r"\(default: ([^)]*)\)", action.help or "")
+    return found.group(1) if found else str(action.default)
+
+
+def test_readme_defaults_table_is_the_parsers_defaults() -> None:
+    rows = _readme_table("| option | `repro` | `matrix` | `report` |")  # the rows below this header
+    header = ["repro", "matrix", "report"]
+    for cells in rows:
+        opt = cells[0].strip("`").split()[0]
+        for name, value in zip(header, cells[1:], strict=True):
+            assert value == shown_default(options(sub(name))[opt]), (opt, name, value)
+    assert {r[0].strip("`").split()[0] for r in rows} == {"--steps", "--workers", "--timeout"}
+
+
 def test_readme_exit_codes_are_the_parser_epilogs() -> None:
     rows = _readme_table("| Exit code of |")
     readme = {(r[0].strip("`"), r[1].strip("`")): r[2].replace("\\|", "|") for r in rows}

@@ -152,3 +152,29 @@ def test_known_cpu_limit_is_a_skip_with_the_measured_error_only_on_cpu() -> None
     assert checks.cell_status(checks.check_cell(gpu)) == "fail"
     other = result(recipe="rowwise", outcome="raised", error=err, losses=[])
     assert checks.cell_status(checks.check_cell(other)) == "fail"
+
+
+def test_a_cell_that_raised_at_a_known_cpu_limit_is_counted_as_raised_in_every_summary() -> None:
+    from fp8doctor.matrix.plan import Cell
+    from fp8doctor.matrix.render import render_text, summary, table_rows, to_json_obj
+    from fp8doctor.matrix.run import MatrixResult, Row
+
+    err = {"type": "RuntimeError", "message": "expected m1 and m2 to have the same dtype, but got: c10::BFloat16 != "
+           "float", "where": "torchao/float8/float8_linear.py:197 in backward"}
+    raised = result(recipe="rowwise_with_gw_hp", outcome="raised", error=err, losses=[])
+    fine = result()
+    skipped = {"spec": RunSpec(backend="te", recipe="current").to_dict(), "outcome": "skipped",
+               "skip_reason": "Transformer Engine is not installed.", "losses": []}
+    rows = []
+    for r in (raised, fine, skipped):
+        spec = RunSpec(**{k: v for k, v in r["spec"].items() if k in ("backend", "recipe", "entry")})
+        verdicts = checks.check_cell(r)
+        rows.append(Row(Cell(spec, "fp8"), r, verdicts, checks.cell_status(verdicts)))
+    assert [r.shown for r in rows] == ["raised", "pass", "skip"] and rows[0].status == "skip"
+    m = MatrixResult(rows, wall_s=1.0, workers=1)
+    assert "1 pass, 0 warn, 0 fail, 1 raised at a known CPU limit (not a failure), 1 skipped" in summary(m)
+    assert m.exit_code() == 0  # a known CPU limit fails nothing
+    table, notes = table_rows(m)
+    assert table[0][2] == "raised [1]" and table[2][2] == "skip [2]" and len(notes) == 2
+    assert "raised [1]" in render_text(m) and [c["shown"] for c in to_json_obj(m)["cells"]] == [
+        "raised", "pass", "skip"]

@@ -11,7 +11,7 @@ import pytest
 from fp8doctor.knowledge.capability import TE_INSTALL
 from fp8doctor.report.notes import Notes, sentences
 from fp8doctor.report.sections import Summary, status_of
-from fp8doctor.report.verdict import headline
+from fp8doctor.report.verdict import DEMO, headline
 from fp8doctor.verdicts import ERROR, FAIL, OK, PART_STATUSES, SKIP, WARN
 
 TITLES = ("Environment", "Reproduction", "FP8 matrix")
@@ -29,9 +29,12 @@ def test_headline_never_contradicts_a_part(statuses) -> None:
                 assert title in text, (statuses, text)  # every part with something to say is named
     assert code == (1 if bad else 0)
     if set(statuses) == {OK}:
-        assert text == "No FP8 problem found: every part passed."
+        assert text == "No FP8 problem found in your setup: every part passed."
     if SKIP in statuses and not bad and WARN not in statuses and OK in statuses:
         assert "not checked" in text
+    # The reference bug shown outside the user's stack adds its sentence and changes nothing else.
+    shown, shown_code = headline(list(zip(TITLES, statuses, strict=True)), demo=True)
+    assert (shown, shown_code) == (f"{text} {DEMO}", code)
 
 
 SUMMARIES = [

@@ -6,6 +6,7 @@ import argparse
 
 from fp8doctor.findings import exit_code
 from fp8doctor.render.findings import FORMATS
+from fp8doctor.system.errors import UsageError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,21 +26,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "installed instead (repeatable; nothing is installed: the engine answers from the lab's "
                         "observations)")
     p.add_argument("--format", choices=FORMATS, default="text", help="output format")
+    p.add_argument("--list-checks", action="store_true",
+                   help="list every check's stable id, what it checks and the finding ids it gives, then exit")
+    p.add_argument("--check", action="append", default=[], metavar="ID",
+                   help="run only this check (repeatable; ids from --list-checks); the facts are still shown")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from fp8doctor.rules import registry
+
+    if args.list_checks:
+        if args.check:
+            raise UsageError("--list-checks lists every check; give --check without it to run some")
+        print(registry.listing(args.format), end="")
+        return 0
+    selected = registry.select(args.check) if args.check else registry.CHECKS
+
     from fp8doctor.facts.collect import collect_facts
+    from fp8doctor.findings import run_checks
     from fp8doctor.knowledge.releases import parse_what_if
     from fp8doctor.render.findings import render
-    from fp8doctor.rules import evaluate
-    from fp8doctor.system.errors import UsageError
 
     try:
         what_if = parse_what_if(args.what_if)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     facts = collect_facts(config_paths=args.config, accelerate_config=args.accelerate_config, what_if=what_if)
-    findings = evaluate(facts)
+    findings = run_checks([c.run for c in selected], facts)
     print(render(findings, facts, args.format), end="")
     return exit_code(findings)

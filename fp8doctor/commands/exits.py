@@ -13,8 +13,10 @@ EXIT_CODES: dict[str, list[tuple[str, str]]] = {
               ("2", USAGE[1]), STOPPED],
     "matrix": [("0", "every cell that could run passed (warnings and skips included)"), ("1", "a cell failed"),
                ("2", USAGE[1]), STOPPED],
-    "report": [("0", "no part found a problem"), ("1", "a part found a problem or could not run (the report is "
-                                                     "still written)"), ("2", USAGE[1]), STOPPED],
+    "report": [("0", "no part found a problem in your setup (the reference bug reproduced outside your stack is "
+                     "shown, not counted)"),
+               ("1", "a part found a problem in your setup or could not run (the report is still written)"),
+               ("2", USAGE[1]), STOPPED],
     "watch": [("0", "the command succeeded and FP8 was active in every rank"),
               ("1", "the command succeeded but FP8 was not active (with --merge: ranks disagree, one is missing, "
                     "or none is fp8-active)"),

@@ -59,6 +59,7 @@ def collect_facts(config_paths: Iterable[str] = (), accelerate_config: str | Non
         gpu=gpu.gpu_facts(env, torch_probe=results.get("torch_gpu"), smi=smi, nvml=nvml),
         torch_build=torch_build,
         packages=versions,
+        accelerator_patches=interp.get("accelerator_patches") or {},
         te_import=packages.te_import_fact(versions, results.get("te_import")),
         runs=needs.facts(),
         environ=environ_facts(env),

@@ -37,6 +37,11 @@ DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "pynvml": ("nvidia-ml-py", "pynvml"),
 }
 CUDNN_DISTRIBUTIONS = ("nvidia-cudnn-cu13", "nvidia-cudnn-cu12", "nvidia-cudnn-cu11")
+# Frameworks that build the HF Trainer's Accelerator for the user: where a patch of Accelerator.__init__ (the
+# reference report's injected FP8 recipe) would sit in the user's stack. Key: the facts' name; value: its module.
+TRAINER_WRAPPERS = {"llamafactory": "llamafactory", "axolotl": "axolotl", "trl": "trl"}
+PATCH_NEEDLE = "Accelerator.__init__"
+SCAN_MAX_FILES = 5000
 # The line the probe prints; anything a sitecustomize prints around it is ignored.
 MARKER = "FP8DOCTOR_INTERPRETER "
 
@@ -86,6 +91,63 @@ def torch_build() -> dict[str, Any]:
     return found
 
 
+def _patch_lines(source: str) -> list[int]:
+    """Lines that assign `<...>Accelerator.__init__ = ...` (a monkey-patch of Accelerate's constructor)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    lines = []
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, (ast.AnnAssign, ast.AugAssign)) else []
+        for t in targets:
+            owner = t.value if isinstance(t, ast.Attribute) and t.attr == "__init__" else None
+            name = owner.id if isinstance(owner, ast.Name) else owner.attr if isinstance(owner, ast.Attribute) else ""
+            if name.endswith("Accelerator"):
+                lines.append(node.lineno)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setattr"
+                and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and node.args[1].value == "__init__"
+                and "Accelerator" in ast.dump(node.args[0])):
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def accelerator_patches() -> dict[str, Any]:
+    """Each installed trainer framework's sources read (not imported) for a patch of Accelerator.__init__:
+    {name: {"version", "files_read", "patches": ["pkg/path.py:LINE", ...]}} or {name: None} when not installed."""
+    out: dict[str, Any] = {}
+    for key, module in TRAINER_WRAPPERS.items():
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        roots = list(spec.submodule_search_locations or []) if spec is not None else []
+        if not roots:
+            out[key] = None
+            continue
+        found, read = [], 0
+        for root in roots:
+            base = os.path.dirname(root)
+            for folder, dirs, files in os.walk(root):
+                dirs.sort()
+                for name in sorted(files):
+                    if not name.endswith(".py") or read >= SCAN_MAX_FILES:
+                        continue
+                    path = os.path.join(folder, name)
+                    read += 1
+                    try:
+                        with open(path, encoding="utf-8", errors="replace") as fh:
+                            text = fh.read()
+                    except OSError:
+                        continue
+                    if PATCH_NEEDLE in text or ("setattr" in text and "Accelerator" in text):
+                        rel = os.path.relpath(path, base).replace(os.sep, "/")
+                        found += [f"{rel}:{line}" for line in _patch_lines(text)]
+        out[key] = {"version": version_of(key), "files_read": read, "patches": found}
+    return out
+
+
 def snapshot() -> dict[str, Any]:
     """Everything fp8doctor needs to know about this interpreter's environment."""
     return {
@@ -97,6 +159,7 @@ def snapshot() -> dict[str, Any]:
         "packages": package_versions(),
         "torch_build": torch_build(),
         "pynvml_importable": importlib.util.find_spec("pynvml") is not None,
+        "accelerator_patches": accelerator_patches(),
     }
 
 

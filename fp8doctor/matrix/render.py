@@ -10,7 +10,7 @@ from fp8doctor import SCHEMA_VERSION
 from fp8doctor.matrix.run import MatrixResult, Row
 from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_controls
-from fp8doctor.verdicts import CELL_STATUSES, FAIL, PASS, SKIP, WARN
+from fp8doctor.verdicts import CELL_STATUSES, FAIL, PASS, RAISED, SKIP, WARN
 
 HEADERS = ["cell", "entry", "status", "loss vs bf16", "FP8 layers", "FP8 fwd", "vs native", "FP8/bf16 time",
            "run s"]
@@ -50,7 +50,7 @@ def table_rows(result: MatrixResult) -> tuple[list[list[str]], dict[str, int]]:
         status = _MARK[row.status] + (" (resumed)" if row.reused else "")
         if row.status == SKIP:
             reason = row.verdicts[0].detail
-            status = f"skip [{notes.setdefault(reason, len(notes) + 1)}]"
+            status = f"{row.shown} [{notes.setdefault(reason, len(notes) + 1)}]"
         elif row.status == FAIL:
             fails = [v.check for v in row.verdicts if v.level.value in ("fail", "error")]
             status += ": " + ", ".join(fails)
@@ -70,10 +70,11 @@ def table_rows(result: MatrixResult) -> tuple[list[list[str]], dict[str, int]]:
 
 
 def summary(result: MatrixResult) -> str:
-    counts = {s: sum(1 for r in result.rows if r.status == s) for s in CELL_STATUSES}
+    counts = {s: sum(1 for r in result.rows if r.shown == s) for s in (*CELL_STATUSES, RAISED)}
     verdict = "FAIL" if counts[FAIL] else ("no cell could run here" if counts[SKIP] == len(result.rows)
                                            else "all runnable cells pass")
-    return (f"matrix: {verdict} - {counts[PASS]} pass, {counts[WARN]} warn, {counts[FAIL]} fail, "
+    raised = f"{counts[RAISED]} raised at a known CPU limit (not a failure), " if counts[RAISED] else ""
+    return (f"matrix: {verdict} - {counts[PASS]} pass, {counts[WARN]} warn, {counts[FAIL]} fail, {raised}"
             f"{counts[SKIP]} skipped; {result.wall_s:.1f} s wall with {result.workers} worker(s)")
 
 
@@ -128,6 +129,7 @@ def to_json_obj(result: MatrixResult) -> dict[str, Any]:
                 "role": r.cell.role,
                 "label": r.cell.spec.label(),
                 "status": r.status,
+                "shown": r.shown,
                 "reused": r.reused,
                 "verdicts": [v.to_dict() for v in r.verdicts],
                 "result": r.result,

@@ -33,6 +33,15 @@ def escape_controls(text: str, keep_newlines: bool = False) -> str:
     return text.translate(_TABLE_KEEP_NEWLINES if keep_newlines else _TABLE)
 
 
+def as_written(value: Any) -> str:
+    """A value shown so that what matters is visible: quoted (Python's repr, as the findings quote it) when it is
+    empty, has leading or trailing whitespace, or holds an invisible or unprintable character; else as it is."""
+    text = str(value)
+    if text == "" or text != text.strip() or not text.isprintable():
+        return repr(text)
+    return text
+
+
 def has_controls(text: str) -> bool:
     return len(text.translate(_TABLE)) != len(text)
 

@@ -8,7 +8,7 @@ from typing import Any
 from fp8doctor import SCHEMA_VERSION, __version__
 from fp8doctor.findings import Finding, Level, exit_code, summary_line
 from fp8doctor.redact import redact
-from fp8doctor.render.controls import escape_controls, escape_embedded, escape_obj, unsafe_strings
+from fp8doctor.render.controls import as_written, escape_controls, escape_embedded, escape_obj, unsafe_strings
 
 FORMATS = ("text", "md", "json")
 NOT_INSTALLED = "not installed"
@@ -63,12 +63,13 @@ def fact_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("Training runs", f"repro/matrix/report cannot start: {', '.join(runs['missing'])} not installed; "
                                       f"{runs['install']}"))
     env = facts.get("environ", {}).get("relevant", {})
-    rows.append(("Environment", ", ".join(f"{k}={v}" for k, v in env.items()) or "no FP8-related variable set"))
+    rows.append(("Environment", ", ".join(f"{k}={as_written(v)}" for k, v in env.items())
+                 or "no FP8-related variable set"))
     acc = facts.get("accelerate_config", {})
     if acc.get("exists"):
         fp8 = acc.get("fp8_config") or {}
         rows.append(("Accelerate config", f"{acc['path']} ({acc['chosen_by']}): mixed_precision "
-                                          f"{_v(acc.get('mixed_precision'))}, fp8_config {fp8 or '-'}"))
+                                          f"{as_written(_v(acc.get('mixed_precision')))}, fp8_config {fp8 or '-'}"))
     else:
         rows.append(("Accelerate config", f"none at {acc.get('path')}"))
     for cfg in facts.get("configs", []):
@@ -76,7 +77,7 @@ def fact_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(("FP8 intended", "; ".join(facts.get("intent", [])) or "no sign of FP8 intent"))
     prec = facts.get("precision", {})
     if prec:
-        rows.append(("Effective precision", f"{prec['effective']}"))
+        rows.append(("Effective precision", as_written(prec["effective"])))
         rows.append(("Observed releases", "; ".join(prec.get("observed") or [])
                      or "the lab observed every installed release the prediction uses"))
     rows.append(("Collected in", f"{facts.get('collect_seconds', '?')} s"))

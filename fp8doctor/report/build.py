@@ -15,7 +15,7 @@ from fp8doctor import SCHEMA_VERSION, __version__
 from fp8doctor.facts.environ import report_env
 from fp8doctor.redact import redact
 from fp8doctor.render.progress import Progress
-from fp8doctor.report import curves, sections
+from fp8doctor.report import curves, exposure, sections
 from fp8doctor.report.markdown import render_markdown
 from fp8doctor.report.verdict import headline
 from fp8doctor.system import safeio
@@ -95,8 +95,22 @@ def versions() -> dict[str, str | None]:
 
 
 def overall(parts: list[sections.Section]) -> tuple[str, int]:
-    """One verdict for the top of the report and the exit code: a pure function of the parts' statuses."""
-    return headline([(p.title, p.status) for p in parts])
+    """One verdict for the top of the report and the exit code: a pure function of the parts' statuses (and of
+    whether the repro showed the reference bug outside the user's stack)."""
+    demo = any(p.summary.demo for p in parts)
+    return headline([(p.title, p.status) for p in parts], demo=demo)
+
+
+def judge_exposure(parts: list[sections.Section], config_files: list[str]) -> exposure.Exposure:
+    """Whether the user's stack contains the reference bug's path; the repro part is re-judged by it."""
+    by_name = {p.name: p for p in parts}
+    env, watch = by_name.get("env"), by_name.get("watch")
+    facts = env.data.get("facts") if env is not None and isinstance(env.data, dict) else None
+    watched = watch.data if watch is not None and isinstance(watch.data, dict) else None
+    found = exposure.judge(facts, watched, config_files)
+    if "repro" in by_name:
+        sections.apply_exposure(by_name["repro"], found.exposed)
+    return found
 
 
 def machine_gpu() -> str | None:
@@ -142,6 +156,7 @@ def build(opts: Options) -> Report:
     pairs = curves.curve_pairs(matrix.data) if matrix else []
     gpu = machine_gpu()
     png = curves.plot_png(pairs, png_path, emulated=gpu is None) if pairs else None
+    exposed = judge_exposure(parts, opts.config_files)
     verdict, code = overall(parts)
     data = redact({
         "schema_version": SCHEMA_VERSION,
@@ -156,6 +171,7 @@ def build(opts: Options) -> Report:
         "options": {"steps": steps, "workers": opts.workers, "quick": opts.quick, "full": opts.full,
                     "timeout_s": opts.run_timeout, "configs": [os.path.basename(c) for c in opts.config_files],
                     "watch": opts.watch_cmd or None},
+        "exposure": {"exposed": exposed.exposed, "how": exposed.how, "sentence": exposed.sentence()},
         "parts": [p.to_dict() for p in parts],
         "loss_curves": {"png": os.path.basename(png) if png else None, "cells": pairs,
                         "final_fp8_minus_bf16": [curves.final_diff(p) for p in pairs]},

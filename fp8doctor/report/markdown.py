@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fp8doctor.render.controls import escape_controls
+from fp8doctor.render.controls import as_written, escape_controls
 from fp8doctor.report import curves
 from fp8doctor.report.notes import Notes
-from fp8doctor.verdicts import ERROR, FAIL, OK, SKIP, WARN
+from fp8doctor.verdicts import ERROR, FAIL, OK, RAISED, SKIP, WARN
 
 _ICON = {OK: "✅ ok", WARN: "⚠️ warn", FAIL: "❌ fail", ERROR: "💥 error", SKIP: "➖ skip"}
 LIST_MAX = 6  # lines per first-screen list; the rest are counted and left to the details
@@ -24,7 +24,9 @@ def _details(summary: str, body: str) -> list[str]:
     return ["<details>", f"<summary>{summary}</summary>", "", body.strip() or "(nothing)", "", "</details>", ""]
 
 
-def _bullets(lines: list[str], limit: int = LIST_MAX) -> list[str]:
+def _bullets(lines: list[str], limit: int = LIST_MAX, shown: set[str] | None = None) -> list[str]:
+    if shown is not None:
+        shown.update(lines[:limit])
     out = [f"- {_e(line)}" for line in lines[:limit]]
     if len(lines) > limit:
         out.append(f"- … and {len(lines) - limit} more (details below)")
@@ -34,7 +36,7 @@ def _bullets(lines: list[str], limit: int = LIST_MAX) -> list[str]:
 def _kv_table(d: dict[str, Any], none: str = "") -> str:
     from tabulate import tabulate
 
-    rows = [[_e(k), none if v is None else _e(v)] for k, v in d.items()]
+    rows = [[_e(k), none if v is None else _e(as_written(v))] for k, v in d.items()]
     return tabulate(rows, headers=["name", "value"], tablefmt="github", disable_numparse=True) if rows else "(none)"
 
 
@@ -54,24 +56,26 @@ def first_screen(data: dict[str, Any], parts: list[Any], notes: Notes, png_name:
     rows = [[p.title, _ICON.get(p.status, p.status), p.summary.ran or "-"] for p in parts]
     out += [tabulate(rows, headers=["part", "status", "what ran"], tablefmt="github", disable_numparse=True), ""]
     sums = [p.summary for p in parts]
+    exposure = data.get("exposure") or {}
+    found, off = [x for s in sums for x in s.found], [x for s in sums for x in s.off]
     sections = [
-        ("Problems found (a reproduced bug, a failed check)", [x for s in sums for x in s.found]),
-        ("Silently not FP8 (trained without error, FP8 off)", [x for s in sums for x in s.off]),
+        ("Problems found in your setup (a reproduced bug, a failed check)", found),
+        ("Silently not FP8 in your setup (trained without error, FP8 off)", off),
         ("Warnings", [x for s in sums for x in s.warnings]),
     ]
+    if not found and not off:  # one line says both
+        sections[:2] = [("Problems found in your setup", ["none: no reproduced bug in your stack, no failed check, "
+                                                          "no run silently without FP8"])]
     for title, lines in sections:
-        out += [f"### {title}", "", *(_bullets(lines) if lines else ["- none"]), ""]
-    out += ["### Fix that worked here", ""]
-    repro = next((p for p in parts if p.name == "repro" and isinstance(p.data, dict)), None)
-    fixed = repro.summary.worked if repro else []
-    if fixed:
-        out += [f"Reached fp8-active here: {_e('; '.join(fixed))}.", ""]
-        fix = (repro.data or {}).get("fix") or []
-        if fix:
-            out += ["```", *[_e(x) for x in fix], "```", ""]
-    else:
-        out += ["- none proven on this machine" + (": no fixed path could run here (reasons below)"
-                                                    if repro else ": the repro did not run"), ""]
+        out += [f"### {title}", ""]
+        if lines and lines is found and exposure.get("exposed"):
+            out += [_e(exposure["sentence"]), ""]
+        out += [*(_bullets(lines, shown=notes.shown) if lines else ["- none"]), ""]
+    demo = [line for s in sums for _, line in s.demo]
+    if demo:
+        out += ["### The reference bug with these library versions (shown, not counted)", "",
+                _e(exposure.get("sentence") or ""), "", *_bullets(demo, shown=notes.shown), ""]
+    out += _fix_lines(parts, notes)
     for p in parts:
         for what, why in p.summary.unchecked:
             notes.cite(why, f"{p.name}: {what}")
@@ -81,6 +85,25 @@ def first_screen(data: dict[str, Any], parts: list[Any], notes: Notes, png_name:
         out += ["### Loss curves", "",
                 f"fp8doctor wrote the plot as `{png_name}`, next to this file: drag that PNG into the GitHub "
                 "comment box to attach it (the box uploads it and inserts its link).", ""]
+    return out
+
+
+def _fix_lines(parts: list[Any], notes: Notes) -> list[str]:
+    """The fixed paths that reached fp8-active here, each alternative its own numbered, pasteable block."""
+    out = ["### Fix that worked here", ""]
+    repro = next((p for p in parts if p.name == "repro" and isinstance(p.data, dict)), None)
+    fixed = repro.summary.worked if repro else []
+    if not fixed:
+        return out + ["- none proven on this machine" + (": no fixed path could run here (reasons below)"
+                                                         if repro else ": the repro did not run"), ""]
+    blocks = (repro.data or {}).get("fix_blocks") or []
+    either = " Any one of these alternatives is enough; each block is complete on its own." if len(blocks) > 1 else ""
+    out += [f"Reached fp8-active here: {_e('; '.join(fixed))}.{either}", ""]
+    for n, block in enumerate(blocks, 1):
+        out += [f"{n}. {_e(block['title'])}:", f"   ```{block['lang']}",  # a fence may follow a list line
+                *[f"   {_e(x)}" for x in block["lines"]], "   ```", ""]
+    if (repro.data or {}).get("fix_note"):
+        out += [_e(repro.data["fix_note"]), ""]
     return out
 
 
@@ -94,15 +117,29 @@ def _env_details(part: Any, notes: Notes) -> str:
     table = tabulate([[_e(k), _e(v)] for k, v in rows], headers=["fact", "value"], tablefmt="github",
                      disable_numparse=True)
     lines = [table, ""]
+    first_said: dict[str, str] = {}  # a detail's line -> the finding that said it first in this block
+
+    def once(detail: str, fid: str) -> list[str]:
+        out = []
+        for line in detail.splitlines():
+            key = line.strip().rstrip(".")
+            if key and key in first_said:
+                line = f"(the same reason as `{first_said[key]}`)"
+            elif key:
+                first_said[key] = fid
+            out.append(_e(line))
+        return out
+
     for f in findings:
         level = f.level.value
         if level == "skip":
-            said = notes.cite(f.detail or "") if notes.known(f.detail or "") else _e(f.detail or "")
-            lines.append(f"- **{level}** `{f.id}`: {_e(f.title)}: {said}")
+            said = [notes.cite(f.detail or "")] if notes.known(f.detail or "") else once(f.detail or "", f.id)
+            lines.append(f"- **{level}** `{f.id}`: {_e(f.title)}: {said[0] if said else ''}")
+            lines += [f"  {x}" for x in said[1:]]
             continue
         lines.append(f"- **{level}** `{f.id}`: {_e(f.title)}")
         if f.detail and level != "ok":
-            lines.append(f"  {_e(f.detail)}")
+            lines += [f"  {x}" for x in once(f.detail, f.id)]
         fix = f.fix if isinstance(f.fix, str) or f.fix is None else "\n".join(map(str, f.fix))
         if fix and level != "ok":
             lines += ["  ```", *[f"  {_e(x)}" for x in fix.splitlines()], "  ```"]
@@ -124,11 +161,17 @@ def _repro_details(part: Any, notes: Notes) -> str:
     headers = [h if h != "loss first -> last" else "loss, first -> last step" for h in HEADERS]
     headers = [h if h != "time" else "wall time" for h in headers]
     out = [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    on_first_screen = 0
     for r in data["rows"]:
-        if (r.get("result") or {}).get("outcome") != "skipped" and r.get("reason"):
+        if any(line.startswith(f"{r['label']}: {r['verdict']}") for line in notes.shown):
+            on_first_screen += 1  # its reason is a line of the first screen
+        elif (r.get("result") or {}).get("outcome") != "skipped" and r.get("reason"):
             out.append(f"- {_e(r['label'])}: {_e(r['reason'])}")
+    if on_first_screen:
+        out.append(f"- the reason of each reproduced or silently-not-FP8 row ({on_first_screen}) is on the first "
+                   "screen")
     for note in data.get("notes") or []:
-        out.append(f"\nNote: {_e(note)}")
+        out.append(f"\nNote: {_e(notes.cite_inside(note))}")
     return "\n".join(out)
 
 
@@ -142,12 +185,20 @@ def _matrix_details(part: Any, notes: Notes) -> str:
     from fp8doctor.matrix.render import table_rows
 
     rows, _ = table_rows(part.result)
-    ran = [[_e(c) for c in row] for row in rows if not row[2].startswith("skip")]
+    ran = []
+    for row, cell in zip(rows, part.result.rows, strict=True):
+        if cell.shown == SKIP:
+            continue
+        if cell.shown == RAISED:  # its reason is a numbered note of the first screen
+            row[2] = f"raised {notes.cite(cell.verdicts[0].detail)}"
+        ran.append([_e(c) for c in row])
     skipped = len(rows) - len(ran)
     out = [tabulate(ran, headers=MATRIX_HEADERS, tablefmt="github", disable_numparse=True) if ran
            else "(no cell could run here)", ""]
     if skipped:
         out.append(f"{skipped} cells skipped, for the reasons numbered on the first screen.")
+    if any(r.shown == RAISED for r in part.result.rows):
+        out.append("A raised cell hit a known CPU limit (its note says which): counted as raised, it fails nothing.")
     return "\n".join(out)
 
 

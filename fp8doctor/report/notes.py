@@ -33,6 +33,7 @@ class Notes:
     def __init__(self) -> None:
         self.order: list[str] = []
         self.affects: dict[str, list[str]] = {}
+        self.shown: set[str] = set()  # lines the first screen wrote in full (the details do not repeat them)
 
     def known(self, text: str) -> bool:
         return all(s in self.affects for s in sentences(text))
@@ -49,9 +50,16 @@ class Notes:
             nums.append(self.order.index(sentence) + 1)
         return "[" + ", ".join(str(n) for n in dict.fromkeys(nums)) + "]" if nums else ""
 
+    def cite_inside(self, text: str) -> str:
+        """text with every numbered sentence it quotes replaced by 'see [n]' (a reason is said once)."""
+        for n, sentence in enumerate(self.order, 1):
+            text = text.replace(sentence, f"see [{n}]")
+        return text
+
     def lines(self, shown: int = 3) -> Iterable[str]:
         for n, sentence in enumerate(self.order, 1):
             what = self.affects[sentence]
             more = f" and {len(what) - shown} more" if len(what) > shown else ""
             kept = f" Not checked: {'; '.join(what[:shown])}{more}." if what else ""
-            yield f"{n}. {sentence}{kept}"
+            end = "" if not kept or sentence.endswith((".", "!", "?")) else "."
+            yield f"{n}. {sentence}{end}{kept}"

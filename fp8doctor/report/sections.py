@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fp8doctor.verdicts import ERROR, FAIL, FAILED, FP8_ACTIVE, NOT_FP8, OK, REPRODUCED, SKIP, WARN
+from fp8doctor.verdicts import ERROR, FAIL, FAILED, FP8_ACTIVE, NOT_FP8, OK, RAISED, REPRODUCED, SKIP, WARN
 
 
 @dataclass
@@ -26,10 +26,14 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
     unchecked: list[tuple[str, str]] = field(default_factory=list)  # (what, why it could not run here)
     ran: str = ""  # one line: what ran, in numbers with their meaning
+    # What these library versions do on the reference bug's path, shown but not the user's problem until their
+    # stack is seen to contain that path (report/exposure.py): ("found" | "off", line).
+    demo: list[tuple[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"found": self.found, "off": self.off, "worked": self.worked, "warnings": self.warnings,
-                "unchecked": [list(u) for u in self.unchecked], "ran": self.ran}
+                "unchecked": [list(u) for u in self.unchecked], "ran": self.ran,
+                "demo": [list(d) for d in self.demo]}
 
 
 @dataclass
@@ -120,27 +124,57 @@ def repro_section(steps: int | None = None, workers: int = 2, timeout_s: float |
         kwargs["timeout_s"] = timeout_s
     report = repro.run_repro(config_files or (), **kwargs)
     data = repro.to_json_obj(report)
+    s = repro_summary(data)
+    ran = [r for r in data["rows"] if (r.get("result") or {}).get("outcome") != "skipped"]
+    return Section("repro", "Reproduction of the mixed-precision ValueError", status_of(s, bool(ran)), s, data,
+                   result=report)
+
+
+def repro_summary(data: dict[str, Any]) -> Summary:
+    """The repro's rows (repro.to_json_obj) in the first screen's terms."""
     s = Summary()
     for row in data["rows"]:
         res = row.get("result") or {}
         verdict, label = row["verdict"], row["label"]
+        # A row that runs the reference report's patch (the buggy rows, and your config under the patch) shows what
+        # the library versions do: the user's problem only where exposure.judge finds the patch in their stack.
+        entry = str((res.get("spec") or {}).get("entry") or "")
+        demo = (row["kind"] == "buggy" and bool(row.get("as_expected"))) or (
+            row["kind"] == "yours" and entry.startswith("buggy_patch"))
         if verdict == REPRODUCED:
             err = res.get("error") or {}
-            s.found.append(f"{label}: reproduced, {err.get('type', 'error')} \"{err.get('message', '')}\" "
-                           f"(at {err.get('where', '?')})")
+            line = (f"{label}: reproduced, {err.get('type', 'error')} \"{err.get('message', '')}\" "
+                    f"(at {err.get('where', '?')})")
+            if demo:
+                s.demo.append(("found", line))
+            else:
+                s.found.append(line)
         elif verdict in NOT_FP8:
-            s.off.append(f"{label}: {verdict} ({row.get('reason')})")
+            line = f"{label}: {verdict} ({row.get('reason')})"
+            if demo:
+                s.demo.append(("off", line))
+            else:
+                s.off.append(line)
         elif verdict == FAILED:
             (s.warnings if row.get("as_expected") else s.found).append(f"{label}: failed ({row.get('reason')})")
-        elif verdict == FP8_ACTIVE and row["kind"] != "buggy":
+        elif verdict == FP8_ACTIVE and row["kind"] != "buggy" and not demo:
             s.worked.append(label)
         elif res.get("outcome") == "skipped":
             s.unchecked.append((label, res.get("skip_reason") or row.get("reason") or ""))
     ran = [r for r in data["rows"] if (r.get("result") or {}).get("outcome") != "skipped"]
     s.ran = (f"{len(ran)} of {len(data['rows'])} paths ran ({data['backend']}:{data['recipe']}, tiny Llama): "
              + ", ".join(f"{n} {v}" for v, n in _count(r["verdict"] for r in data["rows"]).items()))
-    return Section("repro", "Reproduction of the mixed-precision ValueError", status_of(s, bool(ran)), s, data,
-                   result=report)
+    return s
+
+
+def apply_exposure(part: Section, exposed: bool) -> None:
+    """Count the repro's demonstration against the user's setup when their stack contains the buggy path."""
+    if part.name != "repro" or part.status == ERROR or not exposed:
+        return
+    for bucket, line in part.summary.demo:
+        getattr(part.summary, bucket).append(line)
+    part.summary.demo = []
+    part.status = status_of(part.summary, True)
 
 
 def _count(words: Any) -> dict[str, int]:
@@ -173,7 +207,8 @@ def matrix_section(out_jsonl: str, steps: int, workers: int, scope: str, timeout
     for row in result.rows:
         label = row.cell.spec.label()
         if row.status == SKIP:
-            s.unchecked.append((label, row.verdicts[0].detail if row.verdicts else ""))
+            why = row.verdicts[0].detail if row.verdicts else ""
+            s.unchecked.append((label + (" (raised)" if row.shown == RAISED else ""), why))
             continue
         for v in row.verdicts:
             level = v.level.value
@@ -185,7 +220,7 @@ def matrix_section(out_jsonl: str, steps: int, workers: int, scope: str, timeout
         names = ", ".join(c for c, _ in cells[:3]) + (f" and {len(cells) - 3} more" if len(cells) > 3 else "")
         line = f"`{check}` in {len(cells)} cell(s) ({names}), e.g. {cells[0][1]}"
         (s.warnings if level == "warn" else s.found).append(line)
-    counts = _count(r.status for r in result.rows)
+    counts = _count(r.shown for r in result.rows)
     ran = len(result.rows) - counts.get(SKIP, 0)
     s.ran = (f"{ran} of {len(result.rows)} cells ran (FP8 cells and their bf16 baselines): "
              + ", ".join(f"{n} {st}" for st, n in counts.items()) + f"; {result.wall_s:.0f} s with {result.workers} "
@@ -211,4 +246,9 @@ def watch_section(cmd: list[str], timeout: float) -> Section:
         s.off.append(line)
     else:
         s.found.append(line)
+    import shlex
+
+    ranks = result.get("ranks") or []
+    s.ran = (f"`{shlex.join(cmd)}`: {verdict}, {len(ranks)} rank(s), exit code {result.get('exit_code')}"
+             + (" (stopped by --command-timeout)" if result.get("timed_out") else ""))
     return Section("watch", "Your command under fp8doctor watch", status_of(s, True), s, result, result=result)

@@ -10,7 +10,7 @@ from typing import Any
 from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_obj
 from fp8doctor.repro.run import ReproReport
-from fp8doctor.repro.verdicts import fix_lines, verdict_paragraph
+from fp8doctor.repro.verdicts import emulated_note, fix_blocks, fix_lines, verdict_paragraph
 
 FORMATS = ("text", "md", "json")
 
@@ -67,6 +67,8 @@ def to_data(report: ReproReport) -> dict[str, Any]:
         "exit_code": report.exit_code(),
         "verdict": verdict_paragraph(report),
         "fix": fix_lines(report),
+        "fix_blocks": fix_blocks(report),
+        "fix_note": emulated_note(report),
         "notes": report.plan.notes,
         "caller_env": {"removed_from_caller": report.caller_env},
         "configs": {"llamafactory": report.plan.configs.llamafactory_path,
@@ -107,10 +109,15 @@ def render(report: ReproReport, fmt: str = "text", with_title: bool = True) -> s
     if env_vars:
         env = ", ".join(f"{k}={v}" for k, v in env_vars.items())
         out += [f"Your shell's FP8-relevant variables were recorded and NOT passed to the runs: {env}", ""]
-    lines = data["fix"]
-    if lines:
-        out.append("The fix that worked here:")
-        out += ["```bash", *lines, "```"] if md else [f"    {ln}" for ln in lines]
+    blocks = data["fix_blocks"]
+    if blocks:  # each alternative on its own, pasteable whole
+        out.append("The fixes that worked here (any one is enough):" if len(blocks) > 1 else
+                   "The fix that worked here:")
+        for n, block in enumerate(blocks, 1):
+            out.append(f"{n}. {block['title']}:")
+            out += [f"```{block['lang']}", *block["lines"], "```"] if md else [f"    {ln}" for ln in block["lines"]]
+        if data.get("fix_note"):
+            out.append(data["fix_note"])
         out.append("")
     out.append(f"exit {data['exit_code']}: " + ("diagnosis complete" if data["exit_code"] == 0 else
                                                 "no fixed path reached fp8-active"))

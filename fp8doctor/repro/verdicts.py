@@ -4,7 +4,7 @@ settings of the fixed paths that worked here."""
 from __future__ import annotations
 
 from fp8doctor.facts.packages import version_of
-from fp8doctor.knowledge.fixes import Fix, launch_fix, render_all
+from fp8doctor.knowledge.fixes import Fix, launch_fix, render, render_all
 from fp8doctor.repro.plan import recipe_class
 from fp8doctor.repro.run import ReproReport
 from fp8doctor.runs.backends import backend_env
@@ -80,3 +80,27 @@ def fix_lines(report: ReproReport) -> list[str]:
         lines.append("# (on this CPU the runs used torchao emulate=True; on an FP8 GPU the same settings run "
                      "real FP8 matmuls)")
     return lines
+
+
+EMULATED_NOTE = ("On this CPU the runs used torchao emulate=True; on an FP8 GPU the same settings run real FP8 "
+                 "matmuls.")
+
+
+def emulated_note(report: ReproReport) -> str | None:
+    active = report.fixed_active()
+    if active and report.plan.backend == "torchao" and any((r.result or {}).get("emulated") for r in active):
+        return EMULATED_NOTE
+    return None
+
+
+def fix_blocks(report: ReproReport) -> list[dict[str, str | list[str]]]:
+    """Each fix that worked here on its own, to be shown as one numbered, pasteable block: {title, lang, lines}.
+    A fix that is only a line of code for the user's own script (the Accelerator call) is a Python block."""
+    blocks: list[dict[str, str | list[str]]] = []
+    for fix in fixes(report) if report.fixed_active() else []:
+        code_only = not (fix.install or fix.env or fix.files or fix.edits or fix.command)
+        if code_only:
+            blocks.append({"title": fix.title, "lang": "python", "lines": fix.note.splitlines()})
+        else:
+            blocks.append({"title": fix.title, "lang": "bash", "lines": render(fix)[1:]})
+    return blocks

@@ -8,11 +8,12 @@ from fp8doctor.findings import Finding, Level
 from fp8doctor.knowledge.fixes import fixes_for, render_all
 from fp8doctor.knowledge.generations import intended_backend
 from fp8doctor.knowledge.precision import effective_precision
+from fp8doctor.render.controls import as_written
 from fp8doctor.rules.common import NO_INTENT, intent, intent_text
 
 
 def chain_text(prec: dict[str, Any]) -> str:
-    return " -> ".join(f"{c['stage']} [{c['source']}]: {c['value']}" for c in prec["chain"])
+    return " -> ".join(f"{c['stage']} [{c['source']}]: {as_written(c['value'])}" for c in prec["chain"])
 
 
 def fix_text(facts: dict[str, Any]) -> str:
@@ -28,7 +29,8 @@ def check_effective_precision(facts: dict[str, Any]) -> Finding:
     if prec.get("hardware_note"):
         detail += "\n" + prec["hardware_note"]
     if not signs:
-        return Finding("precision.effective", Level.SKIP, f"Effective mixed precision: {eff} (FP8 not intended)",
+        return Finding("precision.effective", Level.SKIP, f"Effective mixed precision: {as_written(eff)} (FP8 not "
+                       "intended)",
                        NO_INTENT + ".\n" + detail)
     if prec.get("prediction"):
         detail += f"\nPredicted outcome: {prec['prediction'].rstrip('.')}."
