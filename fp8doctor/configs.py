@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from fp8doctor.knowledge.intent import ACCELERATE_BACKENDS, LLAMAFACTORY_BACKENDS
 from fp8doctor.knowledge.predict import MIXED_PRECISIONS
 from fp8doctor.system.errors import UsageError
 from fp8doctor.system.safeio import read_capped
@@ -236,9 +237,6 @@ def check_accelerate_keys(data: dict[str, Any], shown: str) -> None:
 
 
 # The FP8 settings `repro` turns into runs, by config kind: the spelling each accepts -> fp8doctor's backend name.
-LLAMAFACTORY_FP8_BACKENDS = {"te": "te", "transformer_engine": "te", "torchao": "torchao", "ao": "torchao",
-                             "auto": None}
-ACCELERATE_FP8_BACKENDS = {"TE": "te", "AO": "torchao", "TORCHAO": "torchao", "MSAMP": None, "NO": None}
 
 
 def check_runnable(kind: str, data: dict[str, Any], shown: str) -> None:
@@ -248,12 +246,12 @@ def check_runnable(kind: str, data: dict[str, Any], shown: str) -> None:
             if key in data and data[key] is not None and not isinstance(data[key], bool):
                 raise UsageError(f"{shown}: `{key}` must be true or false, found {data[key]!r}")
         backend = data.get("fp8_backend")
-        if backend is not None and str(backend).lower() not in LLAMAFACTORY_FP8_BACKENDS:
+        if backend is not None and str(backend).lower() not in LLAMAFACTORY_BACKENDS:
             raise UsageError(f"{shown}: unknown fp8_backend {backend!r}; expected one of te, torchao, auto")
     elif kind == "accelerate":
         mp = data.get("mixed_precision")
         if mp is not None and str(mp).lower() not in MIXED_PRECISIONS:
             raise UsageError(f"{shown}: unknown mixed_precision {mp!r}; expected no, fp16, bf16 or fp8")
         backend = (data.get("fp8_config") or {}).get("backend")
-        if backend is not None and str(backend).upper() not in ACCELERATE_FP8_BACKENDS:
+        if backend is not None and str(backend).upper() not in ACCELERATE_BACKENDS:
             raise UsageError(f"{shown}: unknown fp8_config.backend {backend!r}; expected TE, AO or MSAMP")

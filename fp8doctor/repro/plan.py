@@ -8,9 +8,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fp8doctor.configs import ACCELERATE_FP8_BACKENDS, LLAMAFACTORY_FP8_BACKENDS, check_runnable, load_config
+from fp8doctor.configs import check_runnable, load_config
 from fp8doctor.facts.packages import version_of
 from fp8doctor.knowledge.capability import accelerate_has_recipe
+from fp8doctor.knowledge.intent import ACCELERATE_BACKENDS, read_intent
 from fp8doctor.repro.expect import diagnosed_stack, expected, launch_config_of
 from fp8doctor.runs.backends import backend_env
 from fp8doctor.runs.backends.te import UNCHECKED_ENV
@@ -46,6 +47,15 @@ class UserConfigs:
     llamafactory_path: str | None = None
     accelerate: dict[str, Any] | None = None
     accelerate_path: str | None = None
+
+    def as_facts(self) -> list[dict[str, Any]]:
+        """The configs as env's facts list them (kind, path, data), for the one intent reader."""
+        return [{"kind": kind, "path": path or kind, "data": data} for kind, path, data in
+                (("llamafactory", self.llamafactory_path, self.llamafactory),
+                 ("accelerate", self.accelerate_path, self.accelerate)) if data is not None]
+
+
+RUN_BACKEND = {"TE": "te", "AO": "torchao"}  # the doctor's backend names -> RunSpec.backend
 
 
 @dataclass
@@ -91,16 +101,18 @@ def recipe_class(backend: str) -> str:
     return "TERecipeKwargs" if backend == "te" else "AORecipeKwargs"
 
 
+def _run_backend(accelerate_config: dict[str, Any]) -> str | None:
+    """The run backend (te / torchao) an Accelerate config's fp8_config names, None for none (or MS-AMP)."""
+    named = ACCELERATE_BACKENDS.get(str((accelerate_config.get("fp8_config") or {}).get("backend", "")).upper())
+    return RUN_BACKEND.get(named or "")
+
+
 def _requested_backend(cli_backend: str, configs: UserConfigs) -> tuple[str | None, str]:
     if cli_backend in ("te", "torchao"):
         return cli_backend, "--backend"
-    if configs.llamafactory and configs.llamafactory.get("fp8_backend"):
-        b = LLAMAFACTORY_FP8_BACKENDS.get(str(configs.llamafactory["fp8_backend"]).lower())
-        if b:
-            return b, f"fp8_backend in {configs.llamafactory_path}"
-    backend = ((configs.accelerate or {}).get("fp8_config") or {}).get("backend")
-    if backend and ACCELERATE_FP8_BACKENDS.get(str(backend).upper()):
-        return ACCELERATE_FP8_BACKENDS[str(backend).upper()], f"fp8_config.backend in {configs.accelerate_path}"
+    for name, where in read_intent({"configs": configs.as_facts()}).backends.items():
+        if name in RUN_BACKEND:
+            return RUN_BACKEND[name], where
     return None, "auto"
 
 
@@ -218,7 +230,7 @@ def _user_rows(configs: UserConfigs, base: RunSpec, backend: str, recipe: str, w
         ]
     if configs.accelerate is not None:
         adapted, changed = adapt_accelerate_config(configs.accelerate)
-        acc_backend = ACCELERATE_FP8_BACKENDS.get(str((adapted.get("fp8_config") or {}).get("backend", "")).upper())
+        acc_backend = _run_backend(adapted)
         if acc_backend == "te" and backend == "torchao":
             adapted["fp8_config"] = {"backend": "AO"}
             changed.append("fp8_config.backend TE->AO (Transformer Engine not usable here)")
@@ -230,7 +242,7 @@ def _user_rows(configs: UserConfigs, base: RunSpec, backend: str, recipe: str, w
             with open(path, "w", encoding="utf-8") as fh:
                 yaml.safe_dump(adapted, fh, sort_keys=False)
         name = os.path.basename(configs.accelerate_path or "accelerate config")
-        acc_backend = ACCELERATE_FP8_BACKENDS.get(str((adapted.get("fp8_config") or {}).get("backend", "")).upper())
+        acc_backend = _run_backend(adapted)
         spec_backend = acc_backend or backend
         spec_recipe = recipe if spec_backend == backend else ("tensorwise" if spec_backend == "torchao" else
                                                                "delayed_hybrid")
