@@ -54,3 +54,13 @@ def test_bad_what_if_is_one_line_and_exit_2(tmp_path, bad: str) -> None:
     proc = doctor(tmp_path, "--what-if", bad)
     assert proc.returncode == 2 and proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and "--what-if" in proc.stderr
+
+
+def test_torchao_is_no_usable_backend_on_an_accelerate_without_its_recipe(tmp_path) -> None:
+    """accelerate <= 1.3 has no AORecipeKwargs (lab cells acc1.1/acc1.3): torchao installed is not a usable backend
+    there, and the fix is the first observed release that has the class."""
+    old = _findings(doctor(tmp_path, "--what-if", "accelerate==1.3.0", "--format", "json"))
+    assert "backend.any" not in old and old["backend.none"]["title"] == "No FP8 backend this accelerate can use"
+    assert old["backend.none"]["fix"].startswith("pip install 'accelerate>=1.4'")
+    new = _findings(doctor(tmp_path, "--what-if", "accelerate==1.4.0", "--format", "json"))
+    assert new["backend.any"]["title"].startswith("Usable FP8 backend: torchao")

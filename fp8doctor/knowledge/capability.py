@@ -116,7 +116,7 @@ def backend_available(backend: str, installed: dict[str, str | None], te_import_
 def accelerate_has_recipe(backend: str, accelerate_version: str | None) -> tuple[bool, str]:
     """Whether the installed Accelerate has a recipe handler for `backend` (Accelerate <= 1.3 has only
     FP8RecipeKwargs, for Transformer Engine or MS-AMP; torchao arrived with AORecipeKwargs in 1.4)."""
-    from fp8doctor.knowledge.generations import accelerate_generation
+    from fp8doctor.knowledge.generations import accelerate_generation, first_accelerate
 
     if backend != "torchao" or not accelerate_version:
         return True, "no Accelerate recipe class is needed" if backend != "torchao" else "accelerate is not installed"
@@ -125,4 +125,4 @@ def accelerate_has_recipe(backend: str, accelerate_version: str | None) -> tuple
         return True, f"accelerate {accelerate_version} has AORecipeKwargs."
     return False, (f"accelerate {accelerate_version} has no torchao path (no AORecipeKwargs, no accelerate.utils.ao: "
                    f"its only recipe class is FP8RecipeKwargs, for Transformer Engine or MS-AMP); torchao FP8 "
-                   f"through Accelerate needs accelerate>=1.4.")
+                   f"through Accelerate needs accelerate>={first_accelerate('AORecipeKwargs')}.")

@@ -121,11 +121,12 @@ def accelerate_generation(version: str | None) -> dict[str, Any]:
 
 
 def first_accelerate(answer: str) -> str:
-    """The first observed accelerate release (major.minor) whose `answer` (a key of accelerate_generation) is true,
+    """The first observed accelerate release (major.minor) whose `answer` is true: a key of accelerate_generation,
     e.g. `env_fp8_works` (fp8 from the environment, which `accelerate launch` sets, trains in FP8: the version every
-    upgrade fix names) or `reads_fp8_backend_env`."""
+    upgrade fix names) or `reads_fp8_backend_env`, or a recipe class name it has (`AORecipeKwargs`)."""
     for version in observed().get("accelerate", ()):
-        if accelerate_generation(version).get(answer):
+        gen = accelerate_generation(version)
+        if gen.get(answer) or answer in gen.get("recipe_classes", ()):
             return ".".join(map(str, release(version) or ()))
     raise LookupError(f"no observed accelerate release has {answer}")
 

@@ -7,7 +7,9 @@ from typing import Any
 from packaging.version import Version
 
 from fp8doctor.findings import Finding, Level
-from fp8doctor.knowledge.capability import TE_INSTALL, backend_available
+from fp8doctor.knowledge.capability import TE_INSTALL, accelerate_has_recipe, backend_available
+from fp8doctor.knowledge.fixes import upgrade_line
+from fp8doctor.knowledge.generations import first_accelerate
 from fp8doctor.rules.common import intent, intent_text, pkg, requested_backends, truthy
 
 
@@ -18,22 +20,28 @@ def _te(facts: dict[str, Any]) -> tuple[bool, str]:
 
 
 def check_any_backend(facts: dict[str, Any]) -> Finding:
-    usable = []
+    usable, unusable = [], []
     if backend_available("torchao", facts.get("packages", {}))[0]:
-        usable.append(f"torchao {pkg(facts, 'torchao')}")
+        has_recipe, why = accelerate_has_recipe("torchao", pkg(facts, "accelerate"))
+        if has_recipe:
+            usable.append(f"torchao {pkg(facts, 'torchao')}")
+        else:
+            unusable.append(f"torchao {pkg(facts, 'torchao')} is installed, but {why}")
     if _te(facts)[0]:
         te_version = pkg(facts, "transformer-engine") or pkg(facts, "transformer-engine-torch")
         usable.append(f"Transformer Engine {te_version}")
     if pkg(facts, "msamp"):
         usable.append(f"MS-AMP {pkg(facts, 'msamp')}")
     if usable:
-        return Finding("backend.any", Level.OK, "Usable FP8 backend: " + ", ".join(usable))
+        return Finding("backend.any", Level.OK, "Usable FP8 backend: " + ", ".join(usable), " ".join(unusable))
     signs = intent(facts)
     return Finding(
-        "backend.none", Level.FAIL if signs else Level.WARN, "No FP8 backend is installed",
+        "backend.none", Level.FAIL if signs else Level.WARN,
+        "No FP8 backend this accelerate can use" if unusable else "No FP8 backend is installed",
         (intent_text(signs) + "; " if signs else "")
-        + "Accelerate needs torchao, Transformer Engine or MS-AMP for fp8.",
-        f"pip install torchao   # or, on a CUDA machine: {TE_INSTALL}",
+        + "Accelerate needs torchao, Transformer Engine or MS-AMP for fp8." + "".join(f" {u}" for u in unusable),
+        (f"{upgrade_line(minimum=first_accelerate('AORecipeKwargs'))}   # or, on a CUDA machine: {TE_INSTALL}"
+         if unusable else f"pip install torchao   # or, on a CUDA machine: {TE_INSTALL}"),
     )
 
 
