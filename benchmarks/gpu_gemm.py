@@ -40,7 +40,7 @@ SHAPES = [(1024, 1024, 1024), (4096, 4096, 4096), (8192, 8192, 8192), (8192, 409
 def skip_reason() -> str | None:
     """Why FP8 cannot run here, from fp8doctor's own facts and capability checks; None when it can."""
     from fp8doctor.knowledge.capability import fp8_family_supported
-    from fp8doctor.machine import snapshot
+    from fp8doctor.runs.machine import snapshot
 
     facts = snapshot()
     if not facts.get("gpu_count"):

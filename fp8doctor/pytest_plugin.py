@@ -37,7 +37,7 @@ MARKERS = {
 
 @functools.lru_cache(maxsize=1)
 def _facts() -> dict[str, Any]:
-    from fp8doctor.machine import snapshot
+    from fp8doctor.runs.machine import snapshot
 
     return snapshot()
 

@@ -64,7 +64,7 @@ def _gpu_params() -> list[Any]:
 
 @pytest.mark.parametrize(("backend", "recipe", "entry"), _gpu_params())
 def test_cell_on_gpu(fp8_cell: Any, backend: str, recipe: str, entry: str) -> None:
-    from fp8doctor.machine import snapshot
+    from fp8doctor.runs.machine import snapshot
 
     spec = RunSpec(backend=backend, recipe=recipe, entry=entry, steps=STEPS, nproc=NPROC.get(entry, 1))
     why = skip_reason(spec, snapshot())

@@ -135,7 +135,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, content, name, needle):
 
 
 def test_backend_te_without_te_is_not_applicable_exit_1():
-    from fp8doctor.machine import skip_reason
+    from fp8doctor.runs.machine import skip_reason
     from fp8doctor.runs.spec import RunSpec
 
     if skip_reason(RunSpec(backend="te", recipe="delayed_hybrid")) is None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 
-from fp8doctor.machine import skip_reason
 from fp8doctor.redact import REDACTED
+from fp8doctor.runs.machine import skip_reason
 from fp8doctor.runs.pool import child_env, run_spec, run_specs
 from fp8doctor.runs.spec import RunSpec
 

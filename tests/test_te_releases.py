@@ -25,10 +25,16 @@ import fp8doctor.observe
 import fp8doctor.runs.backends.te as te_backend
 from fp8doctor.facts.packages import TE_IMPORT_PROBE
 from fp8doctor.findings import Level
-from fp8doctor.knowledge.capability import fp8_family_supported, te_recipe_family, te_recipe_supported
+from fp8doctor.knowledge.capability import (
+    RECIPE_CLASSES,
+    fp8_family_supported,
+    offered_recipes,
+    te_recipe_family,
+    te_recipe_supported,
+)
 from fp8doctor.knowledge.generations import accelerate_generation
-from fp8doctor.machine import skip_reason
 from fp8doctor.rules import backends, versions
+from fp8doctor.runs.machine import skip_reason
 from fp8doctor.runs.spec import TE_RECIPES, RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,8 +124,8 @@ def _check_uses(source: str, te: dict[str, Any]) -> list[str]:
 def test_te_backend_uses_only_names_this_release_has(release: str) -> None:
     te = TE_OBS[release]
     assert _check_uses(Path(te_backend.__file__).read_text(), te) == []
-    for recipe in te_backend.offered_recipes(release):
-        cls, kwargs = te_backend.RECIPE_CLASSES[recipe]
+    for recipe in offered_recipes(release):
+        cls, kwargs = RECIPE_CLASSES[recipe]
         assert set(kwargs) <= set(te["recipes"][cls]["fields"]), (recipe, cls)
         if "fp8_format" in kwargs:
             assert kwargs["fp8_format"] in te["formats"]
@@ -142,8 +148,8 @@ def test_env_probe_and_observer_use_names_this_release_has(release: str) -> None
 @pytest.mark.parametrize("release", TE_READ)
 def test_recipe_list_is_the_one_this_release_has(release: str) -> None:
     has = set(TE_OBS[release]["recipes"])
-    expected = tuple(r for r in TE_RECIPES if te_backend.RECIPE_CLASSES[r][0] in has)
-    assert te_backend.offered_recipes(release) == expected
+    expected = tuple(r for r in TE_RECIPES if RECIPE_CLASSES[r][0] in has)
+    assert offered_recipes(release) == expected
     finding = backends.check_te_release(make_facts(packages={"transformer-engine": release}))
     assert finding.title.endswith("offers: " + ", ".join(expected))
     # The matrix: a TE cell whose recipe the installed release lacks is skipped, naming the release.
@@ -181,7 +187,7 @@ def _te_says(te: dict[str, Any], family: str, cc: tuple[int, int], cuda: float |
 def test_capability_verdicts_match_this_release_s_conditions(release: str) -> None:
     te = TE_OBS[release]
     checked = 0
-    for recipe in te_backend.offered_recipes(release):
+    for recipe in offered_recipes(release):
         family = te_recipe_family(recipe)
         for cc in CCS:
             for cuda in CUDAS:
@@ -270,7 +276,7 @@ def test_reference_report_pair_is_compatible_but_upgrading_accelerate_alone_brea
 def test_without_te_env_says_which_release_each_recipe_needs() -> None:
     f = backends.check_te_release(make_facts())
     assert f.level is Level.SKIP
-    for recipe, (cls, _) in te_backend.RECIPE_CLASSES.items():
+    for recipe, (cls, _) in RECIPE_CLASSES.items():
         first = next(v for v in TE_READ if cls in TE_OBS[v]["recipes"])
         assert (f"{recipe} needs TE >= {first}" in f.detail) or (first == TE_READ[0] and recipe in f.detail)
     assert backends.check_accelerate_te(make_facts()) is None
@@ -283,7 +289,7 @@ def test_env_shows_te_s_own_reason_for_this_release(release: str) -> None:
     f = backends.check_te_release(make_facts(gpus=[b200], packages={"transformer-engine": release},
                                              torch_cuda="12.8"))
     lines = dict(line.split(": ", 1) for line in f.detail.splitlines() if line.split(":")[0] in TE_RECIPES)
-    assert list(lines) == list(te_backend.offered_recipes(release))
+    assert list(lines) == list(offered_recipes(release))
     for recipe, text in lines.items():
         said = _te_says(TE_OBS[release], te_recipe_family(recipe), (10, 0), 12.8)
         assert said is not None

@@ -1,4 +1,4 @@
-"""Installed versions (read by fp8doctor.facts.interpreter in the diagnosed environment, no imports), plus a child
+"""Installed versions (read by fp8doctor.system.interpreter in the diagnosed environment, no imports), plus a child
 probe of `transformer_engine.pytorch`."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
-from fp8doctor.facts.interpreter import DISTRIBUTIONS
 from fp8doctor.facts.probes import probe_code
+from fp8doctor.system.interpreter import DISTRIBUTIONS
 
 TE_IMPORT_PROBE = probe_code(
     "import transformer_engine.pytorch as te\n"

@@ -21,6 +21,18 @@ FAMILY_LABEL = {
     "mxfp8": "MXFP8 block scaling",
     "nvfp4": "NVFP4 block scaling",
 }
+# RunSpec recipe -> (TE recipe class, constructor kwargs by name of a Format member or plain values)
+RECIPE_CLASSES = {
+    "delayed_hybrid": ("DelayedScaling", {"fp8_format": "HYBRID"}),
+    "delayed_e4m3": ("DelayedScaling", {"fp8_format": "E4M3"}),
+    "current": ("Float8CurrentScaling", {}),
+    "block": ("Float8BlockScaling", {}),
+    "mxfp8": ("MXFP8BlockScaling", {}),
+    "nvfp4": ("NVFP4BlockScaling", {}),
+}
+# Recipes Accelerate's TERecipeKwargs can express (it builds DelayedScaling, or MXFP8 with use_mxfp8_block_scaling).
+ACCELERATE_RECIPES = {"delayed_hybrid", "delayed_e4m3", "mxfp8"}
+
 
 
 def cc_str(cc: tuple[int, int]) -> str:
@@ -59,7 +71,6 @@ def te_recipe_supported(cc: tuple[int, int] | None, recipe: str, te_version: str
     Without a TE version (TE not installed) this is the compute-capability check, which matches the newest release.
     """
     from fp8doctor.knowledge import te_releases
-    from fp8doctor.runs.backends.te import RECIPE_CLASSES
 
     family = te_recipe_family(recipe)
     observed = te_releases.release_for(te_version)
@@ -126,3 +137,13 @@ def accelerate_has_recipe(backend: str, accelerate_version: str | None) -> tuple
     return False, (f"accelerate {accelerate_version} has no torchao path (no AORecipeKwargs, no accelerate.utils.ao: "
                    f"its only recipe class is FP8RecipeKwargs, for Transformer Engine or MS-AMP); torchao FP8 "
                    f"through Accelerate needs accelerate>={first_accelerate('AORecipeKwargs')}.")
+
+
+def offered_recipes(te_version: str | None) -> tuple[str, ...]:
+    """The recipes a TE release has (from the static TE lab's observations); all of them when TE is absent."""
+    from fp8doctor.knowledge import te_releases
+
+    observed = te_releases.release(te_version)
+    if observed is None:
+        return tuple(RECIPE_CLASSES)
+    return tuple(r for r, (cls, _) in RECIPE_CLASSES.items() if cls in observed["recipes"])

@@ -7,8 +7,8 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-from fp8doctor.machine import snapshot
 from fp8doctor.matrix import plan, render, run
+from fp8doctor.runs.machine import snapshot
 from fp8doctor.system import limits, safeio
 from fp8doctor.system.errors import UsageError
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fp8doctor.machine import skip_reasons
+from fp8doctor.runs.machine import skip_reasons
 from fp8doctor.runs.spec import BASELINE_RECIPE, ENTRIES, SIZES, TE_RECIPES, TORCHAO_RECIPES, RunSpec
 from fp8doctor.system.errors import UsageError
 
@@ -41,7 +41,7 @@ def native_spec(spec: RunSpec) -> RunSpec:
 
 
 def skip_reason(spec: RunSpec, facts: dict[str, Any]) -> str | None:
-    """Everything this machine lacks for the cell, or None when it can run (fp8doctor.machine decides)."""
+    """Everything this machine lacks for the cell, or None when it can run (fp8doctor.runs.machine decides)."""
     return " ".join(skip_reasons(spec, facts)) or None
 
 

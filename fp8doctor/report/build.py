@@ -115,7 +115,7 @@ def judge_exposure(parts: list[sections.Section], config_files: list[str]) -> ex
 
 def machine_gpu() -> str | None:
     """The GPU line of the first screen; None on a machine without a CUDA GPU (the Markdown says CPU emulation)."""
-    from fp8doctor.machine import snapshot
+    from fp8doctor.runs.machine import snapshot
 
     facts = snapshot()
     if not facts.get("gpu_count"):

@@ -20,7 +20,7 @@ LIBRARIES = ("accelerate", "transformers", "torchao", "transformer-engine", "lla
 
 
 def diagnosed_stack() -> Stack:
-    from fp8doctor.machine import snapshot
+    from fp8doctor.runs.machine import snapshot
 
     versions = as_observed({name: version_of(name) for name in LIBRARIES})
     return Stack(**{f.replace("-", "_"): versions.get(f) for f in LIBRARIES},  # type: ignore[arg-type]
@@ -89,7 +89,7 @@ def launch_config_of(spec: RunSpec) -> dict[str, Any] | None:
         except (OSError, yaml.YAMLError):
             return None
         return data if isinstance(data, dict) else None
-    from fp8doctor.machine import default_device
     from fp8doctor.runs.entries.accelerate_launch import accelerate_config
+    from fp8doctor.runs.machine import default_device
 
     return accelerate_config(spec, spec.device or default_device())

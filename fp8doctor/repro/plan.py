@@ -159,7 +159,7 @@ def build_plan(cli_backend: str = "auto", configs: UserConfigs | None = None, st
                timeout_s: float = DEFAULT_TIMEOUT_S, skip: Callable[[RunSpec], str | None] | None = None,
                work_dir: str | None = None) -> Plan:
     if skip is None:
-        from fp8doctor.machine import skip_reason
+        from fp8doctor.runs.machine import skip_reason
 
         def skip(spec: RunSpec) -> str | None:
             return skip_reason(spec)
@@ -268,7 +268,7 @@ def adapt_accelerate_config(data: dict[str, Any]) -> tuple[dict[str, Any], list[
     changed = [k for k, v in forced.items() if k in data and data[k] != v]
     dropped = sorted(k for k in data if k not in keep and k not in forced and k != "use_cpu")
     adapted.update(forced)
-    from fp8doctor.machine import snapshot
+    from fp8doctor.runs.machine import snapshot
 
     cpu = not snapshot().get("gpu_count")
     adapted["use_cpu"] = cpu

@@ -100,8 +100,7 @@ def check_te_release(facts: dict[str, Any]) -> Finding:
     """Which TE recipes the installed release has and whether each runs here, in TE's own words (static TE lab);
     without TE, which release each recipe needs."""
     from fp8doctor.knowledge import te_releases
-    from fp8doctor.knowledge.capability import te_recipe_supported
-    from fp8doctor.runs.backends.te import RECIPE_CLASSES, offered_recipes
+    from fp8doctor.knowledge.capability import RECIPE_CLASSES, offered_recipes, te_recipe_supported
 
     version = _te_version(facts)
     needs = {r: te_releases.first_release_with_recipe(cls) for r, (cls, _) in RECIPE_CLASSES.items()}

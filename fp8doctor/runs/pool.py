@@ -118,7 +118,7 @@ def _run_spec(spec: RunSpec, *, python: str, env_base: Mapping[str, str] | None,
     probe_error = None
     if check_skip:
         try:
-            from fp8doctor.machine import skip_reason
+            from fp8doctor.runs.machine import skip_reason
 
             reason = skip_reason(spec)
         except Exception as exc:  # noqa: BLE001 - a broken probe must not stop the run

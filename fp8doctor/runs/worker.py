@@ -83,7 +83,7 @@ def execute(spec_dict: dict[str, Any], result: dict[str, Any]) -> None:
     launches = module.LAUNCHES_PROCESSES
     if launches:
         # The launcher's ranks import the libraries; importing torch here too would only cost seconds.
-        from fp8doctor.machine import default_device
+        from fp8doctor.runs.machine import default_device
 
         device = spec.device or default_device()
     else:

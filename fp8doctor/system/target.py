@@ -2,7 +2,7 @@
 `--python PATH` / FP8DOCTOR_PYTHON (as `pip --python` does), so that the doctor can live in its own environment
 and never be installed into the patient's.
 
-Another interpreter's facts come from fp8doctor.facts.interpreter run by that interpreter (stdlib only). Runs and
+Another interpreter's facts come from fp8doctor.system.interpreter run by that interpreter (stdlib only). Runs and
 probes start with it; fp8doctor is importable there through a folder holding nothing but a link to this package,
 put on PYTHONPATH for those children only, so none of the doctor's own environment leaks into the patient's.
 """
@@ -79,8 +79,8 @@ def is_other() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def snapshot() -> dict[str, Any]:
-    """fp8doctor.facts.interpreter.snapshot() of the diagnosed interpreter (read in-process when it is this one)."""
-    from fp8doctor.facts import interpreter
+    """fp8doctor.system.interpreter.snapshot() of the diagnosed interpreter (read in-process when it is this one)."""
+    from fp8doctor.system import interpreter
 
     if _selected is None:
         return interpreter.snapshot()

@@ -13,31 +13,11 @@ import sys
 from contextlib import AbstractContextManager
 from typing import Any
 
+from fp8doctor.knowledge.capability import RECIPE_CLASSES
+
 # Set in a run's env: build accelerate <= 1.3's FP8RecipeKwargs(backend="TE") where TE is not installed, to reach
 # Accelerate's own mixed-precision check on a machine without TE (the buggy repro rows only).
 UNCHECKED_ENV = "FP8DOCTOR_RECIPE_UNCHECKED"
-
-# RunSpec recipe -> (TE recipe class, constructor kwargs by name of a Format member or plain values)
-RECIPE_CLASSES = {
-    "delayed_hybrid": ("DelayedScaling", {"fp8_format": "HYBRID"}),
-    "delayed_e4m3": ("DelayedScaling", {"fp8_format": "E4M3"}),
-    "current": ("Float8CurrentScaling", {}),
-    "block": ("Float8BlockScaling", {}),
-    "mxfp8": ("MXFP8BlockScaling", {}),
-    "nvfp4": ("NVFP4BlockScaling", {}),
-}
-# Recipes Accelerate's TERecipeKwargs can express (it builds DelayedScaling, or MXFP8 with use_mxfp8_block_scaling).
-ACCELERATE_RECIPES = {"delayed_hybrid", "delayed_e4m3", "mxfp8"}
-
-
-def offered_recipes(te_version: str | None) -> tuple[str, ...]:
-    """The recipes a TE release has (from the static TE lab's observations); all of them when TE is absent."""
-    from fp8doctor.knowledge import te_releases
-
-    observed = te_releases.release(te_version)
-    if observed is None:
-        return tuple(RECIPE_CLASSES)
-    return tuple(r for r, (cls, _) in RECIPE_CLASSES.items() if cls in observed["recipes"])
 
 
 def te_recipe(recipe: str) -> Any:

@@ -84,7 +84,7 @@ def skip_reasons(spec: RunSpec, facts: dict[str, Any] | None = None) -> list[str
         if not ok:
             out.append(why)
         elif not out:
-            from fp8doctor.runs.backends.te import ACCELERATE_RECIPES
+            from fp8doctor.knowledge.capability import ACCELERATE_RECIPES
 
             if spec.entry != "native" and spec.recipe not in ACCELERATE_RECIPES:
                 out.append(f"Accelerate's TERecipeKwargs can only express DelayedScaling and MXFP8 block scaling; "
