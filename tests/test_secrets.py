@@ -37,15 +37,25 @@ SECRET_ENV = {
     "HF_ENDPOINT": "https://hfuser:planted/slash7802@mirror.invalid/",
     "NVTE_CACHE_DIR": "/data/hf_PlantedPathSegment0123456789_copy/cache",
     "TORCH_HUB_MIRROR": "https://hub.invalid/x?access_token=plantedquery7805&x=1",
+    # Round three (issue 20): signature parameters of presigned / SAS URLs, and a private key block, under names
+    # that say nothing.
+    "HF_HUB_SAS_URL": "https://acct.blob.core.windows.net/c/m.bin?sv=2022-11-02&sp=r&sig=plantedsassig7809",
+    "ACCELERATE_MODEL_URL": "https://b.s3.invalid/m?X-Amz-Credential=plantedamzcred7810%2Fx"
+                            "&X-Amz-Signature=plantedamzsig7811",
+    "NCCL_DEBUG_NOTE": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1plantedpemenv7812\n"
+                       "-----END OPENSSH PRIVATE KEY-----",
 }
 CONFIG_SECRETS = {
     "url": "plantedconfigurlpass7790",
     "hub_token": "hf_PlantedConfigToken0123456789abcd",
     "wandb": "plantedconfigwandb7791",
     "ds": "plantedds7795",
+    "pem": "MIIEplantedpemconfig7813",
+    "sig": "plantedconfigsig7814",
 }
 ARG_SECRETS = {"hub_token": "plainhubtoken7794", "password": "plantedargpw7792", "url": "plantedargurl7793",
-               "env": "plantedenvassign7803", "auth": "plantedauth7804", "bearer": "plantedbearer7806"}
+               "env": "plantedenvassign7803", "auth": "plantedauth7804", "bearer": "plantedbearer7806",
+               "wandb_key": "plantedwandbarg7815", "sig": "plantedargsig7816"}
 ERROR_SECRETS = {"path": "hf_PlantedErrorPath0123456789abcd", "url": "plantederrpw7807", "arg": "plantedparse7808"}
 PLANTED = [*SECRET_ENV.values(), *CONFIG_SECRETS.values(), *ARG_SECRETS.values(), *ERROR_SECRETS.values()]
 # Every planted value contains this (case-insensitive); a partial leak is caught too.
@@ -62,6 +72,11 @@ bf16: true
 hub_token: {CONFIG_SECRETS['hub_token']}
 wandb_api_key: {CONFIG_SECRETS['wandb']}
 output_dir: out
+dataset_dir: https://cdn.invalid/data?Expires=1&Signature={CONFIG_SECRETS['sig']}
+notes: |
+  -----BEGIN RSA PRIVATE KEY-----
+  {CONFIG_SECRETS['pem']}
+  -----END RSA PRIVATE KEY-----
 """
 ACCELERATE = """\
 compute_environment: LOCAL_MACHINE
@@ -128,7 +143,8 @@ def watched(planted: dict) -> list[str]:
     return ["env", f"HF_TOKEN={ARG_SECRETS['env']}", sys.executable, str(planted["inputs"] / "train.py"),
             "--hub_token", ARG_SECRETS["hub_token"], f"--password={ARG_SECRETS['password']}", "--url",
             f"https://u:{ARG_SECRETS['url']}@h.invalid/x", "--auth", ARG_SECRETS["auth"], "--header",
-            f"Authorization: Bearer {ARG_SECRETS['bearer']}", "--tokenizer_name", "kept-visible"]
+            f"Authorization: Bearer {ARG_SECRETS['bearer']}", "--wandb_key", ARG_SECRETS["wandb_key"], "--data",
+            f"https://h.invalid/d?se=1&sig={ARG_SECRETS['sig']}", "--tokenizer_name", "kept-visible"]
 
 
 def test_env_every_format(planted: dict) -> None:

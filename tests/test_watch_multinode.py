@@ -20,7 +20,8 @@ import pytest
 from session_cache import computed_once, shared_root
 
 from fp8doctor.watch.merge import differences, job_verdict
-from fp8doctor.watch.records import identity, read_record_file, watch_place
+from fp8doctor.watch.record_check import read_record_file
+from fp8doctor.watch.records import identity, watch_place
 
 SCRIPTS = Path(__file__).parent / "watch_scripts"
 BIN = Path(sys.executable).parent
