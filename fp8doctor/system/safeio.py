@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import math
 import os
 import stat
 import tempfile
@@ -21,6 +22,9 @@ from typing import IO, Any
 from fp8doctor.system.errors import UsageError
 
 CHUNK = 1 << 16
+MAX_TEXT = 4096  # characters of any one string read from another program (an error message, an argv entry)
+MAX_ITEMS = 1000  # items of any one list or mapping read from another program
+MAX_DEPTH = 8
 
 
 def kind_of(mode: int) -> str:
@@ -187,3 +191,21 @@ def stdout_cut_by_size_limit() -> bool:
         return stat.S_ISREG(os.fstat(1).st_mode) and os.lseek(1, 0, os.SEEK_CUR) >= soft
     except OSError:
         return False
+
+
+def bounded(value: Any, depth: int = 0) -> Any:
+    """A JSON value read from another program (a probe, a record) with every string, list and mapping cut to its
+    bound and non-finite floats as None."""
+    if isinstance(value, str):
+        return value[:MAX_TEXT]
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth >= MAX_DEPTH:
+        return None
+    if isinstance(value, list):
+        return [bounded(v, depth + 1) for v in value[:MAX_ITEMS]]
+    if isinstance(value, dict):
+        return {str(k)[:MAX_TEXT]: bounded(v, depth + 1) for k, v in list(value.items())[:MAX_ITEMS]}
+    return None

@@ -6,7 +6,6 @@ name ranks, world sizes, pids and times are kept only inside their bounds; strin
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,6 @@ from fp8doctor.watch.records import MARKER_GLOB, MAX_WORLD, RECORD_GLOB
 
 MAX_RECORD_FILE = 64 << 20  # one process's records: a few KiB per step at most
 MAX_MARKER_FILE = 64 << 10
-MAX_TEXT = 4096  # characters of any one string (an error message, an argv entry)
-MAX_ITEMS = 1000  # items of any one list or mapping
-MAX_DEPTH = 8
 MAX_PID = 1 << 22  # the kernel's pid_max ceiling
 MAX_TIME = 1e11  # seconds since the epoch (year 5138); times are floats in [0, MAX_TIME]
 
@@ -36,23 +32,6 @@ _DICT_FIELDS = ("rank_env", "env_at_start", "accelerate_env", "env", "result", "
 _LIST_FIELDS = ("argv", "models", "handlers", "fp8_handlers", "callers", "command")
 
 
-def bounded(value: Any, depth: int = 0) -> Any:
-    """A JSON value with every string, list and mapping cut to its bound and non-finite floats as None."""
-    if isinstance(value, str):
-        return value[:MAX_TEXT]
-    if isinstance(value, bool) or value is None or isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if depth >= MAX_DEPTH:
-        return None
-    if isinstance(value, list):
-        return [bounded(v, depth + 1) for v in value[:MAX_ITEMS]]
-    if isinstance(value, dict):
-        return {str(k)[:MAX_TEXT]: bounded(v, depth + 1) for k, v in list(value.items())[:MAX_ITEMS]}
-    return None
-
-
 def _int_in(value: Any, lo: int, hi: int) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi else None
 
@@ -60,7 +39,7 @@ def _int_in(value: Any, lo: int, hi: int) -> int | None:
 def check_record(rec: dict[str, Any]) -> dict[str, Any]:
     """One record with its known fields type-checked and bounded: a wrong type or a value out of bounds is
     dropped; `models` keeps only mappings; `error` is a mapping or a string."""
-    out = bounded(rec)
+    out = safeio.bounded(rec)
     for name, (lo, hi) in _INT_FIELDS.items():
         if name in out and _int_in(out[name], lo, hi) is None:
             del out[name]
