@@ -167,7 +167,10 @@ def _assignment_values(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-_BEGIN, _END, _DASHES = "-----BEGIN ", "-----END ", "-----"
+# An error message may have lower-cased the block (`Unknown mode: -----begin rsa private key-----...`).
+_BEGIN = re.compile(r"-----begin ", re.IGNORECASE)
+_END = re.compile(r"-----end ", re.IGNORECASE)
+_DASHES = "-----"
 MAX_LABEL = 64  # `RSA PRIVATE KEY`, `OPENSSH PRIVATE KEY`, `PGP PRIVATE KEY BLOCK`: a label is short
 _PUBLIC_LABELS = ("PUBLIC", "CERTIFICATE")
 
@@ -177,25 +180,25 @@ def _key_blocks(text: str) -> list[tuple[int, int]]:
     `-----BEGIN LABEL-----` to its `-----END`, or to the end of the text when the end was cut off. Each search
     starts where the last one ended, and a label is looked for only within MAX_LABEL characters: linear."""
     spans: list[tuple[int, int]] = []
-    at = text.find(_BEGIN)
-    while at != -1:
-        label_at = at + len(_BEGIN)
+    m = _BEGIN.search(text)
+    while m:
+        label_at = m.end()
         close = text.find(_DASHES, label_at, label_at + MAX_LABEL + len(_DASHES))
         if close == -1 or any(word in text[label_at:close].upper() for word in _PUBLIC_LABELS):
-            at = text.find(_BEGIN, label_at)
+            m = _BEGIN.search(text, label_at)
             continue
         body = close + len(_DASHES)
-        end = text.find(_END, body)
-        end = len(text) if end == -1 else end
+        end_m = _END.search(text, body)
+        end = end_m.start() if end_m else len(text)
         spans.append((body, end))
-        at = text.find(_BEGIN, end)
+        m = _BEGIN.search(text, end)
     return spans
 
 
 def _text(text: str) -> str:
     """Credentials out of free text, in time linear in its length: private key blocks, URL user-info, secret
     options' and assignments' values (URL query parameters included), well-known token shapes."""
-    if _BEGIN in text:
+    if _DASHES in text:
         text = _replace(text, _key_blocks(text))
     text = _replace(text, _url_credentials(text))
     text = _replace(text, _option_values(text))

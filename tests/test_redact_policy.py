@@ -27,6 +27,8 @@ PEM = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAPLANTEDPEMBO
     ("python t.py --sas-sig s1g", "s1g"),
     (f"config value: {PEM}\nnext line", "PLANTEDPEMBODY"),
     ("cut off -----BEGIN RSA PRIVATE KEY-----\nMIIEPLANTEDCUT", "MIIEPLANTEDCUT"),
+    ("unknown mode: -----begin rsa private key-----\nmiieplantedlower\n-----end rsa private key-----",
+     "miieplantedlower"),
     ("repr: '-----BEGIN PRIVATE KEY-----\\nMIIEvPLANTEDESC\\n-----END PRIVATE KEY-----'", "PLANTEDESC"),
 ])
 def test_new_secret_shapes_are_redacted(text: str, gone: str) -> None:

@@ -228,3 +228,51 @@ def test_error_lines_echo_no_secret(planted: dict) -> None:
     assert [p.returncode for p in procs] == [2, 2, 2, 2], [p.stderr for p in procs]
     assert all(p.stderr.count("\n") == 1 and "***REDACTED***" in p.stderr for p in procs), [p.stderr for p in procs]
     assert_no_leak(planted, procs)
+
+
+# Round three (issue 20): the exception text a watched command's Accelerator raises, and record files that
+# someone else wrote (a forged or foreign node's), are inputs too.
+RAISES = """\
+import os, sys
+from accelerate import Accelerator
+try:
+    Accelerator(mixed_precision="fp8 " + os.environ["HF_HUB_SAS_URL"] + " " + os.environ["NCCL_DEBUG_NOTE"])
+except Exception:
+    sys.exit(3)  # the command's own traceback would be the command's leak, not fp8doctor's
+"""
+RECORD_SECRETS = {"argv": "plantedrecordarg7817", "env": "plantedrecordenv7818", "error": "plantedrecorderr7819",
+                  "pem": "plantedrecordpem7820", "marker": "plantedmarkercmd7821"}
+PLANTED += list(RECORD_SECRETS.values())
+
+
+def planted_records(root: Path) -> Path:
+    host = root / "records" / "node-x"
+    host.mkdir(parents=True)
+    pem = f"-----BEGIN PRIVATE KEY-----\n{RECORD_SECRETS['pem']}\n-----END PRIVATE KEY-----"
+    process = {"kind": "process", "pid": 4242, "ppid": 1, "host": "node-x", "watch_id": "w9",
+               "argv": ["train.py", "--wandb_key", RECORD_SECRETS["argv"]],
+               "rank_env": {"RANK": "0", "WORLD_SIZE": "1"},
+               "env_at_start": {"HF_HUB_SAS_URL": f"https://a.invalid/m?sig={RECORD_SECRETS['env']}"},
+               "accelerate_env": {"ACCELERATE_MODEL_URL": f"https://a.invalid/m?X-Amz-Signature={RECORD_SECRETS['env']}"}}
+    acc = {"kind": "accelerator", "id": 0, "arg_mixed_precision": "fp8", "handlers": [], "fp8_handlers": [],
+           "error": {"type": "ValueError",
+                     "message": f"download https://c.invalid/w?X-Amz-Credential={RECORD_SECRETS['error']} {pem}"}}
+    (host / "0-4242.jsonl").write_text(json.dumps(process) + "\n" + json.dumps(acc) + "\n")
+    (host / "watch-9.json").write_text(json.dumps(
+        {"state": "done", "node": 0, "command": ["python", "t.py", f"--X-Amz-Signature={RECORD_SECRETS['marker']}"]}))
+    return root / "records"
+
+
+def test_exception_text_and_planted_records(planted: dict) -> None:
+    (planted["inputs"] / "raises.py").write_text(RAISES)
+    records = planted_records(planted["inputs"])
+    out = planted["work"] / "merged.md"
+    procs = [run(planted, ["watch", "--format", fmt, "--", sys.executable, str(planted["inputs"] / "raises.py")])
+             for fmt in ("text", "json")]
+    assert all(p.returncode == 3 for p in procs), [p.stderr[-2000:] for p in procs]
+    assert "ValueError" in procs[1].stdout  # the exception was recorded, with its text redacted
+    procs += [run(planted, ["watch", "--merge", str(records), "--format", fmt]) for fmt in ("text", "md", "json")]
+    procs.append(run(planted, ["watch", "--merge", str(records), "--format", "md", "--output", str(out)]))
+    assert [p.returncode for p in procs[2:]] == [1, 1, 1, 1], [p.stderr for p in procs[2:]]
+    written = assert_no_leak(planted, procs)
+    assert out in written and "***REDACTED***" in out.read_text()
