@@ -257,8 +257,7 @@ def redact(obj: Any) -> Any:
 # config's unrelated text (a prompt, a key block, a signed URL nobody thought of) never reaches an output.
 _RELEVANT_WORDS = ("fp8", "precision", "bf16", "fp16", "tf32", "fsdp", "deepspeed", "zero", "distributed",
                    "compile", "dynamo", "backend", "recipe", "amax", "num_processes", "num_machines", "machine_rank",
-                   "stage", "finetuning", "quantization", "use_cpu", "enabled", "offload", "kind", "label", "path",
-                   "chosen_by", "exists")
+                   "stage", "finetuning", "quantization", "use_cpu", "enabled", "offload", "path")
 
 
 def is_relevant_key(name: str) -> bool:

@@ -148,11 +148,13 @@ def open_write(path: str | os.PathLike[str], what: str = "a report file",
     """A regular file written whole or not at all (`with open_write(p) as fh: ...`): written to a temporary file
     beside it and renamed over it at the end. UsageError for a FIFO/device/socket; OSError when the place is not
     writable or the disk is full (the caller words that)."""
+    check_regular(path, what, missing_ok=True)  # refused at the call, before the caller renders anything
     return _atomic(path, what, "w", encoding)
 
 
 def open_write_binary(path: str | os.PathLike[str],
                       what: str = "a report file") -> contextlib.AbstractContextManager[IO[bytes]]:
+    check_regular(path, what, missing_ok=True)
     return _atomic(path, what, "wb", None)
 
 
