@@ -28,6 +28,8 @@ SHAPES: dict[str, Callable[[int], str]] = {
     "many `://`": lambda n: "a://" * (n // 4),
     "user:pass runs": lambda n: "https://" + "a:" * (n // 2),
     "`.-` runs": lambda n: ".-" * (n // 2),
+    "`-----BEGIN ` runs": lambda n: "-----BEGIN " * (n // 11),
+    "key block, no END": lambda n: "-----BEGIN RSA PRIVATE KEY-----" + "A" * (n - 31),
     "unclosed quotes": lambda n: "--password '" * (n // 12),
     "NAME= runs": lambda n: "A_TOKEN=" * (n // 8),
     "`sk-` prefixes": lambda n: "sk-" * (n // 3),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 import traceback
@@ -10,7 +11,7 @@ import traceback
 from fp8doctor import __version__
 from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_controls
-from fp8doctor.system import interrupts
+from fp8doctor.system import interrupts, safeio
 from fp8doctor.system.errors import UsageError
 
 # Sub-command name -> module in fp8doctor.commands exposing add_parser(subparsers) and run(args) -> int.
@@ -94,11 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.error(f"a command is required: one of {', '.join(parser_commands(parser))}")
     interrupts.install()
+    if sys.stdout is None:  # started with stdout closed (`>&-`): the output would vanish without a word
+        print(f"fp8doctor {args.command}: error: stdout is closed; nothing can be written", file=sys.stderr)
+        return 2
     try:
         from fp8doctor.system import target
 
         target.select(getattr(args, "python", None))
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a full disk surfaces here, not as an ignored error at exit
+        if safeio.stdout_cut_by_size_limit():
+            raise OSError(errno.EFBIG, "File too large (the file size limit, ulimit -f, cut it)")
+        return code
     except UsageError as exc:
         print(f"fp8doctor {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
@@ -113,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         return interrupts.exit_status(exc)
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # stdout on a full disk, over `ulimit -f`, or a file that vanished under us
+        where = f" ({exc.filename})" if exc.filename else " (stdout)"
+        print(one_line(f"fp8doctor {args.command}: error: cannot write the output{where}: {exc.strerror or exc}"),
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from fp8doctor.system.safeio import read_capped
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 MAX_NODES = 100_000
+MAX_EXPANDED = 4 * MAX_BYTES  # characters of text once aliases are expanded
 
 KINDS = ("llamafactory", "accelerate", "deepspeed", "training_args")
 KIND_LABEL = {
@@ -42,9 +43,10 @@ _TRAINING_ARGS_KEYS = {"output_dir", "per_device_train_batch_size", "learning_ra
 
 
 def _check_shape(obj: Any, path: str) -> None:
-    """Refuse nesting deeper than MAX_DEPTH and alias-expanded graphs bigger than MAX_NODES."""
+    """Refuse nesting deeper than MAX_DEPTH and alias-expanded graphs bigger than MAX_NODES values or
+    MAX_EXPANDED characters of text (keys and strings; many aliases of one long string count each time)."""
     stack: list[tuple[Any, int]] = [(obj, 0)]
-    nodes = 0
+    nodes = chars = 0
     while stack:
         node, depth = stack.pop()
         nodes += 1
@@ -52,10 +54,16 @@ def _check_shape(obj: Any, path: str) -> None:
             raise UsageError(f"{path}: config is too large once expanded (over {MAX_NODES} values); refusing it")
         if depth > MAX_DEPTH:
             raise UsageError(f"{path}: config is nested deeper than {MAX_DEPTH} levels; refusing it")
-        if isinstance(node, dict):
+        if isinstance(node, str):
+            chars += len(node)
+        elif isinstance(node, dict):
+            chars += sum(len(k) for k in node if isinstance(k, str))
             stack.extend((v, depth + 1) for v in node.values())
         elif isinstance(node, list):
             stack.extend((v, depth + 1) for v in node)
+        if chars > MAX_EXPANDED:
+            raise UsageError(f"{path}: config is too large once expanded (over {MAX_EXPANDED} characters of text, "
+                             "aliases counted each time they are used); refusing it")
 
 
 def _jsonable(obj: Any) -> Any:

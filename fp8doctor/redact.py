@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -12,9 +13,9 @@ REDACTED = "***REDACTED***"
 # contains an unmistakable one anywhere (DBPASSWORD). Whole words, so tokens_per_s and tokenizer_name stay visible;
 # KEY only as the last word or before ID (BAR_KEY, AWS_ACCESS_KEY_ID), so num_key_value_heads stays visible.
 _SECRET_WORDS = {"TOKEN", "APIKEY", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL",
-                 "CREDENTIALS", "AUTH", "COOKIE", "PAT"}
+                 "CREDENTIALS", "AUTH", "COOKIE", "PAT", "SIG", "SIGNATURE", "AUTHORIZATION"}
 _SECRET_SUBSTRINGS = ("SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL", "APIKEY", "PRIVATEKEY",
-                      "ACCESSKEY", "AUTHTOKEN")
+                      "ACCESSKEY", "AUTHTOKEN", "SIGNATURE")
 # Names made only of a secret word that are identifiers in fp8doctor's own records.
 _IDENTIFIER_NAMES = {"key"}
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
@@ -48,6 +49,7 @@ _URL_END = re.compile(r"[\s'\"<>`]")
 _QUERY = re.compile(r"[?#]")
 
 
+@functools.lru_cache(maxsize=8192)  # the same few names (variables, record fields) come again and again
 def is_secret_name(name: str) -> bool:
     words = [w.upper() for w in _WORD_SPLIT.split(name) if w]
     if set(words) & _SECRET_WORDS or words[-1:] == ["KEY"] or words[-2:] == ["KEY", "ID"]:
@@ -61,6 +63,8 @@ def _is_secret_option(name: str) -> bool:
     body = name.lstrip("-")
     if not 1 <= len(name) - len(body) <= 2 or not body or len(body) > MAX_NAME:
         return False
+    if is_secret_name(body):  # the same policy as variables and keys: --wandb_key, --sas-sig, --X-Amz-Signature
+        return True
     body = body.lower()
     if not _OPTION_CHARS.fullmatch(body):
         return False
@@ -152,7 +156,10 @@ def _assignment_values(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     for m in _ASSIGNMENT.finditer(text):
         v = m.end()
-        if (spans and m.start() < spans[-1][1]) or not _hides_value(m.group(1)):
+        # A bare `key` is an identifier (`key=k` of a record) except as a URL query parameter (`?key=API_KEY`).
+        in_query = m.start() > 0 and text[m.start() - 1] in "?&"
+        secret = is_secret_name(m.group(1)) if in_query else _hides_value(m.group(1))
+        if (spans and m.start() < spans[-1][1]) or not secret:
             continue
         end = _value_span(text, v, _VALUE_END)
         if end > v:
@@ -160,13 +167,47 @@ def _assignment_values(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+# An error message may have lower-cased the block (`Unknown mode: -----begin rsa private key-----...`).
+_BEGIN = re.compile(r"-----begin ", re.IGNORECASE)
+_END = re.compile(r"-----end ", re.IGNORECASE)
+_DASHES = "-----"
+MAX_LABEL = 64  # `RSA PRIVATE KEY`, `OPENSSH PRIVATE KEY`, `PGP PRIVATE KEY BLOCK`: a label is short
+_PUBLIC_LABELS = ("PUBLIC", "CERTIFICATE")
+
+
+def _key_blocks(text: str) -> list[tuple[int, int]]:
+    """The body of every PEM / OpenSSH / PGP block that is not a public key or a certificate, from after
+    `-----BEGIN LABEL-----` to its `-----END`, or to the end of the text when the end was cut off. Each search
+    starts where the last one ended, and a label is looked for only within MAX_LABEL characters: linear."""
+    spans: list[tuple[int, int]] = []
+    m = _BEGIN.search(text)
+    while m:
+        label_at = m.end()
+        close = text.find(_DASHES, label_at, label_at + MAX_LABEL + len(_DASHES))
+        if close == -1 or any(word in text[label_at:close].upper() for word in _PUBLIC_LABELS):
+            m = _BEGIN.search(text, label_at)
+            continue
+        body = close + len(_DASHES)
+        end_m = _END.search(text, body)
+        end = end_m.start() if end_m else len(text)
+        spans.append((body, end))
+        m = _BEGIN.search(text, end)
+    return spans
+
+
 def _text(text: str) -> str:
-    """Credentials out of free text, in time linear in its length: URL user-info, secret options' and
-    assignments' values, well-known token shapes."""
+    """Credentials out of free text, in time linear in its length: private key blocks, URL user-info, secret
+    options' and assignments' values (URL query parameters included), well-known token shapes."""
+    if _DASHES in text:
+        text = _replace(text, _key_blocks(text))
     text = _replace(text, _url_credentials(text))
     text = _replace(text, _option_values(text))
     text = _replace(text, _assignment_values(text))
     return _TOKEN_SHAPES.sub(REDACTED, text)
+
+
+MAX_CACHED = 256  # short strings (verdicts, versions, variable values) repeat across thousands of records
+_short_text = functools.lru_cache(maxsize=16384)(_text)
 
 
 def _argv(argv: list[str]) -> list[str]:
@@ -201,7 +242,7 @@ def redact(obj: Any) -> Any:
     child's result): a secret-named key loses its value, every string loses credentials and token shapes, a list
     of strings is read as a command line (`--password X` loses X). Returns a redacted copy."""
     if isinstance(obj, str):
-        return _text(obj)
+        return _short_text(obj) if len(obj) <= MAX_CACHED else _text(obj)
     if isinstance(obj, Mapping):
         return {k: REDACTED if _hides_value(str(k)) and v not in (None, "") else redact(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -209,3 +250,48 @@ def redact(obj: Any) -> Any:
             return _argv(list(obj))
         return [redact(v) for v in obj]
     return obj
+
+
+# Config keys whose values a diagnosis needs (precision, FP8, the distributed plugins, compile, the frontend's
+# stage): shown as read, redacted as any value. Every other key's value is summarised (its type and size), so a
+# config's unrelated text (a prompt, a key block, a signed URL nobody thought of) never reaches an output.
+_RELEVANT_WORDS = ("fp8", "precision", "bf16", "fp16", "tf32", "fsdp", "deepspeed", "zero", "distributed",
+                   "compile", "dynamo", "backend", "recipe", "amax", "num_processes", "num_machines", "machine_rank",
+                   "stage", "finetuning", "quantization", "use_cpu", "enabled", "offload", "path")
+
+
+def is_relevant_key(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _RELEVANT_WORDS)
+
+
+def summarise(value: Any) -> Any:
+    """A value of an unrelated key as its shape: numbers, booleans and None as they are, else type and size."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return f"<text, {len(value)} characters>"
+    if isinstance(value, Mapping):
+        return f"<mapping, {len(value)} keys>"
+    if isinstance(value, (list, tuple)):
+        return f"<list, {len(value)} items>"
+    return f"<{type(value).__name__}>"
+
+
+def summarise_config(data: Any) -> Any:
+    """A config's mapping with only the FP8-relevant keys' values kept (nested mappings under them too)."""
+    if not isinstance(data, Mapping):
+        return summarise(data)
+    return {k: v if is_relevant_key(str(k)) else summarise(v) for k, v in data.items()}
+
+
+def public_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """`env`'s facts as they may leave the process: every config's data summarised by summarise_config, then
+    redacted."""
+    out = dict(facts)
+    out["configs"] = [{**c, "data": summarise_config(c.get("data"))} if isinstance(c, Mapping) else c
+                      for c in facts.get("configs") or []]
+    acc = facts.get("accelerate_config")
+    if isinstance(acc, Mapping) and "data" in acc:
+        out["accelerate_config"] = {**acc, "data": summarise_config(acc["data"])}
+    return redact(out)

@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from dispositions import default_signals
 
 from fp8doctor.matrix import render
 from fp8doctor.matrix.plan import Cell
@@ -138,7 +139,8 @@ def interrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
     args = ["matrix", *SMALL, "--recipe", "rowwise", "--workers", "1", "--out", str(out)]
     env = clean_env(tmp, CUDA_VISIBLE_DEVICES="")
     proc = subprocess.Popen([sys.executable, "-m", "fp8doctor", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp, stdin=subprocess.DEVNULL)
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp, stdin=subprocess.DEVNULL,
+                            preexec_fn=default_signals)
     deadline = time.monotonic() + 300
     while not (out.exists() and out.stat().st_size > 0):
         assert proc.poll() is None, proc.communicate()
@@ -207,7 +209,8 @@ def test_sigint_in_repro_stops_running_children(tmp_path: Path) -> None:
     name, value = marker.split("=")
     proc = subprocess.Popen([sys.executable, "-m", "fp8doctor", "repro", "--steps", "2", "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            env=clean_env(tmp_path, **{name: value}), stdin=subprocess.DEVNULL)
+                            env=clean_env(tmp_path, **{name: value}), stdin=subprocess.DEVNULL,
+                            preexec_fn=default_signals)
     deadline = time.monotonic() + 120
     while not workers_alive(marker):
         assert proc.poll() is None and time.monotonic() < deadline, "no run started"

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from dispositions import default_signals
 from test_bad_input import assert_usage_error, clean_env, fp8doctor
 from test_faults import SMALL, live_processes_with, workers_alive
 
@@ -202,7 +203,8 @@ def test_watch_output_fifo_is_refused_before_the_command_runs(fifo: Path, tmp_pa
 
 def start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "fp8doctor", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=cwd, stdin=subprocess.DEVNULL)
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                            preexec_fn=default_signals)  # not what this suite inherited (nohup, `&`)
 
 
 def marked_env(tmp_path: Path, **extra: str) -> tuple[str, dict[str, str], Path]:

@@ -37,15 +37,25 @@ SECRET_ENV = {
     "HF_ENDPOINT": "https://hfuser:planted/slash7802@mirror.invalid/",
     "NVTE_CACHE_DIR": "/data/hf_PlantedPathSegment0123456789_copy/cache",
     "TORCH_HUB_MIRROR": "https://hub.invalid/x?access_token=plantedquery7805&x=1",
+    # Round three (issue 20): signature parameters of presigned / SAS URLs, and a private key block, under names
+    # that say nothing.
+    "HF_HUB_SAS_URL": "https://acct.blob.core.windows.net/c/m.bin?sv=2022-11-02&sp=r&sig=plantedsassig7809",
+    "ACCELERATE_MODEL_URL": "https://b.s3.invalid/m?X-Amz-Credential=plantedamzcred7810%2Fx"
+                            "&X-Amz-Signature=plantedamzsig7811",
+    "NCCL_DEBUG_NOTE": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1plantedpemenv7812\n"
+                       "-----END OPENSSH PRIVATE KEY-----",
 }
 CONFIG_SECRETS = {
     "url": "plantedconfigurlpass7790",
     "hub_token": "hf_PlantedConfigToken0123456789abcd",
     "wandb": "plantedconfigwandb7791",
     "ds": "plantedds7795",
+    "pem": "MIIEplantedpemconfig7813",
+    "sig": "plantedconfigsig7814",
 }
 ARG_SECRETS = {"hub_token": "plainhubtoken7794", "password": "plantedargpw7792", "url": "plantedargurl7793",
-               "env": "plantedenvassign7803", "auth": "plantedauth7804", "bearer": "plantedbearer7806"}
+               "env": "plantedenvassign7803", "auth": "plantedauth7804", "bearer": "plantedbearer7806",
+               "wandb_key": "plantedwandbarg7815", "sig": "plantedargsig7816"}
 ERROR_SECRETS = {"path": "hf_PlantedErrorPath0123456789abcd", "url": "plantederrpw7807", "arg": "plantedparse7808"}
 PLANTED = [*SECRET_ENV.values(), *CONFIG_SECRETS.values(), *ARG_SECRETS.values(), *ERROR_SECRETS.values()]
 # Every planted value contains this (case-insensitive); a partial leak is caught too.
@@ -62,6 +72,11 @@ bf16: true
 hub_token: {CONFIG_SECRETS['hub_token']}
 wandb_api_key: {CONFIG_SECRETS['wandb']}
 output_dir: out
+dataset_dir: https://cdn.invalid/data?Expires=1&Signature={CONFIG_SECRETS['sig']}
+notes: |
+  -----BEGIN RSA PRIVATE KEY-----
+  {CONFIG_SECRETS['pem']}
+  -----END RSA PRIVATE KEY-----
 """
 ACCELERATE = """\
 compute_environment: LOCAL_MACHINE
@@ -128,7 +143,8 @@ def watched(planted: dict) -> list[str]:
     return ["env", f"HF_TOKEN={ARG_SECRETS['env']}", sys.executable, str(planted["inputs"] / "train.py"),
             "--hub_token", ARG_SECRETS["hub_token"], f"--password={ARG_SECRETS['password']}", "--url",
             f"https://u:{ARG_SECRETS['url']}@h.invalid/x", "--auth", ARG_SECRETS["auth"], "--header",
-            f"Authorization: Bearer {ARG_SECRETS['bearer']}", "--tokenizer_name", "kept-visible"]
+            f"Authorization: Bearer {ARG_SECRETS['bearer']}", "--wandb_key", ARG_SECRETS["wandb_key"], "--data",
+            f"https://h.invalid/d?se=1&sig={ARG_SECRETS['sig']}", "--tokenizer_name", "kept-visible"]
 
 
 def test_env_every_format(planted: dict) -> None:
@@ -212,3 +228,51 @@ def test_error_lines_echo_no_secret(planted: dict) -> None:
     assert [p.returncode for p in procs] == [2, 2, 2, 2], [p.stderr for p in procs]
     assert all(p.stderr.count("\n") == 1 and "***REDACTED***" in p.stderr for p in procs), [p.stderr for p in procs]
     assert_no_leak(planted, procs)
+
+
+# Round three (issue 20): the exception text a watched command's Accelerator raises, and record files that
+# someone else wrote (a forged or foreign node's), are inputs too.
+RAISES = """\
+import os, sys
+from accelerate import Accelerator
+try:
+    Accelerator(mixed_precision="fp8 " + os.environ["HF_HUB_SAS_URL"] + " " + os.environ["NCCL_DEBUG_NOTE"])
+except Exception:
+    sys.exit(3)  # the command's own traceback would be the command's leak, not fp8doctor's
+"""
+RECORD_SECRETS = {"argv": "plantedrecordarg7817", "env": "plantedrecordenv7818", "error": "plantedrecorderr7819",
+                  "pem": "plantedrecordpem7820", "marker": "plantedmarkercmd7821"}
+PLANTED += list(RECORD_SECRETS.values())
+
+
+def planted_records(root: Path) -> Path:
+    host = root / "records" / "node-x"
+    host.mkdir(parents=True)
+    pem = f"-----BEGIN PRIVATE KEY-----\n{RECORD_SECRETS['pem']}\n-----END PRIVATE KEY-----"
+    process = {"kind": "process", "pid": 4242, "ppid": 1, "host": "node-x", "watch_id": "w9",
+               "argv": ["train.py", "--wandb_key", RECORD_SECRETS["argv"]],
+               "rank_env": {"RANK": "0", "WORLD_SIZE": "1"},
+               "env_at_start": {"HF_HUB_SAS_URL": f"https://a.invalid/m?sig={RECORD_SECRETS['env']}"},
+               "accelerate_env": {"ACCELERATE_MODEL_URL": f"https://a.invalid/m?X-Amz-Signature={RECORD_SECRETS['env']}"}}
+    acc = {"kind": "accelerator", "id": 0, "arg_mixed_precision": "fp8", "handlers": [], "fp8_handlers": [],
+           "error": {"type": "ValueError",
+                     "message": f"download https://c.invalid/w?X-Amz-Credential={RECORD_SECRETS['error']} {pem}"}}
+    (host / "0-4242.jsonl").write_text(json.dumps(process) + "\n" + json.dumps(acc) + "\n")
+    (host / "watch-9.json").write_text(json.dumps(
+        {"state": "done", "node": 0, "command": ["python", "t.py", f"--X-Amz-Signature={RECORD_SECRETS['marker']}"]}))
+    return root / "records"
+
+
+def test_exception_text_and_planted_records(planted: dict) -> None:
+    (planted["inputs"] / "raises.py").write_text(RAISES)
+    records = planted_records(planted["inputs"])
+    out = planted["work"] / "merged.md"
+    procs = [run(planted, ["watch", "--format", fmt, "--", sys.executable, str(planted["inputs"] / "raises.py")])
+             for fmt in ("text", "json")]
+    assert all(p.returncode == 3 for p in procs), [p.stderr[-2000:] for p in procs]
+    assert "ValueError" in procs[1].stdout  # the exception was recorded, with its text redacted
+    procs += [run(planted, ["watch", "--merge", str(records), "--format", fmt]) for fmt in ("text", "md", "json")]
+    procs.append(run(planted, ["watch", "--merge", str(records), "--format", "md", "--output", str(out)]))
+    assert [p.returncode for p in procs[2:]] == [1, 1, 1, 1], [p.stderr for p in procs[2:]]
+    written = assert_no_leak(planted, procs)
+    assert out in written and "***REDACTED***" in out.read_text()

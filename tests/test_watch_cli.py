@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from dispositions import default_signals
+
 PY = sys.executable
 
 
@@ -108,6 +110,7 @@ def _on_a_terminal(script: str, send: bytes) -> tuple[int, str]:
 
     pid, fd = pty.fork()
     if pid == 0:  # child: becomes the terminal's session leader, as in an interactive shell
+        default_signals()  # Ctrl-C must work even when this suite was started with SIGINT ignored
         os.execv(PY, [PY, "-m", "fp8doctor", "watch", "--", PY, "-c", script])
     out, sent, deadline = b"", False, time.monotonic() + 60
     while time.monotonic() < deadline:

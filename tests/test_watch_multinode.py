@@ -7,26 +7,35 @@ Each node is its own `torchrun --nnodes 2 --node_rank K --nproc_per_node 1` laun
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from dispositions import default_signals
 from session_cache import computed_once, shared_root
+from test_faults import live_processes_with
 
 from fp8doctor.watch.merge import differences, job_verdict
-from fp8doctor.watch.records import identity, read_record_file, watch_place
+from fp8doctor.watch.record_check import read_record_file
+from fp8doctor.watch.records import identity, watch_place
 
 SCRIPTS = Path(__file__).parent / "watch_scripts"
 BIN = Path(sys.executable).parent
 PY = sys.executable
-RUN_TIMEOUT_S = 600  # two launches share 2 CPU cores with everything else
-MERGE_WAIT_S = "300"
+STALL_MIN_S = 300.0  # no record at all yet: interpreters start, torch imports, the two nodes meet
+STALL_FACTOR = 20.0  # times the longest gap between two records seen so far (one training step, one import)
+MERGE_WAIT_S = "600"  # rank 0's watch waits for node 1's; each step's time is checked by the stall limit above
 # torchrun's console script where this interpreter's environment has one, else the module it runs
 _TORCHRUN_SCRIPT = shutil.which("torchrun", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
 TORCHRUN = [_TORCHRUN_SCRIPT] if _TORCHRUN_SCRIPT else [PY, "-m", "torch.distributed.run"]
@@ -46,9 +55,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _read_log(f: Any) -> str:
+    f.seek(0)
+    text = f.read()
+    f.close()
+    return text
+
+
 def _merge(directory: Path | str, fmt: str = "text") -> subprocess.CompletedProcess:
     return subprocess.run([PY, "-m", "fp8doctor", "watch", "--merge", str(directory), "--format", fmt],
                           capture_output=True, text=True, timeout=120)
+
+
+def _records_size(records: Path) -> int:
+    return sum(f.stat().st_size for f in records.glob("*/*") if f.is_file()) if records.exists() else 0
+
+
+def _wait_while_progressing(procs: dict[int, subprocess.Popen], records: Path) -> None:
+    """Wait for both launches as long as they make progress. The limit is scaled from the step times measured
+    here: a failure is no new record for STALL_FACTOR times the longest gap seen between two records (at least
+    STALL_MIN_S, the start: imports and rendezvous), not a fixed total that a loaded machine overruns."""
+    size, last_growth, longest_gap = _records_size(records), time.monotonic(), 0.0
+    while any(p.poll() is None for p in procs.values()):
+        now = time.monotonic()
+        grown = _records_size(records)
+        if grown != size:
+            longest_gap = max(longest_gap, now - last_growth) if size else longest_gap
+            size, last_growth = grown, now
+        limit = max(STALL_MIN_S, STALL_FACTOR * longest_gap)
+        assert now - last_growth < limit, f"no new record for {now - last_growth:.0f} s (limit {limit:.0f} s)"
+        time.sleep(0.5)
 
 
 def _two_nodes(factory: pytest.TempPathFactory, name: str, precision: dict[int, str]) -> dict[str, Any]:
@@ -56,23 +92,37 @@ def _two_nodes(factory: pytest.TempPathFactory, name: str, precision: dict[int, 
         records = shared_root(factory) / f"records-{name}"
         shutil.rmtree(records, ignore_errors=True)
         port = str(_free_port())
-        procs = {}
-        for node in (0, 1):
-            cmd = [PY, "-m", "fp8doctor", "watch", "--records", str(records), "--format", "json",
-                   "--merge-wait", MERGE_WAIT_S, "--", *TORCHRUN, "--nnodes", "2", "--node_rank", str(node),
-                   "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", port,
-                   "accelerate_script.py"]
-            procs[node] = subprocess.Popen(cmd, cwd=SCRIPTS, env=_env(ACCELERATE_MIXED_PRECISION=precision[node]),
-                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        nodes = {}
-        for node, proc in procs.items():
-            try:
-                out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                for p in procs.values():
-                    p.kill()
-                raise
-            nodes[str(node)] = {"rc": proc.returncode, "stdout": out, "stderr": err[-4000:]}
+        mark = f"MULTINODE_TEST_MARK={uuid.uuid4().hex}"  # every process of both launches carries it
+        procs, logs = {}, {}
+        try:
+            for node in (0, 1):
+                cmd = [PY, "-m", "fp8doctor", "watch", "--records", str(records), "--format", "json",
+                       "--merge-wait", MERGE_WAIT_S, "--", *TORCHRUN, "--nnodes", "2", "--node_rank", str(node),
+                       "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", port,
+                       "accelerate_script.py"]
+                # Files, not pipes: nothing blocks on a full pipe while the other node is awaited.
+                logs[node] = (tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+"))  # noqa: SIM115 - _read_log
+                env = _env(ACCELERATE_MIXED_PRECISION=precision[node], MULTINODE_TEST_MARK=mark.split("=")[1])
+                procs[node] = subprocess.Popen(cmd, cwd=SCRIPTS, env=env, stdout=logs[node][0],
+                                               stderr=logs[node][1], text=True, preexec_fn=default_signals)
+            _wait_while_progressing(procs, records)
+            nodes = {}
+            for node, proc in procs.items():
+                out, err = (_read_log(f) for f in logs[node])
+                nodes[str(node)] = {"rc": proc.returncode, "stdout": out, "stderr": err[-4000:]}
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.kill()  # the lifeline takes each launch's group, and ranks in their own session with it
+                proc.wait()
+            deadline = time.monotonic() + 30
+            while live_processes_with(mark) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            left = live_processes_with(mark)
+            for pid in left:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        assert left == [], f"processes left behind by the two launches: {left}"
         text, js = _merge(records), _merge(records, "json")
         return {"records": str(records), "nodes": nodes, "merge_text": text.stdout, "merge_rc": text.returncode,
                 "merge_json": js.stdout, "merge_stderr": text.stderr + js.stderr}

@@ -96,10 +96,9 @@ def run(args: argparse.Namespace) -> int:
         if args.command_timeout is None:
             args.command_timeout = args.old_timeout
     limits.check_timeout(args.command_timeout, "--command-timeout")
-    if args.merge_wait < 0:
-        raise UsageError("--merge-wait must be zero or a positive number of seconds")
+    limits.check_wait(args.merge_wait, "--merge-wait")
     if args.output:
-        _write(args.output, "")  # refused now, not after a long training
+        safeio.check_can_write(args.output, "the report")  # refused now, not after a long training; FILE untouched
     # A machine-readable report on stdout must not be interleaved with the command's own output.
     shared = args.format in ("md", "json") and not args.output
     result = run_watch(cmd, args.command_timeout, stdout=sys.stderr if shared else None, records_dir=args.records)

@@ -11,9 +11,12 @@ import tempfile
 import time
 from typing import Any
 
+from fp8doctor.system import lifeline, safeio
+
 DEFAULT_TIMEOUT_S = 20.0
 # A probe prints one line with this prefix followed by JSON; libraries may print anything else around it.
 MARKER = "FP8DOCTOR_PROBE_RESULT "
+MAX_OUTPUT = 1 << 20  # characters of a probe's stdout or stderr read
 
 
 def _last_line_error(stderr: str) -> str:
@@ -36,15 +39,16 @@ def start_probes(probes: dict[str, str], env: dict[str, str] | None = None) -> S
         # Files, not pipes: a chatty probe must not block on a full pipe while another one is awaited.
         out = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by _read in finish_probes
         err = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        # Its own session: on timeout the whole tree is killed (lifeline.kill_tree), grandchildren included.
         proc = subprocess.Popen([python, "-c", code], stdout=out, stderr=err, text=True,
-                                env=child_env, stdin=subprocess.DEVNULL)
+                                env=child_env, stdin=subprocess.DEVNULL, start_new_session=True)
         started[name] = (proc, time.monotonic(), out, err)
     return started
 
 
 def _read(f: Any) -> str:
     f.seek(0)
-    text = f.read()
+    text = f.read(MAX_OUTPUT)
     f.close()
     return text
 
@@ -57,12 +61,12 @@ def finish_probes(started: Started, timeout_s: float = DEFAULT_TIMEOUT_S) -> dic
         try:
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            lifeline.kill_tree(proc)
             _read(fout), _read(ferr)
             out[name] = {"ok": False, "result": None, "seconds": round(time.monotonic() - t0, 2),
                          "error": f"probe timed out after {timeout_s:g} s (killed)"}
             continue
+        lifeline.kill_tree(proc)  # what it left running in its group (a library's helper process)
         seconds = round(time.monotonic() - t0, 2)
         stdout, stderr = _read(fout), _read(ferr)
         payload = None
@@ -75,9 +79,14 @@ def finish_probes(started: Started, timeout_s: float = DEFAULT_TIMEOUT_S) -> dic
             continue
         try:
             result = json.loads(payload)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:
             out[name] = {"ok": False, "result": None, "seconds": seconds, "error": f"unreadable probe output: {exc}"}
             continue
+        if not isinstance(result, dict):  # another interpreter's output is untrusted input
+            out[name] = {"ok": False, "result": None, "seconds": seconds,
+                         "error": f"unreadable probe output: a JSON {type(result).__name__}, not an object"}
+            continue
+        result = safeio.bounded(result)
         out[name] = {"ok": True, "result": result, "seconds": seconds, "error": None}
     return out
 

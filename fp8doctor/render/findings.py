@@ -7,7 +7,7 @@ from typing import Any
 
 from fp8doctor import SCHEMA_VERSION, __version__
 from fp8doctor.findings import Finding, Level, exit_code, summary_line
-from fp8doctor.redact import redact
+from fp8doctor.redact import public_facts, redact
 from fp8doctor.render.controls import as_written, escape_controls, escape_embedded, escape_obj, unsafe_strings
 
 FORMATS = ("text", "md", "json")
@@ -143,7 +143,7 @@ def render_json(findings: list[Finding], facts: dict[str, Any]) -> str:
 
 def render(findings: list[Finding], facts: dict[str, Any], fmt: str = "text") -> str:
     """Render in `fmt` (text, md, json); the facts and the findings are redacted once, before use."""
-    safe_facts = redact(facts)
+    safe_facts = public_facts(facts)
     safe = [Finding(f.id, f.level, redact(f.title), redact(f.detail), redact(f.fix)) for f in findings]
     if fmt == "json":
         return render_json(safe, safe_facts)

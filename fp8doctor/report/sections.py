@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fp8doctor.redact import public_facts
 from fp8doctor.verdicts import ERROR, FAIL, FAILED, FP8_ACTIVE, NOT_FP8, OK, RAISED, REPRODUCED, SKIP, WARN
 
 
@@ -109,7 +110,8 @@ def env_section(config_files: list[str] | None = None) -> Section:
     elif not facts.get("intent"):
         s.ran += "; no FP8 intent seen, precision checks skipped (`--config FILE` lints yours)"
     return Section("env", "Environment", status_of(s, True), s,
-                   {"facts": facts, "findings": [f.to_dict() for f in findings], "configs": list(config_files or [])},
+                   {"facts": public_facts(facts), "findings": [f.to_dict() for f in findings],
+                    "configs": list(config_files or [])},
                    result=(findings, facts))
 
 

@@ -11,8 +11,10 @@ group with SIGKILL: launcher, ranks and helpers with it.
 - `watch`: the user's command is not our code, so fp8doctor starts the watchdog into the command's group
   (`guard_group`) right after starting the command.
 
-A process that leaves the group (`setsid`, a daemon) escapes the watchdog. While fp8doctor is alive, its stop paths
-reach such processes too, through the parent links they snapshot before signalling (`descendants`).
+A process that leaves the group (`setsid`: torchrun's ranks, a helper) is still reached: the watchdog follows the
+parent links in /proc from every member of its group before it kills (`kill_group_and_strays`), and so do
+fp8doctor's own stop paths (`descendants`). Only a process whose parent is gone already (a daemon that
+double-forked, now a child of init) has no link left to follow.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Mapping
+from typing import Any
 
 ENV = "FP8DOCTOR_LIFELINE_FD"
 _pipe: tuple[int, int] | None = None
@@ -52,7 +57,40 @@ def watchdog(fd: int) -> None:
             continue
         except OSError:
             break
-    os.killpg(0, signal.SIGKILL)
+    kill_group_and_strays(os.getpgrp())
+
+
+def group_and_strays(pgid: int) -> list[int]:
+    """Every live process of group `pgid` and every descendant of one (those that left it with setsid, such as a
+    launcher's ranks in their own session), through the parent links in /proc."""
+    children: dict[int, list[int]] = {}
+    found: set[int] = set()
+    for pid, fields in _proc_stats():
+        children.setdefault(int(fields[1]), []).append(pid)
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            found.add(pid)
+    todo = list(found)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return sorted(found)
+
+
+def kill_group_and_strays(pgid: int) -> None:
+    """The watchdog's last act: stop the group's tree (SIGSTOP, so that nobody forks or is reparented to init
+    meanwhile), look again until no new process shows up, then SIGKILL all of it, this process last."""
+    me = os.getpid()
+    seen: set[int] = set()
+    for _ in range(5):
+        tree = set(group_and_strays(pgid)) - {me}
+        if tree <= seen:
+            break
+        kill_all(sorted(tree - seen), signal.SIGSTOP)
+        seen |= tree
+    kill_all(sorted(seen))
+    os.killpg(pgid, signal.SIGKILL)
 
 
 def guard_own_group() -> None:
@@ -95,7 +133,8 @@ def release(guard: subprocess.Popen[bytes] | None) -> None:
 
 
 def _proc_stats() -> list[tuple[int, list[bytes]]]:
-    """(pid, the fields of /proc/PID/stat after the command name: state, ppid, pgrp, ...) of every process."""
+    """(pid, the fields of /proc/PID/stat after the command name: [0] state, [1] ppid, [2] pgrp, [3] session, ...)
+    of every process."""
     out: list[tuple[int, list[bytes]]] = []
     with contextlib.suppress(OSError):
         for entry in os.listdir("/proc"):
@@ -127,7 +166,7 @@ def descendants(pid: int) -> list[int]:
 
 def group_members(pgid: int) -> list[int]:
     """Live (not zombie) processes of process group `pgid`, from /proc."""
-    return [pid for pid, fields in _proc_stats() if fields[0] != b"Z" and int(fields[3]) == pgid]
+    return [pid for pid, fields in _proc_stats() if fields[0] != b"Z" and int(fields[2]) == pgid]
 
 
 def wait_group_gone(pgid: int, timeout_s: float = 2.0) -> None:
@@ -166,6 +205,40 @@ def stop_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
         wait_group_gone(proc.pid)
     finally:
         kill_all(strays)
+
+
+def kill_tree(proc: subprocess.Popen[Any]) -> None:
+    """SIGKILL the process group that `proc` leads (started with start_new_session) and every descendant that
+    left it, then reap `proc`; also after `proc` ended, for what it left behind (`sleep &` in a shell script)."""
+    strays = descendants(proc.pid)
+    signal_group(proc.pid, signal.SIGKILL)
+    kill_all(strays)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+MAX_CAPTURED = 1 << 20  # bytes of a short child's stdout and stderr kept; the rest is never read
+
+
+def run_captured(argv: list[str], timeout_s: float,
+                 env: Mapping[str, str] | None = None) -> tuple[int | None, str, str]:
+    """Run a short child (a probe) in its own session with stdout and stderr in files, not pipes (a grandchild
+    holding a pipe cannot keep us waiting); on timeout, and after it ends, its whole tree is killed.
+    (exit code, or None on timeout; stdout; stderr), each capped at MAX_CAPTURED bytes."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+        code: int | None = None
+        try:
+            code = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            kill_tree(proc)
+        out.seek(0)
+        err.seek(0)
+        return (code, out.read(MAX_CAPTURED).decode("utf-8", "replace"),
+                err.read(MAX_CAPTURED).decode("utf-8", "replace"))
 
 
 if __name__ == "__main__":

@@ -48,3 +48,13 @@ def check_seeds(values: list[int] | None, option: str = "--seed") -> None:
     for value in values or []:
         if not 0 <= value <= MAX_SEED:
             raise UsageError(f"{option} must be between 0 and {MAX_SEED} (got {value})")
+
+
+def check_wait(value: float | None, option: str) -> None:
+    """A waiting time that may be zero (`watch --merge-wait`): finite, in [0, MAX_TIMEOUT_S]."""
+    if value is None:
+        return
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"{option} must be zero or a positive number of seconds (got {value:g})")
+    if value > MAX_TIMEOUT_S:
+        raise UsageError(f"{option} must be at most {MAX_TIMEOUT_S:.0f} seconds (one week), got {value:g}")

@@ -9,15 +9,22 @@ open descriptor, so a path swapped for a FIFO between the check and the open can
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import math
 import os
 import stat
-from typing import IO
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Any
 
 from fp8doctor.system.errors import UsageError
 
 CHUNK = 1 << 16
+MAX_TEXT = 4096  # characters of any one string read from another program (an error message, an argv entry)
+MAX_ITEMS = 1000  # items of any one list or mapping read from another program
+MAX_DEPTH = 8
 
 
 def kind_of(mode: int) -> str:
@@ -116,13 +123,51 @@ def open_append(path: str | os.PathLike[str], what: str = "the results file") ->
     return os.fdopen(_open_for_writing(path, os.O_APPEND, what), "ab")
 
 
-def open_write(path: str | os.PathLike[str], what: str = "a report file", encoding: str = "utf-8") -> IO[str]:
-    """A regular file created or truncated for writing text; same refusals as open_append."""
-    return os.fdopen(_open_for_writing(path, os.O_TRUNC, what), "w", encoding=encoding)
+@contextlib.contextmanager
+def _atomic(path: str | os.PathLike[str], what: str, mode: str, encoding: str | None) -> Iterator[IO[Any]]:
+    """A temporary file beside `path`, renamed over it only when the `with` body and the flush succeed: a full
+    disk, `ulimit -f` or an exception leaves the old file (or none) and no partial one."""
+    check_regular(path, what, missing_ok=True)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, mode, encoding=encoding) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
-def open_write_binary(path: str | os.PathLike[str], what: str = "a report file") -> IO[bytes]:
-    return os.fdopen(_open_for_writing(path, os.O_TRUNC, what), "wb")
+def open_write(path: str | os.PathLike[str], what: str = "a report file",
+               encoding: str = "utf-8") -> contextlib.AbstractContextManager[IO[str]]:
+    """A regular file written whole or not at all (`with open_write(p) as fh: ...`): written to a temporary file
+    beside it and renamed over it at the end. UsageError for a FIFO/device/socket; OSError when the place is not
+    writable or the disk is full (the caller words that)."""
+    check_regular(path, what, missing_ok=True)  # refused at the call, before the caller renders anything
+    return _atomic(path, what, "w", encoding)
+
+
+def open_write_binary(path: str | os.PathLike[str],
+                      what: str = "a report file") -> contextlib.AbstractContextManager[IO[bytes]]:
+    check_regular(path, what, missing_ok=True)
+    return _atomic(path, what, "wb", None)
+
+
+def check_can_write(path: str | os.PathLike[str], what: str) -> None:
+    """Refuse (UsageError) a place `path` cannot be written to, before any work, without touching the file."""
+    shown = os.fspath(path)
+    check_regular(path, what, missing_ok=True)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".fp8doctor-", suffix=".tmp")
+    except OSError as exc:
+        raise UsageError(f"cannot write {what} to {shown}: {_reason(exc)}") from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def lock_exclusive(fh: IO[bytes], shown: str, holder: str) -> None:
@@ -134,3 +179,35 @@ def lock_exclusive(fh: IO[bytes], shown: str, holder: str) -> None:
                          "choose another file") from None
     except OSError:
         pass  # a file system without locks (some NFS): write without one, as before
+
+
+def stdout_cut_by_size_limit() -> bool:
+    """True when stdout is a regular file that reached the `ulimit -f` size limit. Python ignores SIGXFSZ and its
+    buffered stdout drops the EFBIG of the write after a short one: the output was cut without an error."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(1).st_mode) and os.lseek(1, 0, os.SEEK_CUR) >= soft
+    except OSError:
+        return False
+
+
+def bounded(value: Any, depth: int = 0) -> Any:
+    """A JSON value read from another program (a probe, a record) with every string, list and mapping cut to its
+    bound and non-finite floats as None."""
+    if isinstance(value, str):
+        return value[:MAX_TEXT]
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth >= MAX_DEPTH:
+        return None
+    if isinstance(value, list):
+        return [bounded(v, depth + 1) for v in value[:MAX_ITEMS]]
+    if isinstance(value, dict):
+        return {str(k)[:MAX_TEXT]: bounded(v, depth + 1) for k, v in list(value.items())[:MAX_ITEMS]}
+    return None

@@ -12,13 +12,13 @@ from __future__ import annotations
 import functools
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fp8doctor.system import lifeline
 from fp8doctor.system.errors import UsageError
 
 ENV_VAR = "FP8DOCTOR_PYTHON"
@@ -85,22 +85,36 @@ def snapshot() -> dict[str, Any]:
     if _selected is None:
         return interpreter.snapshot()
     source = Path(interpreter.__file__).read_text(encoding="utf-8")
-    try:
-        proc = subprocess.run([_selected, "-c", source], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
-                              stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired:
-        raise UsageError(f"--python {_selected}: no answer within {PROBE_TIMEOUT_S:g} s") from None
+    try:  # its own process group, killed whole on timeout: a shell script's `sleep` child goes too
+        code, stdout, stderr = lifeline.run_captured([_selected, "-c", source], PROBE_TIMEOUT_S)
     except OSError as exc:
         raise UsageError(f"--python {_selected}: cannot run it ({exc.strerror or exc})") from None
-    for line in proc.stdout.splitlines():
+    if code is None:
+        raise UsageError(f"--python {_selected}: no answer within {PROBE_TIMEOUT_S:g} s (stopped with its children)")
+    for line in stdout.splitlines():
         if line.startswith(interpreter.MARKER):
             try:
-                return json.loads(line[len(interpreter.MARKER):])
-            except ValueError:
+                answer = json.loads(line[len(interpreter.MARKER):])
+            except (ValueError, RecursionError):
                 break
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    why = lines[-1].strip() if lines else f"exit code {proc.returncode}, no answer"
+            if _well_formed(answer):
+                return answer
+            raise UsageError(f"--python {_selected}: its answer to fp8doctor's probe is malformed (wrong types)")
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    why = lines[-1].strip()[:300] if lines else f"exit code {code}, no answer"
     raise UsageError(f"--python {_selected}: not a Python 3.8+ interpreter that fp8doctor can read ({why})")
+
+
+def _well_formed(answer: Any) -> bool:
+    """The interpreter probe's answer has the types fp8doctor reads (it comes from another program: untrusted)."""
+    if not isinstance(answer, dict):
+        return False
+    packages, version = answer.get("packages"), answer.get("python_tuple")
+    return (isinstance(packages, dict) and all(isinstance(k, str) and (v is None or isinstance(v, str))
+                                               for k, v in packages.items())
+            and isinstance(version, list) and 2 <= len(version) <= 5
+            and all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 1000 for x in version)
+            and isinstance(answer.get("executable"), str) and isinstance(answer.get("python"), str))
 
 
 def package_versions() -> dict[str, str | None]:

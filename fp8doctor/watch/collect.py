@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fp8doctor.watch.records import RECORD_GLOB, identity, read_record_file
+from fp8doctor.system.errors import UsageError
+from fp8doctor.watch.record_check import read_record_file
+from fp8doctor.watch.records import RECORD_GLOB, identity
 
 
 def process_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -55,7 +57,11 @@ def process_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    return read_record_file(path)[0]  # a process killed mid-write leaves a partial last line: skipped
+    """A process's checked records (a partial last line skipped); none when the file is no regular file."""
+    try:
+        return read_record_file(path)[0]
+    except UsageError:
+        return []
 
 
 def sort_processes(procs: list[dict[str, Any]]) -> list[dict[str, Any]]:

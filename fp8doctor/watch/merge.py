@@ -15,7 +15,7 @@ from typing import Any
 
 from fp8doctor.system.errors import UsageError
 from fp8doctor.watch.collect import process_from_records, sort_processes
-from fp8doctor.watch.records import RECORD_GLOB, read_markers, read_record_file
+from fp8doctor.watch.record_check import read_markers, read_record_file, record_files
 from fp8doctor.watch.verdicts import FP8_ACTIVE, overall_verdict
 
 MIXED = "mixed"  # the job's verdict when its ranks' verdicts differ
@@ -31,17 +31,23 @@ def records_root(directory: str | Path) -> Path:
         raise UsageError(f"--merge {directory}: no such directory")
     if not root.is_dir():
         raise UsageError(f"--merge {directory}: not a directory")
-    if not any(root.glob(f"*/{RECORD_GLOB}")):
+    if not record_files(root):
         raise UsageError(f"--merge {directory}: no watch records in it (expected <host>/<rank>-<pid>.jsonl files "
                          "written by `fp8doctor watch --records DIR -- CMD`)")
     return root
 
 
-def load_processes(root: Path) -> list[dict[str, Any]]:
-    """Every process of every node, with where its records came from and how many lines were cut."""
+def load_processes(root: Path, skipped: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every process of every node, with where its records came from and how many lines were cut; a file that is
+    no regular file inside root, or too big, is named in `skipped` instead."""
     procs = []
-    for path in sorted(root.glob(f"*/{RECORD_GLOB}")):
-        recs, cut = read_record_file(path)
+    for path in record_files(root):
+        try:
+            recs, cut = read_record_file(path, root)
+        except UsageError as exc:
+            if skipped is not None:
+                skipped.append(str(exc))
+            continue
         proc = process_from_records(recs)
         if proc["pid"] is None:
             continue
@@ -87,13 +93,15 @@ def differences(ranks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     def add(what: str, node: str, value: Any) -> None:
         facts.setdefault(what, {}).setdefault(node, set()).add("-" if value is None else str(value))
 
+    env_names = sorted(set().union(*[r.get("accelerate_env") or {} for r in ranks]))  # once, not once per rank
     for r in ranks:
         node = node_label(r["node"])
         for dist, version in (r.get("versions") or {}).items():
             add(VERSION_NAMES.get(dist, dist), node, version)
         add("GPU", node, r.get("capability"))
-        for name in sorted(set().union(*[x.get("accelerate_env") or {} for x in ranks])):
-            add(name, node, (r.get("accelerate_env") or {}).get(name))
+        env = r.get("accelerate_env") or {}
+        for name in env_names:
+            add(name, node, env.get(name))
         model = r.get("model") or {}
         add("FP8 layers", node, model.get("fp8_layers") if model else None)
     out = []
@@ -106,8 +114,9 @@ def differences(ranks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def merge(directory: str | Path) -> dict[str, Any]:
     """The job's result: {verdict, reason, odd_ranks, ranks, nodes, differences, helpers, markers, ...}."""
     root = records_root(directory)
-    procs = load_processes(root)
-    markers = read_markers(root)
+    skipped: list[str] = []
+    procs = load_processes(root, skipped)
+    markers = read_markers(root, skipped)
     marker_node = {m.get("watch_id"): m.get("node") for m in markers}
     by_watch: dict[Any, list[dict[str, Any]]] = {}
     for p in procs:
@@ -115,7 +124,12 @@ def merge(directory: str | Path) -> dict[str, Any]:
     ranks: list[dict[str, Any]] = []
     helpers: list[dict[str, Any]] = []
     for watch_id, group in by_watch.items():
-        judged = overall_verdict(group)
+        try:
+            judged = overall_verdict(group)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            # Records that passed the type checks but still do not fit together (forged, or from another version).
+            skipped += [f"{p.get('file')}: records that cannot be judged ({type(exc).__name__})" for p in group]
+            continue
         by_pid = {p["pid"]: p for p in group}
         for r in judged["ranks"]:
             p = by_pid[r["pid"]]
@@ -144,19 +158,30 @@ def merge(directory: str | Path) -> dict[str, Any]:
         "markers": [{k: m.get(k) for k in ("marker", "host", "node", "state", "exit_code", "expected_watches")}
                     for m in markers],
         "expected_watches": max((m["expected_watches"] for m in markers if m.get("expected_watches")), default=None),
-        "missing_ranks": missing_ranks(ranks),
+        **missing_ranks(ranks),
         "files": len(procs),
+        "skipped_files": skipped,
         "cut_lines": sum(p.get("cut_lines") or 0 for p in procs),
     }
 
 
-def missing_ranks(ranks: list[dict[str, Any]]) -> list[int]:
-    """Ranks the job's world size promises but no record shows."""
-    sizes = [r["world_size"] for r in ranks if r.get("world_size")]
-    if not sizes:
-        return []
-    seen = {r["rank"] for r in ranks if r.get("rank") is not None}
-    return [k for k in range(max(sizes)) if k not in seen]
+MAX_LISTED = 1000  # missing ranks named one by one; the count says the rest
+
+
+def missing_ranks(ranks: list[dict[str, Any]]) -> dict[str, Any]:
+    """{missing_ranks: the first MAX_LISTED ranks the job's world size promises but no record shows,
+    missing_count: how many}. World sizes are bounded when read (records.MAX_WORLD)."""
+    sizes = [r["world_size"] for r in ranks if isinstance(r.get("world_size"), int)]
+    seen = {r["rank"] for r in ranks if isinstance(r.get("rank"), int)}
+    world = max(sizes, default=0)
+    count = world - len({k for k in seen if 0 <= k < world})
+    listed = []
+    for k in range(world):
+        if len(listed) >= min(count, MAX_LISTED):
+            break
+        if k not in seen:
+            listed.append(k)
+    return {"missing_ranks": listed, "missing_count": count}
 
 
 def job_verdict(ranks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -169,7 +194,8 @@ def job_verdict(ranks: list[dict[str, Any]]) -> dict[str, Any]:
         reason = ranks[0]["reason"] if len(ranks) == 1 else f"all {len(ranks)} ranks: {ranks[0]['reason']}"
         return {"verdict": verdict, "reason": reason, "odd_ranks": []}
     odd = _odd_ranks(ranks)
-    usual = next(r["verdict"] for r in ranks if r not in odd)
+    odd_ids = {id(r) for r in odd}
+    usual = next(r["verdict"] for r in ranks if id(r) not in odd_ids)
     named = "; ".join(f"{rank_label(r)} ({node_label(r['node'])}) {r['verdict']}" for r in odd)
     return {"verdict": MIXED, "reason": f"ranks disagree: {named}; the other ranks {usual}",
             "odd_ranks": [{"rank": r.get("rank"), "node": r.get("node"), "host": r.get("host"), "pid": r.get("pid"),

@@ -10,7 +10,6 @@ Standard library only: the observer imports this module inside every watched pro
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -30,12 +29,18 @@ IDENTITY_ENV = (
 )
 
 
-def _first_int(env: Mapping[str, Any], names: tuple[str, ...]) -> int | None:
+MAX_WORLD = 1 << 20  # ranks, nodes and world sizes above this are no real job's (a forged record's 10**9)
+
+
+def _first_int(env: Mapping[str, Any], names: tuple[str, ...], lo: int = 0) -> int | None:
+    """The first of `names` that holds a whole number in [lo, MAX_WORLD] (a rank, a size, a node)."""
     for name in names:
-        try:
-            return int(str(env[name]).strip())
-        except (KeyError, TypeError, ValueError):
+        text = str(env.get(name, "")).strip()
+        if len(text) > 8 or not text.isdigit():  # isdigit: no sign, no "1e9", no "nan"
             continue
+        value = int(text)
+        if lo <= value <= MAX_WORLD:
+            return value
     return None
 
 
@@ -44,9 +49,9 @@ def identity(env: Mapping[str, Any]) -> dict[str, int | None]:
 
     torchrun's variables win over Slurm's: under `srun torchrun ...` a worker inherits SLURM_PROCID of the
     launcher task, while RANK is its own."""
-    world = _first_int(env, ("WORLD_SIZE", "SLURM_NTASKS"))
-    local_world = _first_int(env, ("LOCAL_WORLD_SIZE",))
-    nodes = _first_int(env, ("GROUP_WORLD_SIZE", "SLURM_NNODES"))
+    world = _first_int(env, ("WORLD_SIZE", "SLURM_NTASKS"), lo=1)
+    local_world = _first_int(env, ("LOCAL_WORLD_SIZE",), lo=1)
+    nodes = _first_int(env, ("GROUP_WORLD_SIZE", "SLURM_NNODES"), lo=1)
     if nodes is None and world and local_world and world % local_world == 0:
         nodes = world // local_world
     return {
@@ -81,25 +86,6 @@ def append_line(fd: int, line: str) -> None:
         data = data[written:]
 
 
-def read_record_file(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """(every complete record, number of cut or unreadable lines): a writer killed mid-line leaves a cut last line."""
-    records: list[dict[str, Any]] = []
-    cut = 0
-    for raw in path.read_bytes().split(b"\n"):
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw.decode("utf-8", errors="replace"))
-        except json.JSONDecodeError:
-            cut += 1
-            continue
-        if isinstance(rec, dict):
-            records.append(rec)
-        else:
-            cut += 1
-    return records, cut
-
-
 # ---- the per-watch marker ----------------------------------------------------------------------------------------
 
 
@@ -114,23 +100,13 @@ def write_marker(path: Path, data: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def read_markers(root: Path) -> list[dict[str, Any]]:
-    out = []
-    for path in sorted(root.glob(f"*/{MARKER_GLOB}")):
-        with contextlib.suppress(OSError, ValueError):
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(data, dict):
-                out.append({**data, "marker": str(path.relative_to(root))})
-    return out
-
-
 def watch_place(env: Mapping[str, str], rank_envs: list[Mapping[str, Any]]) -> dict[str, Any]:
     """Where one `fp8doctor watch` stands in the job, from its own environment (srun puts SLURM_* there) or else
     from the ranks it launched (torchrun gives each GROUP_RANK and GROUP_WORLD_SIZE):
     {node, expected_watches (how many watch processes the job has; None if unknown), leader (holds rank 0)}."""
     own = identity(env)
     if "SLURM_PROCID" in env:  # `srun fp8doctor watch ...`: one watch per Slurm task
-        expected = _first_int(env, ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"))
+        expected = _first_int(env, ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"), lo=1)
         return {"node": own["node"], "expected_watches": expected, "leader": own["rank"] == 0}
     ranks = [identity(e) for e in rank_envs]
     nodes = {r["node"] for r in ranks if r["node"] is not None}

@@ -9,6 +9,7 @@ from typing import Any
 from tabulate import tabulate
 
 from fp8doctor.redact import redact
+from fp8doctor.render.controls import escape_obj
 from fp8doctor.watch.merge import node_label, rank_label
 from fp8doctor.watch.render import FORMATS, _acc_cell, _forwards_cell, _layers_cell
 
@@ -47,7 +48,11 @@ def detail_lines(job: dict[str, Any]) -> list[str]:
         lines.append(f"odd: {rank_label(r)} on {node_label(r.get('node'))} ({r.get('host')}): {r['verdict']}: "
                      f"{r.get('reason')}")
     if job.get("missing_ranks"):
-        lines.append(f"no records from rank(s) {', '.join(map(str, job['missing_ranks']))} of the job's world size")
+        more = (job.get("missing_count") or 0) - len(job["missing_ranks"])
+        lines.append(f"no records from rank(s) {', '.join(map(str, job['missing_ranks']))}"
+                     f"{f' and {more} more' if more > 0 else ''} of the job's world size")
+    for skipped in job.get("skipped_files") or []:
+        lines.append(f"skipped: {skipped}")
     for m in job.get("markers") or []:
         if m.get("state") != "done":
             lines.append(f"still running or killed: the watch of {m.get('marker')} never wrote its end")
@@ -66,7 +71,7 @@ def difference_lines(job: dict[str, Any]) -> list[str]:
 def render_job_text(job: dict[str, Any]) -> str:
     out = [f"fp8doctor watch --merge {summary_line(job)}", f"verdict: {job['verdict']}: {job.get('reason')}"]
     if job.get("ranks"):
-        out += ["", tabulate(job_rows(job), headers=HEADERS, tablefmt="simple")]
+        out += ["", tabulate(job_rows(job), headers=HEADERS, tablefmt="simple", disable_numparse=True)]
     diffs = difference_lines(job)
     out += ["", "differs between nodes:" if diffs else "differs between nodes: nothing"]
     out += [f"  {line}" for line in diffs]
@@ -79,7 +84,7 @@ def render_job_text(job: dict[str, Any]) -> str:
 def render_job_md(job: dict[str, Any]) -> str:
     out = [f"Merged records: `{summary_line(job)}`", "", f"**Job verdict: `{job['verdict']}`**: {job.get('reason')}"]
     if job.get("ranks"):
-        out += ["", tabulate(job_rows(job), headers=HEADERS, tablefmt="github")]
+        out += ["", tabulate(job_rows(job), headers=HEADERS, tablefmt="github", disable_numparse=True)]
     diffs = difference_lines(job)
     out += ["", "Differs between nodes:" + ("" if diffs else " nothing")]
     if diffs:
@@ -96,4 +101,5 @@ def render_job(job: dict[str, Any], fmt: str = "text") -> str:
     safe = redact(job)
     if fmt == "json":
         return json.dumps(safe, indent=2, default=str) + "\n"
+    safe = escape_obj(safe)  # a host name or error from a record may not forge a line or drive the terminal
     return redact(render_job_md(safe) if fmt == "md" else render_job_text(safe))
