@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 import tempfile
+from typing import Any
 
+from fp8doctor.runs import handoff
 from fp8doctor.runs.entries.common import Context
 
 RANK_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rank_script.py")
@@ -26,9 +28,21 @@ def launch(ctx: Context, cmd: list[str], env: dict[str, str], out_dir: str, show
     ctx.result["launcher"] = {"command": shown_cmd, "launcher_env": {k: v for k, v in env.items()
                                                             if k.startswith(("ACCELERATE_", "FP8DOCTOR_AO"))}}
     timeout = max(30.0, ctx.spec.timeout_s - 10.0)
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-                          check=False, stdin=subprocess.DEVNULL)
-    output = proc.stdout.decode("utf-8", "replace")
+    env = {**env, **handoff.env_for_children()}
+    log = os.path.join(out_dir, "launcher.log")
+    with open(log, "wb") as out, open(os.devnull, "rb") as devnull:
+        proc: Any = handoff.start(cmd[1:], env, (devnull.fileno(), out.fileno(), out.fileno())) \
+            if cmd[0] == sys.executable and handoff.env_for_children() else None
+        ctx.result["launcher"]["warm"] = proc is not None
+        if proc is None:
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=devnull)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    with open(log, "rb") as fh:
+        output = fh.read().decode("utf-8", "replace")
     ranks = []
     for path in sorted(glob.glob(os.path.join(out_dir, "rank*.json")), key=lambda p: int(p.rsplit("rank", 1)[1][:-5])):
         with open(path, encoding="utf-8") as fh:

@@ -18,6 +18,9 @@ import time
 
 
 def main(argv: list[str]) -> int:
+    from fp8doctor.runs.handoff import continue_warm_or_here
+
+    continue_warm_or_here()  # under fp8doctor's warm server this rank is forked there, as it is, and ends here
     spec_path, out_dir, mode = argv
     rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
     from fp8doctor.runs.worker import base_result, write_json
@@ -26,6 +29,9 @@ def main(argv: list[str]) -> int:
         spec_dict = json.load(fh)
     result = base_result(spec_dict)
     result["rank"] = rank
+    from fp8doctor.runs import handoff
+
+    result["warm"] = handoff.served  # forked by the warm server (True) or this fresh interpreter (False)
     t0 = time.perf_counter()
     rc = 0
     try:
