@@ -5,7 +5,8 @@
 Requests, one JSON object a line on stdin: {"id", "spec_path", "result_path", "err_path", "env"}. Answers on stdout:
 {"id", "pid"} once the child is forked (or {"id", "error"}), and {"exit": pid, "returncode": rc} when it ended
 (rc as subprocess gives it: negative for a signal). End of stdin (fp8doctor closed it or died): every child's
-process group is killed and the server exits.
+process group is killed and the server exits. A Unix socket in its TMPDIR (fp8doctor.runs.zygote_handoffs) takes
+whole processes that launchers start (ranks) or that launch entries start (launchers), see fp8doctor.runs.handoff.
 
 What makes a forked run equal to a fresh interpreter:
 - Before the fork the server only imports (PRELOAD); it creates no Accelerator, builds no model, runs no tensor
@@ -15,8 +16,9 @@ What makes a forked run equal to a fresh interpreter:
   read at import is then the value a fresh interpreter of that run would have read.
 - The child becomes a session leader, replaces its whole environment with the run's (os.environ writes through to
   the C environment), points `tempfile` at the run's folder, applies OMP_NUM_THREADS/MKL_NUM_THREADS to torch
-  (libgomp reads them when it is loaded, out of Python's sight), guards its group with fp8doctor's lifeline, runs
-  the spec exactly as the cold worker does and leaves with os._exit after its result is written.
+  (libgomp reads them when it is loaded, out of Python's sight), guards its group with fp8doctor's lifeline
+  (fp8doctor.runs.forked.become), runs the spec exactly as the cold worker does and leaves with os._exit after its
+  result is written. A handed process is checked against the same recorded reads (`differing_reads`).
 - The server's own TMPDIR is a folder fp8doctor made for it, so no import-time temp path points at the user's.
 - `gc.freeze()` after the imports: a child's collections skip the shared objects instead of touching (and so
   copying) every page that holds one.
