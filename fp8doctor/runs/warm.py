@@ -89,6 +89,9 @@ class Server:
         self.cuda_initialised = bool(hello.get("cuda_initialised"))
         self.threads = int(hello.get("threads", 0))
         self.handoff: str | None = hello.get("handoff")  # its socket for launchers' ranks (fp8doctor.runs.handoff)
+        if self.cuda_initialised:  # a forked child cannot use a CUDA context it inherited: every run goes cold
+            self.close()
+            raise RuntimeError("the warm worker server's imports initialised CUDA")
         self.alive = True
         threading.Thread(target=self._reader, daemon=True).start()
 

@@ -43,7 +43,10 @@ if TYPE_CHECKING:
     from fp8doctor.runs.zygote_handoffs import Handoffs
 
 # What a run imports anyway, in import order. Transformer Engine is never preloaded: importing it reaches CUDA.
-PRELOAD = ("torch", "transformers", "transformers.models.llama.modeling_llama", "accelerate", "torchao.float8")
+# torchao's `convert_to_float8_training` imports inductor's Triton codegen (to patch its min/max, which it still does
+# in the child): 2.7 of the 2.8 s `prepare` took in a forked run (torchao 0.18, 2 CPU cores).
+PRELOAD = ("torch", "transformers", "transformers.models.llama.modeling_llama", "accelerate", "torchao.float8",
+           "torch._inductor.codegen.triton")
 # Set again in every child (fp8doctor.runs.forked), so a value that differs from the server's is the run's.
 REAPPLIED = frozenset({"TMPDIR", "TEMP", "TMP", *THREAD_VARS})
 HANDOFF_SOCKET = "handoff.sock"  # in the server's own TMPDIR

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Any
 
 from fp8doctor.runs import handoff
@@ -30,6 +31,7 @@ def launch(ctx: Context, cmd: list[str], env: dict[str, str], out_dir: str, show
     timeout = max(30.0, ctx.spec.timeout_s - 10.0)
     env = {**env, **handoff.env_for_children()}
     log = os.path.join(out_dir, "launcher.log")
+    launched = time.time()
     with open(log, "wb") as out, open(os.devnull, "rb") as devnull:
         proc: Any = handoff.start(cmd[1:], env, (devnull.fileno(), out.fileno(), out.fileno())) \
             if cmd[0] == sys.executable and handoff.env_for_children() else None
@@ -41,6 +43,7 @@ def launch(ctx: Context, cmd: list[str], env: dict[str, str], out_dir: str, show
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
+    ended = time.time()
     with open(log, "rb") as fh:
         output = fh.read().decode("utf-8", "replace")
     ranks = []
@@ -53,6 +56,10 @@ def launch(ctx: Context, cmd: list[str], env: dict[str, str], out_dir: str, show
         raise RuntimeError(f"the launcher exited with code {proc.returncode} and no rank wrote a result; "
                            f"output tail: {output[-1500:]}")
     ctx.result["ranks"] = ranks
+    clocks = [r["clock"] for r in ranks if isinstance(r.get("clock"), dict)]
+    if clocks:  # what the launcher itself cost: before its first rank started, after its last rank ended
+        ctx.timing("launcher_start", min(c["started"] for c in clocks) - launched)
+        ctx.timing("launcher_end", ended - max(c["ended"] for c in clocks))
     first = ranks[0]
     for key in MERGED_KEYS:
         if key in first:
