@@ -171,3 +171,23 @@ def test_signals_reach_the_handed_process_and_it_dies_with_its_stub(tmp_path: Pa
     pid = handed.pid
     handed.kill()  # a launch entry's timeout
     assert not _alive(pid) and srv.alive
+
+
+def test_malformed_requests_are_refused_and_the_server_goes_on(tmp_path: Path) -> None:
+    import socket
+
+    srv = _server()
+    assert srv.handoff is not None
+    with socket.socket(socket.AF_UNIX) as sock:  # no header, no descriptors
+        sock.connect(srv.handoff)
+        sock.sendall(b"garbage\n")
+        assert sock.recv(100) == b""  # closed without an answer
+    with socket.socket(socket.AF_UNIX) as sock:  # well framed, wrong types
+        sock.connect(srv.handoff)
+        handoff.send_request(sock, {"python": sys.executable, "args": 5, "env": {"A": 1}, "cwd": "/"}, [0, 1, 2])
+        assert json.loads(sock.makefile("rb").readline()) == {"cold": "malformed request"}
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    env = _probe_env(srv, tmp_path)
+    assert subprocess.run([sys.executable, str(script)], env=env, check=False).returncode == 0
+    assert _outputs(tmp_path)[0]["served"] and srv.alive

@@ -223,9 +223,8 @@ def serve() -> int:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake_r, 512)
             _reap(children, handoffs)
-            for fd in ready:
-                if handoffs is not None and fd not in (0, wake_r) and fd in handoffs.fds():
-                    handoffs.ready(fd, fork_handed, differing_reads)
+            if handoffs is not None:
+                handoffs.ready([fd for fd in ready if fd not in (0, wake_r)], fork_handed, differing_reads)
             if 0 not in ready:
                 continue
             chunk = os.read(0, 65536)

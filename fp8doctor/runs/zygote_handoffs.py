@@ -38,15 +38,17 @@ class Handoffs:
     def fds(self) -> list[int]:
         return [self.listener.fileno(), *self.by_conn]
 
-    def ready(self, fd: int, fork_child: ForkChild,
-              differing: Callable[[dict[str, str]], list[str]]) -> None:
-        if fd == self.listener.fileno():
+    def ready(self, fds: list[int], fork_child: ForkChild, differing: Callable[[dict[str, str]], list[str]]) -> None:
+        """Handle the readable descriptors among `fds`: closed connections first, then new ones (a descriptor
+        number freed by the first may be reused by the second)."""
+        for fd in fds:
+            if fd in self.by_conn:  # a stub never writes after its request: the stub or the launcher is gone
+                conn, pid = self.by_conn.pop(fd)
+                self.by_pid.pop(pid, None)
+                conn.close()
+                kill_tree(pid)
+        if self.listener.fileno() in fds:
             self._accept(fork_child, differing)
-            return
-        conn, pid = self.by_conn.pop(fd)
-        self.by_pid.pop(pid, None)
-        conn.close()
-        kill_tree(pid)  # the stub or the launcher that waited for it is gone
 
     def _accept(self, fork_child: ForkChild,
                 differing: Callable[[dict[str, str]], list[str]]) -> None:
@@ -101,16 +103,18 @@ class Handoffs:
 
 
 def _refusal(request: dict[str, Any], differing: Callable[[dict[str, str]], list[str]]) -> str | None:
-    env = request.get("env")
+    env, args = request.get("env"), request.get("args")
     if request.get("python") != sys.executable:
-        return f"another interpreter: {request.get('python')}"
-    if not isinstance(env, dict) or not isinstance(request.get("cwd"), str):
+        return "another interpreter"
+    if not (isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+            and isinstance(args, list) and all(isinstance(a, str) for a in args)
+            and isinstance(request.get("cwd"), str)):
         return "malformed request"
     try:
-        forked.parse(list(request.get("args") or []))
+        forked.parse(args)
     except ValueError as exc:
         return str(exc)
-    reads = differing({str(k): str(v) for k, v in env.items()})
+    reads = differing(env)
     if reads:
         return "read at import with another value: " + ", ".join(reads)
     return None
