@@ -82,6 +82,22 @@ def native_agreement(matrix_json: str) -> str:
     return "; ".join(levels) or "no comparable cell"
 
 
+def seconds_per_entry(jsonl: str) -> dict[str, float]:
+    """Sum of the cells' wall times per entry path in one matrix's results file (cells that ran)."""
+    out: dict[str, float] = {}
+    try:
+        with open(jsonl, encoding="utf-8") as fh:
+            records = [json.loads(line) for line in fh if line.strip()]
+    except (OSError, ValueError):
+        return out
+    for rec in records:
+        result = rec.get("result") or {}
+        if result.get("outcome") != "skipped" and result.get("wall_s") is not None:
+            entry = (result.get("spec") or {}).get("entry", "?")
+            out[entry] = out.get(entry, 0.0) + float(result["wall_s"])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3, help="single runs of each kind (default 3)")
@@ -138,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             last = counts[-1]
             agreement = {cold: native_agreement(os.path.join(tmp, f"m{last}{cold}.jsonl.json"))
                          for cold in (True, False)}
+            spent = {cold: seconds_per_entry(os.path.join(tmp, f"m{last}{cold}.jsonl")) for cold in (True, False)}
             if {1, 2} <= set(counts):
                 row("matrix speed-up --workers 2 vs 1", f"{walls[(1, True)] / walls[(2, True)]:.2f}x",
                     f"{walls[(1, False)] / walls[(2, False)]:.2f}x", "", ">= 1.7x")
@@ -159,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
           f"median of {max(1, args.repeat)} single runs\n")
     print(tabulate(rows, headers=("measure", "cold", "warm", "warm/cold", "target", "load avg"), tablefmt="github"))
     if not args.skip_matrix:
+        entries = sorted(set(spent[True]) | set(spent[False]), key=lambda e: -spent[True].get(e, 0.0))
+        print(f"\nsum of the cells' wall times per entry, --workers {last} matrices:\n")
+        print(tabulate([(e, f"{spent[True].get(e, 0.0):.1f}", f"{spent[False].get(e, 0.0):.1f}") for e in entries],
+                       headers=("entry", "cold s", "warm s"), tablefmt="github"))
         for cold, text in agreement.items():
             print(f"\nnative_agreement in the --workers {last} {'cold' if cold else 'warm'} matrix: {text}")
     return 0
