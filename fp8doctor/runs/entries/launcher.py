@@ -44,7 +44,8 @@ def launch(ctx: Context, cmd: list[str], env: dict[str, str], out_dir: str, show
             proc.kill()
             raise
     ended = time.time()
-    with open(log, "rb") as fh:
+    with open(log, "rb") as fh:  # only its tail is ever shown
+        fh.seek(max(0, os.fstat(fh.fileno()).st_size - 4000))
         output = fh.read().decode("utf-8", "replace")
     ranks = []
     for path in sorted(glob.glob(os.path.join(out_dir, "rank*.json")), key=lambda p: int(p.rsplit("rank", 1)[1][:-5])):
