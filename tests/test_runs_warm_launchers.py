@@ -86,8 +86,9 @@ from fp8doctor.runs import handoff
 handoff.continue_warm_or_here()
 out = {"argv": sys.argv, "cwd": os.getcwd(), "path0": sys.path[0], "env": dict(os.environ), "pid": os.getpid(),
        "served": handoff.served, "torch_loaded": "torch" in sys.modules}
-with open(os.environ["PROBE_OUT"] + f".{os.getpid()}", "w") as fh:
+with open(os.environ["PROBE_OUT"] + f".{os.getpid()}.tmp", "w") as fh:
     json.dump(out, fh)
+os.replace(fh.name, os.environ["PROBE_OUT"] + f".{os.getpid()}")  # a reader never sees half of it
 if os.environ.get("PROBE_SLEEP"):
     import time
     time.sleep(float(os.environ["PROBE_SLEEP"]))
@@ -102,7 +103,7 @@ def _probe_env(srv: warm.Server, tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def _outputs(tmp: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted(tmp.glob("out.*"))]
+    return [json.loads(p.read_text()) for p in sorted(tmp.glob("out.*")) if p.suffix != ".tmp"]
 
 
 def test_a_handed_process_is_the_command_it_was(tmp_path: Path) -> None:
