@@ -70,6 +70,7 @@ class Server:
 
         self.tmp = tempfile.mkdtemp(prefix=TMP_PREFIX)
         env = {**env, "TMPDIR": self.tmp}
+        self.env = dict(env)  # what its imports saw (the lifeline's variable aside)
         line = lifeline.read_end()
         env[lifeline.ENV] = str(line)
         self.proc = subprocess.Popen([python, "-m", "fp8doctor.runs.zygote"], stdin=subprocess.PIPE,
@@ -87,6 +88,10 @@ class Server:
         self.preloaded: list[str] = list(hello.get("preloaded", ()))
         self.cuda_initialised = bool(hello.get("cuda_initialised"))
         self.threads = int(hello.get("threads", 0))
+        self.handoff: str | None = hello.get("handoff")  # its socket for launchers' ranks (fp8doctor.runs.handoff)
+        if self.cuda_initialised:  # a forked child cannot use a CUDA context it inherited: every run goes cold
+            self.close()
+            raise RuntimeError("the warm worker server's imports initialised CUDA")
         self.alive = True
         threading.Thread(target=self._reader, daemon=True).start()
 

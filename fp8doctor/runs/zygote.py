@@ -5,7 +5,8 @@
 Requests, one JSON object a line on stdin: {"id", "spec_path", "result_path", "err_path", "env"}. Answers on stdout:
 {"id", "pid"} once the child is forked (or {"id", "error"}), and {"exit": pid, "returncode": rc} when it ended
 (rc as subprocess gives it: negative for a signal). End of stdin (fp8doctor closed it or died): every child's
-process group is killed and the server exits.
+process group is killed and the server exits. A Unix socket in its TMPDIR (fp8doctor.runs.zygote_handoffs) takes
+whole processes that launchers start (ranks) or that launch entries start (launchers), see fp8doctor.runs.handoff.
 
 What makes a forked run equal to a fresh interpreter:
 - Before the fork the server only imports (PRELOAD); it creates no Accelerator, builds no model, runs no tensor
@@ -15,8 +16,9 @@ What makes a forked run equal to a fresh interpreter:
   read at import is then the value a fresh interpreter of that run would have read.
 - The child becomes a session leader, replaces its whole environment with the run's (os.environ writes through to
   the C environment), points `tempfile` at the run's folder, applies OMP_NUM_THREADS/MKL_NUM_THREADS to torch
-  (libgomp reads them when it is loaded, out of Python's sight), guards its group with fp8doctor's lifeline, runs
-  the spec exactly as the cold worker does and leaves with os._exit after its result is written.
+  (libgomp reads them when it is loaded, out of Python's sight), guards its group with fp8doctor's lifeline
+  (fp8doctor.runs.forked.become), runs the spec exactly as the cold worker does and leaves with os._exit after its
+  result is written. A handed process is checked against the same recorded reads (`differing_reads`).
 - The server's own TMPDIR is a folder fp8doctor made for it, so no import-time temp path points at the user's.
 - `gc.freeze()` after the imports: a child's collections skip the shared objects instead of touching (and so
   copying) every page that holds one.
@@ -32,16 +34,28 @@ import select
 import shutil
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from fp8doctor.runs import forked
+from fp8doctor.runs.forked import THREAD_VARS
+
+if TYPE_CHECKING:
+    from fp8doctor.runs.zygote_handoffs import Handoffs
 
 # What a run imports anyway, in import order. Transformer Engine is never preloaded: importing it reaches CUDA.
-PRELOAD = ("torch", "transformers", "transformers.models.llama.modeling_llama", "accelerate", "torchao.float8")
-# Read by native code (not through os.environ) when the library loads; applied again in each child.
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# torchao's `convert_to_float8_training` imports inductor's Triton codegen (to patch its min/max, which it still does
+# in the child): 2.7 of the 2.8 s `prepare` took in a forked run (torchao 0.18, 2 CPU cores).
+PRELOAD = ("torch", "transformers", "transformers.models.llama.modeling_llama", "accelerate", "torchao.float8",
+           "torch._inductor.codegen.triton")
+# Set again in every child (fp8doctor.runs.forked), so a value that differs from the server's is the run's.
+REAPPLIED = frozenset({"TMPDIR", "TEMP", "TMP", *THREAD_VARS})
+HANDOFF_SOCKET = "handoff.sock"  # in the server's own TMPDIR
 TMP_PREFIX = "fp8doctor-zygote-"  # the server's own TMPDIR, made by fp8doctor.runs.warm
-RUN_NAME = "fp8doctor-run"  # a forked run's process name (its command line is still the server's)
+RUN_NAME = "fp8doctor-run"
+HANDED_NAME = "fp8doctor-hand"  # a forked run's process name (its command line is still the server's)
 
 _reads: set[str] = set()
+_preload_env: dict[str, str] = {}
 _scanning = 0
 
 
@@ -85,6 +99,7 @@ def _scan(read: Any) -> Any:
 
 def preload(modules: tuple[str, ...] = PRELOAD) -> tuple[list[str], list[str]]:
     """Import `modules` (the missing ones skipped); (modules imported, environment keys they read)."""
+    _preload_env.update(os.environ)
     plain = os.environ.__class__
     os.environ.__class__ = _RecordingEnviron
     loaded = []
@@ -108,33 +123,10 @@ def cuda_initialised() -> bool:
 def _child(req: dict[str, Any], lifeline_fd: int | None, server_fds: tuple[int, ...]) -> None:
     """In the forked child: become the run's process, run the spec, never return."""
     try:
-        os.setsid()
-        signal.set_wakeup_fd(-1)
-        with contextlib.suppress(OSError), open("/proc/self/comm", "w", encoding="ascii") as fh:
-            fh.write(RUN_NAME)  # how `ps` and fp8doctor's tests tell a run from the server
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # what a fresh interpreter has
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
         devnull = os.open(os.devnull, os.O_RDONLY)
         err = os.open(req["err_path"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.dup2(devnull, 0)
-        os.dup2(err, 1)
-        os.dup2(err, 2)
-        for fd in (devnull, err, *server_fds):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        os.environ.clear()
-        os.environ.update(req["env"])
-        import tempfile
-
-        tempfile.tempdir = None  # next use reads the run's TMPDIR
-        os.chdir(req.get("cwd") or os.getcwd())
-        _apply_threads()
-        if lifeline_fd is not None:
-            from fp8doctor.system import lifeline
-
-            os.environ[lifeline.ENV] = str(lifeline_fd)
-            lifeline.guard_own_group()
+        forked.become(req["env"], req.get("cwd") or os.getcwd(), (devnull, err, err), RUN_NAME, lifeline_fd,
+                      server_fds)
         from fp8doctor.runs.worker import exit_now, run_to_file
 
         run_to_file(req["spec_path"], req["result_path"])
@@ -148,18 +140,18 @@ def _child(req: dict[str, Any], lifeline_fd: int | None, server_fds: tuple[int, 
         os._exit(70)
 
 
-def _apply_threads() -> None:
-    torch = sys.modules.get("torch")
-    value = next((os.environ[v] for v in THREAD_VARS if os.environ.get(v)), None)
-    if torch is not None and value and value.isdigit() and int(value) > 0:
-        torch.set_num_threads(int(value))
+def differing_reads(env: dict[str, str]) -> list[str]:
+    """The variables the preload read whose value in `env` is not the one the server had when it imported (set
+    or unset counts): a process with that environment must start cold. TMPDIR and the thread variables are
+    applied again in every child."""
+    return sorted(k for k in _reads - REAPPLIED if env.get(k) != _preload_env.get(k))
 
 
 def _send(obj: dict[str, Any]) -> None:
     os.write(1, (json.dumps(obj) + "\n").encode())
 
 
-def _reap(children: set[int]) -> None:
+def _reap(children: set[int], handoffs: Handoffs | None) -> None:
     while children:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -169,7 +161,21 @@ def _reap(children: set[int]) -> None:
             return
         children.discard(pid)
         rc = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-        _send({"exit": pid, "returncode": rc})
+        if handoffs is None or not handoffs.exited(pid, rc):
+            _send({"exit": pid, "returncode": rc})
+
+
+def _listen() -> Handoffs | None:
+    from fp8doctor.runs import handoff
+    from fp8doctor.runs.zygote_handoffs import Handoffs
+
+    path = os.path.join(os.environ.get("TMPDIR") or "/tmp", HANDOFF_SOCKET)
+    try:
+        handoffs = Handoffs(path)
+    except OSError:
+        return None
+    handoff.server_socket = path  # the forked workers give it to their launchers
+    return handoffs
 
 
 def serve() -> int:
@@ -180,12 +186,14 @@ def serve() -> int:
     if fd_text and fd_text.isdigit():
         lifeline_fd = int(fd_text)
     loaded, reads = preload()
+    handoffs = _listen()
     # The children's garbage collector must not walk (and so copy, page by page) the preloaded objects they share.
     gc.freeze()
     import threading
 
     _send({"ready": True, "pid": os.getpid(), "preloaded": loaded, "import_reads": reads,
-           "cuda_initialised": cuda_initialised(), "threads": threading.active_count(), "python": sys.executable})
+           "cuda_initialised": cuda_initialised(), "threads": threading.active_count(), "python": sys.executable,
+           "handoff": handoffs.path if handoffs else None})
     children: set[int] = set()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -193,14 +201,30 @@ def serve() -> int:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # fp8doctor ends the server by closing stdin
+
+    def fork_handed(req: dict[str, Any], cmd: forked.Command, stdio: list[int], close: tuple[int, ...]) -> int:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                forked.become(req["env"], req["cwd"], (stdio[0], stdio[1], stdio[2]), HANDED_NAME, lifeline_fd,
+                              (wake_r, wake_w, *close))
+                forked.run_python(cmd)
+            finally:
+                os._exit(70)
+        children.add(pid)
+        return pid
+
     buf = b""
     try:
         while True:
-            ready, _, _ = select.select([0, wake_r], [], [], 1.0)
+            watched = [0, wake_r, *(handoffs.fds() if handoffs else ())]
+            ready, _, _ = select.select(watched, [], [], 1.0)
             if wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake_r, 512)
-            _reap(children)
+            _reap(children, handoffs)
+            if handoffs is not None:
+                handoffs.ready([fd for fd in ready if fd not in (0, wake_r)], fork_handed, differing_reads)
             if 0 not in ready:
                 continue
             chunk = os.read(0, 65536)
@@ -212,10 +236,12 @@ def serve() -> int:
                 req = json.loads(line)
                 pid = os.fork()
                 if pid == 0:
-                    _child(req, lifeline_fd, (wake_r, wake_w))
+                    _child(req, lifeline_fd, (wake_r, wake_w, *(handoffs.fds() if handoffs else ())))
                 children.add(pid)
                 _send({"id": req["id"], "pid": pid})
     finally:
+        if handoffs is not None:
+            handoffs.close()
         for pid in list(children):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)

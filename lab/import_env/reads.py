@@ -17,7 +17,9 @@ import os
 import subprocess
 import sys
 
-MODULES = ["torch", "transformers", "transformers.models.llama.modeling_llama", "accelerate", "torchao.float8"]
+from fp8doctor.runs.zygote import PRELOAD
+
+MODULES = list(PRELOAD)  # what the warm server imports, each observed alone
 
 PROBE = r"""
 import json, sys

@@ -4,7 +4,9 @@ the worker need not) and `run(ctx)`.
 
 native, accelerator, trainer run inside the worker process; accelerate_launch (`launch`) and multi_process
 (`multiproc`) start a real launcher (`accelerate launch`, torchrun) on rank_script.py through launcher.py, which
-merges the per-rank results; patched_accelerator reproduces the reference report's monkey-patch of
+merges the per-rank results (a rank script's first act is `fp8doctor.runs.handoff.continue_warm_or_here()`, which
+lets a warm worker's launcher start its ranks warm; a new launcher entry gets that by using launcher.launch and a
+rank script that makes the same call); patched_accelerator reproduces the reference report's monkey-patch of
 `Accelerator.__init__` in its two forms. common.py holds the run context and the one training loop.
 """
 

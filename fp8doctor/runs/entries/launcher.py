@@ -8,7 +8,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+from typing import Any
 
+from fp8doctor.runs import handoff
 from fp8doctor.runs.entries.common import Context
 
 RANK_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rank_script.py")
@@ -26,9 +29,24 @@ def launch(ctx: Context, cmd: list[str], env: dict[str, str], out_dir: str, show
     ctx.result["launcher"] = {"command": shown_cmd, "launcher_env": {k: v for k, v in env.items()
                                                             if k.startswith(("ACCELERATE_", "FP8DOCTOR_AO"))}}
     timeout = max(30.0, ctx.spec.timeout_s - 10.0)
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-                          check=False, stdin=subprocess.DEVNULL)
-    output = proc.stdout.decode("utf-8", "replace")
+    env = {**env, **handoff.env_for_children()}
+    log = os.path.join(out_dir, "launcher.log")
+    launched = time.time()
+    with open(log, "wb") as out, open(os.devnull, "rb") as devnull:
+        proc: Any = handoff.start(cmd[1:], env, (devnull.fileno(), out.fileno(), out.fileno())) \
+            if cmd[0] == sys.executable and handoff.env_for_children() else None
+        ctx.result["launcher"]["warm"] = proc is not None
+        if proc is None:
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=devnull)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    ended = time.time()
+    with open(log, "rb") as fh:  # only its tail is ever shown
+        fh.seek(max(0, os.fstat(fh.fileno()).st_size - 4000))
+        output = fh.read().decode("utf-8", "replace")
     ranks = []
     for path in sorted(glob.glob(os.path.join(out_dir, "rank*.json")), key=lambda p: int(p.rsplit("rank", 1)[1][:-5])):
         with open(path, encoding="utf-8") as fh:
@@ -39,6 +57,10 @@ def launch(ctx: Context, cmd: list[str], env: dict[str, str], out_dir: str, show
         raise RuntimeError(f"the launcher exited with code {proc.returncode} and no rank wrote a result; "
                            f"output tail: {output[-1500:]}")
     ctx.result["ranks"] = ranks
+    clocks = [r["clock"] for r in ranks if isinstance(r.get("clock"), dict)]
+    if clocks:  # what the launcher itself cost: before its first rank started, after its last rank ended
+        ctx.timing("launcher_start", min(c["started"] for c in clocks) - launched)
+        ctx.timing("launcher_end", ended - max(c["ended"] for c in clocks))
     first = ranks[0]
     for key in MERGED_KEYS:
         if key in first:

@@ -18,6 +18,10 @@ import time
 
 
 def main(argv: list[str]) -> int:
+    started = time.time()  # the launcher entry measures its launcher's start-up and tear-down from the ranks' clocks
+    from fp8doctor.runs.handoff import continue_warm_or_here
+
+    continue_warm_or_here()  # under fp8doctor's warm server this rank is forked there, as it is, and ends here
     spec_path, out_dir, mode = argv
     rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
     from fp8doctor.runs.worker import base_result, write_json
@@ -26,6 +30,9 @@ def main(argv: list[str]) -> int:
         spec_dict = json.load(fh)
     result = base_result(spec_dict)
     result["rank"] = rank
+    from fp8doctor.runs import handoff
+
+    result["warm"] = handoff.served  # forked by the warm server (True) or this fresh interpreter (False)
     t0 = time.perf_counter()
     rc = 0
     try:
@@ -38,6 +45,7 @@ def main(argv: list[str]) -> int:
         result["error"] = describe_exception(exc)
         rc = 1
     result["timings_s"]["total"] = round(time.perf_counter() - t0, 4)
+    result["clock"] = {"started": started, "ended": time.time()}
     result["launcher_env"] = {k: v for k, v in os.environ.items()
                               if k.startswith(("ACCELERATE_", "WORLD_SIZE", "LOCAL_WORLD_SIZE"))}
     write_json(os.path.join(out_dir, f"rank{rank}.json"), result)
