@@ -18,9 +18,8 @@ from dispositions import default_signals
 from test_bad_input import clean_env
 from test_faults import live_processes_with
 
-from fp8doctor.system import interpreter
 from fp8doctor.facts.probes import finish_probes, probe_code, start_probes
-from fp8doctor.system import lifeline, safeio
+from fp8doctor.system import interpreter, lifeline, safeio
 
 PY = sys.executable
 
