@@ -3,8 +3,12 @@ no download, no remote code), and list its Linear layers. Imports torch and tran
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,13 +79,27 @@ def _build(data: dict[str, Any], path: str) -> tuple[Any, str]:
                      f"({type(last).__name__}: {str(last).splitlines()[0] if str(last) else ''})")
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The libraries' import-time log lines and warnings (torchao's missing CUDA kernels, torch's pytree notes) say
+    nothing about the user's model: hidden while the model is built."""
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def load(path: str) -> ModelFacts:
     """Read the config at `path` (a folder or config.json) and build its model on the meta device."""
-    import torch
-
     cfg_path = config_path(path)
     data = read_config(cfg_path)
-    model, architecture = _build(data, cfg_path)
+    with _quiet():
+        import torch
+
+        model, architecture = _build(data, cfg_path)
     layers = [Layer(name, m.in_features, m.out_features) for name, m in model.named_modules()
               if isinstance(m, torch.nn.Linear)]
     config = model.config

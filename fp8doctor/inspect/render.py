@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from fp8doctor import SCHEMA_VERSION
@@ -10,6 +11,7 @@ from fp8doctor.knowledge.shapes import FP8, TARGETS
 from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_obj
 
+_LAYER_INDEX = re.compile(r"(?<=[A-Za-z_]\.)\d+(?=\.[A-Za-z_])")
 SHORT = {"accelerate-ao": "Acc+AO", "torchao": "torchao", "accelerate-te": "Acc+TE", "te-mxfp8": "TE MXFP8"}
 MARK = {"fp8": "fp8", "kept": "bf16", "fails": "FAILS", "mixed": "mixed"}
 ESTIMATE_NOTE = ("roofline of the Linear GEMMs and their FP8 casts (torchao's float8 model) plus the attention "
@@ -63,10 +65,13 @@ def not_fp8(data: dict[str, Any]) -> list[tuple[str, list[str]]]:
                 continue
             members = [m for m in data["layers"] if m["class"] == c["class"] and m["targets"][t]["status"] != FP8]
             by_reason: dict[str, list[dict[str, Any]]] = {}
-            for m in members:
-                by_reason.setdefault(m["targets"][t]["reason"], []).append(m)
+            for m in members:  # "after model.layers.3.mlp.gate_proj" groups as "after model.layers.N.mlp.gate_proj"
+                by_reason.setdefault(_LAYER_INDEX.sub("N", m["targets"][t]["reason"]), []).append(m)
             for reason, ms in by_reason.items():
-                shown = ms[0]["name"] if len(ms) == 1 else f"{c['class']} ({len(ms)} layers)"
+                if len(ms) == 1:
+                    shown, reason = ms[0]["name"], ms[0]["targets"][t]["reason"]
+                else:
+                    shown = f"{c['class']} ({len(ms)} layers)"
                 lines.append(f"{shown} {ms[0]['in_features']}x{ms[0]['out_features']}: {reason}")
         out.append((TARGETS[t]["label"], lines))
     return out
