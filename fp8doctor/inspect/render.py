@@ -50,7 +50,7 @@ def class_headers(data: dict[str, Any]) -> list[str]:
     headers = ["layer class", "n", "in x out", "FLOPs", *(SHORT[t] for t in TARGETS)]
     if est := data.get("estimate"):
         recipes = " / ".join(next(iter(est["class_speedup"].values()), {}).keys()) or "FP8"
-        headers.append(f"FP8 vs bf16 on {est['gpu']} ({recipes})")
+        headers.append(f"FP8 vs bf16 if converted, {est['gpu']} ({recipes})")
     return headers
 
 

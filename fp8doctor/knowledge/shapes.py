@@ -7,7 +7,7 @@ The rules, and where each was seen:
   (`accelerator` probe); layer by layer with shapes not divisible by 16 (`ao_filter` probe). 1.4, 1.5, 1.8 do not
   reach the filter (`predict.predict_accelerator` says what they raise instead).
 - torchao itself (`convert_to_float8_training`; its `_auto_filter_for_recipe` states the rule): both dims
-  divisible by 16 (`torch._scaled_mm`), unless `pad_inner_dim` pads them; no first/last rule.
+  divisible by 16 (`torch._scaled_mm`); no first/last rule.
 - Accelerate's TE conversion (`accelerate.utils.transformer_engine.convert_model`, the same in every release the
   static lab read): a Linear whose weight dims are not both divisible by 16 is left as it is and the walk *returns*,
   so the later children of the same parent (and everything below them) stay unconverted too.
@@ -91,8 +91,8 @@ def _accelerate_ao(layers: list[Layer]) -> list[tuple[str, str]]:
 
 
 def _torchao(layers: list[Layer]) -> list[tuple[str, str]]:
-    return [(KEPT, f"{reason}: torch._scaled_mm needs 16 (torchao's filters skip it; "
-                   "Float8LinearConfig(pad_inner_dim=True) pads the inner dim)") if reason else (FP8, "")
+    return [(KEPT, f"{reason}: torch._scaled_mm needs multiples of 16 and torchao's own filters skip it")
+            if reason else (FP8, "")
             for reason in (_not_divisible(layer, AO_DIVISOR) for layer in layers)]
 
 
