@@ -28,7 +28,7 @@ def process_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
                         watch_id=rec.get("watch_id"), accelerate_env=rec.get("accelerate_env") or {})
         elif kind == "accelerator":
             acc = {k: v for k, v in rec.items() if k not in ("kind", "t")}
-            acc.update(prepares=[], forwards=[])
+            acc.update(prepares=[], forwards=[], eval_forwards=[])
             proc["accelerators"].append(acc)
             by_id[rec.get("id")] = acc
         elif kind == "prepare":
@@ -39,6 +39,10 @@ def process_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
             target = by_id.get(rec.get("accelerator"))
             if target is not None:
                 target["forwards"].append({k: v for k, v in rec.items() if k not in ("kind", "t", "accelerator")})
+        elif kind == "eval_forward":
+            target = by_id.get(rec.get("accelerator"))
+            if target is not None:
+                target["eval_forwards"].append({k: v for k, v in rec.items() if k not in ("kind", "t", "accelerator")})
         elif kind == "training_args":
             proc["training_args"].append({k: v for k, v in rec.items() if k not in ("kind", "t")})
         elif kind == "loss":

@@ -99,6 +99,11 @@ def _details(result: dict[str, Any]) -> list[str]:
         if acc.get("handlers"):
             lines.append(f"{_rank_name(r)} kwargs_handlers: {', '.join(acc['handlers'])}")
         m = r.get("model") or {}
+        if m.get("fp8_layers"):
+            ev = m.get("eval")
+            lines.append(f"{_rank_name(r)} evaluation: " + ("no forward pass in eval mode was seen" if not ev else
+                         f"{'in FP8' if ev['fp8'] else 'NOT in FP8'}: {ev['reason']}"
+                         + (f"; fix: {ev['fix']}" if ev.get("fix") else "")))
         if m.get("missing"):
             lines.append(f"{_rank_name(r)} eligible but not FP8: {', '.join(m['missing'][:6])}"
                          + (f" (+{len(m['missing']) - 6})" if len(m["missing"]) > 6 else ""))
