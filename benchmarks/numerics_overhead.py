@@ -55,8 +55,9 @@ def main() -> int:
         sampled.append(timed_loop(args.size, args.steps, args.every))
         every1.append(timed_loop(args.size, args.steps, 1))
     base = statistics.median(plain)
+    label = f"--numerics-every {args.every}" + (" (default)" if args.every == DEFAULT_EVERY else "")
     rows = [[name, f"{1e3 * statistics.median(v):.1f}", f"{statistics.median(v) / base:.3f}x"]
-            for name, v in (("no sampler", plain), (f"--numerics-every {args.every} (default)", sampled),
+            for name, v in (("no sampler", plain), (label, sampled),
                             ("--numerics-every 1 (every call)", every1))]
     print(tabulate(rows, ["variant", "median ms/step", "vs no sampler"], tablefmt="github"))
     return 0
