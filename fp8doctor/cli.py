@@ -15,7 +15,7 @@ from fp8doctor.system import interrupts, safeio
 from fp8doctor.system.errors import UsageError
 
 # Sub-command name -> module in fp8doctor.commands exposing add_parser(subparsers) and run(args) -> int.
-COMMANDS = ("env", "repro", "matrix", "report", "watch")
+COMMANDS = ("env", "repro", "matrix", "report", "watch", "inspect")
 PYTHON_HELP = ("diagnose the environment of this Python interpreter (or venv folder) instead of fp8doctor's own; "
                "nothing is installed into it (default: $FP8DOCTOR_PYTHON)")
 

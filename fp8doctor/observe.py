@@ -34,8 +34,8 @@ def linear_layer_names(model: Any) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) or is_fp8_module(m)]
 
 
-def _div16(module: Any) -> bool:
-    return module.in_features % 16 == 0 and module.out_features % 16 == 0
+# observe's rule names -> the paths of fp8doctor.knowledge.shapes, which owns the rules.
+RULE_TARGET = {"accelerate-ao": "accelerate-ao", "accelerate-te": "accelerate-te", "all-div16": "torchao"}
 
 
 def eligible_linear_names(model: Any, rule: str) -> list[str]:
@@ -49,30 +49,14 @@ def eligible_linear_names(model: Any, rule: str) -> list[str]:
     """
     import torch
 
-    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
-    if rule == "all-div16":
-        return [n for n, m in linears if _div16(m)]
-    if rule == "accelerate-ao":
-        if not linears:
-            return []
-        skip = {linears[0][0], linears[-1][0]}
-        return [n for n, m in linears if _div16(m) and n not in skip]
-    if rule == "accelerate-te":
-        out: list[str] = []
+    from fp8doctor.knowledge.shapes import FP8, Layer, classify
 
-        def walk(parent: Any, prefix: str) -> None:
-            for name, child in parent.named_children():
-                full = f"{prefix}{name}"
-                if isinstance(child, torch.nn.Linear):
-                    if not _div16(child):
-                        return
-                    out.append(full)
-                elif not isinstance(child, torch.nn.LayerNorm):
-                    walk(child, full + ".")
-
-        walk(model, "")
-        return out
-    raise ValueError(f"unknown eligibility rule {rule!r}")
+    if rule not in RULE_TARGET:
+        raise ValueError(f"unknown eligibility rule {rule!r}")
+    layers = [Layer(n, m.in_features, m.out_features) for n, m in model.named_modules()
+              if isinstance(m, torch.nn.Linear)]
+    return [layer.name for layer, (status, _) in zip(layers, classify(layers, RULE_TARGET[rule]), strict=True)
+            if status == FP8]
 
 
 class FP8ForwardCounter:

@@ -23,6 +23,8 @@ EXIT_CODES: dict[str, list[tuple[str, str]]] = {
               ("N", "the command's own non-zero exit code, passed through (124 when --command-timeout stopped it, "
                     "128+N when signal N killed it)"),
               ("2", USAGE[1] + ", or CMD cannot be found"), STOPPED],
+    "inspect": [("0", "the model was inspected (layers FP8 cannot take are findings in the output, not failures)"),
+                ("2", USAGE[1] + ": a missing or unreadable config, one transformers cannot build"), STOPPED],
 }
 
 

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from fp8doctor.commands.options import COMMAND_TIMEOUT_HELP, RUN_TIMEOUT_HELP
+from fp8doctor.knowledge.roofline import gpu_names
 from fp8doctor.runs import warm
 
 
@@ -22,6 +23,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--config", action="append", default=[], metavar="FILE",
                    help="your training config (LLaMA-Factory YAML, Accelerate config, DeepSpeed or TrainingArguments "
                         "JSON), repeatable: linted as `fp8doctor env --config` does, and run by the repro")
+    p.add_argument("--model", metavar="PATH",
+                   help="your model's folder or config.json: adds `fp8doctor inspect --model`'s layer table (built on "
+                        "the meta device, nothing downloaded)")
+    p.add_argument("--gpu", choices=gpu_names(), help="with --model: estimate the FP8 speed-up on this GPU")
     p.add_argument("--steps", type=int, default=None, metavar="N",
                    help="training steps per run (default: 8; 6 with --quick)")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="runs in parallel")

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
 from fp8doctor.commands.options import COMMAND_TIMEOUT_HELP
+from fp8doctor.knowledge.numerics import DEFAULT_EVERY
 from fp8doctor.system import limits, safeio
 from fp8doctor.system.errors import UsageError
 
@@ -39,6 +41,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--merge-wait", type=float, metavar="S", default=MERGE_WAIT_S,
                    help="with --records: how long the rank-0 watch waits for the other nodes to end before "
                    "merging")
+    p.add_argument("--numerics", action="store_true",
+                   help="also sample each torchao FP8 layer's numerics (amax, underflow, saturation, SQNR vs the "
+                        "high-precision matmul) and name the layers below the SQNR threshold")
+    p.add_argument("--numerics-every", type=int, default=DEFAULT_EVERY, metavar="K",
+                   help="with --numerics: sample each FP8 layer once every K of its forward calls")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to watch")
     p.set_defaults(func=run)
     return p
@@ -101,7 +108,15 @@ def run(args: argparse.Namespace) -> int:
         safeio.check_can_write(args.output, "the report")  # refused now, not after a long training; FILE untouched
     # A machine-readable report on stdout must not be interleaved with the command's own output.
     shared = args.format in ("md", "json") and not args.output
-    result = run_watch(cmd, args.command_timeout, stdout=sys.stderr if shared else None, records_dir=args.records)
+    env = None
+    if args.numerics:
+        if not 1 <= args.numerics_every <= 1_000_000:
+            raise UsageError(f"--numerics-every must be between 1 and 1000000 (got {args.numerics_every})")
+        from fp8doctor.watch.observe_health import NUMERICS_ENV
+
+        env = {**os.environ, NUMERICS_ENV: str(args.numerics_every)}
+    result = run_watch(cmd, args.command_timeout, stdout=sys.stderr if shared else None, records_dir=args.records,
+                       env=env)
     code = exit_code(result)
     job = _merge_after(result, args.merge_wait) if args.records else None
     if job is None:

@@ -37,6 +37,8 @@ class Options:
     config_files: list[str] = field(default_factory=list)
     progress: bool = True
     skip_parts: tuple[str, ...] = ()  # parts left out (tests; never set from the CLI)
+    model: str | None = None  # --model: the user's model config, inspected as `fp8doctor inspect` does
+    gpu: str | None = None  # --gpu: the GPU of that inspection's speed estimate
 
 
 @dataclass
@@ -141,6 +143,9 @@ def build(opts: Options) -> Report:
         ("matrix", "FP8 matrix", lambda: sections.matrix_section(jsonl_path, steps, opts.workers, scope,
                                                                  opts.run_timeout)),
     ]
+    if opts.model:
+        plan.append(("inspect", "Your model's Linear layers in FP8", lambda: sections.inspect_section(opts.model,
+                                                                                                     opts.gpu)))
     if opts.watch_cmd:
         plan.append(("watch", "Your command under fp8doctor watch",
                      lambda: sections.watch_section(opts.watch_cmd, opts.watch_timeout)))
@@ -170,7 +175,8 @@ def build(opts: Options) -> Report:
         "wall_s": round(time.monotonic() - t0, 1),
         "options": {"steps": steps, "workers": opts.workers, "quick": opts.quick, "full": opts.full,
                     "timeout_s": opts.run_timeout, "configs": [os.path.basename(c) for c in opts.config_files],
-                    "watch": opts.watch_cmd or None},
+                    "watch": opts.watch_cmd or None, "model": os.path.basename(opts.model or "") or None,
+                    "gpu": opts.gpu},
         "exposure": {"exposed": exposed.exposed, "how": exposed.how, "sentence": exposed.sentence()},
         "parts": [p.to_dict() for p in parts],
         "loss_curves": {"png": os.path.basename(png) if png else None, "cells": pairs,

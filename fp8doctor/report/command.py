@@ -29,9 +29,16 @@ def main(args: Any) -> int:
 
     for path in args.config or []:
         load_config(path)  # a bad --config is bad usage now (exit 2), not an error part minutes later
+    if args.model:
+        from fp8doctor.inspect.model import config_path, read_config
+
+        read_config(config_path(args.model))  # likewise a bad --model
+    elif args.gpu:
+        raise UsageError("--gpu estimates the speed-up of --model's layers: give --model PATH too")
     report = build(Options(out_dir=args.out_dir, steps=args.steps, workers=args.workers, quick=args.quick,
                            full=args.full, watch_cmd=cmd, watch_timeout=args.command_timeout,
-                           run_timeout=args.timeout, config_files=list(args.config or [])))
+                           run_timeout=args.timeout, config_files=list(args.config or []),
+                           model=args.model, gpu=args.gpu))
     print(escape_controls(report.data["verdict"]))
     for part in report.data["parts"]:
         print(f"  {part['status']:5} {part['title']}: {escape_controls(part['summary']['ran'] or '-')}")

@@ -237,6 +237,10 @@ def render_markdown(data: dict[str, Any], parts: list[Any], png_name: str | None
                 from fp8doctor.watch.render import render as render_watch
 
                 body = render_watch(p.data, "md")
+            if p.name == "inspect":
+                from fp8doctor.inspect.render import render as render_inspect
+
+                body = render_inspect(p.data, "md")
         out += _details(title, body)
     if pairs:
         rows = curves.sparkline_table(pairs)

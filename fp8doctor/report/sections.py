@@ -254,3 +254,28 @@ def watch_section(cmd: list[str], timeout: float) -> Section:
     s.ran = (f"`{shlex.join(cmd)}`: {verdict}, {len(ranks)} rank(s), exit code {result.get('exit_code')}"
              + (" (stopped by --command-timeout)" if result.get("timed_out") else ""))
     return Section("watch", "Your command under fp8doctor watch", status_of(s, True), s, result, result=result)
+
+
+def inspect_section(model: str, gpu: str | None) -> Section:
+    """The user's model from its config (`fp8doctor inspect --model`): layers no FP8 path can take by shape."""
+    from fp8doctor.inspect.command import inspect_model
+    from fp8doctor.knowledge.shapes import TARGETS
+
+    data = inspect_model(model, gpu=gpu, batch=4, seq_len=2048)
+    s = Summary()
+    by_shape = {t: sum(1 for x in data["layers"] if x["targets"][t]["status"] != "fp8"
+                       and ("divisible" in x["targets"][t]["reason"] or x["targets"][t]["status"] == "fails"))
+                for t in TARGETS}
+    for t, n in by_shape.items():
+        if n:
+            s.warnings.append(f"{TARGETS[t]['label']}: {n} Linear layer(s) of your model cannot run in FP8 because "
+                              "of their shape (see the layer table)")
+    cover = ", ".join(f"{c['label']} {100 * c['flops_share']:.1f}%" for c in data["coverage"].values())
+    s.ran = f"{data['model']['linear_layers']} Linear layers of {data['model']['architecture']}; FP8 share of " \
+            f"Linear FLOPs: {cover}"
+    est = data.get("estimate")
+    if est:
+        best = max((e["speedup"] for e in est["targets"].values() if e["supported"]), default=None)
+        if best is not None:
+            s.ran += f"; estimated step speed-up on {est['gpu']} up to {best:.2f}x"
+    return Section("inspect", "Your model's Linear layers in FP8", status_of(s, True), s, data, result=data)

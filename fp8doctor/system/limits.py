@@ -1,4 +1,5 @@
-"""Bounds of the numeric options every command takes (--timeout, --steps, --workers, --seed), checked in one place.
+"""Bounds of the numeric options every command takes (--timeout, --steps, --workers, --seed, inspect's --batch and
+--seq-len), checked in one place.
 
 A value outside them is bad usage: one line, exit 2, before anything runs. `nan` and `inf` parse as floats, so
 finiteness is checked here, not left to argparse.
@@ -58,3 +59,15 @@ def check_wait(value: float | None, option: str) -> None:
         raise UsageError(f"{option} must be zero or a positive number of seconds (got {value:g})")
     if value > MAX_TIMEOUT_S:
         raise UsageError(f"{option} must be at most {MAX_TIMEOUT_S:.0f} seconds (one week), got {value:g}")
+
+
+MAX_BATCH = 1 << 16  # sequences per micro-batch per GPU (inspect's roofline)
+MAX_SEQ_LEN = 1 << 22  # tokens per sequence (4M: beyond any released context length)
+
+
+def check_shape(batch: int, seq_len: int) -> None:
+    """inspect's --batch and --seq-len: the tokens one GPU sees per step."""
+    if not 1 <= batch <= MAX_BATCH:
+        raise UsageError(f"--batch must be between 1 and {MAX_BATCH} (got {batch})")
+    if not 1 <= seq_len <= MAX_SEQ_LEN:
+        raise UsageError(f"--seq-len must be between 1 and {MAX_SEQ_LEN} (got {seq_len})")

@@ -30,7 +30,7 @@ def process_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
                         watch_id=rec.get("watch_id"), accelerate_env=rec.get("accelerate_env") or {})
         elif kind == "accelerator":
             acc = {k: v for k, v in rec.items() if k not in ("kind", "t")}
-            acc.update(prepares=[], forwards=[])
+            acc.update(prepares=[], forwards=[], eval_forwards=[], numerics=[])
             proc["accelerators"].append(acc)
             by_id[rec.get("id")] = acc
         elif kind == "prepare":
@@ -41,6 +41,11 @@ def process_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
             target = by_id.get(rec.get("accelerator"))
             if target is not None:
                 target["forwards"].append({k: v for k, v in rec.items() if k not in ("kind", "t", "accelerator")})
+        elif kind in ("eval_forward", "numerics"):
+            target = by_id.get(rec.get("accelerator"))
+            if target is not None:
+                key = "eval_forwards" if kind == "eval_forward" else "numerics"
+                target[key].append({k: v for k, v in rec.items() if k not in ("kind", "t", "accelerator")})
         elif kind == "training_args":
             proc["training_args"].append({k: v for k, v in rec.items() if k not in ("kind", "t")})
         elif kind == "loss":

@@ -20,6 +20,7 @@ import threading
 from typing import Any
 
 from fp8doctor.watch import recorder
+from fp8doctor.watch.observe_health import watch_eval, watch_numerics
 from fp8doctor.watch.observe_transformers import current_trainer_args, patch_transformers
 from fp8doctor.watch.recorder import STATE, WATCH_DIR_ENV, callers, env_now, num, plain, record, versions
 
@@ -166,6 +167,8 @@ def _wrap_prepare(original: Any) -> Any:
                 info["fp8_layers"] = observe.fp8_layer_names(inner)
                 info["prepared_class"] = type(prepared).__name__
                 _watch_forwards(prepared, acc_id, len(info["fp8_layers"]), info["arg_index"])
+                watch_eval(prepared, acc_id, info["arg_index"])
+                watch_numerics(prepared, acc_id, info["arg_index"])
             record("prepare", accelerator=acc_id, models=models)
         except Exception as exc:  # noqa: BLE001
             record("observer_error", where="prepare:after", error=f"{type(exc).__name__}: {exc}")

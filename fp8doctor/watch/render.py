@@ -89,6 +89,41 @@ def rank_rows(result: dict[str, Any]) -> list[list[str]]:
 HEADERS = ["process", "pid", "verdict", "Accelerator (asked -> got)", "FP8/eligible", "FP8 forwards", "losses"]
 
 
+NUMERICS_HEADERS = ["layer", "samples", "SQNR dB (min)", "input underflow", "input saturated", "weight underflow",
+                    "input amax", "weight amax"]
+
+
+def _pct(x: Any) -> str:
+    return f"{100 * x:.2f}%" if isinstance(x, (int, float)) else "-"
+
+
+def _num(x: Any, fmt: str = ".3g") -> str:
+    return format(x, fmt) if isinstance(x, (int, float)) else "-"
+
+
+def numerics_lines(result: dict[str, Any], fmt: str) -> list[str]:
+    """`--numerics`: per rank a table of the sampled FP8 layers and the candidates to keep in bf16."""
+    out: list[str] = []
+    for r in result.get("ranks") or []:
+        n = (r.get("model") or {}).get("numerics")
+        if not n:
+            continue
+        rows = [[name, str(row.get("samples", 0)), _num(row.get("sqnr_db_min"), ".1f"),
+                 _pct(row.get("input_underflow_max")), _pct(row.get("input_saturated_max")),
+                 _pct(row.get("weight_underflow_max")), _num(row.get("input_amax_max")),
+                 _num(row.get("weight_amax_max"))] for name, row in n["layers"].items()]
+        out += ["", f"{_rank_name(r)} FP8 numerics (each FP8 layer sampled every {n['every']} calls; worst sample):",
+                "", tabulate(rows, headers=NUMERICS_HEADERS, tablefmt="github" if fmt == "md" else "simple",
+                             disable_numparse=True)]
+        if n["candidates"]:
+            out += ["", f"candidates to keep in bf16 (SQNR below {n['threshold_db']:g} dB; {n['source']}): "
+                    + ", ".join(n["candidates"])]
+            out += [f"  {path}: {cfg}" for path, cfg in n["config"].items()]
+        else:
+            out += ["", f"no layer below {n['threshold_db']:g} dB SQNR ({n['source']})"]
+    return out
+
+
 def _details(result: dict[str, Any]) -> list[str]:
     lines = []
     ranks = result.get("ranks") or []
@@ -99,6 +134,11 @@ def _details(result: dict[str, Any]) -> list[str]:
         if acc.get("handlers"):
             lines.append(f"{_rank_name(r)} kwargs_handlers: {', '.join(acc['handlers'])}")
         m = r.get("model") or {}
+        if m.get("fp8_layers"):
+            ev = m.get("eval")
+            lines.append(f"{_rank_name(r)} evaluation: " + ("no forward pass in eval mode was seen" if not ev else
+                         f"{'in FP8' if ev['fp8'] else 'NOT in FP8'}: {ev['reason']}"
+                         + (f"; fix: {ev['fix']}" if ev.get("fix") else "")))
         if m.get("missing"):
             lines.append(f"{_rank_name(r)} eligible but not FP8: {', '.join(m['missing'][:6])}"
                          + (f" (+{len(m['missing']) - 6})" if len(m["missing"]) > 6 else ""))
@@ -119,6 +159,7 @@ def render_text(result: dict[str, Any]) -> str:
     details = _details(result)
     if details:
         out += [""] + details
+    out += numerics_lines(result, "text")
     if result.get("fix"):
         out += ["", "fix:"] + [f"  {line}" for line in result["fix"]]
     return "\n".join(out) + "\n"
@@ -136,6 +177,7 @@ def render_md(result: dict[str, Any]) -> str:
     details = _details(result)
     if details:
         out += [""] + [f"- {line.strip()}" for line in details]
+    out += numerics_lines(result, "md")
     if result.get("fix"):
         out += ["", "Fix for the installed versions:", "", "```", *result["fix"], "```"]
     return "\n".join(out) + "\n"

@@ -1,0 +1,28 @@
+"""Thresholds for the FP8 numerics `fp8doctor watch --numerics` samples, each from a library's own tests.
+
+- SQNR of an FP8 matmul output against the high-precision one: torchao's float8 tests require at least 25 dB for a
+  single float8 GEMM (torchao `test/float8`: `assert sqnr >= 25.0`; its MoE test: "a single fp8 gemm uses
+  SQNR >= 25.0 for testing"), computed as torchao's `float8_utils.compute_error`. A layer below it is named as a
+  candidate to keep in bf16.
+- Underflow and saturation shares are reported, not judged: TE's debug tools (LogFp8TensorStats) report underflow
+  % without a pass/fail line, and neither library tests one.
+"""
+
+from __future__ import annotations
+
+SQNR_MIN_DB = 25.0
+SQNR_SOURCE = "torchao's float8 tests require SQNR >= 25 dB for a single float8 GEMM"
+DEFAULT_EVERY = 20  # sample each FP8 layer's forward once every this many of its calls
+
+
+def keep_in_bf16_config(names: list[str]) -> dict[str, str]:
+    """How to keep these layers in bf16, per path, keeping each path's own filter (Accelerate's first/last and
+    multiple-of-16 rule: `filter_linear_layers` and `find_first_last_linear_layers` exist in accelerate 1.6-1.16)."""
+    shown = ", ".join(repr(n) for n in names)
+    return {
+        "accelerate": "AORecipeKwargs(config=..., module_filter_func=functools.partial("
+                      "accelerate.utils.ao.filter_linear_layers, layers_to_filter=["
+                      f"*accelerate.utils.ao.find_first_last_linear_layers(model), {shown}]))",
+        "torchao": "convert_to_float8_training(model, module_filter_fn=lambda module, fqn: "
+                   f"fqn not in {{{shown}}})",
+    }
