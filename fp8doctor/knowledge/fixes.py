@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from fp8doctor.knowledge.capability import TE_INSTALL
+from fp8doctor.knowledge.command_forms import CommandForm, launched, parse, plain
 from fp8doctor.knowledge.predict import release
 
 ACCELERATE_MIN = "1.9"  # first release where env/config fp8 reaches the Accelerator and ACCELERATE_FP8_BACKEND is read
@@ -102,28 +103,36 @@ def _te(backend: str) -> tuple[tuple[str, ...], str]:
     return ((TE_INSTALL,), TE_UNPROVEN) if backend == "TE" else ((), "")
 
 
-def launch_fix(backend: str, script: list[str], accelerate: str | None,
-               edits: dict[str, dict[str, Any]] | None = None) -> Fix:
+def launch_fix(backend: str, form: CommandForm, accelerate: str | None,
+               edits: dict[str, dict[str, Any]] | None = None) -> Fix | None:
+    """The user's command started through `accelerate launch` with a complete FP8 config; None where the command
+    cannot be (torchrun, a frontend's entry point, a command fp8doctor cannot read)."""
+    command = launched(form, ACCELERATE_YAML)
+    if command is None:
+        return None
     install, note = _te(backend)
     return Fix("launch", f"start the script through accelerate launch with an FP8 config ({backend})", backend,
                install=_upgrade(accelerate) + install, files=(FixFile(ACCELERATE_YAML, accelerate_yaml(backend)),),
-               edits=edits or {}, command=("accelerate", "launch", "--config_file", ACCELERATE_YAML, *script),
-               note=note)
+               edits=edits or {}, command=command, note=note)
 
 
-def env_fix(backend: str, script: list[str], accelerate: str | None,
-            edits: dict[str, dict[str, Any]] | None = None) -> Fix:
+def env_fix(backend: str, form: CommandForm, accelerate: str | None,
+            edits: dict[str, dict[str, Any]] | None = None) -> Fix | None:
+    """FP8 through the environment, the command unchanged; None under `accelerate launch`, which sets
+    ACCELERATE_MIXED_PRECISION itself from its config and options."""
+    if form.kind == "launch":
+        return None
     install, note = _te(backend)
     return Fix("env", f"or, without accelerate launch: FP8 through the environment ({backend})", backend,
                install=_upgrade(accelerate) + install,
                env={"ACCELERATE_MIXED_PRECISION": "fp8", "ACCELERATE_FP8_BACKEND": backend},
-               edits=edits or {}, command=("python", *script) if script[:1] != ["python"] else tuple(script),
-               note=note)
+               edits=edits or {}, command=plain(form), note=note)
 
 
-def llamafactory_fix(backend: str, config_path: str, accelerate: str | None) -> Fix:
+def llamafactory_fix(backend: str, config_path: str, accelerate: str | None,
+                     cli: tuple[str, ...] = ("llamafactory-cli", "train")) -> Fix:
     """LLaMA-Factory: its own fp8 options, no bf16 (which TrainingArguments turns into the Accelerator's precision),
-    started with llamafactory-cli. An Accelerate YAML never applies there."""
+    started with llamafactory-cli (as the user named it). An Accelerate YAML never applies there."""
     install, note = _te(backend)
     edits = {config_path: {"fp8": True, "fp8_backend": LF_BACKEND[backend], "bf16": False}}
     env = {"ACCELERATE_MIXED_PRECISION": "fp8"}
@@ -131,17 +140,16 @@ def llamafactory_fix(backend: str, config_path: str, accelerate: str | None) -> 
         env["ACCELERATE_FP8_BACKEND"] = "TE"
     return Fix("llamafactory", f"LLaMA-Factory in FP8 ({LF_BACKEND[backend]})", backend,
                install=_upgrade(accelerate) + install, env=env, edits=edits,
-               command=("llamafactory-cli", "train", config_path), note=note)
+               command=(*cli, config_path), note=note)
 
 
-def _script(facts: dict[str, Any]) -> list[str]:
-    cmd = facts.get("command") or []
-    if cmd and cmd[0] not in ("accelerate", "llamafactory-cli", "torchrun"):
-        return list(cmd[1:]) if cmd[0].startswith("python") else list(cmd)
-    if cmd[:2] == ["accelerate", "launch"]:
-        rest = [c for c in cmd[2:] if not c.startswith("-")]
-        return rest[-1:] or ["train.py"]
-    return ["train.py"]
+def _llamafactory(facts: dict[str, Any], form: CommandForm, backend: str, accelerate: str | None) -> Fix:
+    lf = [c for c in facts.get("configs", []) if c.get("kind") == "llamafactory"]
+    if form.frontend == "llamafactory":
+        sub = form.args[:1] or ("train",)
+        path = lf[0]["path"] if lf else (form.args[1] if len(form.args) > 1 else "cfg.yaml")
+        return llamafactory_fix(backend, path, accelerate, (*form.launcher, *sub))
+    return llamafactory_fix(backend, lf[0]["path"], accelerate)
 
 
 def fixes_for(facts: dict[str, Any], backend: str) -> list[Fix]:
@@ -149,16 +157,14 @@ def fixes_for(facts: dict[str, Any], backend: str) -> list[Fix]:
     from fp8doctor.knowledge.precision import truthy
 
     accelerate = facts.get("packages", {}).get("accelerate")
-    cmd = facts.get("command") or []
-    lf = [c for c in facts.get("configs", []) if c.get("kind") == "llamafactory"]
-    if lf or (cmd and cmd[0].endswith("llamafactory-cli")):
-        path = lf[0]["path"] if lf else (cmd[2] if len(cmd) > 2 else "cfg.yaml")
-        return [llamafactory_fix(backend, path, accelerate)]
+    form = parse(facts.get("command"))
+    if form.frontend == "llamafactory" or any(c.get("kind") == "llamafactory" for c in facts.get("configs", [])):
+        return [_llamafactory(facts, form, backend, accelerate)]
     edits: dict[str, dict[str, Any]] = {}
     for c in facts.get("configs", []):
         if c.get("kind") == "training_args":
             flags = {k: False for k in ("bf16", "fp16") if truthy(c["data"].get(k))}
             if flags:
                 edits[c["path"]] = flags
-    script = _script(facts)
-    return [launch_fix(backend, script, accelerate, edits), env_fix(backend, script, accelerate, edits)]
+    found = [launch_fix(backend, form, accelerate, edits), env_fix(backend, form, accelerate, edits)]
+    return [f for f in found if f is not None]
