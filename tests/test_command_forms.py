@@ -73,3 +73,14 @@ def test_llamafactory_entry_point_keeps_its_path() -> None:
     [fix] = fixes_for({"packages": {"accelerate": "1.11.0"}, "configs": [], "command": cmd}, "AO")
     assert fix.command == tuple(cmd) and fix.edits == {"cfg.yaml": {"fp8": True, "fp8_backend": "torchao",
                                                                    "bf16": False}}
+
+
+def test_another_interpreter_imports_the_whole_package() -> None:
+    """watch and --python put this folder on another interpreter's path: it must hold the fp8doctor package itself
+    (its observer included), not the folder target.py lives in."""
+    from pathlib import Path
+
+    from fp8doctor.system.target import package_only_dir
+
+    linked = Path(package_only_dir()) / "fp8doctor"
+    assert (linked / "__init__.py").exists() and (linked / "watch" / "observer.py").exists()

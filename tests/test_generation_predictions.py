@@ -166,6 +166,11 @@ def test_prediction_equals_observation(rec: dict[str, Any], probe: str, case: di
 
 def assert_prediction(rec: dict[str, Any], probe: str, case: dict[str, Any]) -> None:
     """The doctor's prediction for one recorded (or live) case equals what happened."""
+    if probe == "trl_configs":
+        from tests.test_frontend_predictions import check_trl_configs
+
+        check_trl_configs(rec, case)
+        return
     if probe == "launch_config":
         check_launch(rec, case)
         return

@@ -1,0 +1,61 @@
+"""fp8doctor.knowledge.frontends against the frontend lab cells (lab/cells_frontends.yaml): for every recorded TRL
+case, the config's bf16 and mixed_precision after `__post_init__`, ACCELERATE_MIXED_PRECISION after it, what the
+Trainer passed to the Accelerator, the state's precision and whether FP8 layers trained are what the doctor
+predicts. tests/test_generation_predictions.py runs the same check for each case (every probe has a prediction)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fp8doctor.knowledge.frontends import TRL, overrides_fp8, predict_trl, trl_bf16
+from fp8doctor.knowledge.predict import MP_VAR
+
+OBSERVATIONS = Path(__file__).resolve().parents[1] / "lab" / "observations"
+
+
+def _trl_cases() -> list[Any]:
+    out = []
+    for path in sorted(OBSERVATIONS.glob("*.json")):
+        rec = json.loads(path.read_text())
+        for i, case in enumerate(rec.get("probes", {}).get("trl_configs", [])):
+            inp = case["inputs"]
+            out.append(pytest.param(rec, case, id=f"{rec['cell']}::{i}:{inp['config']},bf16={inp['bf16']},"
+                                                  f"{inp['env_name']}{',trainer' if inp.get('trainer') else ''}"))
+    return out
+
+
+def check_trl_configs(rec: dict[str, Any], case: dict[str, Any]) -> None:
+    inp = case["inputs"]
+    predicted = predict_trl(rec["versions"], bf16=inp["bf16"], env=inp["env"], trainer=bool(inp.get("trainer")))
+    assert predicted["outcome"] == case["outcome"] == "ok", (predicted, case.get("message"))
+    assert case["config"] == predicted["config"]
+    assert case["env_after_config"].get(MP_VAR) == predicted["env_after_config"].get(MP_VAR)
+    if inp.get("trainer"):
+        [call] = case["accelerator_calls"]
+        assert call["received"]["mixed_precision"] == (predicted["passes"]["mixed_precision"] or "<not passed>")
+        assert case["mixed_precision"] == predicted["mixed_precision"]
+        assert bool(case["fp8_layers"]) == predicted["fp8"]
+
+
+TRL_CASES = _trl_cases()
+
+
+def test_trl_cells_recorded() -> None:
+    cells = {c.values[0]["cell"] for c in TRL_CASES}
+    assert {"trl0.18-tf4.57-ao", "trl0.19-tf4.57-ao", "trl1.16-tf5.24-ao"} <= cells
+    assert any(c.values[1].get("fp8_layers") for c in TRL_CASES), "no TRL case trained FP8 layers"
+
+
+@pytest.mark.parametrize(("rec", "case"), TRL_CASES)
+def test_trl_prediction_equals_observation(rec: dict[str, Any], case: dict[str, Any]) -> None:
+    check_trl_configs(rec, case)
+
+
+def test_trl_release_boundary() -> None:
+    assert trl_bf16("0.18.0", None) is False and trl_bf16("0.19.1", None) is True
+    assert trl_bf16("1.16.0", None, fp16=True) is False and trl_bf16("1.16.0", False) is False
+    assert overrides_fp8(TRL, "0.19.0") and not overrides_fp8(TRL, "0.18.2") and overrides_fp8(TRL, None) is None
