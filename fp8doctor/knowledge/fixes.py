@@ -152,6 +152,56 @@ def _llamafactory(facts: dict[str, Any], form: CommandForm, backend: str, accele
     return llamafactory_fix(backend, lf[0]["path"], accelerate)
 
 
+TRL_ARGS = "your SFTConfig / DPOConfig / GRPOConfig (TRL)"
+TRL_REPLACED = ("--bf16", "--mixed_precision", "--mixed-precision", "--fp8_backend", "--fp8-backend")
+
+
+def _without(args: tuple[str, ...], names: tuple[str, ...]) -> tuple[str, ...]:
+    out: list[str] = []
+    skip = False
+    for tok in args:
+        if skip:
+            skip = False
+            continue
+        if tok.split("=", 1)[0] in names:
+            skip = "=" not in tok
+            continue
+        out.append(tok)
+    return tuple(out)
+
+
+def trl_command(data: dict[str, Any]) -> str:
+    """The `trl` sub-command a TRL YAML is for, from the keys only its trainer has."""
+    if {"num_generations", "reward_funcs", "max_completion_length"} & set(data):
+        return "grpo"
+    return "dpo" if {"beta", "max_prompt_length"} & set(data) else "sft"
+
+
+def trl_fix(backend: str, form: CommandForm, accelerate: str | None, config_path: str | None = None) -> Fix:
+    """TRL >= 0.19 turns an unset bf16 into True in its configs, which then outvotes fp8: bf16 off in TRL's own
+    config, fp8 given where this command takes it. The `trl` CLI runs `accelerate launch` itself, which sets
+    ACCELERATE_MIXED_PRECISION from its own options ('no' unless given): there fp8 goes on its command line."""
+    install, note = _te(backend)
+    if form.frontend == "trl":
+        # The backend travels as a variable: launch's own --fp8_backend takes only lowercase names, which the
+        # Accelerator then refuses (LAUNCH_FP8_BACKEND_REFUSED).
+        extra = () if config_path else ("--bf16", "false")
+        command = (*form.launcher, *_without(form.args, TRL_REPLACED), *extra, "--mixed_precision", "fp8")
+        return Fix("trl", f"TRL in FP8: bf16 off in its config, fp8 through its accelerate launch ({backend})",
+                   backend, install=_upgrade(accelerate) + install, env={"ACCELERATE_FP8_BACKEND": backend},
+                   edits={config_path: {"bf16": False}} if config_path else {}, command=command, note=note)
+    edits = {config_path or TRL_ARGS: {"bf16": False}}
+    if form.kind == "launch":
+        fix = launch_fix(backend, form, accelerate, edits)
+        assert fix is not None
+        return Fix("trl", f"TRL in FP8: bf16 off in its config, fp8 from the accelerate launch config ({backend})",
+                   backend, install=fix.install, files=fix.files, edits=edits, command=fix.command, note=note)
+    return Fix("trl", f"TRL in FP8: bf16 off in its config, fp8 through the environment ({backend})", backend,
+               install=_upgrade(accelerate) + install,
+               env={"ACCELERATE_MIXED_PRECISION": "fp8", "ACCELERATE_FP8_BACKEND": backend}, edits=edits,
+               command=plain(form), note=note)
+
+
 def fixes_for(facts: dict[str, Any], backend: str) -> list[Fix]:
     """The fixes that make FP8 reach the Accelerator for the installed versions and the command the user runs."""
     from fp8doctor.knowledge.precision import truthy
@@ -160,6 +210,11 @@ def fixes_for(facts: dict[str, Any], backend: str) -> list[Fix]:
     form = parse(facts.get("command"))
     if form.frontend == "llamafactory" or any(c.get("kind") == "llamafactory" for c in facts.get("configs", [])):
         return [_llamafactory(facts, form, backend, accelerate)]
+    trl_cfgs = [c for c in facts.get("configs", []) if c.get("kind") == "trl"]
+    if form.frontend == "trl" or trl_cfgs or facts.get("frontend") == "TRL":
+        if trl_cfgs and form.kind == "none":  # a TRL YAML is given to the trl CLI
+            form = parse(["trl", trl_command(trl_cfgs[0]["data"]), "--config", trl_cfgs[0]["path"]])
+        return [trl_fix(backend, form, accelerate, trl_cfgs[0]["path"] if trl_cfgs else None)]
     edits: dict[str, dict[str, Any]] = {}
     for c in facts.get("configs", []):
         if c.get("kind") == "training_args":

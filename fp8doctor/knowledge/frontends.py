@@ -18,6 +18,10 @@ from typing import Any
 from fp8doctor.knowledge.predict import MP_VAR, UNKNOWN, predict_trainer, transformers_passes
 from fp8doctor.knowledge.versions import release
 
+# `trl sft --mixed_precision fp8 --fp8_backend ao` (accelerate 1.15, TRL 1.16, watched 2026-12): launch accepts only
+# lowercase backend names and exports them as they are, and Accelerator(...) then raises this (the variable, set to
+# AO/TE in capitals, works).
+LAUNCH_FP8_BACKEND_REFUSED = "'ao' is not a valid FP8BackendType"
 TRL_BF16_DEFAULT_FROM = (0, 19)  # first TRL whose configs default bf16 to `not fp16` (cells trl0.18 / trl0.19)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fp8doctor.knowledge.frontends import trl_bf16
 from fp8doctor.knowledge.predict import (
     MP_VAR,
     UNKNOWN,
@@ -17,7 +18,16 @@ from fp8doctor.knowledge.predict import (
     transformers_passes,
 )
 
-TRAINING_KINDS = ("llamafactory", "training_args")
+TRAINING_KINDS = ("llamafactory", "training_args", "trl")
+
+
+def _frontend_resolved(cfg: dict[str, Any], pkgs: dict[str, Any]) -> dict[str, Any]:
+    """A TRL config with the bf16 its config class will hold (TRL >= 0.19 turns an unset bf16 into True; the newest
+    behaviour when TRL is not installed here)."""
+    if cfg.get("kind") != "trl" or cfg.get("data", {}).get("bf16") is not None:
+        return cfg
+    held = trl_bf16(pkgs.get("trl"), None)
+    return {**cfg, "data": {**cfg["data"], "bf16": True if held is None else held}}
 
 
 def truthy(value: Any) -> bool:
@@ -129,7 +139,7 @@ def effective_precision(facts: dict[str, Any]) -> dict[str, Any]:
     (python, torchrun, llamafactory-cli), each step of the chain, the precision under `accelerate launch` of the
     config file when there is one, and the predicted outcome. Values are compared exactly, as Accelerate does."""
     pkgs = facts.get("packages", {})
-    configs = facts.get("configs", [])
+    configs = [_frontend_resolved(c, pkgs) for c in facts.get("configs", [])]
     chain: list[dict[str, str]] = []
     for c in configs:
         if c.get("kind") in TRAINING_KINDS or c.get("kind") == "deepspeed":
