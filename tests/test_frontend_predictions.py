@@ -59,3 +59,13 @@ def test_trl_release_boundary() -> None:
     assert trl_bf16("0.18.0", None) is False and trl_bf16("0.19.1", None) is True
     assert trl_bf16("1.16.0", None, fp16=True) is False and trl_bf16("1.16.0", False) is False
     assert overrides_fp8(TRL, "0.19.0") and not overrides_fp8(TRL, "0.18.2") and overrides_fp8(TRL, None) is None
+
+
+def test_frontends_doc_is_current() -> None:
+    import subprocess
+    import sys
+
+    root = OBSERVATIONS.parents[1]
+    proc = subprocess.run([sys.executable, str(root / "lab" / "frontends_table.py"), "--check"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
