@@ -128,3 +128,27 @@ def test_trl_cli_entry_point(cell: dict[str, Any]) -> None:
     (cell["root"] / "fix.sh").write_text("\n".join(render(fix)) + "\n")
     fixed = _watch(cell, ["bash", "fix.sh"], {})
     assert fixed["verdict"] == "fp8-active" and _fp8_layers(fixed) > 0, (fixed["reason"], fixed.get("error"))
+
+
+def test_trl_yaml_fix_printed_by_env(cell: dict[str, Any]) -> None:
+    """`fp8doctor env --python CELL --config sft.yaml` with fp8 exported: TRL's YAML is linted (bf16 unset in TRL
+    1.16 means bf16), and the printed fix (bf16: false in the YAML, `trl sft --config ... --mixed_precision fp8`)
+    trains FP8 when run as printed."""
+    import yaml
+
+    keys = dict(zip(CLI_ARGS[::2], CLI_ARGS[1::2], strict=True))
+    path = cell["root"] / "sft.yaml"
+    path.write_text(yaml.safe_dump({k.removeprefix("--"): v for k, v in keys.items()}))
+    p = subprocess.run([sys.executable, "-m", "fp8doctor", "env", "--python", cell["python"], "--config", str(path),
+                        "--format", "json"], capture_output=True, text=True, cwd=cell["root"],
+                       env=_env(cell, {"ACCELERATE_MIXED_PRECISION": "fp8"}), timeout=TIMEOUT_S)
+    out = json.loads(p.stdout)
+    [lint] = [f for f in out["findings"] if f["id"] == "lint.trl-bf16"]
+    assert lint["level"] == "fail" and "TRL 1.16.0" in lint["title"], lint
+    [fix] = fixes_for(out["facts"], "AO")
+    assert lint["fix"] == render_all([fix]) and fix.command == ("trl", "sft", "--config", str(path),
+                                                                "--mixed_precision", "fp8")
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), **fix.edits[str(path)]}))  # the edit
+    (cell["root"] / "fix.sh").write_text("\n".join(render(fix)) + "\n")
+    fixed = _watch(cell, ["bash", "fix.sh"], {})
+    assert fixed["verdict"] == "fp8-active" and _fp8_layers(fixed) > 0, (fixed["reason"], fixed.get("error"))

@@ -74,3 +74,33 @@ def test_trl_fix_for_each_command_form() -> None:
     [fix] = fixes_for(facts, "AO")
     assert fix.command == ("trl", "grpo", "--config", "g.yaml", "--mixed_precision", "fp8")
     assert fix.edits == {"g.yaml": {"bf16": False}} and "#   bf16: false" in "\n".join(render(fix))
+
+
+def _trl_cli_processes(trl_module: str = "trl.trainer.sft_config") -> list[dict]:
+    """The two processes `watch -- trl sft ...` recorded in the TRL 1.16 cell with ACCELERATE_MIXED_PRECISION=fp8
+    exported (trimmed): the `trl` launcher, and the training process accelerate launch started with 'no'."""
+    targs = {"cls": "SFTConfig", "module": trl_module, "bf16": True, "fp16": False, "mixed_precision": "bf16",
+             "env_before": {"ACCELERATE_MIXED_PRECISION": "no"}, "env_after": {"ACCELERATE_MIXED_PRECISION": "no"}}
+    acc = {"arg_mixed_precision": "bf16", "env": {"ACCELERATE_MIXED_PRECISION": "no"}, "handlers": [],
+           "fp8_handlers": [], "result": {"mixed_precision": "bf16", "fp8_enabled": False, "fp8_backend": "AO"},
+           "trainer_args": {"trainer_class": "SFTTrainer", "args_class": "SFTConfig", "args_module": trl_module,
+                            "bf16": True, "fp16": False, "mixed_precision": "bf16"}}
+    return [{"pid": 10, "ppid": 1, "argv": ["/v/bin/trl", "sft", "--x"], "accelerators": [], "training_args": [],
+             "env_at_start": {"ACCELERATE_MIXED_PRECISION": "fp8"}, "exited": True},
+            {"pid": 11, "ppid": 10, "argv": ["/v/trl/scripts/sft.py", "--x"], "accelerators": [acc],
+             "training_args": [targs], "env_at_start": {"ACCELERATE_MIXED_PRECISION": "no"},
+             "versions": {"trl": "1.16.0", "accelerate": "1.15.0"}, "exited": True}]
+
+
+def test_watch_names_trl_and_the_launcher() -> None:
+    from fp8doctor.watch.verdicts import facts_from_processes, fix_hint, overall_verdict
+
+    procs = _trl_cli_processes()
+    v = overall_verdict(procs)
+    assert v["verdict"] == "silent-bf16" and v["frontend"] == "TRL" and v["winner"] == "the launcher"
+    assert "pid 10: trl sft" in v["reason"] and "TRL SFTConfig(bf16=True) passed mixed_precision='bf16'" in v["reason"]
+    assert "TRL 1.16.0 defaults bf16 to True" in v["reason"]
+    facts = {**facts_from_processes(procs), "command": ["/v/bin/trl", "sft", "--x"]}
+    assert fix_hint(v, facts)[-1] == "/v/bin/trl sft --x --bf16 false --mixed_precision fp8"
+    plain = overall_verdict(_trl_cli_processes("my_pkg.config"))
+    assert "frontend" not in plain and "TRL" not in plain["reason"]
