@@ -64,11 +64,37 @@ def trl_rows(records: list[dict]) -> list[list[str]]:
     return rows
 
 
+PEFT_HEAD = ["cell", "PEFT", "order", "LoRA rank", "base layers q/v/down (layer 0)", "lora_A/lora_B",
+             "trainable parameters changed by one step", "Float8Linear in the model"]
+
+
+def peft_rows(records: list[dict]) -> list[list[str]]:
+    rows = []
+    for rec in records:
+        for case in rec.get("probes", {}).get("peft_fp8", []):
+            inp = case["inputs"]
+            head = [rec["cell"], rec["versions"].get("peft") or "", inp["order"], str(inp["r"])]
+            if case.get("outcome") != "ok":
+                rows.append(head + [f"raised {case.get('type')} in {case.get('stage')}: {case.get('message')}",
+                                    "", "", ""])
+                continue
+            layers = case["layers"]
+            bases = "/".join(layers[t]["base_layer"] for t in ("q_proj", "v_proj", "down_proj"))
+            adapters = sorted({layers[t][k] for t in ("q_proj", "v_proj", "down_proj") for k in ("lora_A", "lora_B")})
+            rows.append(head + [bases, ", ".join(adapters), f"{case['changed']} of {case['trainable']}",
+                                str(layers["float8_linear"])])
+    return rows
+
+
+def _table(head: list[str], body: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                     + ["| " + " | ".join(r) + " |" for r in body])
+
+
 def render(records: list[dict]) -> str:
-    table = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
-    table += ["| " + " | ".join(r) + " |" for r in trl_rows(records)]
     top = DOC_TOP.read_text()
-    return top.replace("<!-- TRL TABLE -->", "\n".join(table)).rstrip("\n") + "\n"
+    top = top.replace("<!-- TRL TABLE -->", _table(HEAD, trl_rows(records)))
+    return top.replace("<!-- PEFT TABLE -->", _table(PEFT_HEAD, peft_rows(records))).rstrip("\n") + "\n"
 
 
 def load() -> list[dict]:

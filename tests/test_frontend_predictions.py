@@ -69,3 +69,47 @@ def test_frontends_doc_is_current() -> None:
     proc = subprocess.run([sys.executable, str(root / "lab" / "frontends_table.py"), "--check"], capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def _peft_cases() -> list[Any]:
+    out = []
+    for path in sorted(OBSERVATIONS.glob("*.json")):
+        rec = json.loads(path.read_text())
+        for i, case in enumerate(rec.get("probes", {}).get("peft_fp8", [])):
+            inp = case["inputs"]
+            out.append(pytest.param(rec, case, id=f"{rec['cell']}::{i}:{inp['order']},r={inp['r']}"))
+    return out
+
+
+def check_peft_fp8(rec: dict[str, Any], case: dict[str, Any]) -> None:
+    """Outcome; for a LoRA target the class of its base layer (the model's first Linear, layer 0's q_proj, is the
+    one Accelerate's filter skips) and of its adapters; whether the optimizer step changed the trainable ones."""
+    from fp8doctor.knowledge.frontends import predict_peft
+
+    inp = case["inputs"]
+    predicted = predict_peft(rec["versions"], order=inp["order"], r=inp["r"])
+    assert predicted["outcome"] == case["outcome"], (predicted, case.get("message"))
+    if case["outcome"] == "raised":
+        assert {k: case[k] for k in ("type", "message", "stage")} == {
+            k: predicted[k] for k in ("type", "message", "stage")}
+        return
+    for target in ("q_proj", "v_proj", "down_proj"):
+        layer = case["layers"][target]
+        base_fp8 = predicted["first_linear_fp8"] if target == "q_proj" else predicted["base_fp8"]
+        assert layer["base_layer"] == ("Float8Linear" if base_fp8 else "Linear"), (target, layer)
+        want = "Float8Linear" if predicted["adapters_fp8"] else "Linear"
+        assert layer["lora_A"] == layer["lora_B"] == want, (target, layer)
+    assert case["changed_only_trainable"] is predicted["adapters_train"]
+    assert case["trainable_dtypes"] == ["torch.float32"] and case["loss_finite"]
+
+
+PEFT_CASES = _peft_cases()
+
+
+def test_peft_cells_recorded() -> None:
+    assert {c.values[0]["cell"] for c in PEFT_CASES} >= {"peft0.18-tf5.24-ao", "peft0.21-tf5.24-ao"}
+
+
+@pytest.mark.parametrize(("rec", "case"), PEFT_CASES)
+def test_peft_prediction_equals_observation(rec: dict[str, Any], case: dict[str, Any]) -> None:
+    check_peft_fp8(rec, case)

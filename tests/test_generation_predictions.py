@@ -166,10 +166,10 @@ def test_prediction_equals_observation(rec: dict[str, Any], probe: str, case: di
 
 def assert_prediction(rec: dict[str, Any], probe: str, case: dict[str, Any]) -> None:
     """The doctor's prediction for one recorded (or live) case equals what happened."""
-    if probe == "trl_configs":
-        from tests.test_frontend_predictions import check_trl_configs
+    if probe in ("trl_configs", "peft_fp8"):
+        from tests import test_frontend_predictions as frontends
 
-        check_trl_configs(rec, case)
+        {"trl_configs": frontends.check_trl_configs, "peft_fp8": frontends.check_peft_fp8}[probe](rec, case)
         return
     if probe == "launch_config":
         check_launch(rec, case)

@@ -88,3 +88,32 @@ def predict_trl(versions: Mapping[str, str | None], *, bf16: bool | None, env: M
                               torchao=bool(versions.get("torchao")), bf16=eff, env=env)
         out.update({k: v for k, v in got.items() if k not in ("config",)})
     return out
+
+
+# PEFT LoRA over torchao FP8 (cells peft0.18/peft0.21-tf5.24-ao, probe lab/probes/peft_fp8.py, accelerate 1.15,
+# torchao 0.18). PEFT 0.18 cannot build a LoRA model at all while torchao 0.18 is installed; 0.21 can.
+PEFT_TORCHAO_IMPORT_ERROR = ("cannot import name 'LinearActivationQuantizedTensor' from 'torchao.quantization' "
+                             "(<site-packages>/torchao/quantization/__init__.py)")
+PEFT_LAST_BROKEN = (0, 18)  # the newest PEFT observed raising it
+PEFT_FIRST_WORKING = (0, 21)  # the oldest PEFT observed working (0.19, 0.20: not observed)
+FP8_DIM_MULTIPLE = 16  # Accelerate's torchao filter converts a Linear only when both dims are multiples of 16
+
+
+def predict_peft(versions: Mapping[str, str | None], *, order: str, r: int) -> dict[str, Any]:
+    """LoRA (rank r) and torchao FP8: `peft_then_prepare` (get_peft_model, then Accelerator(mixed_precision='fp8')
+    prepare, as a Trainer does) or `fp8_then_peft` (convert_to_float8_training first). Returns the outcome, the
+    class of a LoRA target's base layer (`base_fp8`: Float8Linear, except the model's first Linear, which
+    Accelerate's filter skips) and adapters (`adapters_fp8`), and whether one optimizer step trained the adapters."""
+    peft, torchao = release(versions.get("peft")), release(versions.get("torchao"))
+    if peft is None or torchao is None:
+        return dict(UNKNOWN)
+    if peft <= PEFT_LAST_BROKEN and torchao >= (0, 18):
+        return {"outcome": "raised", "type": "ImportError", "message": PEFT_TORCHAO_IMPORT_ERROR,
+                "stage": "get_peft_model"}
+    if peft < PEFT_FIRST_WORKING:
+        return dict(UNKNOWN)
+    adapters_fp8 = order == "peft_then_prepare" and r % FP8_DIM_MULTIPLE == 0
+    # Observed, mechanism not established: when Accelerate converts the adapters too, one optimizer step changes
+    # none of the trainable parameters (rank 16: 0 of 12; rank 8: 12 of 12).
+    return {"outcome": "ok", "base_fp8": True, "first_linear_fp8": order == "fp8_then_peft",
+            "adapters_fp8": adapters_fp8, "adapters_train": not adapters_fp8}
