@@ -104,3 +104,15 @@ def test_watch_names_trl_and_the_launcher() -> None:
     assert fix_hint(v, facts)[-1] == "/v/bin/trl sft --x --bf16 false --mixed_precision fp8"
     plain = overall_verdict(_trl_cli_processes("my_pkg.config"))
     assert "frontend" not in plain and "TRL" not in plain["reason"]
+
+
+def test_peft_findings_follow_the_lab() -> None:
+    def found(peft: str, env: dict | None = FP8_ENV) -> list:
+        return frontends.check_peft_over_fp8(make_facts(packages={"peft": peft, "torchao": "0.18.0"}, env=env))
+
+    [f] = found("0.18.0")
+    assert f.level is Level.FAIL and "LinearActivationQuantizedTensor" in f.detail
+    assert f.fix == "pip install 'peft>=0.21'"
+    [f] = found("0.21.2")
+    assert f.level is Level.WARN and "multiple of 16" in f.title
+    assert found("0.20.0") == [] and found("0.21.2", env={}) == []  # not observed; FP8 not asked

@@ -33,6 +33,7 @@ ALL_CHECKS: tuple[Check, ...] = (
     lint.check_deepspeed_fp8,
     frontends.check_frontend_overrides,
     frontends.check_trl_config,
+    frontends.check_peft_over_fp8,
     precision.check_effective_precision,
 )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fp8doctor.findings import Finding, Level
-from fp8doctor.knowledge.frontends import FRONTENDS, TRL, overrides_fp8, trl_bf16
+from fp8doctor.knowledge.frontends import FP8_DIM_MULTIPLE, FRONTENDS, TRL, overrides_fp8, predict_peft, trl_bf16
 from fp8doctor.rules.common import NO_INTENT, configs_of, intent, intent_text, pkg
 from fp8doctor.rules.precision import fix_text
 
@@ -70,3 +70,25 @@ def check_trl_config(facts: dict[str, Any]) -> list[Finding]:
             out.append(Finding("lint.trl-bf16", Level.OK, f"{cfg['path']}: bf16: false, so fp8 can reach the "
                                "Accelerator", f"{intent_text(signs)}."))
     return out
+
+
+def check_peft_over_fp8(facts: dict[str, Any]) -> list[Finding]:
+    """PEFT installed, FP8 asked, torchao the backend: what the lab saw LoRA do over torchao FP8 in this release."""
+    version, torchao = pkg(facts, "peft"), pkg(facts, "torchao")
+    if not version or not torchao or not intent(facts):
+        return []
+    versions = {"peft": version, "torchao": torchao}
+    broken = predict_peft(versions, order="peft_then_prepare", r=8)
+    if broken.get("outcome") == "raised":
+        return [Finding("frontend.peft", Level.FAIL, f"PEFT {version} cannot build a LoRA model with torchao "
+                        f"{torchao} installed", f"get_peft_model raises {broken['type']}: {broken['message']} "
+                        "(observed with PEFT 0.18.0 and torchao 0.18.0; PEFT 0.21.2 works).",
+                        "pip install 'peft>=0.21'")]
+    if predict_peft(versions, order="peft_then_prepare", r=FP8_DIM_MULTIPLE).get("adapters_train") is False:
+        return [Finding("frontend.peft", Level.WARN, f"PEFT {version} with torchao FP8: a LoRA rank that is a multiple "
+                        f"of {FP8_DIM_MULTIPLE} turns the adapters into Float8Linear, and they did not train",
+                        "Observed (PEFT 0.21.2, accelerate 1.15, torchao 0.18): under Accelerate's FP8 conversion "
+                        "the base layers become Float8Linear, and adapters whose rank is a multiple of 16 too; one "
+                        "optimizer step then changed none of the adapter parameters. Rank 8 adapters stay fp32 "
+                        "Linear and train; so do adapters added after torchao's convert_to_float8_training.")]
+    return []
