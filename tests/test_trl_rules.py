@@ -84,7 +84,9 @@ def _trl_cli_processes(trl_module: str = "trl.trainer.sft_config") -> list[dict]
     acc = {"arg_mixed_precision": "bf16", "env": {"ACCELERATE_MIXED_PRECISION": "no"}, "handlers": [],
            "fp8_handlers": [], "result": {"mixed_precision": "bf16", "fp8_enabled": False, "fp8_backend": "AO"},
            "trainer_args": {"trainer_class": "SFTTrainer", "args_class": "SFTConfig", "args_module": trl_module,
-                            "bf16": True, "fp16": False, "mixed_precision": "bf16"}}
+                            "bf16": True, "fp16": False, "mixed_precision": "bf16"},
+           "prepares": [{"models": [], "error": {"type": "AttributeError",
+                                                 "message": "'NoneType' object has no attribute 'config'"}}]}
     return [{"pid": 10, "ppid": 1, "argv": ["/v/bin/trl", "sft", "--x"], "accelerators": [], "training_args": [],
              "env_at_start": {"ACCELERATE_MIXED_PRECISION": "fp8"}, "exited": True},
             {"pid": 11, "ppid": 10, "argv": ["/v/trl/scripts/sft.py", "--x"], "accelerators": [acc],
@@ -100,6 +102,7 @@ def test_watch_names_trl_and_the_launcher() -> None:
     assert v["verdict"] == "silent-bf16" and v["frontend"] == "TRL" and v["winner"] == "the launcher"
     assert "pid 10: trl sft" in v["reason"] and "TRL SFTConfig(bf16=True) passed mixed_precision='bf16'" in v["reason"]
     assert "TRL 1.16.0 defaults bf16 to True" in v["reason"]
+    assert v["reason"].endswith("then prepare() raised AttributeError: 'NoneType' object has no attribute 'config'")
     facts = {**facts_from_processes(procs), "command": ["/v/bin/trl", "sft", "--x"]}
     assert fix_hint(v, facts)[-1] == "/v/bin/trl sft --x --bf16 false --mixed_precision fp8"
     plain = overall_verdict(_trl_cli_processes("my_pkg.config"))

@@ -176,6 +176,9 @@ def process_verdict(proc: dict[str, Any]) -> dict[str, Any]:
         out["frontend"] = frontend
     if not result.get("fp8_enabled"):
         winner, reason = silent_reason(acc, proc)
+        crash = next((p["error"] for p in acc.get("prepares") or [] if p.get("error")), None)
+        if crash:  # e.g. ACCELERATE_FP8_BACKEND=AO exported while bf16 won: _prepare_ao finds no recipe
+            reason += f"; then prepare() raised {crash.get('type')}: {crash.get('message')}"
         return {**out, "verdict": not_fp8_word(result.get("mixed_precision")), "winner": winner, "reason": reason}
     backend = result.get("fp8_backend")
     if model is None:
