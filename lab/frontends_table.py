@@ -86,6 +86,24 @@ def peft_rows(records: list[dict]) -> list[list[str]]:
     return rows
 
 
+AXOLOTL_HEAD = ["cell", "axolotl", "config", "validated fp8 / bf16 (after normalize)", "ACCELERATE_MIXED_PRECISION "
+                "after prepare_optim_env", "FP8 warnings logged"]
+
+
+def axolotl_rows(records: list[dict]) -> list[list[str]]:
+    rows = []
+    for rec in records:
+        for case in rec.get("probes", {}).get("axolotl_config", []):
+            head = [rec["cell"], rec["versions"].get("axolotl") or "", case["inputs"]["precision"]]
+            if case.get("outcome") != "ok":
+                rows.append(head + [f"raised {case.get('type')} in {case.get('stage')}", "", ""])
+                continue
+            warned = sorted({w.split(".")[0] for w in case["warnings"] if "fp8" in w.lower()})
+            rows.append(head + [f"{case['validated']['fp8']} / {case['normalized']['bf16']}",
+                                str(case["env_after"].get("ACCELERATE_MIXED_PRECISION")), "; ".join(warned) or "-"])
+    return rows
+
+
 def _table(head: list[str], body: list[list[str]]) -> str:
     return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
                      + ["| " + " | ".join(r) + " |" for r in body])
@@ -94,6 +112,7 @@ def _table(head: list[str], body: list[list[str]]) -> str:
 def render(records: list[dict]) -> str:
     top = DOC_TOP.read_text()
     top = top.replace("<!-- TRL TABLE -->", _table(HEAD, trl_rows(records)))
+    top = top.replace("<!-- AXOLOTL TABLE -->", _table(AXOLOTL_HEAD, axolotl_rows(records)))
     return top.replace("<!-- PEFT TABLE -->", _table(PEFT_HEAD, peft_rows(records))).rstrip("\n") + "\n"
 
 

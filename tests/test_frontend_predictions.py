@@ -113,3 +113,36 @@ def test_peft_cells_recorded() -> None:
 @pytest.mark.parametrize(("rec", "case"), PEFT_CASES)
 def test_peft_prediction_equals_observation(rec: dict[str, Any], case: dict[str, Any]) -> None:
     check_peft_fp8(rec, case)
+
+
+def check_axolotl_config(rec: dict[str, Any], case: dict[str, Any]) -> None:
+    """The validated fp8, the variable prepare_optim_env leaves, and axolotl's FP8 warnings (each logged once)."""
+    import sys
+
+    from fp8doctor.knowledge.frontends import predict_axolotl
+
+    probes = str(OBSERVATIONS.parents[0] / "probes")
+    if probes not in sys.path:
+        sys.path.insert(0, probes)
+    import axolotl_config
+
+    config = axolotl_config.PRECISIONS[case["inputs"]["precision"]]
+    predicted = predict_axolotl(rec["versions"], config)
+    assert predicted["outcome"] == case["outcome"] == "ok", case.get("message")
+    assert case["validated"]["fp8"] == predicted["fp8"]
+    assert case["env_after"].get(MP_VAR) == predicted["mixed_precision_env"]
+    assert [w for w in case["warnings"] if "FP8" in w or "fp8" in w.lower()] == predicted["warnings"]
+
+
+def _axolotl_cases() -> list[Any]:
+    out = []
+    for path in sorted(OBSERVATIONS.glob("*.json")):
+        rec = json.loads(path.read_text())
+        for i, case in enumerate(rec.get("probes", {}).get("axolotl_config", [])):
+            out.append(pytest.param(rec, case, id=f"{rec['cell']}::{i}:{case['inputs']['precision']}"))
+    return out
+
+
+@pytest.mark.parametrize(("rec", "case"), _axolotl_cases())
+def test_axolotl_prediction_equals_observation(rec: dict[str, Any], case: dict[str, Any]) -> None:
+    check_axolotl_config(rec, case)

@@ -117,3 +117,28 @@ def predict_peft(versions: Mapping[str, str | None], *, order: str, r: int) -> d
     # none of the trainable parameters (rank 16: 0 of 12; rank 8: 12 of 12).
     return {"outcome": "ok", "base_fp8": True, "first_linear_fp8": order == "fp8_then_peft",
             "adapters_fp8": adapters_fp8, "adapters_train": not adapters_fp8}
+
+
+# axolotl 0.19.0 (cell axolotl0.19-ao, probe lab/probes/axolotl_config.py; config stage only, no training).
+AXOLOTL_COMPILE_WARNING = ("torch_compile is strongly recommended for FP8 training in order to see speed "
+                           "improvements. Please consider setting `torch_compile: true` in your config.")
+AXOLOTL_FSDP_AC_WARNING = ("FP8 + FSDP2 + activation checkpointing may be slower than BF16 training. Please "
+                           "considering setting `activation_checkpointing: false` in your FSDP config.")
+
+
+def predict_axolotl(versions: Mapping[str, str | None], config: Mapping[str, Any]) -> dict[str, Any]:
+    """axolotl's validate_config + prepare_optim_env on a config: fp8 stays as given whatever bf16 says (#3323's
+    'fp8 false when bf16 is on' is not what 0.19 validation does), ACCELERATE_MIXED_PRECISION is fp8 whenever fp8
+    is set (bf16 otherwise), and the warnings it logs."""
+    r = release(versions.get("axolotl"))
+    if r is None or r < (0, 19):
+        return dict(UNKNOWN)
+    fp8 = bool(config.get("fp8"))
+    fsdp = config.get("fsdp_config") or {}
+    warnings = []
+    if fp8 and not config.get("torch_compile"):
+        warnings.append(AXOLOTL_COMPILE_WARNING)
+    if fp8 and (fsdp.get("activation_checkpointing") is True or fsdp.get("fsdp_activation_checkpointing") is True):
+        warnings.append(AXOLOTL_FSDP_AC_WARNING)
+    mp = "fp8" if fp8 else "bf16" if config.get("bf16") is True else None
+    return {"outcome": "ok", "fp8": config.get("fp8"), "mixed_precision_env": mp, "warnings": warnings}

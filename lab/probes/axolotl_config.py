@@ -58,8 +58,7 @@ def run_case(case: dict) -> dict:
     from axolotl.utils.dict import DictDefault
 
     keep = _Keep()
-    logging.getLogger().addHandler(keep)
-    logging.getLogger("axolotl").addHandler(keep)
+    logging.getLogger().addHandler(keep)  # axolotl's loggers propagate to the root
     raw = {**_assets(Path(os.getcwd())), **PRECISIONS[case["precision"]]}
     result: dict = {}
     try:
