@@ -1,6 +1,7 @@
 """Read a user's config file safely and tell what kind it is (by content, not by name).
 
-Kinds: LLaMA-Factory training YAML, Accelerate config YAML, DeepSpeed JSON, HF TrainingArguments JSON.
+Kinds: LLaMA-Factory training YAML, TRL training YAML (`trl sft|dpo|grpo --config`), Accelerate config YAML,
+DeepSpeed JSON, HF TrainingArguments JSON.
 Every bad file becomes a UsageError with one line; YAML is read with `safe_load` only.
 """
 
@@ -24,9 +25,10 @@ MAX_DEPTH = 32
 MAX_NODES = 100_000
 MAX_EXPANDED = 4 * MAX_BYTES  # characters of text once aliases are expanded
 
-KINDS = ("llamafactory", "accelerate", "deepspeed", "training_args")
+KINDS = ("llamafactory", "trl", "accelerate", "deepspeed", "training_args")
 KIND_LABEL = {
     "llamafactory": "LLaMA-Factory training config",
+    "trl": "TRL training config",
     "accelerate": "Accelerate config",
     "deepspeed": "DeepSpeed config",
     "training_args": "HF TrainingArguments config",
@@ -34,6 +36,10 @@ KIND_LABEL = {
 
 # Keys that only one kind of config has (shared keys such as bf16 or gradient_accumulation_steps decide nothing).
 _LLAMAFACTORY_KEYS = {"stage", "finetuning_type", "template", "fp8_backend", "quantization_bit"}
+# Keys of TRL's ScriptArguments, ModelConfig and SFT/DPO/GRPO configs that TrainingArguments and LLaMA-Factory lack.
+_TRL_KEYS = {"dataset_name", "dataset_text_field", "dataset_train_split", "dataset_config", "packing",
+             "completion_only_loss", "assistant_only_loss", "num_generations", "max_completion_length",
+             "reward_funcs", "use_peft", "lora_r", "lora_target_modules", "model_name_or_path"}
 _ACCELERATE_KEYS = {"compute_environment", "distributed_type", "fp8_config", "num_processes", "machine_rank",
                     "num_machines", "main_training_function", "downcast_bf16"}
 _DEEPSPEED_KEYS = {"zero_optimization", "train_micro_batch_size_per_gpu", "train_batch_size",
@@ -128,6 +134,8 @@ def detect_kind(data: dict[str, Any]) -> str | None:
     keys = set(data)
     if keys & _LLAMAFACTORY_KEYS:
         return "llamafactory"
+    if keys & _TRL_KEYS:
+        return "trl"
     if keys & _DEEPSPEED_KEYS or isinstance(data.get("fp16"), dict) or isinstance(data.get("bf16"), dict):
         return "deepspeed"
     if keys & _ACCELERATE_KEYS or ("mixed_precision" in keys and not keys & _TRAINING_ARGS_KEYS):
@@ -149,7 +157,7 @@ def load_config(path: str | os.PathLike[str], expect: str | None = None) -> dict
         keys = ", ".join(sorted(data)[:6])
         raise UsageError(
             f"{path}: cannot tell what kind of config this is (keys: {keys}); expected a LLaMA-Factory YAML, "
-            "an Accelerate config, a DeepSpeed JSON or a TrainingArguments JSON"
+            "a TRL config, an Accelerate config, a DeepSpeed JSON or a TrainingArguments JSON"
         )
     check_types(kind, data, str(path))
     if kind == "accelerate":
@@ -199,7 +207,7 @@ def _is_flag(value: Any) -> bool:
 
 def check_types(kind: str, data: dict[str, Any], shown: str) -> None:
     """Refuse wrongly typed values of the keys fp8doctor interprets (a guess from them would be a wrong answer)."""
-    if kind in ("llamafactory", "training_args"):
+    if kind in ("llamafactory", "training_args", "trl"):
         for key in ("fp8", "bf16", "fp16"):
             if key in data and not _is_flag(data[key]):
                 raise UsageError(f"{shown}: `{key}` must be true or false, found {type(data[key]).__name__} "

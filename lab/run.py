@@ -23,11 +23,11 @@ from venvs import Unresolvable, ensure_cell  # noqa: E402
 PROBES_DIR = LAB / "probes"
 OBSERVATIONS = LAB / "observations"
 VERSION_PACKAGES = ("accelerate", "transformers", "torchao", "torch", "huggingface_hub", "numpy", "llamafactory",
-                    "peft", "trl")
+                    "peft", "trl", "axolotl")
 PROBE_TIMEOUT_S = 1800
-CELL_FILES = ("cells.yaml", "cells_lf.yaml")
+CELL_FILES = ("cells.yaml", "cells_lf.yaml", "cells_frontends.yaml")
 # Probes that run only in cells whose `probes` names them (they need a package the other cells lack).
-OPT_IN_PROBES = ("llamafactory",)
+OPT_IN_PROBES = ("llamafactory", "trl_configs", "peft_fp8", "axolotl_config")
 
 VERSIONS_SNIPPET = """
 import json, sys

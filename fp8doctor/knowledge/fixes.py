@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from fp8doctor.knowledge.capability import TE_INSTALL
+from fp8doctor.knowledge.command_forms import CommandForm, launched, parse, plain
 from fp8doctor.knowledge.generations import accelerate_generation, accelerate_min, intended_backend
 from fp8doctor.knowledge.intent import truthy
 
@@ -108,28 +109,36 @@ def _te(backend: str) -> tuple[tuple[str, ...], str]:
     return ((TE_INSTALL,), TE_UNPROVEN) if backend == "TE" else ((), "")
 
 
-def launch_fix(backend: str, script: list[str], accelerate: str | None,
-               edits: dict[str, dict[str, Any]] | None = None) -> Fix:
+def launch_fix(backend: str, form: CommandForm, accelerate: str | None,
+               edits: dict[str, dict[str, Any]] | None = None) -> Fix | None:
+    """The user's command started through `accelerate launch` with a complete FP8 config; None where the command
+    cannot be (torchrun, a frontend's entry point, a command fp8doctor cannot read)."""
+    command = launched(form, ACCELERATE_YAML)
+    if command is None:
+        return None
     install, note = _te(backend)
     return Fix("launch", f"start the script through accelerate launch with an FP8 config ({backend})", backend,
                install=_upgrade(accelerate) + install, files=(FixFile(ACCELERATE_YAML, accelerate_yaml(backend)),),
-               edits=edits or {}, command=("accelerate", "launch", "--config_file", ACCELERATE_YAML, *script),
-               note=note)
+               edits=edits or {}, command=command, note=note)
 
 
-def env_fix(backend: str, script: list[str], accelerate: str | None,
-            edits: dict[str, dict[str, Any]] | None = None) -> Fix:
+def env_fix(backend: str, form: CommandForm, accelerate: str | None,
+            edits: dict[str, dict[str, Any]] | None = None) -> Fix | None:
+    """FP8 through the environment, the command unchanged; None under `accelerate launch`, which sets
+    ACCELERATE_MIXED_PRECISION itself from its config and options."""
+    if form.kind == "launch":
+        return None
     install, note = _te(backend)
     return Fix("env", f"or, without accelerate launch: FP8 through the environment ({backend})", backend,
                install=_upgrade(accelerate) + install,
                env={"ACCELERATE_MIXED_PRECISION": "fp8", "ACCELERATE_FP8_BACKEND": backend},
-               edits=edits or {}, command=("python", *script) if script[:1] != ["python"] else tuple(script),
-               note=note)
+               edits=edits or {}, command=plain(form), note=note)
 
 
-def llamafactory_fix(backend: str, config_path: str, accelerate: str | None) -> Fix:
+def llamafactory_fix(backend: str, config_path: str, accelerate: str | None,
+                     cli: tuple[str, ...] = ("llamafactory-cli", "train")) -> Fix:
     """LLaMA-Factory: its own fp8 options, no bf16 (which TrainingArguments turns into the Accelerator's precision),
-    started with llamafactory-cli. An Accelerate YAML never applies there."""
+    started with llamafactory-cli (as the user named it). An Accelerate YAML never applies there."""
     install, note = _te(backend)
     edits = {config_path: {"fp8": True, "fp8_backend": LF_BACKEND[backend], "bf16": False}}
     env = {"ACCELERATE_MIXED_PRECISION": "fp8"}
@@ -137,35 +146,87 @@ def llamafactory_fix(backend: str, config_path: str, accelerate: str | None) -> 
         env["ACCELERATE_FP8_BACKEND"] = "TE"
     return Fix("llamafactory", f"LLaMA-Factory in FP8 ({LF_BACKEND[backend]})", backend,
                install=_upgrade(accelerate) + install, env=env, edits=edits,
-               command=("llamafactory-cli", "train", config_path), note=note)
+               command=(*cli, config_path), note=note)
 
 
-def _script(facts: dict[str, Any]) -> list[str]:
-    cmd = facts.get("command") or []
-    if cmd and cmd[0] not in ("accelerate", "llamafactory-cli", "torchrun"):
-        return list(cmd[1:]) if cmd[0].startswith("python") else list(cmd)
-    if cmd[:2] == ["accelerate", "launch"]:
-        rest = [c for c in cmd[2:] if not c.startswith("-")]
-        return rest[-1:] or ["train.py"]
-    return ["train.py"]
+def _llamafactory(facts: dict[str, Any], form: CommandForm, backend: str, accelerate: str | None) -> Fix:
+    lf = [c for c in facts.get("configs", []) if c.get("kind") == "llamafactory"]
+    if form.frontend == "llamafactory":
+        sub = form.args[:1] or ("train",)
+        path = lf[0]["path"] if lf else (form.args[1] if len(form.args) > 1 else "cfg.yaml")
+        return llamafactory_fix(backend, path, accelerate, (*form.launcher, *sub))
+    return llamafactory_fix(backend, lf[0]["path"], accelerate)
+
+
+TRL_ARGS = "your SFTConfig / DPOConfig / GRPOConfig (TRL)"
+TRL_REPLACED = ("--bf16", "--mixed_precision", "--mixed-precision", "--fp8_backend", "--fp8-backend")
+
+
+def _without(args: tuple[str, ...], names: tuple[str, ...]) -> tuple[str, ...]:
+    out: list[str] = []
+    skip = False
+    for tok in args:
+        if skip:
+            skip = False
+            continue
+        if tok.split("=", 1)[0] in names:
+            skip = "=" not in tok
+            continue
+        out.append(tok)
+    return tuple(out)
+
+
+def trl_command(data: dict[str, Any]) -> str:
+    """The `trl` sub-command a TRL YAML is for, from the keys only its trainer has."""
+    if {"num_generations", "reward_funcs", "max_completion_length"} & set(data):
+        return "grpo"
+    return "dpo" if {"beta", "max_prompt_length"} & set(data) else "sft"
+
+
+def trl_fix(backend: str, form: CommandForm, accelerate: str | None, config_path: str | None = None) -> Fix:
+    """TRL >= 0.19 turns an unset bf16 into True in its configs, which then outvotes fp8: bf16 off in TRL's own
+    config, fp8 given where this command takes it. The `trl` CLI runs `accelerate launch` itself, which sets
+    ACCELERATE_MIXED_PRECISION from its own options ('no' unless given): there fp8 goes on its command line."""
+    install, note = _te(backend)
+    if form.frontend == "trl":
+        # The backend travels as a variable: launch's own --fp8_backend takes only lowercase names, which the
+        # Accelerator then refuses (LAUNCH_FP8_BACKEND_REFUSED).
+        extra = () if config_path else ("--bf16", "false")
+        command = (*form.launcher, *_without(form.args, TRL_REPLACED), *extra, "--mixed_precision", "fp8")
+        return Fix("trl", f"TRL in FP8: bf16 off in its config, fp8 through its accelerate launch ({backend})",
+                   backend, install=_upgrade(accelerate) + install, env={"ACCELERATE_FP8_BACKEND": backend},
+                   edits={config_path: {"bf16": False}} if config_path else {}, command=command, note=note)
+    edits = {config_path or TRL_ARGS: {"bf16": False}}
+    if form.kind == "launch":
+        fix = launch_fix(backend, form, accelerate, edits)
+        assert fix is not None
+        return Fix("trl", f"TRL in FP8: bf16 off in its config, fp8 from the accelerate launch config ({backend})",
+                   backend, install=fix.install, files=fix.files, edits=edits, command=fix.command, note=note)
+    return Fix("trl", f"TRL in FP8: bf16 off in its config, fp8 through the environment ({backend})", backend,
+               install=_upgrade(accelerate) + install,
+               env={"ACCELERATE_MIXED_PRECISION": "fp8", "ACCELERATE_FP8_BACKEND": backend}, edits=edits,
+               command=plain(form), note=note)
 
 
 def fixes_for(facts: dict[str, Any], backend: str) -> list[Fix]:
     """The fixes that make FP8 reach the Accelerator for the installed versions and the command the user runs."""
     accelerate = facts.get("packages", {}).get("accelerate")
-    cmd = facts.get("command") or []
-    lf = [c for c in facts.get("configs", []) if c.get("kind") == "llamafactory"]
-    if lf or (cmd and cmd[0].endswith("llamafactory-cli")):
-        path = lf[0]["path"] if lf else (cmd[2] if len(cmd) > 2 else "cfg.yaml")
-        return [llamafactory_fix(backend, path, accelerate)]
+    form = parse(facts.get("command"))
+    if form.frontend == "llamafactory" or any(c.get("kind") == "llamafactory" for c in facts.get("configs", [])):
+        return [_llamafactory(facts, form, backend, accelerate)]
+    trl_cfgs = [c for c in facts.get("configs", []) if c.get("kind") == "trl"]
+    if form.frontend == "trl" or trl_cfgs or facts.get("frontend") == "TRL":
+        if trl_cfgs and form.kind == "none":  # a TRL YAML is given to the trl CLI
+            form = parse(["trl", trl_command(trl_cfgs[0]["data"]), "--config", trl_cfgs[0]["path"]])
+        return [trl_fix(backend, form, accelerate, trl_cfgs[0]["path"] if trl_cfgs else None)]
     edits: dict[str, dict[str, Any]] = {}
     for c in facts.get("configs", []):
         if c.get("kind") == "training_args":
             flags = {k: False for k in ("bf16", "fp16") if truthy(c["data"].get(k))}
             if flags:
                 edits[c["path"]] = flags
-    script = _script(facts)
-    return [launch_fix(backend, script, accelerate, edits), env_fix(backend, script, accelerate, edits)]
+    found = [launch_fix(backend, form, accelerate, edits), env_fix(backend, form, accelerate, edits)]
+    return [f for f in found if f is not None]
 
 
 def fix_lines(facts: dict[str, Any]) -> list[str]:

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fp8doctor.knowledge.engine import Setup
+from fp8doctor.knowledge.frontends import trl_bf16
 
 # The values each library accepts for its backend setting, as the doctor's backend names (None: none chosen).
 LLAMAFACTORY_BACKENDS = {"te": "TE", "transformer_engine": "TE", "torchao": "AO", "ao": "AO", "auto": None}
 ACCELERATE_BACKENDS = {"TE": "TE", "AO": "AO", "TORCHAO": "AO", "MSAMP": "MSAMP", "NO": None}
-TRAINING_KINDS = ("llamafactory", "training_args")
+TRAINING_KINDS = ("llamafactory", "training_args", "trl")
 
 
 def truthy(value: Any) -> bool:
@@ -24,6 +25,16 @@ def truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1", "yes", "on")
     return bool(value)
+
+
+def resolved(cfg: Mapping[str, Any], packages: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A config with the values its frontend's config class will hold: a TRL config's unset bf16 becomes what the
+    installed TRL turns it into (True from 0.19; the newest observed behaviour when TRL is not installed here)."""
+    data = cfg.get("data") or {}
+    if cfg.get("kind") != "trl" or data.get("bf16") is not None:
+        return cfg
+    held = trl_bf16(packages.get("trl"), None, fp16=truthy(data.get("fp16")))
+    return {**cfg, "data": {**data, "bf16": True if held is None else held}}
 
 
 def _ds_enabled(section: Any) -> bool:
@@ -118,7 +129,8 @@ def read_intent(facts: Mapping[str, Any]) -> Intent:
     env_backend = ACCELERATE_BACKENDS.get(str(fp8_vars.get("ACCELERATE_FP8_BACKEND", "")).upper())
     if env_backend:
         backends[env_backend] = "ACCELERATE_FP8_BACKEND"
-    configs = [c for c in facts.get("configs", []) if isinstance(c.get("data"), dict)]
+    configs = [resolved(c, facts.get("packages", {})) for c in facts.get("configs", [])
+               if isinstance(c.get("data"), dict)]
     precision, frontend, lf_fp8, lf_path = None, "script", {}, None
     for cfg in configs:
         kind, data, path = cfg.get("kind"), cfg["data"], cfg.get("path", "?")

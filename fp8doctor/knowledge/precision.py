@@ -12,7 +12,7 @@ from typing import Any
 
 from fp8doctor.knowledge.capability import FAMILY_MIN_CC
 from fp8doctor.knowledge.engine import Stack, predict
-from fp8doctor.knowledge.intent import TRAINING_KINDS, Intent, read_intent, training_precision, truthy
+from fp8doctor.knowledge.intent import TRAINING_KINDS, Intent, read_intent, resolved, training_precision, truthy
 from fp8doctor.knowledge.releases import as_observed, coverage_notes
 
 __all__ = ["effective_precision", "fp8_intent", "describe_outcome"]
@@ -25,7 +25,7 @@ def fp8_intent(facts: Mapping[str, Any]) -> list[str]:
 
 def _config_steps(facts: Mapping[str, Any], intent: Intent) -> list[dict[str, str]]:
     chain = []
-    for c in facts.get("configs", []):
+    for c in (resolved(c, facts.get("packages", {})) for c in facts.get("configs", [])):
         if c.get("kind") in TRAINING_KINDS or c.get("kind") == "deepspeed":
             tp = training_precision(c["data"], c["kind"])
             fp8 = "fp8: true" if truthy(c["data"].get("fp8")) and c["kind"] != "deepspeed" else ""

@@ -28,13 +28,22 @@ def observed() -> dict[str, tuple[str, ...]]:
     return {k: tuple(sorted(v, key=lambda s: parse_version(s) or parse_version("0"))) for k, v in data.items()}
 
 
+# The probes whose cases the engine predicts: a cell that ran none of them (a frontend's own cell) observed nothing
+# of what the engine says about the releases it happened to install.
+ENGINE_PROBES = frozenset({"accelerator", "training_args", "reference_patch", "launch_config", "env_reads",
+                           "llamafactory"})
+
+
 def observed_from_records(records: list[Mapping[str, Any]]) -> dict[str, list[str]]:
-    """What observed.json must hold for these lab records (cells that could not be installed observed nothing)."""
+    """What observed.json must hold for these lab records (cells that could not be installed, or that ran no probe
+    the engine predicts, observed nothing)."""
     out: dict[str, set[str]] = {p: set() for p in PACKAGES}
     for rec in records:
+        if rec.get("unresolvable") or not ENGINE_PROBES & set(rec.get("probes") or {}):
+            continue
         for name in PACKAGES:
             version = (rec.get("versions") or {}).get(name)
-            if version and not rec.get("unresolvable"):
+            if version:
                 out[name].add(str(version))
     return {k: sorted(v, key=lambda s: parse_version(s) or parse_version("0")) for k, v in out.items()}
 

@@ -4,6 +4,7 @@ settings of the fixed paths that worked here."""
 from __future__ import annotations
 
 from fp8doctor.facts.packages import version_of
+from fp8doctor.knowledge.command_forms import parse
 from fp8doctor.knowledge.fixes import Fix, launch_fix, render, render_all
 from fp8doctor.repro.plan import recipe_class
 from fp8doctor.repro.run import ReproReport
@@ -65,7 +66,9 @@ def fixes(report: ReproReport) -> list[Fix]:
                        edits={"your training config": {"bf16": False}},
                        note="bf16: true overrides fp8 in TrainingArguments"))
     if "launch" in active:
-        out.append(launch_fix(backend, ["train.py"], version_of("accelerate")))
+        fix = launch_fix(backend, parse(None), version_of("accelerate"))
+        if fix is not None:
+            out.append(fix)
     if "accelerator" in active:
         out.append(Fix("accelerator", "your own Accelerator", backend,
                        note=f"Accelerator(mixed_precision='fp8', kwargs_handlers=[{handler}])"))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fp8doctor.findings import Check, Finding, run_checks
-from fp8doctor.rules import accelerate_config, backends, environ, gpu, lint, precision, stack, versions
+from fp8doctor.rules import accelerate_config, backends, environ, frontends, gpu, lint, precision, stack, versions
 from fp8doctor.system.errors import UsageError
 
 
@@ -72,6 +72,12 @@ CHECKS: tuple[CheckInfo, ...] = (
               "FP8)", ("lint.deepspeed-fp8",)),
     CheckInfo("lint.duplicate-key", lint.check_duplicate_keys, "no config key is written twice (PyYAML keeps the "
               "last value silently)", ("lint.duplicate-key",)),
+    CheckInfo("frontend.overrides", frontends.check_frontend_overrides, "no installed frontend (TRL) replaces the "
+              "FP8 precision you ask for with its own default", ("frontend.trl",)),
+    CheckInfo("lint.trl-bf16", frontends.check_trl_config, "a TRL config's bf16 (set, or TRL's default) lets fp8 "
+              "reach the Accelerator", ("lint.trl-bf16",)),
+    CheckInfo("frontend.peft", frontends.check_peft_over_fp8, "the installed PEFT builds LoRA over torchao FP8 and "
+              "its adapters train", ("frontend.peft",)),
     CheckInfo("stack.accelerator-patch", stack.check_accelerator_patches, "no installed trainer framework "
               "(LLaMA-Factory, axolotl, TRL) patches Accelerator.__init__", ("stack.accelerator-patch",)),
     CheckInfo("precision.effective", precision.check_effective_precision, "the mixed precision that really "

@@ -24,7 +24,7 @@ from fp8doctor.system.errors import UsageError
 ENV_VAR = "FP8DOCTOR_PYTHON"
 PROBE_TIMEOUT_S = 60.0
 MIN_RUN_PYTHON = (3, 10)
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the fp8doctor package (this file is in system/)
 
 _selected: str | None = None
 

@@ -18,6 +18,7 @@ def current_trainer_args() -> dict[str, Any] | None:
     return {
         "trainer_class": type(trainers[-1]).__name__,
         "args_class": type(args).__name__,
+        "args_module": type(args).__module__,
         "bf16": getattr(args, "bf16", None),
         "fp16": getattr(args, "fp16", None),
         "mixed_precision": getattr(args, "mixed_precision", None),
@@ -32,10 +33,10 @@ def _wrap_post_init(original: Any) -> Any:
         try:
             return original(self, *args, **kwargs)
         finally:
-            record("training_args", cls=type(self).__name__, env_before=before, env_after=env_now(),
-                    bf16=getattr(self, "bf16", None), fp16=getattr(self, "fp16", None),
-                    mixed_precision=getattr(self, "mixed_precision", None),
-                    callers=callers(("transformers/training_args.py",), limit=3))
+            record("training_args", cls=type(self).__name__, module=type(self).__module__, env_before=before,
+                   env_after=env_now(), bf16=getattr(self, "bf16", None), fp16=getattr(self, "fp16", None),
+                   mixed_precision=getattr(self, "mixed_precision", None),
+                   callers=callers(("transformers/training_args.py",), limit=3))
 
     return __post_init__
 

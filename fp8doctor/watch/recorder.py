@@ -105,7 +105,8 @@ def versions() -> dict[str, str | None]:
     from importlib import metadata
 
     out: dict[str, str | None] = {}
-    for dist in ("torch", "accelerate", "transformers", "torchao", "transformer-engine"):
+    for dist in ("torch", "accelerate", "transformers", "torchao", "transformer-engine", "trl", "peft", "axolotl",
+                 "llamafactory"):
         out[dist] = None
         for name in (dist, dist.replace("-", "_")):
             try:

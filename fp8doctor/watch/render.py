@@ -148,12 +148,23 @@ def _details(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def frontend_words(result: dict[str, Any]) -> str | None:
+    """The frontend that built the TrainingArguments, with its version ("TRL 1.16.0"), if one did."""
+    name = result.get("frontend")
+    if not name:
+        return None
+    version = (result.get("versions") or {}).get(name.lower())
+    return f"{name} {version}" if version else name
+
+
 def render_text(result: dict[str, Any]) -> str:
     out = [
         f"fp8doctor watch: {command_line(result)}",
         f"command: {outcome_line(result)}",
         f"verdict: {result['verdict']}: {result.get('reason')}",
     ]
+    if frontend_words(result):
+        out.append(f"frontend: {frontend_words(result)}")
     if result.get("ranks"):
         out += ["", tabulate(rank_rows(result), headers=HEADERS, tablefmt="simple")]
     details = _details(result)
@@ -172,6 +183,8 @@ def render_md(result: dict[str, Any]) -> str:
         "",
         f"**Verdict: `{result['verdict']}`**: {result.get('reason')}",
     ]
+    if frontend_words(result):
+        out += ["", f"Frontend: {frontend_words(result)}"]
     if result.get("ranks"):
         out += ["", tabulate(rank_rows(result), headers=HEADERS, tablefmt="github")]
     details = _details(result)

@@ -183,6 +183,7 @@ def run_watch(
         "verdict": verdict["verdict"],
         "reason": verdict.get("reason"),
         "winner": verdict.get("winner"),
+        "frontend": verdict.get("frontend"),
         "error": verdict.get("error"),
         "ranks": verdict["ranks"],
         "helpers": verdict["helpers"],

@@ -5,9 +5,11 @@ The words and their meanings are fp8doctor.verdicts' WATCH_VERDICTS.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fp8doctor.knowledge.capability import FAMILY_MIN_CC, cc_str
+from fp8doctor.knowledge.frontends import Frontend, frontend_of_module, overrides_fp8
 from fp8doctor.verdicts import (
     FP8_ACTIVE,
     NO_ACCELERATOR,
@@ -33,10 +35,24 @@ def _call(acc: dict[str, Any]) -> str:
     return f"Accelerator({', '.join(parts)})"
 
 
+def frontend_of(acc: dict[str, Any], proc: dict[str, Any]) -> str | None:
+    """The frontend (TRL, ...) whose argument class built this process's TrainingArguments, if any."""
+    modules = [(acc.get("trainer_args") or {}).get("args_module")]
+    modules += [t.get("module") for t in proc.get("training_args") or []]
+    for module in modules:
+        found = frontend_of_module(module)
+        if found is not None:
+            return found.name
+    return None
+
+
 def _setter(acc: dict[str, Any]) -> str:
     """Who passed the mixed_precision argument, in the user's words where we can tell."""
     ta = acc.get("trainer_args") or {}
     cls = ta.get("args_class") or "TrainingArguments"
+    found = frontend_of_module(ta.get("args_module"))
+    if found is not None:
+        cls = f"{found.name} {cls}"
     if ta.get("bf16") and acc.get("arg_mixed_precision") == "bf16":
         return f"{cls}(bf16=True)"
     if ta.get("fp16") and acc.get("arg_mixed_precision") == "fp16":
@@ -45,6 +61,24 @@ def _setter(acc: dict[str, Any]) -> str:
         return f"{cls}(mixed_precision={ta.get('mixed_precision')!r}) via {ta.get('trainer_class', 'Trainer')}"
     callers = acc.get("callers") or []
     return f"the caller ({callers[0]})" if callers else "the caller"
+
+
+def _default_note(found: Frontend | None, proc: dict[str, Any]) -> str:
+    """Why the frontend's config held bf16, and the field to set, when the release overrides FP8 by default."""
+    if found is None:
+        return ""
+    version = (proc.get("versions") or {}).get(found.package)
+    if not overrides_fp8(found, version):
+        return ""
+    return f" ({found.name} {version} defaults bf16 to True when it is not set: {found.how})"
+
+
+def _also(acc: dict[str, Any], proc: dict[str, Any]) -> str:
+    arg = acc.get("arg_mixed_precision")
+    if arg in (None, "no", "fp8"):
+        return ""
+    found = frontend_of_module((acc.get("trainer_args") or {}).get("args_module"))
+    return f"; and {_setter(acc)} passed mixed_precision={arg!r}{_default_note(found, proc)}"
 
 
 def silent_reason(acc: dict[str, Any], proc: dict[str, Any]) -> tuple[str, str]:
@@ -59,17 +93,19 @@ def silent_reason(acc: dict[str, Any], proc: dict[str, Any]) -> tuple[str, str]:
         after = (targs.get("env_after") or {}).get("ACCELERATE_MIXED_PRECISION")
         if before == "fp8" and after != "fp8":
             flag = "bf16=True" if targs.get("bf16") else "fp16=True" if targs.get("fp16") else "its settings"
-            return (f"{targs.get('cls', 'TrainingArguments')}({flag})",
-                    f"{targs.get('cls', 'TrainingArguments')}({flag}) rewrote ACCELERATE_MIXED_PRECISION from "
-                    f"'fp8' to {_q(after)} before the Accelerator was built")
+            found = frontend_of_module(targs.get("module"))
+            cls = f"{found.name} {targs.get('cls')}" if found else targs.get("cls", "TrainingArguments")
+            return (f"{cls}({flag})", f"{cls}({flag}) rewrote ACCELERATE_MIXED_PRECISION from "
+                    f"'fp8' to {_q(after)} before the Accelerator was built{_default_note(found, proc)}")
     if arg == "fp8" and result != "fp8":
         return ("Accelerate", f"Accelerator(mixed_precision='fp8') resulted in mixed_precision={_q(result)}: "
                 "Accelerate downgrades fp8 where the device cannot run it (compute capability below "
                 f"{cc_str(FAMILY_MIN_CC['per-tensor'])})")
     if arg not in (None, "fp8", "no") and env_now == "fp8":
         setter = _setter(acc)
+        found = frontend_of_module(ta.get("args_module"))
         return (setter, f"{setter} passed mixed_precision={arg!r} to Accelerator although "
-                        f"ACCELERATE_MIXED_PRECISION=fp8")
+                        f"ACCELERATE_MIXED_PRECISION=fp8{_default_note(found, proc)}")
     if env_now == "fp8" and ta and ta.get("mixed_precision") != "fp8":
         read = [t for t in proc.get("training_args") or []
                 if (t.get("env_before") or {}).get("ACCELERATE_MIXED_PRECISION") != "fp8"]
@@ -78,6 +114,12 @@ def silent_reason(acc: dict[str, Any], proc: dict[str, Any]) -> tuple[str, str]:
             return ("ACCELERATE_MIXED_PRECISION set too late",
                     f"ACCELERATE_MIXED_PRECISION=fp8 was set after {read[-1].get('cls', 'TrainingArguments')} "
                     f"read it (it saw {_q(seen)}), so mixed_precision={_q(arg)} reached the Accelerator")
+    launcher = proc.get("launcher_fp8")
+    if launcher and env_start != "fp8" and env_now != "fp8":
+        words = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(launcher["argv"][:3]))
+        return ("the launcher", f"ACCELERATE_MIXED_PRECISION was 'fp8' for its launcher (pid {launcher['pid']}: "
+                f"{words} ...), which started this process with {_q(env_start)} (accelerate launch sets the variable "
+                f"from its own options and config: 'no' unless given){_also(acc, proc)}")
     if env_start == "fp8" and env_now != "fp8":
         return ("code in the command", f"ACCELERATE_MIXED_PRECISION was 'fp8' when the process started but "
                 f"{_q(env_now)} when the Accelerator was built: the command changed it")
@@ -167,8 +209,14 @@ def process_verdict(proc: dict[str, Any]) -> dict[str, Any]:
     result = acc.get("result") or {}
     model = _model_summary(acc)
     out: dict[str, Any] = {"accelerator": acc, "model": model}
+    frontend = frontend_of(acc, proc)
+    if frontend:
+        out["frontend"] = frontend
     if not result.get("fp8_enabled"):
         winner, reason = silent_reason(acc, proc)
+        crash = next((p["error"] for p in acc.get("prepares") or [] if p.get("error")), None)
+        if crash:  # e.g. ACCELERATE_FP8_BACKEND=AO exported while bf16 won: _prepare_ao finds no recipe
+            reason += f"; then prepare() raised {crash.get('type')}: {crash.get('message')}"
         return {**out, "verdict": not_fp8_word(result.get("mixed_precision")), "winner": winner, "reason": reason}
     backend = result.get("fp8_backend")
     if model is None:
@@ -186,6 +234,19 @@ def process_verdict(proc: dict[str, Any]) -> dict[str, Any]:
                 "reason": f"{layers}, but they did not run in FP8 during the first forward passes "
                           "(Transformer Engine autocast was off)"}
     return {**out, "verdict": NO_FORWARD, "reason": f"{layers}; no forward pass of the prepared model was seen"}
+
+
+def _mark_launchers(procs: list[dict[str, Any]]) -> None:
+    """For a process started without ACCELERATE_MIXED_PRECISION=fp8 by an ancestor that had it: that ancestor."""
+    by_pid = {p.get("pid"): p for p in procs}
+    for p in procs:
+        parent = by_pid.get(p.get("ppid"))
+        seen = 0
+        while parent is not None and seen < 8:
+            if (parent.get("env_at_start") or {}).get("ACCELERATE_MIXED_PRECISION") == "fp8":
+                p["launcher_fp8"] = {"pid": parent.get("pid"), "argv": list(parent.get("argv") or [])}
+                break
+            parent, seen = by_pid.get(parent.get("ppid")), seen + 1
 
 
 def rank_processes(procs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -211,6 +272,7 @@ def rank_processes(procs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def overall_verdict(procs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-rank verdicts and the overall one (the worst rank's); helper processes are listed, not judged."""
+    _mark_launchers(procs)
     ranks = rank_processes(procs)
     rank_ids = {id(p) for p in ranks}
     per_rank = []
@@ -225,7 +287,7 @@ def overall_verdict(procs: list[dict[str, Any]]) -> dict[str, Any]:
                   "-I, -E or -S (which skip PYTHONPATH or sitecustomize)")
         return {"verdict": NO_ACCELERATOR, "reason": reason, "ranks": [], "helpers": helpers}
     worst = min(per_rank, key=lambda r: WATCH_SEVERITY.index(r["verdict"]))
-    summary = {k: v for k, v in worst.items() if k in ("verdict", "reason", "winner", "error")}
+    summary = {k: v for k, v in worst.items() if k in ("verdict", "reason", "winner", "error", "frontend")}
     if len(per_rank) > 1:
         summary["reason"] = f"rank {worst.get('rank')}: {worst['reason']}"
     return {**summary, "ranks": per_rank, "helpers": helpers}
@@ -235,8 +297,11 @@ def facts_from_processes(procs: list[dict[str, Any]]) -> dict[str, Any]:
     """The facts `fixes.fixes_for` reads, from what the watched processes themselves saw."""
     versions: dict[str, Any] = {}
     env: dict[str, Any] = {}
+    frontend = None
     for p in procs:
         versions = versions or p.get("versions") or {}
+        for acc in p.get("accelerators") or []:
+            frontend = frontend or frontend_of(acc, p)
         for acc in p.get("accelerators") or []:
             backend = (acc.get("env") or {}).get("ACCELERATE_FP8_BACKEND")
             if backend:
@@ -246,7 +311,10 @@ def facts_from_processes(procs: list[dict[str, Any]]) -> dict[str, Any]:
                     env.setdefault("ACCELERATE_FP8_BACKEND", "TE")
                 elif h == "AORecipeKwargs":
                     env.setdefault("ACCELERATE_FP8_BACKEND", "AO")
-    return {"packages": versions, "environ": {"accelerate_fp8": env}}
+    out: dict[str, Any] = {"packages": versions, "environ": {"accelerate_fp8": env}}
+    if frontend:
+        out["frontend"] = frontend
+    return out
 
 
 def fix_hint(verdict: dict[str, Any], facts: dict[str, Any]) -> list[str]:

@@ -1,0 +1,88 @@
+"""axolotl: what its config validation, normalisation and optimiser environment do with fp8, bf16, torch_compile and
+FSDP activation checkpointing.
+
+Each case: a minimal axolotl config (a tiny Llama saved here as base_model, a local completion dataset) with the
+case's precision keys, through `validate_config` (pydantic), `normalize_config` and `prepare_optim_env`, as
+`axolotl train` runs them before building its trainer. Recorded: the validated config's fp8, bf16, fp16 and
+torch_compile, ACCELERATE_MIXED_PRECISION after prepare_optim_env, the warnings axolotl logged (their text), or the
+exception. No training (axolotl's trainer stack needs a GPU for most of what it loads).
+
+    python lab/probes/axolotl_config.py   (in a cell with axolotl)   -> {"cases": [...]}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from _common import accelerate_env, describe_exception, main, without_paths
+
+PRECISIONS = {
+    "fp8_bf16": {"fp8": True, "bf16": True},
+    "fp8_bf16_auto": {"fp8": True, "bf16": "auto"},
+    "fp8_nobf16": {"fp8": True, "bf16": False},
+    "fp8_bf16_compile": {"fp8": True, "bf16": True, "torch_compile": True},
+    "bf16_only": {"bf16": True},
+    "fp8_fsdp2_ac": {"fp8": True, "bf16": True, "torch_compile": True, "fsdp_version": 2,
+                     "fsdp_config": {"activation_checkpointing": True, "offload_params": False}},
+}
+
+
+class _Keep(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(without_paths(record.getMessage()))
+
+
+def _assets(root: Path) -> dict:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64)
+                     ).save_pretrained(root / "model")
+    (root / "data.jsonl").write_text("".join(json.dumps({"text": f"hello {i}"}) + "\n" for i in range(8)))
+    return {"base_model": str(root / "model"), "datasets": [{"path": str(root / "data.jsonl"), "type": "completion"}],
+            "micro_batch_size": 1, "gradient_accumulation_steps": 1, "learning_rate": 1e-4, "num_epochs": 1,
+            "sequence_len": 64, "output_dir": str(root / "out")}
+
+
+def run_case(case: dict) -> dict:
+    from axolotl.utils.config import normalize_config, validate_config
+    from axolotl.utils.dict import DictDefault
+
+    keep = _Keep()
+    logging.getLogger().addHandler(keep)  # axolotl's loggers propagate to the root
+    raw = {**_assets(Path(os.getcwd())), **PRECISIONS[case["precision"]]}
+    result: dict = {}
+    try:
+        cfg = validate_config(DictDefault(raw))
+    except Exception as exc:  # noqa: BLE001
+        return {**describe_exception(exc), "stage": "validate_config", "warnings": keep.lines}
+    result["validated"] = {k: cfg.get(k) for k in ("fp8", "bf16", "fp16", "torch_compile")}
+    try:
+        normalize_config(cfg)
+    except Exception as exc:  # noqa: BLE001
+        return {**result, **describe_exception(exc), "stage": "normalize_config", "warnings": keep.lines}
+    result["normalized"] = {k: cfg.get(k) for k in ("fp8", "bf16", "fp16", "torch_compile")}
+    try:
+        from axolotl.utils.trainer import prepare_optim_env
+
+        prepare_optim_env(cfg)
+    except Exception as exc:  # noqa: BLE001
+        return {**result, **describe_exception(exc), "stage": "prepare_optim_env", "warnings": keep.lines}
+    return {**result, "outcome": "ok", "env_after": accelerate_env(), "warnings": keep.lines}
+
+
+def cases() -> list[dict]:
+    return [{"precision": name, "env": {}} for name in PRECISIONS]
+
+
+if __name__ == "__main__":
+    main(cases(), run_case, ("transformers",))
