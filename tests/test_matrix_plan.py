@@ -56,7 +56,7 @@ def test_selection_and_baseline_of_unrunnable_entry() -> None:
     [
         ({"backends": ["msamp"]}, "unknown backend 'msamp'"),
         ({"backends": ["torchao"], "recipes": ["current"]}, "unknown recipe for the chosen backends 'current'"),
-        ({"entries": ["deepspeed"]}, "unknown entry 'deepspeed'"),
+        ({"entries": ["megatron"]}, "unknown entry 'megatron'"),
         ({"steps": 1}, "--steps must be at least 2"),
         ({"size": "huge"}, "unknown size 'huge'"),
     ],

@@ -4,7 +4,8 @@ the worker need not) and `run(ctx)`.
 
 native, accelerator, trainer run inside the worker process; accelerate_launch (`launch`) and multi_process
 (`multiproc`) start a real launcher (`accelerate launch`, torchrun) on rank_script.py through launcher.py, which
-merges the per-rank results; patched_accelerator reproduces the reference report's monkey-patch of
+merges the per-rank results; sharded (`fsdp2`, `deepspeed`) starts the same ranks with an Accelerate plugin
+(plugins.py); patched_accelerator reproduces the reference report's monkey-patch of
 `Accelerator.__init__` in its two forms. common.py holds the run context and the one training loop.
 """
 
@@ -14,7 +15,8 @@ import functools
 import importlib
 from types import ModuleType
 
-ENTRY_MODULES = ("native", "accelerator", "trainer", "accelerate_launch", "multi_process", "patched_accelerator")
+ENTRY_MODULES = ("native", "accelerator", "trainer", "accelerate_launch", "multi_process", "sharded",
+                 "patched_accelerator")
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,0 +1,103 @@
+"""Accelerate's distributed plugins (FSDP1, FSDP2, DeepSpeed ZeRO-2/3) with and without FP8 (torchao, emulate),
+two ranks under torchrun over gloo on CPU, per case (see _dist_rank.py for what one rank records).
+
+Cases: plugin x precision with `ACCELERATE_USE_CPU=true` (what the state does with the plugin on CPU); the FSDP
+plugins again with the state set as a GPU run's state is (`force_state`), FP8 with and without float8
+all-gather, to observe Accelerate's own prepare (order of conversion and wrapping, raises); the DeepSpeed plugins
+without `ACCELERATE_USE_CPU` (Accelerate then selects DeepSpeed; DeepSpeed picks its CPU accelerator).
+Opt-in: runs only in the cells of lab/cells_dist.yaml.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+
+RANK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_dist_rank.py")
+CASE_TIMEOUT_S = 160
+SUMMARY = ("outcome", "stage", "type", "message", "where", "distributed_type", "mixed_precision", "fp8_backend",
+           "state_forced", "order", "prepared_class", "fp8_layers", "units", "fp8_inside_units",
+           "float8_all_gather")
+
+
+def cases() -> list[dict]:
+    out = []
+    for plugin in ("fsdp1", "fsdp2", "deepspeed-z2", "deepspeed-z3"):
+        for precision in ("fp8", "bf16"):
+            out.append({"plugin": plugin, "precision": precision, "use_cpu": True})
+    for plugin in ("fsdp1", "fsdp2"):
+        out.append({"plugin": plugin, "precision": "bf16", "use_cpu": True, "force_state": True})
+        for gather in (False, True):
+            out.append({"plugin": plugin, "precision": "fp8", "use_cpu": True, "force_state": True,
+                        "all_gather": gather})
+    for plugin in ("deepspeed-z2", "deepspeed-z3"):
+        out.append({"plugin": plugin, "precision": "fp8", "use_cpu": False})
+    return out
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _hang_frame(text: str) -> str | None:
+    """The innermost library frame of the main thread in a faulthandler dump."""
+    frames = re.findall(r'File "([^"]+)", line (\d+) in (\S+)', text.split("\n\n")[-1] if text else "")
+    lib = [f for f in frames if "site-packages" in f[0]]
+    if not lib:
+        return None
+    path, _, func = lib[0]  # faulthandler lists the innermost frame first
+    return f"{path.split('site-packages/')[-1]}:{func}"
+
+
+def run_case(case: dict) -> dict:
+    with tempfile.TemporaryDirectory() as out_dir:
+        env = dict(os.environ)
+        if case["use_cpu"]:
+            env["ACCELERATE_USE_CPU"] = "true"
+        # DeepSpeed's CPU communication JIT-compiles a C++ op on first use: build it once per lab cache
+        lab_cache = os.environ.get("FP8DOCTOR_LAB_CACHE") or os.path.expanduser("~/.cache/fp8doctor-lab")
+        env.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(lab_cache, "torch_extensions"))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(_port()), RANK, json.dumps(case), out_dir]
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=CASE_TIMEOUT_S,
+                                  cwd=out_dir)
+            returncode: int | None = proc.returncode
+        except subprocess.TimeoutExpired:
+            returncode = None
+        ranks = []
+        for path in sorted(glob.glob(os.path.join(out_dir, "rank*.json"))):
+            with open(path) as fh:
+                ranks.append(json.load(fh))
+        hangs = []
+        for path in sorted(glob.glob(os.path.join(out_dir, "hang*.txt"))):
+            with open(path) as fh:
+                frame = _hang_frame(fh.read())
+            if frame:
+                hangs.append(frame)
+    if not ranks:
+        return {"outcome": "hung" if hangs or returncode is None else "crashed", "returncode": returncode,
+                "hung_at": sorted(set(hangs))}
+    first = {k: ranks[0][k] for k in SUMMARY if k in ranks[0]}
+    first["ranks_reported"] = len(ranks)
+    first["ranks_agree"] = all({k: r.get(k) for k in SUMMARY} == {k: ranks[0].get(k) for k in SUMMARY}
+                               for r in ranks)
+    return first
+
+
+def main() -> None:
+    results = [{"inputs": case, **run_case(case)} for case in cases()]
+    json.dump({"cases": results}, sys.stdout, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
