@@ -16,6 +16,7 @@ import sys
 import traceback
 
 HANG_AFTER_S = 100
+BATCH = 2
 
 
 def tiny_llama():  # noqa: ANN201 - the cell's transformers
@@ -114,7 +115,11 @@ def run(case: dict, out: dict) -> None:
         acc = Accelerator(mixed_precision=case["precision"], kwargs_handlers=handlers, **plugin_kwargs)
         backend = getattr(acc, "fp8_backend", None)
         out.update({"distributed_type": str(acc.distributed_type.value), "mixed_precision": acc.mixed_precision,
-                    "fp8_backend": None if backend is None else str(getattr(backend, "value", backend))})
+                    "fp8_backend": None if backend is None else str(getattr(backend, "value", backend)),
+                    "num_processes": acc.num_processes})
+        if "deepspeed_plugin" in plugin_kwargs and acc.state.deepspeed_plugin is not None:
+            # no dataloader is prepared: the micro batch goes into the config, as Accelerate's message says
+            acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = BATCH
         if case.get("force_state") and acc.distributed_type != DistributedType.FSDP and "fsdp_plugin" in plugin_kwargs:
             plugin = plugin_kwargs["fsdp_plugin"]
             acc.state.distributed_type = DistributedType.FSDP
@@ -134,7 +139,7 @@ def run(case: dict, out: dict) -> None:
         torch.manual_seed(1)
         losses = []
         for _ in range(2):
-            ids = torch.randint(0, 128, (2, 32))
+            ids = torch.randint(0, 128, (BATCH, 32))
             loss = model(input_ids=ids, labels=ids).loss
             acc.backward(loss)
             opt.step()

@@ -1,10 +1,10 @@
 """Accelerate's distributed plugins (FSDP1, FSDP2, DeepSpeed ZeRO-2/3) with and without FP8 (torchao, emulate),
 two ranks under torchrun over gloo on CPU, per case (see _dist_rank.py for what one rank records).
 
-Cases: plugin x precision with `ACCELERATE_USE_CPU=true` (what the state does with the plugin on CPU); the FSDP
-plugins again with the state set as a GPU run's state is (`force_state`), FP8 with and without float8
-all-gather, to observe Accelerate's own prepare (order of conversion and wrapping, raises); the DeepSpeed plugins
-without `ACCELERATE_USE_CPU` (Accelerate then selects DeepSpeed; DeepSpeed picks its CPU accelerator).
+Cases: each plugin with FP8 and `ACCELERATE_USE_CPU=true` (what the state does with the plugin on CPU); the FSDP
+plugins with the state set as a GPU run's state is (`force_state`), FP8 with and without float8 all-gather, to
+observe Accelerate's own prepare (order of conversion and wrapping, raises); the DeepSpeed plugins without
+`ACCELERATE_USE_CPU` (Accelerate then selects DeepSpeed; DeepSpeed picks its CPU accelerator), bf16 and FP8.
 Opt-in: runs only in the cells of lab/cells_dist.yaml.
 """
 
@@ -22,22 +22,19 @@ import tempfile
 RANK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_dist_rank.py")
 CASE_TIMEOUT_S = 160
 SUMMARY = ("outcome", "stage", "type", "message", "where", "distributed_type", "mixed_precision", "fp8_backend",
-           "state_forced", "order", "prepared_class", "fp8_layers", "units", "fp8_inside_units",
+           "num_processes", "state_forced", "order", "prepared_class", "fp8_layers", "units", "fp8_inside_units",
            "float8_all_gather")
 
 
 def cases() -> list[dict]:
-    out = []
-    for plugin in ("fsdp1", "fsdp2", "deepspeed-z2", "deepspeed-z3"):
-        for precision in ("fp8", "bf16"):
-            out.append({"plugin": plugin, "precision": precision, "use_cpu": True})
+    out = [{"plugin": plugin, "precision": "fp8", "use_cpu": True} for plugin in ("fsdp1", "fsdp2", "deepspeed-z2")]
     for plugin in ("fsdp1", "fsdp2"):
-        out.append({"plugin": plugin, "precision": "bf16", "use_cpu": True, "force_state": True})
         for gather in (False, True):
             out.append({"plugin": plugin, "precision": "fp8", "use_cpu": True, "force_state": True,
                         "all_gather": gather})
-    for plugin in ("deepspeed-z2", "deepspeed-z3"):
-        out.append({"plugin": plugin, "precision": "fp8", "use_cpu": False})
+    out += [{"plugin": "deepspeed-z2", "precision": "bf16", "use_cpu": False},
+            {"plugin": "deepspeed-z2", "precision": "fp8", "use_cpu": False},
+            {"plugin": "deepspeed-z3", "precision": "fp8", "use_cpu": False}]
     return out
 
 

@@ -66,6 +66,12 @@ def deepspeed_accelerator(ctx: Context) -> Any:
     plugin = DeepSpeedPlugin(zero_stage=DEEPSPEED_ZERO_STAGE, gradient_accumulation_steps=1)
     acc = Accelerator(mixed_precision=mixed_precision(ctx), kwargs_handlers=handlers(ctx, False),
                       deepspeed_plugin=plugin)
+    if acc.state.deepspeed_plugin is not None:
+        from fp8doctor.runs.model import MODEL_SIZES
+
+        # no dataloader goes through prepare(): the micro batch goes into the config, as Accelerate asks
+        acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = \
+            MODEL_SIZES[ctx.spec.size]["batch"]
     seen = str(getattr(acc.distributed_type, "value", acc.distributed_type))
     ctx.result.setdefault("wrapper", {}).update({"plugin": f"deepspeed-zero{DEEPSPEED_ZERO_STAGE}",
                                                  "distributed_type_seen": seen, "state_forced": False})

@@ -1,0 +1,75 @@
+"""What Accelerate does with a distributed plugin (FSDP1, FSDP2, DeepSpeed ZeRO) and FP8, per release.
+
+Each rule is held against lab/observations/dist-*.json (lab/probes/distributed.py: two ranks under torchrun over
+gloo, torchao FP8 with emulate=True, per case) by tests/test_distributed_predictions.py; docs/generations.md's
+distributed table is rendered from the same observations. The cells: accelerate 1.6, 1.9, 1.12, 1.15 with
+deepspeed 0.19.8.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fp8doctor.knowledge.versions import parse_version
+
+PLUGINS = ("fsdp1", "fsdp2", "deepspeed-z2", "deepspeed-z3")
+# First observed release whose state keeps mixed_precision "fp8" under DeepSpeed (earlier ones set "no" for any
+# precision, so FP8 is never converted: accelerate #3054). Observed "no" on 1.9, "fp8" on 1.12; the source of
+# 1.10.1 still has the old rule, so the change is in 1.11 or 1.12 (the predictor uses 1.12, the first observed).
+DEEPSPEED_KEEPS_FP8 = "1.12"
+# DeepSpeed's own assertion when Accelerate counts one process per rank (CPU, no process backend in its state).
+DEEPSPEED_BATCH_MESSAGE = ("Check batch related parameters. train_batch_size is not equal to micro_batch_per_gpu * "
+                           "gradient_acc_step * world_size")
+CPU_DROPS_PLUGIN = ("with ACCELERATE_USE_CPU=true Accelerate's state stays MULTI_CPU and drops the FSDP or "
+                    "DeepSpeed plugin without a word: prepare() wraps the model in DDP")
+DEEPSPEED_CPU = (
+    "Accelerate cannot train with DeepSpeed on a CPU-only machine (observed with accelerate 1.6-1.15 and "
+    "deepspeed 0.19.8): " + CPU_DROPS_PLUGIN + "; without it the state selects DEEPSPEED (DeepSpeed's CPU "
+    "accelerator, gloo) but counts one process per rank, so prepare() fails DeepSpeed's batch check "
+    f"(AssertionError: {DEEPSPEED_BATCH_MESSAGE} ...).")
+DEEPSPEED_MISSING = "DeepSpeed is not installed; the deepspeed entry needs it (pip install deepspeed)."
+
+
+def _at_least(version: str | None, threshold: str) -> bool:
+    parsed = parse_version(version)
+    return parsed is not None and parsed >= parse_version(threshold)
+
+
+def deepspeed_state_precision(accelerate: str | None, precision: str) -> str:
+    """The state's mixed_precision under the DeepSpeed plugin (DeepSpeed's config owns bf16/fp16)."""
+    if precision == "fp8" and _at_least(accelerate, DEEPSPEED_KEEPS_FP8):
+        return "fp8"
+    return "no"
+
+
+def deepspeed_entry_skip(deepspeed: str | None, on_cpu: bool) -> str | None:
+    """Why the matrix's deepspeed entry cannot run here, or None."""
+    if not deepspeed:
+        return DEEPSPEED_MISSING
+    return DEEPSPEED_CPU if on_cpu else None
+
+
+def predict(accelerate: str | None, case: dict[str, Any]) -> dict[str, Any]:
+    """The observable fields of one lab/probes/distributed.py case (its `inputs`) on this accelerate release."""
+    plugin, fp8 = case["plugin"], case["precision"] == "fp8"
+    out: dict[str, Any] = {}
+    if case["use_cpu"]:
+        out.update({"distributed_type": "MULTI_CPU", "mixed_precision": case["precision"],
+                    "fp8_backend": "AO" if fp8 else None})
+        if not case.get("force_state"):
+            out.update({"outcome": "ok", "prepared_class": "DistributedDataParallel", "units": 0})
+            return out
+        out.update(_forced_fsdp(accelerate, plugin, bool(case.get("all_gather"))))
+        return out
+    out.update({"distributed_type": "DEEPSPEED", "mixed_precision": deepspeed_state_precision(accelerate,
+                                                                                              case["precision"]),
+                "outcome": "raised", "stage": "prepare", "type": "AssertionError"})
+    return out
+
+
+def _forced_fsdp(accelerate: str | None, plugin: str, all_gather: bool) -> dict[str, Any]:
+    """Accelerate's own FSDP prepare with torchao FP8 (the state set as on a GPU)."""
+    if plugin == "fsdp2":
+        return {"outcome": "ok", "order": ["convert", "fully_shard"], "fp8_inside_units": 13,
+                "float8_all_gather": all_gather}
+    return {"outcome": "ok", "order": ["convert", "fsdp1_wrap"]}
