@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fp8doctor.findings import Check, Finding, run_checks
-from fp8doctor.rules import accelerate_config, backends, environ, gpu, lint, precision, versions
+from fp8doctor.rules import accelerate_config, backends, distributed, environ, gpu, lint, precision, versions
 
 ALL_CHECKS: tuple[Check, ...] = (
     gpu.check_gpu,
@@ -31,6 +31,8 @@ ALL_CHECKS: tuple[Check, ...] = (
     lint.check_fp8_quantization,
     lint.check_fp8_stage,
     lint.check_deepspeed_fp8,
+    distributed.check_deepspeed_fp8_precision,
+    distributed.check_fsdp_fp8,
     precision.check_effective_precision,
 )
 

@@ -123,9 +123,22 @@ def _eligible_rule(acc: Any) -> str:
 
 
 def _unwrap(model: Any) -> Any:
-    while hasattr(model, "module") and type(model).__name__ in ("DistributedDataParallel", "DataParallel"):
+    while hasattr(model, "module") and type(model).__name__ in ("DistributedDataParallel", "DataParallel",
+                                                                 "DeepSpeedEngine"):
         model = model.module
     return model
+
+
+def _plugin(acc: Any) -> str | None:
+    """The sharding plugin the Accelerator's state uses: fsdp1, fsdp2, deepspeed-zeroN, or None."""
+    state = getattr(acc, "state", None)
+    kind = str(getattr(getattr(state, "distributed_type", None), "value", ""))
+    if kind == "FSDP":
+        return f"fsdp{getattr(getattr(state, 'fsdp_plugin', None), 'fsdp_version', 1)}"
+    if kind == "DEEPSPEED":
+        stage = getattr(getattr(state, "deepspeed_plugin", None), "zero_stage", None)
+        return f"deepspeed-zero{stage}" if stage is not None else "deepspeed"
+    return None
 
 
 def _wrap_prepare(original: Any) -> Any:
@@ -165,6 +178,9 @@ def _wrap_prepare(original: Any) -> Any:
                 inner = _unwrap(prepared)
                 info["fp8_layers"] = observe.fp8_layer_names(inner)
                 info["prepared_class"] = type(prepared).__name__
+                plugin = _plugin(self)
+                if plugin:
+                    info["wrapper"] = {"plugin": plugin, **observe.sharding(prepared)}
                 _watch_forwards(prepared, acc_id, len(info["fp8_layers"]), info["arg_index"])
             record("prepare", accelerator=acc_id, models=models)
         except Exception as exc:  # noqa: BLE001

@@ -103,7 +103,23 @@ def _model_summary(acc: dict[str, Any]) -> dict[str, Any] | None:
         "forwards_seen": last.get("forwards") if last else 0,
         "fp8_module_forwards": (last.get("counter") or {}).get("fp8_module_forwards", 0) if last else 0,
         "fp8_active": bool(last and last.get("fp8_active")),
+        "wrapper": model.get("wrapper"),
     }
+
+
+def _wrapped_words(model: dict[str, Any]) -> str:
+    """', all inside fsdp2 units' (or how many are not) when the model was prepared under a sharding plugin."""
+    wrapper = model.get("wrapper")
+    if not isinstance(wrapper, dict):
+        return ""
+    plugin = wrapper.get("plugin")
+    inside = len(wrapper.get("fp8_layers_wrapped") or [])
+    if not wrapper.get("wrapped_modules"):
+        return f", but no module was sharded by {plugin}"
+    if inside == model["fp8_layers"]:
+        gather = ", float8 all-gather" if wrapper.get("float8_all_gather") else ""
+        return f", all inside {plugin} units{gather}"
+    return f", {model['fp8_layers'] - inside} outside every {plugin} unit"
 
 
 def process_verdict(proc: dict[str, Any]) -> dict[str, Any]:
@@ -137,6 +153,8 @@ def process_verdict(proc: dict[str, Any]) -> dict[str, Any]:
         return {**out, "verdict": NO_FORWARD,
                 "reason": f"fp8_enabled with backend {backend}, but prepare() was never given a model"}
     layers = f"{model['fp8_layers']} FP8 layers of {model['eligible']} eligible Linear ({model['rule']} rule)"
+    if model["fp8_layers"]:
+        layers += _wrapped_words(model)
     if model["fp8_layers"] == 0:
         return {**out, "verdict": SILENT_BF16, "winner": "layer filter",
                 "reason": f"fp8_enabled with backend {backend}, but prepare() converted no layer: {layers}"}

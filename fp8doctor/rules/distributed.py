@@ -1,0 +1,83 @@
+"""FSDP and DeepSpeed settings read against FP8: Accelerate YAML (`distributed_type`, `fsdp_config.fsdp_version`),
+DeepSpeed JSON, and `fsdp` / `deepspeed` in TrainingArguments or LLaMA-Factory configs. The facts about what a
+release does come from knowledge/distributed.py (held against the lab's observations)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fp8doctor.findings import Finding, Level
+from fp8doctor.knowledge import distributed
+from fp8doctor.knowledge.fixes import Fix, render_all
+from fp8doctor.rules.common import intent, pkg
+
+
+def plugin_sources(facts: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, plugin) for every FSDP or DeepSpeed setting in the user's configs; plugin is one of
+    knowledge.distributed.PLUGINS' families: "fsdp1", "fsdp2" or "deepspeed"."""
+    out: list[tuple[str, str]] = []
+    sources = [(c["path"], c["kind"], c.get("data") or {}) for c in facts.get("configs", [])]
+    acc = facts.get("accelerate_config", {})
+    if acc.get("exists") and acc.get("path") not in {p for p, _, _ in sources}:
+        sources.append((acc["path"], "accelerate", acc.get("data") or {}))
+    for path, kind, data in sources:
+        if kind == "deepspeed":
+            out.append((path, "deepspeed"))
+            continue
+        dist_type = str(data.get("distributed_type", "")).upper()
+        fsdp_cfg = data.get("fsdp_config") if isinstance(data.get("fsdp_config"), dict) else {}
+        version = str(fsdp_cfg.get("fsdp_version", fsdp_cfg.get("version", 1)))
+        if dist_type == "FSDP" or (kind != "accelerate" and data.get("fsdp") not in (None, "", False, [])):
+            out.append((f"{path}: {'distributed_type FSDP' if dist_type else 'fsdp'}",
+                        "fsdp2" if version == "2" else "fsdp1"))
+        if dist_type == "DEEPSPEED" or (kind != "accelerate" and data.get("deepspeed")):
+            out.append((f"{path}: {'distributed_type DEEPSPEED' if dist_type else 'deepspeed'}", "deepspeed"))
+    return out
+
+
+def _upgrade_fix(accelerate: str | None) -> Fix:
+    return Fix("upgrade", f"Upgrade accelerate (installed {accelerate or 'unknown'}): from "
+                          f"{distributed.DEEPSPEED_KEEPS_FP8} its state keeps fp8 under DeepSpeed", "AO",
+               install=(f"pip install 'accelerate>={distributed.DEEPSPEED_KEEPS_FP8}'",))
+
+
+def check_deepspeed_fp8_precision(facts: dict[str, Any]) -> list[Finding]:
+    signs = intent(facts)
+    where = [w for w, plugin in plugin_sources(facts) if plugin == "deepspeed"]
+    if not where or not signs:
+        return []
+    accelerate = pkg(facts, "accelerate")
+    state = distributed.deepspeed_state_precision(accelerate, "fp8")
+    if state == "fp8":
+        return [Finding("dist.deepspeed-precision", Level.OK, f"DeepSpeed ({where[0]}): accelerate {accelerate} "
+                        "keeps mixed_precision fp8 in its state")]
+    return [Finding(
+        "dist.deepspeed-precision", Level.FAIL,
+        f"DeepSpeed ({where[0]}) while FP8 is intended: accelerate {accelerate or '(not installed)'} trains "
+        "without FP8",
+        f"Under the DeepSpeed plugin accelerate before {distributed.DEEPSPEED_KEEPS_FP8} sets the state's "
+        "mixed_precision to 'no' whatever was asked (fp8 included; DeepSpeed's config owns bf16), so no layer is "
+        "converted to FP8 and no error is raised (lab: accelerate 1.6 and 1.9 with deepspeed 0.19.8).",
+        render_all([_upgrade_fix(accelerate)]))]
+
+
+def check_fsdp_fp8(facts: dict[str, Any]) -> list[Finding]:
+    if not intent(facts):
+        return []
+    out = []
+    for where, plugin in plugin_sources(facts):
+        if plugin == "fsdp2":
+            out.append(Finding("dist.fsdp-version", Level.OK, f"FSDP2 ({where}) with FP8",
+                               "Accelerate converts the Linear layers to FP8 before fully_shard wraps the decoder "
+                               "layers; torchao's float8 all-gather is available (fp8_config: "
+                               "enable_fsdp_float8_all_gather: true, tensorwise recipe)."))
+        elif plugin == "fsdp1":
+            path = where.split(": ")[0]
+            fix = Fix("launch", "Use FSDP2: float8 all-gather and torchao's FSDP support are FSDP2-only", "AO",
+                      edits={path: {"fsdp_config": {"fsdp_version": 2}}})
+            out.append(Finding(
+                "dist.fsdp-version", Level.WARN, f"FSDP1 ({where}) with FP8",
+                "torchao's float8 all-gather (and its FSDP recipes) exist for FSDP2 only: under FSDP1 the sharded "
+                "weights are gathered in high precision and each Float8Linear casts after the gather.",
+                render_all([fix])))
+    return out
