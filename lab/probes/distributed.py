@@ -1,10 +1,12 @@
 """Accelerate's distributed plugins (FSDP1, FSDP2, DeepSpeed ZeRO-2/3) with and without FP8 (torchao, emulate),
 two ranks under torchrun over gloo on CPU, per case (see _dist_rank.py for what one rank records).
 
-Cases: each plugin with FP8 and `ACCELERATE_USE_CPU=true` (what the state does with the plugin on CPU); the FSDP
-plugins with the state set as a GPU run's state is (`force_state`), FP8 with and without float8 all-gather, to
-observe Accelerate's own prepare (order of conversion and wrapping, raises); the DeepSpeed plugins without
+Cases: FSDP2 with FP8 and `ACCELERATE_USE_CPU=true` (what the state does with a plugin on CPU; the first run of
+the lab saw FSDP1 and DeepSpeed-ZeRO-2 plugins dropped the same way on accelerate 1.6); the FSDP plugins with the
+state set as a GPU run's state is (`force_state`), FP8 with and without float8 all-gather, to observe
+Accelerate's own prepare (order of conversion and wrapping, raises); the DeepSpeed ZeRO-2 plugin without
 `ACCELERATE_USE_CPU` (Accelerate then selects DeepSpeed; DeepSpeed picks its CPU accelerator), bf16 and FP8.
+DeepSpeed's CPU communication op is built first (its own record, `inputs.deepspeed_op`).
 Opt-in: runs only in the cells of lab/cells_dist.yaml.
 """
 
@@ -27,15 +29,35 @@ SUMMARY = ("outcome", "stage", "type", "message", "where", "distributed_type", "
 
 
 def cases() -> list[dict]:
-    out = [{"plugin": plugin, "precision": "fp8", "use_cpu": True} for plugin in ("fsdp1", "fsdp2", "deepspeed-z2")]
+    out = [{"plugin": "fsdp2", "precision": "fp8", "use_cpu": True}]
     for plugin in ("fsdp1", "fsdp2"):
         for gather in (False, True):
             out.append({"plugin": plugin, "precision": "fp8", "use_cpu": True, "force_state": True,
                         "all_gather": gather})
-    out += [{"plugin": "deepspeed-z2", "precision": "bf16", "use_cpu": False},
-            {"plugin": "deepspeed-z2", "precision": "fp8", "use_cpu": False},
-            {"plugin": "deepspeed-z3", "precision": "fp8", "use_cpu": False}]
+    out += [{"plugin": "deepspeed-z2", "precision": precision, "use_cpu": False} for precision in ("bf16", "fp8")]
     return out
+
+
+def extensions_dir() -> str:
+    """One torch-extensions folder per cell: the JIT build flags name the cell's paths, so cells sharing one
+    folder would rebuild DeepSpeed's op in turn."""
+    lab_cache = os.environ.get("FP8DOCTOR_LAB_CACHE") or os.path.expanduser("~/.cache/fp8doctor-lab")
+    return os.path.join(lab_cache, "torch_extensions", os.path.basename(sys.prefix))
+
+
+def build_deepspeed_op() -> dict:
+    """Build DeepSpeed's CPU communication op once before the cases (minutes on a loaded CPU), so no case's
+    timeout measures the compiler."""
+    env = dict(os.environ, TORCH_EXTENSIONS_DIR=extensions_dir())
+    code = ("from deepspeed.accelerator import get_accelerator\n"
+            "b = get_accelerator().create_op_builder('ShareMemCommBuilder')\n"
+            "print(b is not None and b.load() is not None)")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        return {"outcome": "timeout"}
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    return {"outcome": "ok" if proc.returncode == 0 else "failed", "last_line": lines[-1][-300:] if lines else ""}
 
 
 def _port() -> int:
@@ -59,9 +81,7 @@ def run_case(case: dict) -> dict:
         env = dict(os.environ)
         if case["use_cpu"]:
             env["ACCELERATE_USE_CPU"] = "true"
-        # DeepSpeed's CPU communication JIT-compiles a C++ op on first use: build it once per lab cache
-        lab_cache = os.environ.get("FP8DOCTOR_LAB_CACHE") or os.path.expanduser("~/.cache/fp8doctor-lab")
-        env.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(lab_cache, "torch_extensions"))
+        env["TORCH_EXTENSIONS_DIR"] = extensions_dir()  # DeepSpeed's CPU communication op, built once
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                str(_port()), RANK, json.dumps(case), out_dir]
         try:
@@ -91,7 +111,8 @@ def run_case(case: dict) -> dict:
 
 
 def main() -> None:
-    results = [{"inputs": case, **run_case(case)} for case in cases()]
+    results = [{"inputs": {"deepspeed_op": "ShareMemCommBuilder"}, **build_deepspeed_op()}]
+    results += [{"inputs": case, **run_case(case)} for case in cases()]
     json.dump({"cases": results}, sys.stdout, sort_keys=True)
     sys.stdout.write("\n")
 
