@@ -170,7 +170,8 @@ def _wrap_prepare(original: Any) -> Any:
                     error={"type": type(exc).__name__, "message": str(exc)})
             raise
         try:
-            outputs = result if isinstance(result, tuple) else (result,)
+            # FSDP2's prepare returns a list where the others return a tuple
+            outputs = tuple(result) if isinstance(result, (tuple, list)) else (result,)
             for info in models:
                 prepared = outputs[info["arg_index"]] if info["arg_index"] < len(outputs) else None
                 if prepared is None:

@@ -85,6 +85,7 @@ def sharding(model: object) -> dict:
 def run(case: dict, out: dict) -> None:
     import torch
     from accelerate import Accelerator
+    from accelerate.state import PartialState
     from accelerate.utils import DistributedType
 
     events: list[str] = []
@@ -124,6 +125,8 @@ def run(case: dict, out: dict) -> None:
             plugin = plugin_kwargs["fsdp_plugin"]
             acc.state.distributed_type = DistributedType.FSDP
             acc.state.fsdp_plugin = plugin
+            # as AcceleratorState.__init__ ends: the PartialState copy, which a later AcceleratorState() re-reads
+            PartialState._shared_state["distributed_type"] = DistributedType.FSDP
             if acc.mixed_precision != "no":
                 plugin.set_mixed_precision(acc.mixed_precision)
             out["state_forced"] = True

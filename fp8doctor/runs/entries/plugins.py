@@ -40,6 +40,7 @@ def mixed_precision(ctx: Context) -> str:
 
 def fsdp2_accelerator(ctx: Context) -> Any:
     from accelerate import Accelerator, FullyShardedDataParallelPlugin
+    from accelerate.state import PartialState
     from accelerate.utils import DistributedType
 
     plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
@@ -50,6 +51,8 @@ def fsdp2_accelerator(ctx: Context) -> Any:
     if acc.distributed_type != DistributedType.FSDP and ctx.device == "cpu":
         acc.state.distributed_type = DistributedType.FSDP
         acc.state.fsdp_plugin = plugin
+        # as AcceleratorState.__init__ ends: the PartialState copy, which a later AcceleratorState() re-reads
+        PartialState._shared_state["distributed_type"] = DistributedType.FSDP
         if acc.mixed_precision != "no":
             plugin.set_mixed_precision(acc.mixed_precision)
         wrapper["state_forced"] = True
