@@ -68,8 +68,49 @@ def rows(records: list[dict]) -> list[list[str]]:
     return out
 
 
+def _case(cases: list[dict], want: dict) -> dict | None:
+    return next((c for c in cases if _match(c, want)), None)
+
+
+def closing(records: list[dict]) -> list[str]:
+    """What the lab observed per release and plugin, and the findings that rest on it."""
+    lines = ["What the lab observed (per cell; cases that did not run are said so):", ""]
+    for rec in records:
+        cases = rec.get("probes", {}).get("distributed", [])
+        acc = rec.get("versions", {}).get("accelerate")
+        drop = _case(cases, COLUMNS[0][1])
+        fsdp2 = [c for c in (_case(cases, COLUMNS[1][1]), _case(cases, COLUMNS[2][1])) if c]
+        ds = [c for c in (_case(cases, COLUMNS[5][1]), _case(cases, COLUMNS[6][1])) if c]
+        parts = []
+        if drop:
+            parts.append(f"FSDP2 plugin with ACCELERATE_USE_CPU=true: {drop.get('distributed_type')}, prepared as "
+                         f"{drop.get('prepared_class')} (plugin dropped)")
+        ok = [c for c in fsdp2 if c.get("prepared_class", "").startswith("FSDP")]
+        if ok:
+            parts.append(f"FSDP2 with the state set: {' → '.join(ok[0].get('order') or [])}, "
+                         f"{ok[0].get('fp8_inside_units')}/{ok[0].get('fp8_layers')} FP8 layers inside "
+                         f"{ok[0].get('units')} units")
+        for c in ds:
+            if c.get("outcome") == "raised":
+                parts.append(f"DeepSpeed ZeRO-2 {c['inputs']['precision']}: state {c.get('distributed_type')} "
+                             f"mixed_precision {c.get('mixed_precision')}, {c.get('type')} at {c.get('stage')}")
+            else:
+                parts.append(f"DeepSpeed ZeRO-2 {c['inputs']['precision']}: not observed ({c.get('outcome')}: "
+                             "DeepSpeed's CPU op build did not finish on the loaded lab machine)")
+        lines.append(f"- accelerate {acc}: " + "; ".join(parts) + ".")
+    lines += ["", "Findings and entries resting on these observations:", "",
+              "- `dist.fsdp-version` (env): FSDP2 converts before `fully_shard` and all-gathers in float8 when "
+              "asked (the FSDP2 columns); FSDP1 warns with the `fsdp_version: 2` edit.",
+              "- `dist.deepspeed-precision` (env): the state's mixed precision under DeepSpeed (the DeepSpeed "
+              "columns) against `knowledge/distributed.DEEPSPEED_KEEPS_FP8`.",
+              "- matrix `deepspeed` entry skipped on CPU: the DeepSpeed columns' `AssertionError` and the "
+              "plugin drop with ACCELERATE_USE_CPU=true.",
+              "- matrix `fsdp2` entry on CPU: the state step of the \"state set\" columns.", ""]
+    return lines
+
+
 def render(records: list[dict]) -> list[str]:
     head = ["cell", "accelerate", "deepspeed", "DeepSpeed CPU op built"] + [name for name, _ in COLUMNS]
     table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     table += ["| " + " | ".join(r) + " |" for r in rows(records)]
-    return [INTRO, *table, ""]
+    return [INTRO, *table, "", *closing(records)]

@@ -51,25 +51,29 @@ def deepspeed_entry_skip(deepspeed: str | None, on_cpu: bool) -> str | None:
 
 def predict(accelerate: str | None, case: dict[str, Any]) -> dict[str, Any]:
     """The observable fields of one lab/probes/distributed.py case (its `inputs`) on this accelerate release."""
-    plugin, fp8 = case["plugin"], case["precision"] == "fp8"
+    fp8 = case["precision"] == "fp8"
     out: dict[str, Any] = {}
     if case["use_cpu"]:
+        # distributed_type is read before the case sets the state (force_state)
         out.update({"distributed_type": "MULTI_CPU", "mixed_precision": case["precision"],
-                    "fp8_backend": "AO" if fp8 else None})
-        if not case.get("force_state"):
-            out.update({"outcome": "ok", "prepared_class": "DistributedDataParallel", "units": 0})
-            return out
-        out.update(_forced_fsdp(accelerate, plugin, bool(case.get("all_gather"))))
+                    "fp8_backend": "AO" if fp8 else None, "num_processes": 2, "outcome": "ok", "fp8_layers": 13})
+        if case.get("force_state") and case["plugin"] == "fsdp2":
+            out.update(fsdp2_prepare(bool(case.get("all_gather"))))
+        elif not case.get("force_state"):
+            out.update(CPU_DROP)
         return out
-    out.update({"distributed_type": "DEEPSPEED", "mixed_precision": deepspeed_state_precision(accelerate,
-                                                                                              case["precision"]),
+    out.update({"distributed_type": "DEEPSPEED", "num_processes": 1,
+                "mixed_precision": deepspeed_state_precision(accelerate, case["precision"]),
                 "outcome": "raised", "stage": "prepare", "type": "AssertionError"})
     return out
 
 
-def _forced_fsdp(accelerate: str | None, plugin: str, all_gather: bool) -> dict[str, Any]:
-    """Accelerate's own FSDP prepare with torchao FP8 (the state set as on a GPU)."""
-    if plugin == "fsdp2":
-        return {"outcome": "ok", "order": ["convert", "fully_shard"], "fp8_inside_units": 13,
-                "float8_all_gather": all_gather}
-    return {"outcome": "ok", "order": ["convert", "fsdp1_wrap"]}
+# With ACCELERATE_USE_CPU=true: the plugin dropped, the model converted and wrapped in DDP.
+CPU_DROP = {"prepared_class": "DistributedDataParallel", "units": 0, "fp8_inside_units": 0, "order": ["convert"]}
+
+
+def fsdp2_prepare(all_gather: bool) -> dict[str, Any]:
+    """Accelerate's FSDP2 prepare with torchao FP8 (observed 1.6-1.15): every eligible Linear converted before
+    `fully_shard` wraps the decoder layers, all 13 inside sharded units; float8 all-gather when the config asks."""
+    return {"prepared_class": "FSDPLlamaForCausalLM", "order": ["convert", "fully_shard"], "fp8_inside_units": 13,
+            "float8_all_gather": all_gather}
