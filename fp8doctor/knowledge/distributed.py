@@ -59,6 +59,9 @@ def predict(accelerate: str | None, case: dict[str, Any]) -> dict[str, Any]:
                     "fp8_backend": "AO" if fp8 else None, "num_processes": 2, "outcome": "ok", "fp8_layers": 13})
         if case.get("force_state") and case["plugin"] == "fsdp2":
             out.update(fsdp2_prepare(bool(case.get("all_gather"))))
+        elif case.get("force_state"):
+            out.update(FSDP1_ON_CPU)
+            del out["fp8_layers"]
         elif not case.get("force_state"):
             out.update(CPU_DROP)
         return out
@@ -68,6 +71,11 @@ def predict(accelerate: str | None, case: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# FSDP1 with the state set on CPU: Accelerate converts, then wraps with FSDP1, whose init refuses the CPU
+# `device_id` Accelerate passes (torch/distributed/fsdp/_init_utils.py:_get_compute_device). FSDP1 + FP8 therefore
+# cannot be observed past prepare() on CPU (observed 1.6, 1.9).
+FSDP1_CPU_MESSAGE = "Inconsistent compute device and `device_id` on rank"
+FSDP1_ON_CPU = {"outcome": "raised", "stage": "prepare", "type": "ValueError", "order": ["convert", "fsdp1_wrap"]}
 # With ACCELERATE_USE_CPU=true: the plugin dropped, the model converted and wrapped in DDP.
 CPU_DROP = {"prepared_class": "DistributedDataParallel", "units": 0, "fp8_inside_units": 0, "order": ["convert"]}
 

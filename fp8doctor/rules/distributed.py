@@ -77,7 +77,9 @@ def check_fsdp_fp8(facts: dict[str, Any]) -> list[Finding]:
                       edits={path: {"fsdp_config": {"fsdp_version": 2}}})
             out.append(Finding(
                 "dist.fsdp-version", Level.WARN, f"FSDP1 ({where}) with FP8",
-                "torchao's float8 all-gather (and its FSDP recipes) exist for FSDP2 only: under FSDP1 the sharded "
-                "weights are gathered in high precision and each Float8Linear casts after the gather.",
+                "torchao's float8 all-gather (enable_fsdp_float8_all_gather) and its FSDP recipes are FSDP2-only "
+                "(torchao's documentation); the lab sees Accelerate convert before FSDP1 wraps, but FSDP1 + FP8 "
+                "cannot run past prepare() on CPU (torch's FSDP1 refuses Accelerate's CPU device_id), so fp8doctor "
+                "cannot prove FSDP1 + FP8 here, while FSDP2 + FP8 trains (matrix --entry fsdp2).",
                 render_all([fix])))
     return out
