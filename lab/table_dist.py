@@ -101,8 +101,8 @@ def closing(records: list[dict]) -> list[str]:
     lines += ["", "Findings and entries resting on these observations:", "",
               "- `dist.fsdp-version` (env): FSDP2 converts before `fully_shard` and all-gathers in float8 when "
               "asked (the FSDP2 columns); FSDP1 warns with the `fsdp_version: 2` edit.",
-              "- `dist.deepspeed-precision` (env): the state's mixed precision under DeepSpeed (the DeepSpeed "
-              "columns) against `knowledge/distributed.DEEPSPEED_KEEPS_FP8`.",
+              "- no DeepSpeed precision finding: the source lead that accelerate <= 1.10 sets the state's "
+              "precision to `no` under DeepSpeed (FP8 off) is contradicted by the DeepSpeed fp8 column of 1.6.",
               "- matrix `deepspeed` entry skipped on CPU: the DeepSpeed columns' `AssertionError` and the "
               "plugin drop with ACCELERATE_USE_CPU=true.",
               "- matrix `fsdp2` entry on CPU: the state step of the \"state set\" columns.", ""]

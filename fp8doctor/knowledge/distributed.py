@@ -3,7 +3,8 @@
 Each rule is held against lab/observations/dist-*.json (lab/probes/distributed.py: two ranks under torchrun over
 gloo, torchao FP8 with emulate=True, per case) by tests/test_distributed_predictions.py; docs/generations.md's
 distributed table is rendered from the same observations. The cells: accelerate 1.6, 1.9, 1.12, 1.15 with
-deepspeed 0.19.8.
+deepspeed 0.19.8. A source lead that the lab contradicted: accelerate <= 1.10 sets its state's `_mixed_precision`
+to "no" under DeepSpeed, but on 1.6 FP8 (torchao) is still converted and trains inside the DeepSpeed engine.
 """
 
 from __future__ import annotations
@@ -13,20 +14,19 @@ from typing import Any
 from fp8doctor.knowledge.versions import parse_version
 
 PLUGINS = ("fsdp1", "fsdp2", "deepspeed-z2", "deepspeed-z3")
-# First observed release whose state keeps mixed_precision "fp8" under DeepSpeed (earlier ones set "no" for any
-# precision, so FP8 is never converted: accelerate #3054). Observed "no" on 1.9, "fp8" on 1.12; the source of
-# 1.10.1 still has the old rule, so the change is in 1.11 or 1.12 (the predictor uses 1.12, the first observed).
-DEEPSPEED_KEEPS_FP8 = "1.12"
-# DeepSpeed's own assertion when Accelerate counts one process per rank (CPU, no process backend in its state).
+# DeepSpeed's own assertion when Accelerate counts one process per rank (accelerate 1.15 on CPU: its state has no
+# process backend without a GPU; observed by hand in the 1.15 cell, see docs/generations.md).
 DEEPSPEED_BATCH_MESSAGE = ("Check batch related parameters. train_batch_size is not equal to micro_batch_per_gpu * "
                            "gradient_acc_step * world_size")
+# Last release the lab saw train with the DeepSpeed plugin on CPU (state DEEPSPEED, 2 processes, FP8 layers
+# converted before deepspeed.initialize, 13/13 inside the engine); 1.15 fails as above. Between: not observed.
+DEEPSPEED_CPU_RUNS_UP_TO = "1.6"
 CPU_DROPS_PLUGIN = ("with ACCELERATE_USE_CPU=true Accelerate's state stays MULTI_CPU and drops the FSDP or "
-                    "DeepSpeed plugin without a word: prepare() wraps the model in DDP")
+                    "DeepSpeed plugin without a word: prepare() wraps the model in DDP (lab: accelerate 1.6, 1.9)")
 DEEPSPEED_CPU = (
-    "Accelerate cannot train with DeepSpeed on a CPU-only machine (observed with accelerate 1.6-1.15 and "
-    "deepspeed 0.19.8): " + CPU_DROPS_PLUGIN + "; without it the state selects DEEPSPEED (DeepSpeed's CPU "
-    "accelerator, gloo) but counts one process per rank, so prepare() fails DeepSpeed's batch check "
-    f"(AssertionError: {DEEPSPEED_BATCH_MESSAGE} ...).")
+    "The deepspeed entry needs GPUs: on CPU " + CPU_DROPS_PLUGIN + "; without it the state selects DEEPSPEED "
+    "(DeepSpeed's CPU accelerator, gloo) and accelerate 1.6 trains, but accelerate 1.15 counts one process per "
+    f"rank and prepare() fails DeepSpeed's batch check (AssertionError: {DEEPSPEED_BATCH_MESSAGE} ...).")
 DEEPSPEED_MISSING = "DeepSpeed is not installed; the deepspeed entry needs it (pip install deepspeed)."
 
 
@@ -35,11 +35,18 @@ def _at_least(version: str | None, threshold: str) -> bool:
     return parsed is not None and parsed >= parse_version(threshold)
 
 
-def deepspeed_state_precision(accelerate: str | None, precision: str) -> str:
-    """The state's mixed_precision under the DeepSpeed plugin (DeepSpeed's config owns bf16/fp16)."""
-    if precision == "fp8" and _at_least(accelerate, DEEPSPEED_KEEPS_FP8):
-        return "fp8"
-    return "no"
+def deepspeed_on_cpu(accelerate: str | None, precision: str) -> dict[str, Any]:
+    """Accelerate with the DeepSpeed plugin and no ACCELERATE_USE_CPU on a CPU-only machine (lab-observed)."""
+    fp8 = precision == "fp8"
+    if _at_least(accelerate, "1.7"):
+        return {"distributed_type": "DEEPSPEED", "num_processes": 1, "outcome": "raised", "stage": "prepare",
+                "type": "AssertionError"}
+    # the state reports DeepSpeed's bf16 for fp8 too, and the torchao conversion still happens before
+    # deepspeed.initialize: FP8 layers inside the engine
+    return {"distributed_type": "DEEPSPEED", "num_processes": 2, "outcome": "ok", "mixed_precision": "bf16",
+            "fp8_backend": "AO" if fp8 else None, "prepared_class": "DeepSpeedEngine",
+            "order": ["convert", "deepspeed_initialize"] if fp8 else ["deepspeed_initialize"],
+            "fp8_inside_units": 13 if fp8 else 0}
 
 
 def deepspeed_entry_skip(deepspeed: str | None, on_cpu: bool) -> str | None:
@@ -65,9 +72,7 @@ def predict(accelerate: str | None, case: dict[str, Any]) -> dict[str, Any]:
         elif not case.get("force_state"):
             out.update(CPU_DROP)
         return out
-    out.update({"distributed_type": "DEEPSPEED", "num_processes": 1,
-                "mixed_precision": deepspeed_state_precision(accelerate, case["precision"]),
-                "outcome": "raised", "stage": "prepare", "type": "AssertionError"})
+    out.update(deepspeed_on_cpu(accelerate, case["precision"]))
     return out
 
 

@@ -31,7 +31,6 @@ ALL_CHECKS: tuple[Check, ...] = (
     lint.check_fp8_quantization,
     lint.check_fp8_stage,
     lint.check_deepspeed_fp8,
-    distributed.check_deepspeed_fp8_precision,
     distributed.check_fsdp_fp8,
     precision.check_effective_precision,
 )

@@ -7,9 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from fp8doctor.findings import Finding, Level
-from fp8doctor.knowledge import distributed
 from fp8doctor.knowledge.fixes import Fix, render_all
-from fp8doctor.rules.common import intent, pkg
+from fp8doctor.rules.common import intent
 
 
 def plugin_sources(facts: dict[str, Any]) -> list[tuple[str, str]]:
@@ -33,32 +32,6 @@ def plugin_sources(facts: dict[str, Any]) -> list[tuple[str, str]]:
         if dist_type == "DEEPSPEED" or (kind != "accelerate" and data.get("deepspeed")):
             out.append((f"{path}: {'distributed_type DEEPSPEED' if dist_type else 'deepspeed'}", "deepspeed"))
     return out
-
-
-def _upgrade_fix(accelerate: str | None) -> Fix:
-    return Fix("upgrade", f"Upgrade accelerate (installed {accelerate or 'unknown'}): from "
-                          f"{distributed.DEEPSPEED_KEEPS_FP8} its state keeps fp8 under DeepSpeed", "AO",
-               install=(f"pip install 'accelerate>={distributed.DEEPSPEED_KEEPS_FP8}'",))
-
-
-def check_deepspeed_fp8_precision(facts: dict[str, Any]) -> list[Finding]:
-    signs = intent(facts)
-    where = [w for w, plugin in plugin_sources(facts) if plugin == "deepspeed"]
-    if not where or not signs:
-        return []
-    accelerate = pkg(facts, "accelerate")
-    state = distributed.deepspeed_state_precision(accelerate, "fp8")
-    if state == "fp8":
-        return [Finding("dist.deepspeed-precision", Level.OK, f"DeepSpeed ({where[0]}): accelerate {accelerate} "
-                        "keeps mixed_precision fp8 in its state")]
-    return [Finding(
-        "dist.deepspeed-precision", Level.FAIL,
-        f"DeepSpeed ({where[0]}) while FP8 is intended: accelerate {accelerate or '(not installed)'} trains "
-        "without FP8",
-        f"Under the DeepSpeed plugin accelerate before {distributed.DEEPSPEED_KEEPS_FP8} sets the state's "
-        "mixed_precision to 'no' whatever was asked (fp8 included; DeepSpeed's config owns bf16), so no layer is "
-        "converted to FP8 and no error is raised (lab: accelerate 1.6 and 1.9 with deepspeed 0.19.8).",
-        render_all([_upgrade_fix(accelerate)]))]
 
 
 def check_fsdp_fp8(facts: dict[str, Any]) -> list[Finding]:
