@@ -60,8 +60,8 @@ def rows(records: list[dict]) -> list[list[str]]:
     for rec in records:
         versions = rec.get("versions", {})
         cases = rec.get("probes", {}).get("distributed", [])
-        built = next((c for c in cases if "deepspeed_op" in c.get("inputs", {})), None)
-        op = "" if built is None else str(built.get("outcome"))
+        builds = {str(c["deepspeed_op_build"]) for c in cases if "deepspeed_op_build" in c}
+        op = ", ".join(sorted(builds))
         deepspeed = next((p.split("==", 1)[1] for p in rec.get("pip", []) if p.startswith("deepspeed==")), "")
         out.append([rec["cell"], versions.get("accelerate") or "", deepspeed, op]
                    + [short(next((c for c in cases if _match(c, want)), None)) for _, want in COLUMNS])

@@ -29,7 +29,7 @@ def test_predictions_match_the_observed_cases(path: Path) -> None:
     accelerate = record["versions"]["accelerate"]
     compared = 0
     for case in _cases(path):
-        if case["outcome"] == "hung" and case.get("hung_at") == [BUILD_LOCK]:
+        if case.get("deepspeed_op_build") != "ok" and case.get("hung_at") == [BUILD_LOCK]:
             continue  # the lab's DeepSpeed op build did not finish on the loaded machine: nothing was observed
         predicted = distributed.predict(accelerate, case["inputs"])
         observed = {k: case.get(k) for k in predicted}

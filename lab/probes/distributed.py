@@ -6,7 +6,7 @@ the lab saw FSDP1 and DeepSpeed-ZeRO-2 plugins dropped the same way on accelerat
 state set as a GPU run's state is (`force_state`), FP8 with and without float8 all-gather, to observe
 Accelerate's own prepare (order of conversion and wrapping, raises); the DeepSpeed ZeRO-2 plugin without
 `ACCELERATE_USE_CPU` (Accelerate then selects DeepSpeed; DeepSpeed picks its CPU accelerator), bf16 and FP8.
-DeepSpeed's CPU communication op is built first (its own record, `inputs.deepspeed_op`).
+DeepSpeed's CPU communication op is built first; each DeepSpeed case records how that went (`deepspeed_op_build`).
 Opt-in: runs only in the cells of lab/cells_dist.yaml.
 """
 
@@ -56,8 +56,7 @@ def build_deepspeed_op() -> dict:
         proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
     except subprocess.TimeoutExpired:
         return {"outcome": "timeout"}
-    lines = (proc.stdout + proc.stderr).strip().splitlines()
-    return {"outcome": "ok" if proc.returncode == 0 else "failed", "last_line": lines[-1][-300:] if lines else ""}
+    return {"outcome": "ok" if proc.returncode == 0 else "failed"}
 
 
 def _port() -> int:
@@ -111,8 +110,11 @@ def run_case(case: dict) -> dict:
 
 
 def main() -> None:
-    results = [{"inputs": {"deepspeed_op": "ShareMemCommBuilder"}, **build_deepspeed_op()}]
-    results += [{"inputs": case, **run_case(case)} for case in cases()]
+    built = build_deepspeed_op()["outcome"]
+    results = [{"inputs": case, **run_case(case)} for case in cases()]
+    for result in results:
+        if result["inputs"]["plugin"].startswith("deepspeed"):
+            result["deepspeed_op_build"] = built
     json.dump({"cases": results}, sys.stdout, sort_keys=True)
     sys.stdout.write("\n")
 
