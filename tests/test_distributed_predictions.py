@@ -20,7 +20,8 @@ def _cases(path: Path) -> list[dict]:
 
 
 def test_every_distributed_cell_was_observed() -> None:
-    assert {p.stem for p in OBSERVATIONS} >= {"dist-acc1.6-tf4.57-ao-ds", "dist-acc1.9-tf4.57-ao-ds"}
+    assert {p.stem for p in OBSERVATIONS} == {"dist-acc1.6-tf4.57-ao-ds", "dist-acc1.9-tf4.57-ao-ds",
+                                              "dist-acc1.12-tf4.57-ao-ds", "dist-acc1.15-tf5.24-ao-ds"}
 
 
 @pytest.mark.parametrize("path", OBSERVATIONS, ids=lambda p: p.stem)
@@ -48,6 +49,8 @@ def test_deepspeed_on_cpu_was_observed_and_the_skip_says_what_was_seen() -> None
     old = observed["dist-acc1.6-tf4.57-ao-ds"]  # trains: FP8 converted before deepspeed.initialize
     assert (old["outcome"], old["prepared_class"], old["fp8_inside_units"]) == ("ok", "DeepSpeedEngine", 13)
     reason = distributed.deepspeed_entry_skip("0.19.8", on_cpu=True)
-    assert distributed.DEEPSPEED_BATCH_MESSAGE in reason and "accelerate 1.6 trains" in reason
+    assert distributed.DEEPSPEED_BATCH_MESSAGE in reason and "accelerate 1.6 and 1.12 train" in reason
+    new = observed["dist-acc1.15-tf5.24-ao-ds"]
+    assert new["outcome"] == "raised" and new["message"].startswith(distributed.DEEPSPEED_BATCH_MESSAGE)
     assert distributed.deepspeed_entry_skip("0.19.8", on_cpu=False) is None
     assert distributed.deepspeed_entry_skip(None, on_cpu=False) == distributed.DEEPSPEED_MISSING

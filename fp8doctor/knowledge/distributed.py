@@ -14,19 +14,23 @@ from typing import Any
 from fp8doctor.knowledge.versions import parse_version
 
 PLUGINS = ("fsdp1", "fsdp2", "deepspeed-z2", "deepspeed-z3")
-# DeepSpeed's own assertion when Accelerate counts one process per rank (accelerate 1.15 on CPU: its state has no
-# process backend without a GPU; observed by hand in the 1.15 cell, see docs/generations.md).
+# DeepSpeed's own assertion when Accelerate counts one process per rank (its state has no process backend on a
+# CPU-only machine): observed on accelerate 1.15.
 DEEPSPEED_BATCH_MESSAGE = ("Check batch related parameters. train_batch_size is not equal to micro_batch_per_gpu * "
                            "gradient_acc_step * world_size")
-# Last release the lab saw train with the DeepSpeed plugin on CPU (state DEEPSPEED, 2 processes, FP8 layers
-# converted before deepspeed.initialize, 13/13 inside the engine); 1.15 fails as above. Between: not observed.
-DEEPSPEED_CPU_RUNS_UP_TO = "1.6"
+# The DeepSpeed plugin without ACCELERATE_USE_CPU on CPU: 1.6 and 1.12 train (state DEEPSPEED, 2 processes, torchao
+# converts before deepspeed.initialize, 13/13 FP8 layers inside the engine); 1.15 fails as above. 1.13 and 1.14
+# were not observed: the first failing release the lab saw is used.
+DEEPSPEED_CPU_FAILS_FROM = "1.15"
+# Under DeepSpeed with fp8 the state reports "bf16" on 1.6 (DeepSpeed's config precision; FP8 still converted) and
+# "fp8" on 1.12 and 1.15 (1.9 not observed: its DeepSpeed op build outlived the probe's limit).
+DEEPSPEED_REPORTS_FP8_FROM = "1.12"
 CPU_DROPS_PLUGIN = ("with ACCELERATE_USE_CPU=true Accelerate's state stays MULTI_CPU and drops the FSDP or "
-                    "DeepSpeed plugin without a word: prepare() wraps the model in DDP (lab: accelerate 1.6, 1.9)")
+                    "DeepSpeed plugin without a word: prepare() wraps the model in DDP (lab: accelerate 1.6-1.15)")
 DEEPSPEED_CPU = (
     "The deepspeed entry needs GPUs: on CPU " + CPU_DROPS_PLUGIN + "; without it the state selects DEEPSPEED "
-    "(DeepSpeed's CPU accelerator, gloo) and accelerate 1.6 trains, but accelerate 1.15 counts one process per "
-    f"rank and prepare() fails DeepSpeed's batch check (AssertionError: {DEEPSPEED_BATCH_MESSAGE} ...).")
+    "(DeepSpeed's CPU accelerator, gloo): accelerate 1.6 and 1.12 train, but 1.15 counts one process per rank and "
+    f"prepare() fails DeepSpeed's batch check (AssertionError: {DEEPSPEED_BATCH_MESSAGE} ...).")
 DEEPSPEED_MISSING = "DeepSpeed is not installed; the deepspeed entry needs it (pip install deepspeed)."
 
 
@@ -38,15 +42,18 @@ def _at_least(version: str | None, threshold: str) -> bool:
 def deepspeed_on_cpu(accelerate: str | None, precision: str) -> dict[str, Any]:
     """Accelerate with the DeepSpeed plugin and no ACCELERATE_USE_CPU on a CPU-only machine (lab-observed)."""
     fp8 = precision == "fp8"
-    if _at_least(accelerate, "1.7"):
-        return {"distributed_type": "DEEPSPEED", "num_processes": 1, "outcome": "raised", "stage": "prepare",
-                "type": "AssertionError"}
-    # the state reports DeepSpeed's bf16 for fp8 too, and the torchao conversion still happens before
-    # deepspeed.initialize: FP8 layers inside the engine
-    return {"distributed_type": "DEEPSPEED", "num_processes": 2, "outcome": "ok", "mixed_precision": "bf16",
-            "fp8_backend": "AO" if fp8 else None, "prepared_class": "DeepSpeedEngine",
-            "order": ["convert", "deepspeed_initialize"] if fp8 else ["deepspeed_initialize"],
-            "fp8_inside_units": 13 if fp8 else 0}
+    out: dict[str, Any] = {"distributed_type": "DEEPSPEED",
+                           "order": ["convert", "deepspeed_initialize"] if fp8 else ["deepspeed_initialize"]}
+    if fp8:
+        out["fp8_backend"] = "AO"
+    if _at_least(accelerate, DEEPSPEED_CPU_FAILS_FROM):
+        out.update({"num_processes": 1, "outcome": "raised", "stage": "prepare", "type": "AssertionError",
+                    "mixed_precision": precision})
+        return out
+    reported = precision if not fp8 or _at_least(accelerate, DEEPSPEED_REPORTS_FP8_FROM) else "bf16"
+    out.update({"num_processes": 2, "outcome": "ok", "mixed_precision": reported, "prepared_class": "DeepSpeedEngine",
+                "fp8_inside_units": 13 if fp8 else 0})
+    return out
 
 
 def deepspeed_entry_skip(deepspeed: str | None, on_cpu: bool) -> str | None:
