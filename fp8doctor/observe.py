@@ -43,6 +43,18 @@ def _canonical(name: str) -> str:
     return ".".join(parts)
 
 
+def sharding_plugin(acc: Any) -> str | None:
+    """The sharding plugin the Accelerator's state uses: fsdp1, fsdp2, deepspeed-zeroN, or None."""
+    state = getattr(acc, "state", None)
+    kind = str(getattr(getattr(state, "distributed_type", None), "value", ""))
+    if kind == "FSDP":
+        return f"fsdp{getattr(getattr(state, 'fsdp_plugin', None), 'fsdp_version', 1)}"
+    if kind == "DEEPSPEED":
+        stage = getattr(getattr(state, "deepspeed_plugin", None), "zero_stage", None)
+        return f"deepspeed-zero{stage}" if stage is not None else "deepspeed"
+    return None
+
+
 def sharding(model: Any) -> dict[str, Any]:
     """The sharded units of a prepared model and the FP8 layers inside one (the root counts: FSDP2's root unit
     holds what no inner unit took), with whether their weights are all-gathered in float8 (torchao's

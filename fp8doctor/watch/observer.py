@@ -129,18 +129,6 @@ def _unwrap(model: Any) -> Any:
     return model
 
 
-def _plugin(acc: Any) -> str | None:
-    """The sharding plugin the Accelerator's state uses: fsdp1, fsdp2, deepspeed-zeroN, or None."""
-    state = getattr(acc, "state", None)
-    kind = str(getattr(getattr(state, "distributed_type", None), "value", ""))
-    if kind == "FSDP":
-        return f"fsdp{getattr(getattr(state, 'fsdp_plugin', None), 'fsdp_version', 1)}"
-    if kind == "DEEPSPEED":
-        stage = getattr(getattr(state, "deepspeed_plugin", None), "zero_stage", None)
-        return f"deepspeed-zero{stage}" if stage is not None else "deepspeed"
-    return None
-
-
 def _wrap_prepare(original: Any) -> Any:
     @functools.wraps(original)
     def prepare(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -179,7 +167,7 @@ def _wrap_prepare(original: Any) -> Any:
                 inner = _unwrap(prepared)
                 info["fp8_layers"] = observe.fp8_layer_names(inner)
                 info["prepared_class"] = type(prepared).__name__
-                plugin = _plugin(self)
+                plugin = observe.sharding_plugin(self)
                 if plugin:
                     info["wrapper"] = {"plugin": plugin, **observe.sharding(prepared)}
                 _watch_forwards(prepared, acc_id, len(info["fp8_layers"]), info["arg_index"])
