@@ -19,8 +19,59 @@ _FP8_CLASSES = {
 
 
 def is_fp8_module(module: Any) -> bool:
-    cls = type(module)
-    return any(cls.__module__.startswith(pkg) and cls.__name__ == name for pkg, name in _FP8_CLASSES)
+    """An FP8 module class or a subclass of one (FSDP2's `fully_shard` swaps a module's class for a generated
+    `FSDP<Name>` subclass)."""
+    return any(cls.__module__.startswith(pkg) and cls.__name__ == name
+               for cls in type(module).__mro__ for pkg, name in _FP8_CLASSES)
+
+
+# Classes whose instances are a sharded unit: FSDP2's FSDPModule, FSDP1's wrapper, DeepSpeed's engine.
+_SHARD_CLASSES = {("torch.distributed", "FSDPModule"), ("torch.distributed", "FullyShardedDataParallel"),
+                  ("deepspeed", "DeepSpeedEngine")}
+
+
+def is_sharded_unit(module: Any) -> bool:
+    return any(cls.__module__.startswith(pkg) and cls.__name__ == name
+               for cls in type(module).__mro__ for pkg, name in _SHARD_CLASSES)
+
+
+def _canonical(name: str) -> str:
+    """The model's own module name: wrappers' prefixes (`module.`, FSDP1's `_fsdp_wrapped_module.`,
+    torch.compile's `_orig_mod.`) removed."""
+    parts = [p for p in name.split(".") if p not in ("module", "_fsdp_wrapped_module", "_orig_mod",
+                                                      "_checkpoint_wrapped_module")]
+    return ".".join(parts)
+
+
+def sharding_plugin(acc: Any) -> str | None:
+    """The sharding plugin the Accelerator's state uses: fsdp1, fsdp2, deepspeed-zeroN, or None."""
+    state = getattr(acc, "state", None)
+    kind = str(getattr(getattr(state, "distributed_type", None), "value", ""))
+    if kind == "FSDP":
+        return f"fsdp{getattr(getattr(state, 'fsdp_plugin', None), 'fsdp_version', 1)}"
+    if kind == "DEEPSPEED":
+        stage = getattr(getattr(state, "deepspeed_plugin", None), "zero_stage", None)
+        return f"deepspeed-zero{stage}" if stage is not None else "deepspeed"
+    return None
+
+
+def sharding(model: Any) -> dict[str, Any]:
+    """The sharded units of a prepared model and the FP8 layers inside one (the root counts: FSDP2's root unit
+    holds what no inner unit took), with whether their weights are all-gathered in float8 (torchao's
+    float8 weight wrapper as the local tensor of the sharded parameter)."""
+    units = [name for name, mod in model.named_modules() if is_sharded_unit(mod)]
+    inside: list[str] = []
+    all_gather = []
+    for name, mod in model.named_modules():
+        if not is_fp8_module(mod):
+            continue
+        if any(u == "" or name == u or name.startswith(u + ".") for u in units):
+            inside.append(_canonical(name))
+        weight = getattr(mod, "weight", None)
+        local = getattr(weight, "_local_tensor", weight)
+        all_gather.append("Float8" in type(local).__name__)
+    return {"wrapped_modules": [_canonical(u) or "<root>" for u in units], "fp8_layers_wrapped": inside,
+            "float8_all_gather": bool(all_gather) and all(all_gather)}
 
 
 def fp8_layer_names(model: Any) -> list[str]:

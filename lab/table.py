@@ -12,6 +12,10 @@ from fp8doctor.knowledge.releases import OBSERVED_FILE, observed_from_records
 
 LAB = Path(__file__).resolve().parent
 ROOT = LAB.parent
+sys.path.insert(0, str(LAB))
+
+import table_dist  # noqa: E402
+
 OBSERVATIONS = LAB / "observations"
 TARGET = ROOT / "docs" / "generations.md"
 OBSERVED = ROOT / "fp8doctor" / "knowledge" / OBSERVED_FILE
@@ -228,6 +232,8 @@ def _table(head: list[str], body: list[list[str]]) -> list[str]:
 
 
 def render(records: list[dict]) -> str:
+    dist = [rec for rec in records if "distributed" in rec.get("probes", {})]
+    records = [rec for rec in records if rec not in dist]
     head = ["cell", "accelerate", "transformers", "torchao"] + [name for name, _ in ACCELERATOR_COLUMNS]
     lines = [HEADER, "## Accelerator", "", *_table(head, rows(records)), "", ACCELERATOR_NOTE, ""]
     tf_rows = [r for r in (transformers_row(rec) for rec in records) if r]
@@ -240,6 +246,8 @@ def render(records: list[dict]) -> str:
               "(see lab/probes/launch_config.py):", "", *exported, ""]
     lines += ["## ACCELERATE_FP8_* variables read (every one set to a distinctive value)", "",
               *_table(ENV_READ_HEAD, env_read_rows(records))]
+    if dist:
+        lines += ["", *table_dist.render(dist)]
     return "\n".join(lines) + "\n"
 
 

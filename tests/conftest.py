@@ -18,7 +18,11 @@ pytest_plugins = ["pytester"]
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "live_lab: rebuilds lab cells and probes them (FP8DOCTOR_LIVE_LAB=1)")
 
-CPU_MATRIX_ARGS = ["--backend", "torchao", "--workers", "2", "--steps", "8"]
+# The single-process and DDP entries; the sharded entries (fsdp2, deepspeed) are run on CPU by
+# tests/test_sharded_entries.py, so this shared matrix stays a few minutes long.
+CPU_MATRIX_ENTRIES = ("native", "accelerator", "trainer", "launch", "multiproc")
+CPU_MATRIX_ARGS = ["--backend", "torchao", "--workers", "2", "--steps", "8",
+                   *[arg for entry in CPU_MATRIX_ENTRIES for arg in ("--entry", entry)]]
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 CPU: the torchao cells run emulated (one shared `fp8doctor matrix` run, see conftest.cpu_matrix).
 GPU (`pytest -m gpu [-n N]`): every cell runs on the GPU of its xdist worker; marks skip what the machine lacks.
+The sharded entries (fsdp2, deepspeed) are GPU cells too, for torchao and TE (`multigpu`: 2 GPUs); on CPU the
+fsdp2 entry is run by tests/test_sharded_entries.py.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from conftest import CPU_MATRIX_ENTRIES
 
 from fp8doctor.findings import Level
 from fp8doctor.knowledge.capability import FAMILY_MIN_CC, te_recipe_family
@@ -23,7 +26,7 @@ def _failures(verdicts: list[checks.Verdict]) -> list[str]:
     return [f"{v.check}: {v.detail}" for v in verdicts if v.level in (Level.FAIL, Level.ERROR)]
 
 
-@pytest.mark.parametrize("entry", ENTRIES)
+@pytest.mark.parametrize("entry", CPU_MATRIX_ENTRIES)
 @pytest.mark.parametrize("recipe", TORCHAO_RECIPES)
 def test_torchao_cell_on_cpu(cpu_matrix: dict[str, Any], recipe: str, entry: str) -> None:
     assert cpu_matrix["json"] is not None, cpu_matrix["stderr"]

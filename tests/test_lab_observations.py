@@ -13,12 +13,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 OBSERVATIONS = sorted((ROOT / "lab" / "observations").glob("*.json"))
-CELLS = {c["name"]: c for name in ("cells.yaml", "cells_lf.yaml", "cells_frontends.yaml")
+CELLS = {c["name"]: c for name in ("cells.yaml", "cells_lf.yaml", "cells_frontends.yaml", "cells_dist.yaml")
          for c in yaml.safe_load((ROOT / "lab" / name).read_text())}
 MACHINE_PATH = re.compile(r"(/root/|/home/|/tmp/|/work/|/usr/|/opt/|site-packages/|\.cache/)")
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}|\b\d{2}:\d{2}:\d{2}\b")
 OUTCOMES = {"ok", "raised", "absent", "crashed", "launched", "rejected", "timeout", "probe-crashed",
-            "probe-timeout"}
+            "probe-timeout", "hung"}
 
 
 def _ids(paths: list[Path]) -> list[str]:

@@ -21,13 +21,15 @@ def test_cpu_plan_runs_torchao_and_skips_te_with_reasons() -> None:
     assert len(fp8) == (len(TE_RECIPES) + len(TORCHAO_RECIPES)) * len(ENTRIES)
     assert [c.spec.entry for c in base] == list(ENTRIES)  # one bf16 baseline per entry path and seed
     assert cells[: len(base)] == base  # baselines first
-    assert all(c.skip is None for c in base)
+    assert all(c.skip is None for c in base if c.spec.entry != "deepspeed")
     for c in fp8:
-        if c.spec.backend == "torchao":
+        if c.spec.backend == "torchao" and c.spec.entry == "deepspeed":
+            assert c.skip == "DeepSpeed is not installed; the deepspeed entry needs it (pip install deepspeed)."
+        elif c.spec.backend == "torchao":
             assert c.skip is None, c.skip
         else:
             assert "Transformer Engine is not installed" in c.skip and "No CUDA GPU is visible" in c.skip
-    assert {c.spec.nproc for c in fp8 if c.spec.entry == "multiproc"} == {2}
+    assert {c.spec.nproc for c in fp8 if c.spec.entry in ("multiproc", "fsdp2", "deepspeed")} == {2}
     assert len({c.key for c in cells}) == len(cells)
 
 
@@ -56,7 +58,7 @@ def test_selection_and_baseline_of_unrunnable_entry() -> None:
     [
         ({"backends": ["msamp"]}, "unknown backend 'msamp'"),
         ({"backends": ["torchao"], "recipes": ["current"]}, "unknown recipe for the chosen backends 'current'"),
-        ({"entries": ["deepspeed"]}, "unknown entry 'deepspeed'"),
+        ({"entries": ["megatron"]}, "unknown entry 'megatron'"),
         ({"steps": 1}, "--steps must be at least 2"),
         ({"size": "huge"}, "unknown size 'huge'"),
     ],
@@ -76,3 +78,24 @@ def test_union_of_selections_dedupes_and_keeps_needed_baselines() -> None:
     assert set(base) == {"trainer", "native"} and all(c.skip is None for c in base.values())
     assert [c.role for c in cells][: len(base)] == ["baseline"] * len(base)
     assert all(c.spec.steps == 4 for c in cells)
+
+
+def test_deepspeed_on_cpu_is_skipped_with_the_observed_reason_and_compile_is_an_axis() -> None:
+    with_ds = {**CPU, "installed": {**CPU["installed"], "deepspeed": "0.19.8"}}
+    cells = plan.plan(with_ds, backends=["torchao"], recipes=["tensorwise"], entries=["deepspeed", "fsdp2", "trainer"],
+                      compile_axis=True)
+    fp8 = {(c.spec.entry, c.spec.compile): c for c in cells if c.role == "fp8"}
+    assert len(fp8) == 6
+    ds = fp8[("deepspeed", False)].skip
+    assert ds.startswith("The deepspeed entry needs GPUs: on CPU") and "AssertionError" in ds
+    assert fp8[("fsdp2", True)].skip is None and fp8[("fsdp2", True)].spec.nproc == 2
+    assert "TrainingArguments(torch_compile=True)" in fp8[("trainer", True)].skip
+    assert fp8[("trainer", False)].skip is None
+    base = {(c.spec.entry, c.spec.compile): c for c in cells if c.role == "baseline"}
+    assert base[("fsdp2", True)].spec.compile and base[("fsdp2", True)].skip is None
+    assert "baseline is not needed" in base[("deepspeed", False)].skip
+    assert fp8[("fsdp2", False)].key != fp8[("fsdp2", True)].key
+    # an eager cell keeps the key it had before the compile axis existed (--resume of older results files)
+    from fp8doctor.runs.spec import RunSpec
+
+    assert RunSpec(entry="native").key() == "torchao/tensorwise/native/s0-a4f9ea0b"

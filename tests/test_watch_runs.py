@@ -144,3 +144,18 @@ def test_two_process_torchrun_reports_both_ranks(tmp_path_factory):
         assert rank["accelerator"]["result"]["num_processes"] == 2
         assert rank["model"]["fp8_layers"] == 13
     assert result["verdict"] == "fp8-active"
+
+
+def test_fsdp2_ranks_count_fp8_layers_inside_the_plugins_units(tmp_path_factory):
+    run = _watched(tmp_path_factory, "fsdp2", ["torchrun", "--nproc_per_node", "2", "fsdp2_script.py"],
+                   ACCELERATE_USE_CPU="true")
+    result = run["result"]
+    assert run["rc"] == 0, run["stderr"][-2000:]
+    assert [r["rank"] for r in result["ranks"]] == [0, 1]
+    for rank in result["ranks"]:
+        assert rank["verdict"] == "fp8-active", rank["reason"]
+        wrapper = rank["model"]["wrapper"]
+        assert wrapper["plugin"] == "fsdp2" and wrapper["float8_all_gather"] is True
+        assert len(wrapper["fp8_layers_wrapped"]) == rank["model"]["fp8_layers"] == 13
+        assert "all inside fsdp2 units, float8 all-gather" in rank["reason"]
+    assert result["verdict"] == "fp8-active"

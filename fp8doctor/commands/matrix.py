@@ -23,7 +23,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--recipe", action="append", metavar="RECIPE",
                    help=f"recipe, repeatable (default: all of the chosen backends'); torchao: "
                         f"{', '.join(TORCHAO_RECIPES)}; te: {', '.join(TE_RECIPES)}")
-    p.add_argument("--entry", action="append", choices=ENTRIES, help="entry path, repeatable (default: all)")
+    p.add_argument("--entry", action="append", choices=ENTRIES,
+                   help="entry path, repeatable (default: all); fsdp2 and deepspeed start 2 ranks with that "
+                        "Accelerate plugin (gloo on CPU; deepspeed is skipped where it cannot run, with the reason)")
+    p.add_argument("--compile", action="store_true",
+                   help="add each cell again under torch.compile of the prepared FP8 model, compared with a "
+                        "compiled bf16 baseline (backend inductor on GPUs, aot_eager on CPU)")
     p.add_argument("--steps", type=int, default=8, metavar="N", help="training steps per run")
     p.add_argument("--size", choices=SIZES, default="tiny", help="built-in model size")
     p.add_argument("--seed", type=int, action="append", metavar="N", help="seed, repeatable (default: 0)")

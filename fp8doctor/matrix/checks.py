@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from fp8doctor.findings import Level
+from fp8doctor.matrix.layers import check_fp8_active, check_fp8_layers
+from fp8doctor.matrix.verdict import Verdict
 from fp8doctor.verdicts import FAIL, PASS, SKIP, WARN
+
+__all__ = ["Verdict", "check_cell", "check_fp8_active", "check_fp8_layers", "cell_status"]
 
 # Max relative difference |loss_fp8 - loss_bf16| / |loss_bf16| allowed at any step.
 LOSS_RTOL: dict[tuple[str, str], float] = {
@@ -57,19 +60,6 @@ CHECK_NAMES = (
     "native_agreement",
     "step_time_ratio",
 )
-
-
-@dataclass(frozen=True)
-class Verdict:
-    check: str
-    level: Level
-    detail: str
-    value: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["level"] = self.level.value
-        return d
 
 
 def losses_of(result: dict[str, Any]) -> list[float]:
@@ -189,41 +179,6 @@ def check_vs_baseline(r: dict[str, Any], base: dict[str, Any] | None) -> Verdict
     worst, at = max_rel_diff(a, b)
     detail = f"max rel diff {worst:.2e} at step {at} (tolerance {tol:g})"
     return Verdict("loss_vs_bf16", Level.OK if worst <= tol else Level.FAIL, detail, worst)
-
-
-def _strip(name: str) -> str:
-    # DDP / Accelerate wrappers prefix module names; compare the model's own names.
-    for prefix in ("module.", "_orig_mod."):
-        while name.startswith(prefix):
-            name = name[len(prefix):]
-    return name
-
-
-def check_fp8_layers(r: dict[str, Any]) -> Verdict:
-    fp8 = {_strip(n) for n in r.get("fp8_layers") or []}
-    eligible = {_strip(n) for n in r.get("eligible_layers") or []}
-    detail = f"{len(fp8)} FP8 layers / {len(eligible)} eligible"
-    if not eligible:
-        return Verdict("fp8_layers", Level.FAIL, detail + ": no eligible Linear layer", 0.0)
-    if len(fp8) != len(eligible):
-        missing = sorted(eligible - fp8)[:3]
-        extra = sorted(fp8 - eligible)[:3]
-        more = (f"; not converted: {', '.join(missing)}" if missing else "") + (
-            f"; unexpected: {', '.join(extra)}" if extra else "")
-        return Verdict("fp8_layers", Level.FAIL, detail + more, float(len(fp8)))
-    if fp8 != eligible:
-        return Verdict("fp8_layers", Level.WARN, detail + " (same count, different names)", float(len(fp8)))
-    return Verdict("fp8_layers", Level.OK, detail, float(len(fp8)))
-
-
-def check_fp8_active(r: dict[str, Any]) -> Verdict:
-    fw = r.get("forwards") or {}
-    n = fw.get("fp8_module_forwards", 0)
-    detail = f"{n} FP8 module forwards"
-    te_on, te_off = fw.get("te_fp8_enabled_forwards", 0), fw.get("te_fp8_disabled_forwards", 0)
-    if te_on or te_off:
-        detail += f" ({te_on} inside TE FP8 autocast, {te_off} outside)"
-    return Verdict("fp8_active", Level.OK if r.get("fp8_active") else Level.FAIL, detail, float(n))
 
 
 def check_native_agreement(r: dict[str, Any], native: dict[str, Any] | None) -> Verdict:

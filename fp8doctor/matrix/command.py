@@ -44,6 +44,7 @@ def run_matrix(
     resume: bool = False,
     timeout_s: float = 300.0,
     selections: list[dict[str, Any]] | None = None,
+    compile_axis: bool = False,
 ) -> run.MatrixResult:
     """Plan and execute; UsageError for bad selections or an unwritable results file. `selections` (a list of
     backends/recipes/entries dicts) replaces the single selection with their union."""
@@ -57,9 +58,10 @@ def run_matrix(
         raise UsageError(f"--out {out} is a directory; give a FILE.jsonl")
     facts = snapshot()
     if selections:
-        cells = plan.plan_union(facts, selections, steps=steps, size=size, seeds=seeds or [0], timeout_s=timeout_s)
+        cells = plan.plan_union(facts, selections, steps=steps, size=size, seeds=seeds or [0], timeout_s=timeout_s,
+                                compile_axis=compile_axis)
     else:
-        cells = plan.plan(facts, backends, recipes, entries, steps, size, seeds or [0], timeout_s)
+        cells = plan.plan(facts, backends, recipes, entries, steps, size, seeds or [0], timeout_s, compile_axis)
     if out:
         check_writable(out)
     gpus = gpu_slots(facts)
@@ -73,7 +75,7 @@ def main(args: Any) -> int:
         raise UsageError("--resume needs --out FILE.jsonl (the results file of the matrix to continue)")
     out = args.out or default_out()
     result = run_matrix(args.backend, args.recipe, args.entry, args.steps, args.size, args.seed, args.workers,
-                        out, args.resume, args.timeout)
+                        out, args.resume, args.timeout, compile_axis=args.compile)
     sys.stdout.write(render.render(result, args.format) + "\n")
     if result.write_error:
         sys.stdout.flush()

@@ -17,7 +17,11 @@ RECIPES = {"torchao": TORCHAO_RECIPES, "te": TE_RECIPES}
 FP8_BACKENDS = ("te", "torchao")
 DEFAULT_STEPS = 8
 DEFAULT_SIZE = "tiny"
-NPROC = {"multiproc": 2}
+NPROC = {"multiproc": 2, "fsdp2": 2, "deepspeed": 2}
+# The compile axis: entries whose model fp8doctor itself compiles after preparation (runs/entries/common.compiled).
+COMPILE_ENTRIES = ("native", "accelerator", "launch", "multiproc", "fsdp2", "deepspeed")
+COMPILE_SKIP = ("the Trainer compiles through TrainingArguments(torch_compile=True), which the trainer entry does "
+                "not set; the compile axis covers the entries that prepare the model themselves")
 
 
 @dataclass
@@ -42,7 +46,10 @@ def native_spec(spec: RunSpec) -> RunSpec:
 
 def skip_reason(spec: RunSpec, facts: dict[str, Any]) -> str | None:
     """Everything this machine lacks for the cell, or None when it can run (fp8doctor.runs.machine decides)."""
-    return " ".join(skip_reasons(spec, facts)) or None
+    reasons = skip_reasons(spec, facts)
+    if spec.compile and spec.entry not in COMPILE_ENTRIES:
+        reasons.append(COMPILE_SKIP)
+    return " ".join(reasons) or None
 
 
 def _pick(given: Sequence[str] | None, allowed: Sequence[str], what: str) -> list[str]:
@@ -63,8 +70,10 @@ def plan(
     size: str = DEFAULT_SIZE,
     seeds: Sequence[int] = (0,),
     timeout_s: float = 300.0,
+    compile_axis: bool = False,
 ) -> list[Cell]:
-    """Baselines first, then FP8 cells, each with its skip reason (None: it will run)."""
+    """Baselines first, then FP8 cells, each with its skip reason (None: it will run). `compile_axis` adds each
+    cell again under torch.compile (its baseline compiled too)."""
     backends = _pick(backends, FP8_BACKENDS, "backend")
     all_recipes = [r for b in backends for r in RECIPES[b]]
     recipes = _pick(recipes, all_recipes, "recipe for the chosen backends")
@@ -78,9 +87,11 @@ def plan(
         for backend in backends:
             for recipe in (r for r in RECIPES[backend] if r in recipes):
                 for entry in entries:
-                    spec = RunSpec(backend=backend, recipe=recipe, entry=entry, mixed_precision="fp8",
-                                   steps=steps, seed=seed, nproc=NPROC.get(entry, 1), size=size, timeout_s=timeout_s)
-                    fp8.append(Cell(spec, "fp8", skip_reason(spec, facts)))
+                    for compiled in (False, True) if compile_axis else (False,):
+                        spec = RunSpec(backend=backend, recipe=recipe, entry=entry, mixed_precision="fp8",
+                                       steps=steps, seed=seed, nproc=NPROC.get(entry, 1), size=size,
+                                       timeout_s=timeout_s, compile=compiled)
+                        fp8.append(Cell(spec, "fp8", skip_reason(spec, facts)))
     baselines: dict[str, Cell] = {}
     for cell in fp8:
         base = baseline_spec(cell.spec)

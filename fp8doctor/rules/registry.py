@@ -8,7 +8,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from fp8doctor.findings import Check, Finding, run_checks
-from fp8doctor.rules import accelerate_config, backends, environ, frontends, gpu, lint, precision, stack, versions
+from fp8doctor.rules import (
+    accelerate_config,
+    backends,
+    distributed,
+    environ,
+    frontends,
+    gpu,
+    lint,
+    precision,
+    stack,
+    versions,
+)
 from fp8doctor.system.errors import UsageError
 
 
@@ -72,6 +83,8 @@ CHECKS: tuple[CheckInfo, ...] = (
               "FP8)", ("lint.deepspeed-fp8",)),
     CheckInfo("lint.duplicate-key", lint.check_duplicate_keys, "no config key is written twice (PyYAML keeps the "
               "last value silently)", ("lint.duplicate-key",)),
+    CheckInfo("dist.fsdp-version", distributed.check_fsdp_fp8, "FSDP with FP8 is FSDP2 (float8 all-gather and "
+              "conversion before sharding)", ("dist.fsdp-version",)),
     CheckInfo("frontend.overrides", frontends.check_frontend_overrides, "no installed frontend (TRL) replaces the "
               "FP8 precision you ask for with its own default", ("frontend.trl",)),
     CheckInfo("lint.trl-bf16", frontends.check_trl_config, "a TRL config's bf16 (set, or TRL's default) lets fp8 "

@@ -19,6 +19,7 @@ from fp8doctor.knowledge.capability import (
     fp8_family_supported,
     te_recipe_supported,
 )
+from fp8doctor.knowledge.distributed import deepspeed_entry_skip
 from fp8doctor.runs.backends.te import UNCHECKED_ENV
 from fp8doctor.runs.spec import BUGGY_ENTRIES, RunSpec
 
@@ -92,6 +93,10 @@ def skip_reasons(spec: RunSpec, facts: dict[str, Any] | None = None) -> list[str
     elif spec.backend == "torchao" and not on_cpu:
         ok, why = fp8_family_supported(cc, "per-tensor")
         if not ok:
+            out.append(why)
+    if spec.entry == "deepspeed":
+        why = deepspeed_entry_skip(facts.get("installed", {}).get("deepspeed"), on_cpu)
+        if why:
             out.append(why)
     if spec.nproc > 1 and not on_cpu and facts.get("gpu_count", 0) < spec.nproc:
         out.append(f"{spec.nproc} processes need {spec.nproc} GPUs; {facts.get('gpu_count', 0)} visible.")

@@ -36,6 +36,10 @@ Added by the engine (fp8doctor.runs; absent from results made elsewhere):
   launcher        launch/multiproc: {"command", "launcher_env", "returncode", "processes_started"}
   accelerate_config, accelerate_config_file   launch: the config the launcher read
   rank            inside "ranks": the process's rank
+  wrapper         fsdp2/deepspeed: {"plugin", "distributed_type_seen", "state_forced", "wrapped_modules",
+                  "fp8_layers_wrapped", "float8_all_gather"}: the plugin, what Accelerate's state said before the
+                  entry acted, the sharded modules and the FP8 layers inside them (see runs/entries/plugins.py)
+  compiled        {"backend"} when spec.compile: the torch.compile backend the prepared model ran under
 """
 
 from __future__ import annotations
@@ -50,7 +54,9 @@ TORCHAO_RECIPES = ("tensorwise", "rowwise", "rowwise_with_gw_hp")
 TE_RECIPES = ("delayed_hybrid", "delayed_e4m3", "current", "block", "mxfp8", "nvfp4")
 BASELINE_RECIPE = "bf16"
 # Entry paths: real ways users switch FP8 on (and the reference report's buggy ways).
-ENTRIES = ("native", "accelerator", "trainer", "launch", "multiproc")
+ENTRIES = ("native", "accelerator", "trainer", "launch", "multiproc", "fsdp2", "deepspeed")
+# Entries that shard the model under an Accelerate plugin (FSDP2, DeepSpeed ZeRO); they always start 2+ ranks.
+SHARDED_ENTRIES = ("fsdp2", "deepspeed")
 BUGGY_ENTRIES = ("buggy_patch_if_missing", "buggy_patch_append")
 OUTCOMES = ("finished", "raised", "crashed", "timed_out", "skipped")
 SIZES = ("tiny", "small", "medium")
@@ -71,6 +77,7 @@ class RunSpec:
     config_file: str | None = None
     bf16: bool = False  # TrainingArguments(bf16=...) / the reference report's `bf16: true`
     device: str | None = None  # None: cuda:0 when a GPU is visible, else cpu
+    compile: bool = False  # torch.compile of the prepared (FP8) model
 
     def validate(self) -> None:
         if self.backend not in BACKENDS:
@@ -97,8 +104,10 @@ class RunSpec:
         """Stable identity of a cell, used by the matrix's JSON lines and --resume."""
         d = self.to_dict()
         d.pop("timeout_s", None)
+        if not d.get("compile"):
+            d.pop("compile", None)  # keys of eager cells stay those recorded before the compile axis existed
         blob = json.dumps(d, sort_keys=True)
         return f"{self.backend}/{self.recipe}/{self.entry}/s{self.seed}-" + hashlib.sha1(blob.encode()).hexdigest()[:8]
 
     def label(self) -> str:
-        return f"{self.backend}:{self.recipe} via {self.entry}"
+        return f"{self.backend}:{self.recipe} via {self.entry}" + (" +compile" if self.compile else "")

@@ -124,7 +124,8 @@ def _eligible_rule(acc: Any) -> str:
 
 
 def _unwrap(model: Any) -> Any:
-    while hasattr(model, "module") and type(model).__name__ in ("DistributedDataParallel", "DataParallel"):
+    while hasattr(model, "module") and type(model).__name__ in ("DistributedDataParallel", "DataParallel",
+                                                                 "DeepSpeedEngine"):
         model = model.module
     return model
 
@@ -158,7 +159,8 @@ def _wrap_prepare(original: Any) -> Any:
                     error={"type": type(exc).__name__, "message": str(exc)})
             raise
         try:
-            outputs = result if isinstance(result, tuple) else (result,)
+            # FSDP2's prepare returns a list where the others return a tuple
+            outputs = tuple(result) if isinstance(result, (tuple, list)) else (result,)
             for info in models:
                 prepared = outputs[info["arg_index"]] if info["arg_index"] < len(outputs) else None
                 if prepared is None:
@@ -166,6 +168,9 @@ def _wrap_prepare(original: Any) -> Any:
                 inner = _unwrap(prepared)
                 info["fp8_layers"] = observe.fp8_layer_names(inner)
                 info["prepared_class"] = type(prepared).__name__
+                plugin = observe.sharding_plugin(self)
+                if plugin:
+                    info["wrapper"] = {"plugin": plugin, **observe.sharding(prepared)}
                 _watch_forwards(prepared, acc_id, len(info["fp8_layers"]), info["arg_index"])
                 watch_eval(prepared, acc_id, info["arg_index"])
                 watch_numerics(prepared, acc_id, info["arg_index"])

@@ -149,6 +149,7 @@ def _model_summary(acc: dict[str, Any]) -> dict[str, Any] | None:
         "fp8_active": bool(last and last.get("fp8_active")),
         "eval": eval_summary(acc, model),
         "numerics": numerics_summary(acc, model),
+        "wrapper": model.get("wrapper"),
     }
 
 
@@ -184,6 +185,21 @@ def eval_summary(acc: dict[str, Any], model: dict[str, Any]) -> dict[str, Any] |
     why = known["reason"] if known["fp8"] is False else "no FP8 module ran in it"
     return {"fp8": False, "reason": f"the first eval-mode forward pass ran without FP8 ({calls} FP8 module calls): "
                                     f"{why}", "fix": known["fix"]}
+
+
+def _wrapped_words(model: dict[str, Any]) -> str:
+    """', all inside fsdp2 units' (or how many are not) when the model was prepared under a sharding plugin."""
+    wrapper = model.get("wrapper")
+    if not isinstance(wrapper, dict):
+        return ""
+    plugin = wrapper.get("plugin")
+    inside = len(wrapper.get("fp8_layers_wrapped") or [])
+    if not wrapper.get("wrapped_modules"):
+        return f", but no module was sharded by {plugin}"
+    if inside == model["fp8_layers"]:
+        gather = ", float8 all-gather" if wrapper.get("float8_all_gather") else ""
+        return f", all inside {plugin} units{gather}"
+    return f", {model['fp8_layers'] - inside} outside every {plugin} unit"
 
 
 def process_verdict(proc: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +239,8 @@ def process_verdict(proc: dict[str, Any]) -> dict[str, Any]:
         return {**out, "verdict": NO_FORWARD,
                 "reason": f"fp8_enabled with backend {backend}, but prepare() was never given a model"}
     layers = f"{model['fp8_layers']} FP8 layers of {model['eligible']} eligible Linear ({model['rule']} rule)"
+    if model["fp8_layers"]:
+        layers += _wrapped_words(model)
     if model["fp8_layers"] == 0:
         return {**out, "verdict": SILENT_BF16, "winner": "layer filter",
                 "reason": f"fp8_enabled with backend {backend}, but prepare() converted no layer: {layers}"}

@@ -30,6 +30,15 @@ def ao_config(recipe: str, emulate: bool) -> Any:
     return config
 
 
+def sharded_config(recipe: str, emulate: bool) -> Any:
+    """The recipe for a sharded (FSDP2) model: tensorwise all-gathers its weights in float8, as torchao's FSDP2
+    recipe does (torchao supports the float8 all-gather for tensorwise scaling only)."""
+    config = ao_config(recipe, emulate)
+    if recipe == "tensorwise":
+        config = dataclasses.replace(config, enable_fsdp_float8_all_gather=True)
+    return config
+
+
 def accelerate_filter(model: Any) -> Any:
     """Accelerate's own default module filter for the AO path (dims divisible by 16, first and last Linear
     skipped), so the native path converts exactly what `Accelerator.prepare` converts."""

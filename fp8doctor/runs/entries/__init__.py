@@ -6,7 +6,8 @@ native, accelerator, trainer run inside the worker process; accelerate_launch (`
 (`multiproc`) start a real launcher (`accelerate launch`, torchrun) on rank_script.py through launcher.py, which
 merges the per-rank results (a rank script's first act is `fp8doctor.runs.handoff.continue_warm_or_here()`, which
 lets a warm worker's launcher start its ranks warm; a new launcher entry gets that by using launcher.launch and a
-rank script that makes the same call); patched_accelerator reproduces the reference report's monkey-patch of
+rank script that makes the same call); sharded (`fsdp2`, `deepspeed`) starts the same ranks with an Accelerate
+plugin (plugins.py); patched_accelerator reproduces the reference report's monkey-patch of
 `Accelerator.__init__` in its two forms. common.py holds the run context and the one training loop.
 """
 
@@ -16,7 +17,8 @@ import functools
 import importlib
 from types import ModuleType
 
-ENTRY_MODULES = ("native", "accelerator", "trainer", "accelerate_launch", "multi_process", "patched_accelerator")
+ENTRY_MODULES = ("native", "accelerator", "trainer", "accelerate_launch", "multi_process", "sharded",
+                 "patched_accelerator")
 
 
 @functools.lru_cache(maxsize=1)

@@ -11,7 +11,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from fp8doctor.runs.spec import RunSpec
+from fp8doctor.runs.spec import SHARDED_ENTRIES, RunSpec
 
 _LIBRARY_MARKERS = ("/accelerate/", "/transformers/", "/torchao/", "/transformer_engine/")
 
@@ -175,6 +175,23 @@ def peak_memory(device: str) -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
+def compile_backend(device: str) -> str:
+    """inductor on GPUs; aot_eager on CPU (dynamo and AOTAutograd trace the FP8 model and its backward, where
+    FP8 + torch.compile failures are raised, without generating C++ kernels on a small CPU box)."""
+    return "inductor" if device.startswith("cuda") else "aot_eager"
+
+
+def compiled(ctx: Context, model: Any) -> Any:
+    """torch.compile(model) when spec.compile (after preparation, so hooks and wrappers are traced too)."""
+    if not ctx.spec.compile:
+        return model
+    import torch
+
+    backend = compile_backend(ctx.device)
+    ctx.result["compiled"] = {"backend": backend}
+    return torch.compile(model, backend=backend)
+
+
 def accelerate_training(ctx: Context, make_accelerator: Any) -> None:
     """Build the model, create the Accelerator the entry's way, prepare model+optimizer together, train."""
     import torch
@@ -192,6 +209,11 @@ def accelerate_training(ctx: Context, make_accelerator: Any) -> None:
     model, optimizer = accelerator.prepare(model, optimizer)
     ctx.timing("prepare", time.perf_counter() - t)
     counter = record_fp8_layers(ctx, model)
+    if ctx.spec.entry in SHARDED_ENTRIES:
+        from fp8doctor.observe import sharding
+
+        ctx.result.setdefault("wrapper", {}).update(sharding(model))
+    model = compiled(ctx, model)
     ctx.device = str(accelerator.device)
 
     def step(batch: dict[str, Any]) -> Any:

@@ -24,6 +24,11 @@ def free_port() -> int:
 
 
 def run(ctx: Context) -> None:
+    launch_ranks(ctx, "explicit")
+
+
+def launch_ranks(ctx: Context, mode: str) -> None:
+    """spec.nproc (at least 2) ranks of rank_script.py in `mode` under torchrun (CPU) or accelerate launch."""
     nproc = max(2, ctx.spec.nproc)
     out_dir = work_dir()
     spec_path = write_spec(ctx, out_dir)
@@ -33,10 +38,10 @@ def run(ctx: Context) -> None:
         env["ACCELERATE_USE_CPU"] = "true"
         env["OMP_NUM_THREADS"] = "1"
         cmd = [python(), "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", port,
-               RANK_SCRIPT, spec_path, out_dir, "explicit"]
+               RANK_SCRIPT, spec_path, out_dir, mode]
         shown = f"ACCELERATE_USE_CPU=true torchrun --nproc_per_node {nproc} fp8doctor/runs/entries/rank_script.py"
     else:
         cmd = [python(), "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(nproc),
-               "--main_process_port", port, RANK_SCRIPT, spec_path, out_dir, "explicit"]
+               "--main_process_port", port, RANK_SCRIPT, spec_path, out_dir, mode]
         shown = f"accelerate launch --multi_gpu --num_processes {nproc} fp8doctor/runs/entries/rank_script.py"
     launch(ctx, cmd, env, out_dir, shown)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from fp8doctor.runs.entries.common import Context, record_eligible, record_fp8_layers, train
+from fp8doctor.runs.entries.common import Context, compiled, record_eligible, record_fp8_layers, train
 
 NAMES = ("native",)
 LAUNCHES_PROCESSES = False
@@ -53,6 +53,7 @@ def run(ctx: Context) -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     ctx.timing("prepare", time.perf_counter() - t)
     counter = record_fp8_layers(ctx, model)
+    model = compiled(ctx, model)
     ctx.result["accelerator"] = None
 
     def step(batch: dict[str, Any]) -> Any:

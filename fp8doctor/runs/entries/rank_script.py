@@ -5,7 +5,8 @@
 MODE "config": `Accelerator()` with no arguments, as a script run by `accelerate launch --config_file` is
 written: mixed precision and the FP8 backend come from the launcher (a non-default torchao recipe is passed as
 a handler, still without a mixed_precision argument). MODE "explicit": `Accelerator(mixed_precision=...,
-kwargs_handlers=[recipe])`. Each rank writes OUT_DIR/rank<N>.json (the worker's result keys) and exits 1 if its
+kwargs_handlers=[recipe])`. MODE "fsdp2" / "deepspeed": the Accelerator with that plugin
+(runs/entries/plugins.py). Each rank writes OUT_DIR/rank<N>.json (the worker's result keys) and exits 1 if its
 run raised.
 """
 
@@ -70,7 +71,11 @@ def run(spec_dict: dict, result: dict, mode: str) -> None:
 
     from fp8doctor.runs.backends import recipe_handler
 
-    if mode == "config":
+    if mode in ("fsdp2", "deepspeed"):
+        from fp8doctor.runs.entries.plugins import ACCELERATORS
+
+        accelerate_training(ctx, lambda: ACCELERATORS[mode](ctx))
+    elif mode == "config":
         handlers = []
         if spec.backend == "torchao" and spec.recipe != "tensorwise":
             handlers = [recipe_handler(spec.backend, spec.recipe, ctx.emulate)]
