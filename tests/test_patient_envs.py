@@ -190,11 +190,16 @@ def test_watch_inside_old_generation(installed_patient: dict[str, Any]) -> None:
 
 def test_report_inside_old_generation(installed_patient: dict[str, Any]) -> None:
     run = installed_patient["report"]
-    assert run["rc"] == 1, run  # the repro part fails: no FP8 path here
     [path] = installed_patient["report_json"]
     data = json.loads(Path(path).read_text())
     status = {part["name"]: part["status"] for part in data["parts"]}
-    assert status["repro"] == "fail" and status["env"] in ("ok", "warn", "fail"), status
+    # The reference bug reproduces with these releases, but no installed framework patches Accelerator.__init__:
+    # the repro is shown as what the releases do and counts against the setup only when the stack is exposed.
+    assert data["exposure"]["exposed"] is False, data["exposure"]
+    assert run["rc"] == (1 if "fail" in status.values() else 0), run
+    assert status["repro"] in ("ok", "warn") and status["env"] in ("ok", "warn", "fail"), status
+    repro = next(part for part in data["parts"] if part["name"] == "repro")
+    assert "reproduced" in json.dumps(repro), repro
     assert status["matrix"] in ("ok", "warn", "skip"), status
     assert "1.1.1" in json.dumps(data["parts"][0])
 
@@ -220,8 +225,10 @@ def test_env_python_reports_the_other_environment(other_env: Path) -> None:
     assert text["rc"] in (0, 1), text["stderr"]
     lines = {ln.split(":", 1)[0].strip(): ln.split(":", 1)[1].strip() for ln in text["stdout"].splitlines()
              if " : " in ln}
-    assert lines["accelerate"].startswith("1.3.0 [<=1.3"), lines["accelerate"]
-    assert lines["transformers"].startswith("4.45.0 [4.x"), lines["transformers"]
+    label = accelerate_generation("1.3.0")["generation"]
+    assert lines["accelerate"].startswith(f"1.3.0 [{label}:"), lines["accelerate"]
+    assert "ACCELERATE_FP8_BACKEND is not read" in lines["accelerate"]
+    assert lines["transformers"].startswith("4.45.0 [4.45"), lines["transformers"]
     assert str(other_env) in lines["Diagnosed env"] and sys.executable in lines["Diagnosed env"]
     for run in (as_json, by_var):
         facts = _json(run)["facts"]

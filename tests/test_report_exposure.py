@@ -49,7 +49,7 @@ def _framework(root: Path, trainer_source: str) -> Path:
 
 def _scan(path_dir: Path | None, python: str = sys.executable) -> dict:
     env = dict(os.environ, PYTHONPATH=str(path_dir)) if path_dir else dict(os.environ)
-    src = Path(__file__).resolve().parents[1] / "fp8doctor" / "facts" / "interpreter.py"
+    src = Path(__file__).resolve().parents[1] / "fp8doctor" / "system" / "interpreter.py"
     code = f"import runpy, json; m = runpy.run_path({str(src)!r}); print(json.dumps(m['accelerator_patches']()))"
     p = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert p.returncode == 0, p.stderr
