@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
+
+from table_fp8 import backend_section, keys_section
 
 LAB = Path(__file__).resolve().parent
 OBSERVATIONS = LAB / "observations"
@@ -229,12 +232,19 @@ def render(records: list[dict]) -> str:
               "ACCELERATE_* variables the launched script sees with a config holding every fp8_config key "
               "(see lab/probes/launch_config.py):", "", *exported, ""]
     lines += ["## ACCELERATE_FP8_* variables read (every one set to a distinctive value)", "",
-              *_table(ENV_READ_HEAD, env_read_rows(records))]
-    return "\n".join(lines) + "\n"
+              *_table(ENV_READ_HEAD, env_read_rows(records)), ""]
+    lines += backend_section(records, _short, _find, _table)
+    lines += keys_section(records, _clip, _table)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _order(path: Path) -> list:
+    """acc1.2 before acc1.10: the numbers in a cell's name compared as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.stem)]
 
 
 def load() -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(OBSERVATIONS.glob("*.json"))]
+    return [json.loads(p.read_text()) for p in sorted(OBSERVATIONS.glob("*.json"), key=_order)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,8 +40,10 @@ FSDP_PLUGIN_NONE = ("`AcceleratorState` object has no attribute `fsdp_plugin`. T
                     "`AcceleratorState._reset_state()` was called and an `Accelerator` or `PartialState` was not "
                     "reinitialized.")
 BACKENDS = ("AO", "TE", "MSAMP", "NO")
+BACKENDS_116 = ("AO", "TE", "NO")  # 1.16 dropped MS-AMP (FP8BackendType, FP8RecipeKwargs, MSAMPRecipeKwargs)
 RECIPES_OLD = ("FP8RecipeKwargs",)
 RECIPES_NEW = ("FP8RecipeKwargs", "AORecipeKwargs", "TERecipeKwargs", "MSAMPRecipeKwargs")
+RECIPES_116 = ("AORecipeKwargs", "TERecipeKwargs")
 HANDLER_BACKEND = {"AORecipeKwargs": "AO", "TERecipeKwargs": "TE", "MSAMPRecipeKwargs": "MSAMP"}
 
 
@@ -65,7 +67,7 @@ def recipe_classes(accelerate: str | None) -> tuple[str, ...]:
     r = release(accelerate)
     if r is None:
         return ()
-    return RECIPES_OLD if r < (1, 4) else RECIPES_NEW
+    return RECIPES_OLD if r < (1, 4) else RECIPES_NEW if r < (1, 16) else RECIPES_116
 
 
 def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | None, env: Mapping[str, str],
@@ -88,8 +90,8 @@ def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | 
     state_mp = state_mixed_precision(mp_arg, env)
     fp8_library = torchao and r >= (1, 4)
     if state_mp == "fp8":
-        if not fp8_library:
-            return _raised("ValueError", NO_FP8_LIBRARY, "init")
+        if not fp8_library:  # 1.16 names torchao in this message; no cell without torchao observed it yet
+            return _raised("ValueError", NO_FP8_LIBRARY, "init") if r < (1, 16) else dict(UNKNOWN)
         if r == (1, 4):
             return _raised("AssertionError", NO_CUDA_BUILD, "init") if not cuda_build else dict(UNKNOWN)
     if r < (1, 4):
@@ -106,7 +108,7 @@ def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | 
     if r >= (1, 9):
         if enabled and not registered:
             chosen = env.get(BACKEND_VAR, "NO")
-            if chosen not in BACKENDS:
+            if chosen not in (BACKENDS if r < (1, 16) else BACKENDS_116):
                 return _raised("ValueError", f"{chosen!r} is not a valid FP8BackendType", "init")
             if chosen == "NO":
                 chosen = "AO" if torchao else "NO"
@@ -136,8 +138,6 @@ def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | 
     if backend == "AO":
         if r[:2] == (1, 5):
             return _raised("TypeError", AO_FILTER_TYPEERROR, "prepare", mixed_precision=mp_state)
-        if r[:2] == (1, 6):
-            return dict(UNKNOWN)
         return _ok(mp_state, True)
     if backend == "TE":
         return _raised("ImportError", TE_MISSING_PREPARE, "prepare", mixed_precision=mp_state)
@@ -197,9 +197,9 @@ LAUNCH_FP8_CONFIG_TYPEERROR = "expected str, bytes or os.PathLike object, not bo
 def launch_rejects(config: Mapping[str, Any], accelerate: str | None = None, *, torchao: bool = True,
                    te: bool = False, msamp: bool = False) -> str | None:
     """Why `accelerate launch` stops before the script starts with this config ("Type: message"), None when it
-    starts the script; only what the lab observed (accelerate 1.1, 1.3, 1.4, 1.8, 1.9, 1.12, 1.15): a file
-    without distributed_type is refused by every release; with mixed_precision fp8, <= 1.3 wants Transformer
-    Engine or MS-AMP, 1.4 and 1.8 crash while exporting fp8_config, 1.8 without torchao wants a backend."""
+    starts the script (launch_config and fp8_config_keys probes): a file without distributed_type is refused by every
+    release; with mixed_precision fp8, <= 1.3 wants Transformer Engine or MS-AMP, 1.4-1.8 crash while exporting
+    the FP8 variables, 1.8 without torchao wants a backend."""
     if "distributed_type" not in config:
         return f"ValueError: {LAUNCH_NEEDS_DISTRIBUTED_TYPE}"
     r = release(accelerate)
@@ -212,9 +212,8 @@ def launch_rejects(config: Mapping[str, Any], accelerate: str | None = None, *, 
         fp8 = config.get("fp8_config") if isinstance(config.get("fp8_config"), dict) else {}
         kind = "list" if isinstance(fp8.get("override_linear_precision"), list) else "tuple"
         return f"AttributeError: '{kind}' object has no attribute 'strip'"
-    if r == (1, 8):
-        return f"TypeError: {LAUNCH_FP8_CONFIG_TYPEERROR}" if has_backend else f"RuntimeError: {LAUNCH_NO_FP8}"
-    return None
+    # 1.5-1.8 export the launcher's own override_linear_precision default as bools: subprocess refuses them
+    return f"TypeError: {LAUNCH_FP8_CONFIG_TYPEERROR}" if has_backend else f"RuntimeError: {LAUNCH_NO_FP8}"
 
 
 def _te_missing(r: tuple[int, int]) -> dict[str, Any]:
