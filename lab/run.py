@@ -102,19 +102,27 @@ def observe_cell(cell: dict, probes: list[str], only: str | None = None) -> dict
                                       text=True, check=True, env=probe_env()).stdout)
     record["versions"] = facts["versions"]
     record["python"] = facts["python"]
-    record.setdefault("probes", {})
+    observed: dict[str, list[dict]] = {}
     for probe in cell_probes(cell, probes):
         start = time.monotonic()
         cases = run_probe(python, probe, cell.get("probe_timeout_s", PROBE_TIMEOUT_S), only)
         ran_ok = not any(c.get("outcome", "").startswith("probe-") for c in cases)
+        if only and not cases:
+            continue  # no case of this probe matches: its record stays as it was
         if only and not ran_ok:
             print(f"  {cell['name']}: {probe} failed, its record is kept: {cases[0]}", file=sys.stderr, flush=True)
             continue
-        record["probes"][probe] = merge(record["probes"].get(probe, []), cases) if only else cases
-        print(f"  {cell['name']}: {probe} {len(record['probes'][probe])} cases in {time.monotonic() - start:.0f}s",
+        observed[probe] = merge(_recorded(path).get(probe, []), cases) if only else cases
+        print(f"  {cell['name']}: {probe} {len(observed[probe])} cases in {time.monotonic() - start:.0f}s",
               file=sys.stderr, flush=True)
-    record["probes"] = dict(sorted(record["probes"].items()))
+    # read again: another lab/run.py may have written other probes of this cell meanwhile
+    record["probes"] = dict(sorted({**_recorded(path), **observed}.items()))
     return record
+
+
+def _recorded(path: Path) -> dict[str, list[dict]]:
+    """The probes recorded in a cell's file now (empty when there is none)."""
+    return json.loads(path.read_text()).get("probes", {}) if path.exists() else {}
 
 
 def write(record: dict) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from fp8doctor.knowledge.predict import AO_READS_ENV_FROM, recipe_classes
 from fp8doctor.knowledge.predict import LAUNCH_FP8_CONFIG_TYPEERROR as SPAWN_BOOL
 from fp8doctor.knowledge.predict import LAUNCH_NO_FP8_OLD as NO_FP8_LIBRARY_OLD
 from fp8doctor.knowledge.versions import release
@@ -28,6 +29,7 @@ TE_VARS = {"USE_AUTOCAST_DURING_EVAL": "use_autocast_during_eval", "MARGIN": "ma
            "FORMAT": "fp8_format", "AMAX_COMPUTE_ALGO": "amax_compute_algo", "AMAX_HISTORY_LEN": "amax_history_len",
            **{name: OVERRIDE_KEY for name in OVERRIDE_VARS}}
 MXFP8_VAR = {"USE_MXFP8_BLOCK_SCALING": "use_mxfp8_block_scaling"}
+MXFP8_FROM = (1, 11)  # TERecipeKwargs.use_mxfp8_block_scaling (recipe_fields case of 1.11 onwards)
 MSAMP_VARS = {"OPT_LEVEL": "opt_level"}
 AO_VARS = {"PAD_INNER_DIM": "pad_inner_dim", "ENABLE_FSDP_FLOAT8_ALL_GATHER": "enable_fsdp_float8_all_gather"}
 
@@ -41,14 +43,11 @@ def recipe_fields(accelerate: str | None) -> dict[str, set[str]] | None:
     r = release(accelerate)
     if r is None:
         return None
-    te = set(TE_FIELDS) | ({"use_mxfp8_block_scaling"} if r >= (1, 11) else set())
-    if r < (1, 4):
-        return {"FP8RecipeKwargs": te | {"backend", "opt_level"}}
-    ao = set(AO_FIELDS) | (set(AO_VARS.values()) if r >= (1, 16) else set())
-    if r >= (1, 16):
-        return {"TERecipeKwargs": te, "AORecipeKwargs": ao}
-    return {"TERecipeKwargs": te, "MSAMPRecipeKwargs": {"opt_level"}, "AORecipeKwargs": ao,
-            "FP8RecipeKwargs": te | {"opt_level", "backend"}}
+    te = set(TE_FIELDS) | (set(MXFP8_VAR.values()) if r >= MXFP8_FROM else set())
+    ao = set(AO_FIELDS) | (set(AO_VARS.values()) if r >= AO_READS_ENV_FROM else set())
+    table = {"FP8RecipeKwargs": te | {"backend", "opt_level"}, "TERecipeKwargs": te, "MSAMPRecipeKwargs": {"opt_level"},
+             "AORecipeKwargs": ao}
+    return {name: table[name] for name in recipe_classes(accelerate)}
 
 
 def variable_of(key: str) -> str:
@@ -86,8 +85,8 @@ def exported(accelerate: str | None, key: str, value: Any) -> dict[str, str] | N
 def _reads(accelerate: str | None) -> dict[str, dict[str, str]]:
     """Per recipe class of the release: variable (after the prefix) -> the field it sets."""
     r = release(accelerate) or (0, 0)
-    te = {**TE_VARS, **(MXFP8_VAR if r >= (1, 11) else {})}
-    ao = AO_VARS if r >= (1, 13) else {}
+    te = {**TE_VARS, **(MXFP8_VAR if r >= MXFP8_FROM else {})}
+    ao = AO_VARS if r >= AO_READS_ENV_FROM else {}
     classes = recipe_fields(accelerate) or {}
     table = {"TERecipeKwargs": te, "MSAMPRecipeKwargs": MSAMP_VARS, "AORecipeKwargs": ao,
              "FP8RecipeKwargs": {**te, "BACKEND": "backend"}}
@@ -108,8 +107,6 @@ def reaches(accelerate: str | None, backend: str, variables: Mapping[str, str]) 
         fields = {reads[var.removeprefix(PREFIX)] for var in variables if var.removeprefix(PREFIX) in reads}
         if name == "AORecipeKwargs" and fields:
             fields.add("config")  # the Float8LinearConfig it builds carries the values
-            if r < (1, 16):
-                fields &= {"config"}
         out[name] = sorted(fields)
     return out
 

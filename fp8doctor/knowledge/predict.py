@@ -223,6 +223,7 @@ def _te_missing(r: tuple[int, int]) -> dict[str, Any]:
 
 
 FLAG_TRUE = ("1", "true", "yes", "y", "on", "t")  # how Accelerate parses a flag variable
+AO_READS_ENV_FROM = (1, 13)  # AORecipeKwargs has pad_inner_dim / enable_fsdp_float8_all_gather, read from env
 AO_ENV_FIELDS = {"ACCELERATE_FP8_PAD_INNER_DIM": "pad_inner_dim",
                  "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER": "enable_fsdp_float8_all_gather"}
 
@@ -230,8 +231,8 @@ AO_ENV_FIELDS = {"ACCELERATE_FP8_PAD_INNER_DIM": "pad_inner_dim",
 def recipe_fields_from_env(accelerate: str | None, what: str, env: Mapping[str, str]) -> dict[str, Any] | None:
     """The recipe fields that ACCELERATE_FP8_* variables change when `what` is built (None: no claim). Observed:
     MSAMPRecipeKwargs reads ACCELERATE_FP8_OPT_LEVEL (default O2) from 1.4; AORecipeKwargs reads PAD_INNER_DIM and
-    ENABLE_FSDP_FLOAT8_ALL_GATHER (default true) in 1.15 but not in 1.11 (1.12-1.14: not observed with a value
-    that would show it)."""
+    ENABLE_FSDP_FLOAT8_ALL_GATHER (default true) from 1.13 (fp8_config_keys probe: 1.13, 1.14, 1.16 read them),
+    not in 1.11."""
     r = release(accelerate)
     if r is None:
         return None
@@ -244,9 +245,7 @@ def recipe_fields_from_env(accelerate: str | None, what: str, env: Mapping[str, 
         for var, name in AO_ENV_FIELDS.items():
             if var not in env or env[var].lower() in FLAG_TRUE:
                 continue
-            if (1, 12) <= r < (1, 15):
-                return None
-            if r >= (1, 15):
+            if r >= AO_READS_ENV_FROM:
                 fields[name] = {"default": True, "with_env": False}
                 fields["config"] = "changed"
     return fields
