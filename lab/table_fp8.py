@@ -39,20 +39,19 @@ def _keys_row(rec: dict, case: dict, clip: Callable[[str], str]) -> list[str]:
     spawn = [r["launch"] for r in results.values() if (r.get("launch") or {}).get("stage") == "spawn"]
     if results and len(spawn) == len(results):
         return base + ["launch never starts the script: " + clip(f"{spawn[0]['type']}: {spawn[0]['message']}"), ""]
-    read = [f"{key} ({', '.join(_reached(r))})" for key, r in results.items() if _reached(r)]
-    unread = [key for key, r in results.items() if r.get("outcome") == "ok" and not _reached(r)]
-    return base + ["; ".join(read) or "none", ", ".join(unread) or "none"]
+    read = sorted(key for key, r in results.items() if _reached(r))
+    unread = sorted(key for key, r in results.items() if r.get("outcome") == "ok" and not _reached(r))
+    return base + [", ".join(read) or "none", ", ".join(unread) or "none"]
 
 
 def keys_section(records: list[dict], clip: Callable[[str], str],
                  table: Callable[[list[str], list[list[str]]], list[str]]) -> list[str]:
     body = [_keys_row(rec, case, clip) for rec in records
             for case in rec.get("probes", {}).get("fp8_config_keys") or [] if case["inputs"].get("what") == "keys"]
-    head = ["cell", "accelerate", "fp8_config backend", "keys read (recipe fields they reach)",
-            "keys no recipe class reads"]
+    head = ["cell", "accelerate", "fp8_config backend", "keys read", "keys no recipe class reads"]
     return ["## fp8_config keys of an Accelerate config file, as `accelerate launch` passes them on", "",
             *table(head, body), "",
             "Each key alone beside `backend` in `{distributed_type: NO, mixed_precision: fp8, fp8_config: {...}}`; "
             "read = a field of a recipe class built from the variables the launched script sees differs from the "
-            "same file without the key (TE / MS-AMP availability checks answered True; see "
-            "lab/probes/fp8_config_keys.py).", ""]
+            "same file without the key (TE / MS-AMP availability checks answered True; which fields, per class, is "
+            "in the records; see lab/probes/fp8_config_keys.py).", ""]
