@@ -63,10 +63,13 @@ def probe_env() -> dict:
     return env
 
 
-def run_probe(python: Path, probe: str, timeout: float = PROBE_TIMEOUT_S) -> list[dict]:
+def run_probe(python: Path, probe: str, timeout: float = PROBE_TIMEOUT_S, only: str | None = None) -> list[dict]:
+    env = probe_env()
+    if only:
+        env["LAB_ONLY_INPUTS"] = only
     try:
         proc = subprocess.run([str(python), str(PROBES_DIR / f"{probe}.py")], capture_output=True, text=True,
-                              env=probe_env(), cwd=str(LAB.parent), timeout=timeout)
+                              env=env, cwd=str(LAB.parent), timeout=timeout)
     except subprocess.TimeoutExpired:
         return [{"outcome": "probe-timeout", "timeout_s": timeout}]
     try:
@@ -76,7 +79,14 @@ def run_probe(python: Path, probe: str, timeout: float = PROBE_TIMEOUT_S) -> lis
         return [{"outcome": "probe-crashed", "returncode": proc.returncode, "stderr_tail": tail}]
 
 
-def observe_cell(cell: dict, probes: list[str]) -> dict:
+def merge(old: list[dict], new: list[dict]) -> list[dict]:
+    """The recorded cases with those re-observed replaced in place (same inputs) and the new ones appended."""
+    fresh = {json.dumps(case.get("inputs"), sort_keys=True): case for case in new}
+    out = [fresh.pop(json.dumps(case.get("inputs"), sort_keys=True), case) for case in old]
+    return out + list(fresh.values())
+
+
+def observe_cell(cell: dict, probes: list[str], only: str | None = None) -> dict:
     path = OBSERVATIONS / f"{cell['name']}.json"
     record = json.loads(path.read_text()) if path.exists() else {}
     record["cell"] = cell["name"]
@@ -92,14 +102,27 @@ def observe_cell(cell: dict, probes: list[str]) -> dict:
                                       text=True, check=True, env=probe_env()).stdout)
     record["versions"] = facts["versions"]
     record["python"] = facts["python"]
-    record.setdefault("probes", {})
+    observed: dict[str, list[dict]] = {}
     for probe in cell_probes(cell, probes):
         start = time.monotonic()
-        record["probes"][probe] = run_probe(python, probe, cell.get("probe_timeout_s", PROBE_TIMEOUT_S))
-        print(f"  {cell['name']}: {probe} {len(record['probes'][probe])} cases in {time.monotonic() - start:.0f}s",
+        cases = run_probe(python, probe, cell.get("probe_timeout_s", PROBE_TIMEOUT_S), only)
+        ran_ok = not any(c.get("outcome", "").startswith("probe-") for c in cases)
+        if only and not cases:
+            continue  # no case of this probe matches: its record stays as it was
+        if only and not ran_ok:
+            print(f"  {cell['name']}: {probe} failed, its record is kept: {cases[0]}", file=sys.stderr, flush=True)
+            continue
+        observed[probe] = merge(_recorded(path).get(probe, []), cases) if only else cases
+        print(f"  {cell['name']}: {probe} {len(observed[probe])} cases in {time.monotonic() - start:.0f}s",
               file=sys.stderr, flush=True)
-    record["probes"] = dict(sorted(record["probes"].items()))
+    # read again: another lab/run.py may have written other probes of this cell meanwhile
+    record["probes"] = dict(sorted({**_recorded(path), **observed}.items()))
     return record
+
+
+def _recorded(path: Path) -> dict[str, list[dict]]:
+    """The probes recorded in a cell's file now (empty when there is none)."""
+    return json.loads(path.read_text()).get("probes", {}) if path.exists() else {}
 
 
 def write(record: dict) -> None:
@@ -112,11 +135,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", help="comma-separated cell names (default: all in cells.yaml)")
     parser.add_argument("--probes", help="comma-separated probe names (default: all in lab/probes)")
+    parser.add_argument("--only-inputs", metavar="JSON",
+                        help='re-observe only the cases whose inputs match, e.g. \'{"env": {"ACCELERATE_FP8_BACKEND": '
+                             '["TE"]}}\', merged into the record (the other recorded cases are kept)')
     args = parser.parse_args(argv)
     cells = load_cells()
     known = {c["name"] for c in cells}
     wanted = args.cells.split(",") if args.cells else [c["name"] for c in cells]
     probes = args.probes.split(",") if args.probes else None
+    try:
+        if args.only_inputs is not None and not isinstance(json.loads(args.only_inputs), dict):
+            raise ValueError("not an object")
+    except ValueError as exc:
+        print(f"lab/run.py: --only-inputs is not a JSON object: {exc}", file=sys.stderr)
+        return 2
     unknown = [n for n in wanted if n not in known] + [p for p in probes or [] if p not in all_probes()]
     if unknown:
         print(f"lab/run.py: unknown cell or probe: {', '.join(unknown)}", file=sys.stderr)
@@ -128,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{cell['name']}: building", file=sys.stderr, flush=True)
         # a cell's `probes` (optional) limits it to the probes whose outcome depends on what it varies
         cell_probes = [p for p in (probes or all_probes()) if p in cell.get("probes", all_probes())]
-        record = observe_cell(cell, cell_probes)
+        record = observe_cell(cell, cell_probes, args.only_inputs)
         write(record)
         state = "unresolvable" if record.get("unresolvable") else "done"
         print(f"{cell['name']}: {state} in {time.monotonic() - start:.0f}s", file=sys.stderr, flush=True)

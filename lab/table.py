@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ ROOT = LAB.parent
 sys.path.insert(0, str(LAB))
 
 import table_dist  # noqa: E402
+from table_fp8 import backend_section, keys_section  # noqa: E402
 
 OBSERVATIONS = LAB / "observations"
 TARGET = ROOT / "docs" / "generations.md"
@@ -245,14 +247,21 @@ def render(records: list[dict]) -> str:
               "ACCELERATE_* variables the launched script sees with a config holding every fp8_config key "
               "(see lab/probes/launch_config.py):", "", *exported, ""]
     lines += ["## ACCELERATE_FP8_* variables read (every one set to a distinctive value)", "",
-              *_table(ENV_READ_HEAD, env_read_rows(records))]
+              *_table(ENV_READ_HEAD, env_read_rows(records)), ""]
+    lines += backend_section(records, _short, _find, _table)
+    lines += keys_section(records, _clip, _table)
     if dist:
         lines += ["", *table_dist.render(dist)]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _order(path: Path) -> list:
+    """acc1.2 before acc1.10: the numbers in a cell's name compared as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.stem)]
 
 
 def load() -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(OBSERVATIONS.glob("*.json"))]
+    return [json.loads(p.read_text()) for p in sorted(OBSERVATIONS.glob("*.json"), key=_order)]
 
 
 def main(argv: list[str] | None = None) -> int:

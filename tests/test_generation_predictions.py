@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from fp8doctor.knowledge import fp8_config_keys
 from fp8doctor.knowledge.engine import Setup, Stack, predict
 from fp8doctor.knowledge.predict import MP_VAR, predict_env_reads
 
@@ -156,8 +157,39 @@ def check_distributed(rec: dict[str, Any], case: dict[str, Any]) -> dict[str, An
     return predict(rec["versions"]["accelerate"], case["inputs"])
 
 
+def check_fp8_config_keys(rec: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
+    """The recipe classes' fields, or per key of one backend's file what launch exports and which fields it reaches."""
+    acc, i = rec["versions"]["accelerate"], case["inputs"]
+    if i["what"] == "recipe_fields":
+        fields = fp8_config_keys.recipe_fields(acc)
+        return {"outcome": "unknown"} if fields is None else {"outcome": "ok", "fields": fields}
+    refusal = fp8_config_keys.launch_refusal(acc)
+    if refusal is not None and refusal["stage"] == "launch":
+        return {"outcome": "raised", **refusal}
+    return {"outcome": "ok", "keys": {key: fp8_config_keys.predict_key(acc, backend=i["backend"], key=key, value=value)
+                                      for key, value in i["values"].items()}}
+
+
+def _key_core(result: dict[str, Any]) -> dict[str, Any]:
+    launch = result.get("launch")
+    reaches = result.get("reaches")
+    if isinstance(reaches, dict):
+        reaches = {cls: (sorted(v) if isinstance(v, list) else "raised") for cls, v in reaches.items()}
+    return {"outcome": result.get("outcome"), "exported": result.get("exported"), "reaches": reaches,
+            "launch": None if launch is None else (launch["type"], launch["message"])}
+
+
+def _fp8_config_keys_core(outcome: dict[str, Any]) -> dict[str, Any]:
+    if "fields" in outcome:
+        return {"fields": {cls: sorted(names) for cls, names in outcome["fields"].items()}}
+    if "keys" in outcome:
+        return {"keys": {key: _key_core(result) for key, result in outcome["keys"].items()}}
+    return _core(outcome)
+
+
 PREDICTORS = {
     "distributed": check_distributed,
+    "fp8_config_keys": check_fp8_config_keys,
     "llamafactory": check_llamafactory,
     "env_reads": check_env_reads,
     "accelerator": check_accelerator,
@@ -199,6 +231,8 @@ def assert_prediction(rec: dict[str, Any], probe: str, case: dict[str, Any]) -> 
         assert _lf_core(case, launched) == _lf_core(predicted, launched)
     elif probe == "env_reads":
         assert _env_reads_core(case) == _env_reads_core(predicted)
+    elif probe == "fp8_config_keys":
+        assert _fp8_config_keys_core(case) == _fp8_config_keys_core(predicted)
     else:
         _trainer_compare(predicted, case, layers=probe == "reference_patch")
 
@@ -240,6 +274,8 @@ def core_of(probe: str, case: dict[str, Any]) -> dict[str, Any]:
     """The part of a recorded outcome that a re-probe must reproduce, per probe."""
     if probe == "env_reads":
         return _env_reads_core(case)
+    if probe == "fp8_config_keys":
+        return _fp8_config_keys_core(case)
     if probe == "llamafactory":
         return _lf_core(case, bool(case["inputs"].get("accelerate_config")))
     if probe == "launch_config":

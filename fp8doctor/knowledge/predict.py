@@ -41,8 +41,10 @@ FSDP_PLUGIN_NONE = ("`AcceleratorState` object has no attribute `fsdp_plugin`. T
                     "reinitialized.")
 BACKENDS = ("AO", "TE", "MSAMP", "NO")
 MIXED_PRECISIONS = ("no", "fp16", "bf16", "fp8")  # the values Accelerate's PrecisionType knows
+BACKENDS_116 = ("AO", "TE", "NO")  # 1.16 dropped MS-AMP (FP8BackendType, FP8RecipeKwargs, MSAMPRecipeKwargs)
 RECIPES_OLD = ("FP8RecipeKwargs",)
 RECIPES_NEW = ("FP8RecipeKwargs", "AORecipeKwargs", "TERecipeKwargs", "MSAMPRecipeKwargs")
+RECIPES_116 = ("AORecipeKwargs", "TERecipeKwargs")
 HANDLER_BACKEND = {"AORecipeKwargs": "AO", "TERecipeKwargs": "TE", "MSAMPRecipeKwargs": "MSAMP"}
 
 
@@ -86,7 +88,7 @@ def recipe_classes(accelerate: str | None) -> tuple[str, ...]:
     r = release(accelerate)
     if r is None:
         return ()
-    return RECIPES_OLD if r < (1, 4) else RECIPES_NEW
+    return RECIPES_OLD if r < (1, 4) else RECIPES_NEW if r < (1, 16) else RECIPES_116
 
 
 def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | None, env: Mapping[str, str],
@@ -109,8 +111,8 @@ def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | 
     state_mp = state_mixed_precision(mp_arg, env)
     fp8_library = torchao and r >= (1, 4)
     if state_mp == "fp8":
-        if not fp8_library:
-            return _raised("ValueError", NO_FP8_LIBRARY, "init")
+        if not fp8_library:  # 1.16 names torchao in this message; no cell without torchao observed it yet
+            return _raised("ValueError", NO_FP8_LIBRARY, "init") if r < (1, 16) else dict(UNKNOWN)
         if r == (1, 4):
             return _raised("AssertionError", NO_CUDA_BUILD, "init") if not cuda_build else dict(UNKNOWN)
     if r < (1, 4):
@@ -127,7 +129,7 @@ def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | 
     if r >= (1, 9):
         if enabled and not registered:
             chosen = env.get(BACKEND_VAR, "NO")
-            if chosen not in BACKENDS:
+            if chosen not in (BACKENDS if r < (1, 16) else BACKENDS_116):
                 return _raised("ValueError", f"{chosen!r} is not a valid FP8BackendType", "init")
             if chosen == "NO":
                 chosen = "AO" if torchao else "NO"
@@ -157,8 +159,6 @@ def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | 
     if backend == "AO":
         if r[:2] == (1, 5):
             return _raised("TypeError", AO_FILTER_TYPEERROR, "prepare", mixed_precision=mp_state)
-        if r[:2] == (1, 6):
-            return dict(UNKNOWN)
         return _ok(mp_state, True)
     if backend == "TE":
         return _raised("ImportError", TE_MISSING_PREPARE, "prepare", mixed_precision=mp_state)
@@ -194,9 +194,9 @@ LAUNCH_FP8_CONFIG_TYPEERROR = "expected str, bytes or os.PathLike object, not bo
 def launch_rejects(config: Mapping[str, Any], accelerate: str | None = None, *, torchao: bool = True,
                    te: bool = False, msamp: bool = False) -> str | None:
     """Why `accelerate launch` stops before the script starts with this config ("Type: message"), None when it
-    starts the script; only what the lab observed (accelerate 1.1, 1.3, 1.4, 1.8, 1.9, 1.12, 1.15): a file
-    without distributed_type is refused by every release; with mixed_precision fp8, <= 1.3 wants Transformer
-    Engine or MS-AMP, 1.4 and 1.8 crash while exporting fp8_config, 1.8 without torchao wants a backend."""
+    starts the script (launch_config and fp8_config_keys probes): a file without distributed_type is refused by every
+    release; with mixed_precision fp8, <= 1.3 wants Transformer Engine or MS-AMP, 1.4-1.8 crash while exporting
+    the FP8 variables, 1.8 without torchao wants a backend."""
     if "distributed_type" not in config:
         return f"ValueError: {LAUNCH_NEEDS_DISTRIBUTED_TYPE}"
     r = release(accelerate)
@@ -209,9 +209,8 @@ def launch_rejects(config: Mapping[str, Any], accelerate: str | None = None, *, 
         fp8 = config.get("fp8_config") if isinstance(config.get("fp8_config"), dict) else {}
         kind = "list" if isinstance(fp8.get("override_linear_precision"), list) else "tuple"
         return f"AttributeError: '{kind}' object has no attribute 'strip'"
-    if r == (1, 8):
-        return f"TypeError: {LAUNCH_FP8_CONFIG_TYPEERROR}" if has_backend else f"RuntimeError: {LAUNCH_NO_FP8}"
-    return None
+    # 1.5-1.8 export the launcher's own override_linear_precision default as bools: subprocess refuses them
+    return f"TypeError: {LAUNCH_FP8_CONFIG_TYPEERROR}" if has_backend else f"RuntimeError: {LAUNCH_NO_FP8}"
 
 
 def _te_missing(r: tuple[int, int]) -> dict[str, Any]:
@@ -221,6 +220,7 @@ def _te_missing(r: tuple[int, int]) -> dict[str, Any]:
 
 
 FLAG_TRUE = ("1", "true", "yes", "y", "on", "t")  # how Accelerate parses a flag variable
+AO_READS_ENV_FROM = (1, 13)  # AORecipeKwargs has pad_inner_dim / enable_fsdp_float8_all_gather, read from env
 AO_ENV_FIELDS = {"ACCELERATE_FP8_PAD_INNER_DIM": "pad_inner_dim",
                  "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER": "enable_fsdp_float8_all_gather"}
 
@@ -228,8 +228,8 @@ AO_ENV_FIELDS = {"ACCELERATE_FP8_PAD_INNER_DIM": "pad_inner_dim",
 def recipe_fields_from_env(accelerate: str | None, what: str, env: Mapping[str, str]) -> dict[str, Any] | None:
     """The recipe fields that ACCELERATE_FP8_* variables change when `what` is built (None: no claim). Observed:
     MSAMPRecipeKwargs reads ACCELERATE_FP8_OPT_LEVEL (default O2) from 1.4; AORecipeKwargs reads PAD_INNER_DIM and
-    ENABLE_FSDP_FLOAT8_ALL_GATHER (default true) in 1.15 but not in 1.11 (1.12-1.14: not observed with a value
-    that would show it)."""
+    ENABLE_FSDP_FLOAT8_ALL_GATHER (default true) from 1.13 (fp8_config_keys probe: 1.13, 1.14, 1.16 read them),
+    not in 1.11."""
     r = release(accelerate)
     if r is None:
         return None
@@ -242,21 +242,10 @@ def recipe_fields_from_env(accelerate: str | None, what: str, env: Mapping[str, 
         for var, name in AO_ENV_FIELDS.items():
             if var not in env or env[var].lower() in FLAG_TRUE:
                 continue
-            if (1, 12) <= r < (1, 15):
-                return None
-            if r >= (1, 15):
+            if r >= AO_READS_ENV_FROM:
                 fields[name] = {"default": True, "with_env": False}
                 fields["config"] = "changed"
     return fields
-
-
-def fp8_config_keys_read(accelerate: str | None) -> frozenset[str] | None:
-    """The fp8_config keys of an Accelerate config that AORecipeKwargs reads (through the ACCELERATE_FP8_<KEY>
-    variables `accelerate launch` exports), as recipe_fields_from_env observed them; None: not observed."""
-    fields = recipe_fields_from_env(accelerate, "AORecipeKwargs", {var: "false" for var in AO_ENV_FIELDS})
-    if fields is None:
-        return None
-    return frozenset(name for name in AO_ENV_FIELDS.values() if name in fields)
 
 
 def predict_env_reads(accelerate: str | None, *, torchao: bool, what: str, unchecked: bool | None,

@@ -29,7 +29,7 @@ FAILS = "fails"  # converted, but the library raises on this shape at run time
 AO_DIVISOR = 16
 TE_DIVISOR = 16
 MXFP8_BLOCK = 32
-AO_FIRST_LAST_OBSERVED = ("1.7", "1.9", "1.11", "1.12", "1.15")
+AO_FIRST_LAST_OBSERVED = ("1.6", "1.7", "1.9", "1.10", "1.11", "1.12", "1.13", "1.14", "1.15", "1.16")
 
 TARGETS: dict[str, dict[str, str]] = {
     "accelerate-ao": {"label": "Accelerate + torchao", "family": "per-tensor",

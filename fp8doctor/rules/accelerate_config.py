@@ -6,16 +6,9 @@ from typing import Any
 
 from fp8doctor.findings import Finding, Level
 from fp8doctor.knowledge.fixes import fixes_for, render_all
+from fp8doctor.knowledge.fp8_config_keys import unread_keys
 from fp8doctor.knowledge.generations import intended_backend
-from fp8doctor.knowledge.predict import (
-    AO_ENV_FIELDS,
-    MIXED_PRECISIONS,
-    fp8_config_keys_read,
-    launch_rejects,
-    mixed_precision_problem,
-    release,
-)
-from fp8doctor.knowledge.releases import observed
+from fp8doctor.knowledge.predict import MIXED_PRECISIONS, launch_rejects, mixed_precision_problem
 from fp8doctor.rules.common import NO_INTENT, configs_of, intent, intent_text, truthy
 
 
@@ -113,35 +106,22 @@ def check_launch_accepts(facts: dict[str, Any]) -> list[Finding]:
 
 
 def check_fp8_config_keys_unused(facts: dict[str, Any]) -> list[Finding]:
-    """Keys of fp8_config that `accelerate launch` exports but the torchao recipe of this release never reads
-    (knowledge/predict.fp8_config_keys_read; a key whose reading was not observed for this release is not named)."""
+    """Keys of fp8_config that no recipe class of the installed release reads through `accelerate launch`
+    (knowledge/fp8_config_keys.unread_keys, observed per release by the lab's fp8_config_keys probe)."""
     out = []
     accelerate = facts.get("packages", {}).get("accelerate")
-    read = fp8_config_keys_read(accelerate)
-    readable = set(AO_ENV_FIELDS.values())
     for path, data in _sources(facts):
         fp8 = data.get("fp8_config") if isinstance(data.get("fp8_config"), dict) else {}
-        if str(fp8.get("backend", "")).upper() != "AO":
+        unread = unread_keys(accelerate, fp8) if fp8 else None
+        if not unread:
             continue
-        unused = [k for k in fp8 if k != "backend" and (k not in read if read is not None else k not in readable)]
-        if not unused:
-            continue
-        later = ""
-        if read is not None and not read:
-            first = first_release_reading_fp8_config_keys()
-            later = f"; {' and '.join(sorted(readable))} are read from accelerate {first}" if first else ""
         out.append(Finding(
-            "accel-config.fp8-keys", Level.WARN, f"{path}: fp8_config keys with no effect on the torchao backend: "
-            + ", ".join(unused),
-            f"`accelerate launch` exports them as ACCELERATE_FP8_* variables, but AORecipeKwargs of accelerate "
-            f"{accelerate} reads none of them (they belong to the Transformer Engine and MS-AMP recipes{later}). "
-            "torchao's own settings come from a Float8LinearConfig passed in AORecipeKwargs(config=...).",
-            f"Remove {', '.join(unused)} from fp8_config in {path}."))
+            "accel-config.fp8-keys", Level.WARN, f"{path}: fp8_config keys no recipe of accelerate {accelerate} "
+            "reads: " + ", ".join(unread),
+            "`accelerate launch` turns fp8_config into ACCELERATE_FP8_* variables, but no recipe class of this release "
+            "reads these (lab-observed per release and backend, docs/generations.md): they change nothing. A key "
+            "`accelerate config`'s questionnaire writes under another name (amax_history_length, "
+            "amax_compute_algorithm, optimization_level) is one of them; torchao's own settings come from a "
+            "Float8LinearConfig passed in AORecipeKwargs(config=...).",
+            f"Remove {', '.join(unread)} from fp8_config in {path}."))
     return out
-
-
-def first_release_reading_fp8_config_keys() -> str | None:
-    for version in observed().get("accelerate", ()):
-        if fp8_config_keys_read(version):
-            return ".".join(map(str, release(version) or ()))
-    return None

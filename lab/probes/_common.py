@@ -127,11 +127,24 @@ def preload(modules: tuple[str, ...]) -> None:
             importlib.import_module(name)
 
 
+def selected(case: dict, only: dict | None) -> bool:
+    """Whether a case matches LAB_ONLY_INPUTS ({input: [values]}, `env` nested as {variable: [values]})."""
+    for key, allowed in (only or {}).items():
+        if key == "env":
+            if any(case.get("env", {}).get(var) not in values for var, values in allowed.items()):
+                return False
+        elif case.get(key) not in allowed:
+            return False
+    return True
+
+
 def main(cases: list[dict], fn: Callable[[dict], dict], preload_modules: tuple[str, ...] = ()) -> None:
-    """Print {"cases": [...]} where each case is its inputs plus its observed result."""
+    """Print {"cases": [...]} where each case is its inputs plus its observed result (only the cases matching
+    LAB_ONLY_INPUTS when lab/run.py passes `--only-inputs`)."""
+    only = json.loads(os.environ.pop("LAB_ONLY_INPUTS", "") or "null")
     preload(preload_modules)
     results = []
-    for case in cases:
+    for case in (c for c in cases if selected(c, only)):
         observed = run_in_child(fn, case)
         results.append({"inputs": {k: v for k, v in case.items()}, **observed})
     json.dump({"cases": results}, sys.stdout, indent=None, sort_keys=True)

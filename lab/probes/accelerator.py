@@ -6,6 +6,7 @@ import torch
 from _common import describe_exception, fp8_layers, main, state_facts, tiny_model
 
 UNCHECKED = "[unchecked]"
+INVALID_BACKEND = "TRANSFORMER_ENGINE"  # what a user might write for TE; not a member of FP8BackendType
 HANDLER_ATTRS = ("fp8_recipe_handler", "ao_recipe_handler", "te_recipe_handler", "msamp_recipe_handler")
 
 
@@ -109,6 +110,11 @@ def cases() -> list[dict]:
         add(None, "fp8", None, backend)
         add("fp8", None, None, backend)
         add(None, "fp8", "AORecipeKwargs", backend)
+    # every other value Accelerate's FP8BackendType knows, and one it does not: no handler, fp8 by either route,
+    # so the library's own message for each is recorded
+    for backend in ("TE", "MSAMP", "NO", INVALID_BACKEND):
+        add(None, "fp8", None, backend)
+        add("fp8", None, None, backend)
     return out
 
 
