@@ -25,8 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fp8doctor.runs.worker import write_json
-
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PATHS = ["fp8doctor/knowledge/*"]
 POLL_S = 10.0
@@ -198,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mutation: {exc}", file=sys.stderr)
         return 1
     summary["loadavg_start"] = load_start
+    from fp8doctor.runs.worker import write_json  # here, so that the mutmut check above needs only the stdlib
+
     write_json(str(args.json), summary)
     for row in summary["not_killed"]:
         print(f"{row['status']}: {row['name']}")
