@@ -93,3 +93,20 @@ def test_a_release_between_generations_is_not_given_either_label() -> None:
 def test_te_is_chosen_only_when_it_imports(te_ok: bool, backend: str) -> None:
     facts = {"packages": {"transformer-engine": "2.9.0", "torchao": "0.18.0"}, "te_import": {"ok": te_ok}}
     assert generations.intended_backend(facts) == backend
+
+
+def test_transformers_generation_keys_for_every_kind_of_version() -> None:
+    assert generations.transformers_generation(TF5)["installed"] is True
+    assert generations.transformers_generation("garbage") == {"installed": True, "version": "garbage",
+                                                              "generation": "unknown"}
+    assert generations.transformers_generation(None) == {"installed": False, "version": None, "generation": "absent"}
+
+
+def test_deepspeed_sections_are_read_by_enabled_only() -> None:
+    assert intent.training_precision({"fp16": {"enabled": False}}, "deepspeed") is None
+    assert intent.training_precision({"fp16": {"enabled": False}, "bf16": {"enabled": True}}, "deepspeed") == "bf16"
+
+
+def test_an_absent_release_is_absent() -> None:
+    assert releases.coverage("accelerate", None).status == "absent"
+    assert releases.coverage("accelerate", ACC_NEW).status == "observed"
