@@ -110,3 +110,10 @@ def test_deepspeed_sections_are_read_by_enabled_only() -> None:
 def test_an_absent_release_is_absent() -> None:
     assert releases.coverage("accelerate", None).status == "absent"
     assert releases.coverage("accelerate", ACC_NEW).status == "observed"
+
+
+def test_a_release_older_than_observed_is_installed_but_unreadable() -> None:
+    # None would mean "not installed"; the engine must instead see an installed release it makes no claim about
+    older = releases.as_observed({"accelerate": "0.30.0"})["accelerate"]
+    assert older is not None and versions.parse_version(older) is None
+    assert releases.as_observed({"accelerate": "9.0.0"})["accelerate"] == ACC_NEW
