@@ -153,7 +153,9 @@ def test_two_matrices_on_one_out_file(tmp_path: Path) -> None:
     out = tmp_path / "m.jsonl"
     marker = f"HARDEN_MARK={uuid.uuid4().hex}"
     env = clean_env(tmp_path, CUDA_VISIBLE_DEVICES="", **dict([marker.split("=")]))
-    first = subprocess.Popen([sys.executable, "-m", "fp8doctor", "matrix", *SMALL, "--out", str(out)], env=env,
+    # The first runs cold with more steps: warm runs of SMALL can finish before the second one starts.
+    slow = [*SMALL[:-1], "40", "--cold"]
+    first = subprocess.Popen([sys.executable, "-m", "fp8doctor", "matrix", *slow, "--out", str(out)], env=env,
                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              stdin=subprocess.DEVNULL)
     try:

@@ -37,7 +37,8 @@ def send_request(sock: socket.socket, request: dict[str, Any], fds: list[int]) -
     data = json.dumps(request).encode()
     payload = _HEADER.pack(len(data)) + data
     sent = socket.send_fds(sock, [payload[:4096]], fds)
-    sock.sendall(payload[sent:])
+    if sent < len(payload):  # a zero-length send to a server that already answered and closed raises EPIPE
+        sock.sendall(payload[sent:])
 
 
 def recv_request(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
