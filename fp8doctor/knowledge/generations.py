@@ -106,18 +106,25 @@ def _generation(package: str, version: str, answers: dict[str, Any], answers_of:
     return f"{'.'.join(map(str, release(version) or ()))} (not observed)"
 
 
-def accelerate_generation(version: str | None) -> dict[str, Any]:
-    """What an Accelerate version does with FP8 recipe handlers and env-only fp8 (the engine's answers)."""
+def _generation_of(package: str, version: str | None, answers_of: Any) -> dict[str, Any]:
+    """The engine's answers for a release of `package` (asked as knowledge/releases maps it) and its generation."""
     if parse_version(version) is None:
         return {"installed": bool(version), "version": version, "generation": "unknown" if version else "absent"}
     assert version is not None
-    asked = as_observed({"accelerate": version})["accelerate"]
+    asked = as_observed({package: version})[package]
     if parse_version(asked) is None:
         return {"installed": True, "version": version, "generation": "older than any observed release"}
-    answers = _accelerate_answers(asked)
+    answers = answers_of(asked)
     return {"installed": True, "version": version, **answers,
-            "generation": _generation("accelerate", version, answers, _accelerate_answers),
-            "mxfp8_block_scaling_option": has_mxfp8_option(version)}
+            "generation": _generation(package, version, answers, answers_of)}
+
+
+def accelerate_generation(version: str | None) -> dict[str, Any]:
+    """What an Accelerate version does with FP8 recipe handlers and env-only fp8 (the engine's answers)."""
+    out = _generation_of("accelerate", version, _accelerate_answers)
+    if "summary" in out:
+        out["mxfp8_block_scaling_option"] = has_mxfp8_option(version)
+    return out
 
 
 def first_accelerate(answer: str) -> str:
@@ -152,15 +159,7 @@ def _transformers_answers(version: str) -> dict[str, Any]:
 
 def transformers_generation(version: str | None) -> dict[str, Any]:
     """How a transformers version carries TrainingArguments' precision to the Accelerator (the engine's answers)."""
-    if parse_version(version) is None:
-        return {"installed": bool(version), "version": version, "generation": "unknown" if version else "absent"}
-    assert version is not None
-    asked = as_observed({"transformers": version})["transformers"]
-    if parse_version(asked) is None:
-        return {"installed": True, "version": version, "generation": "older than any observed release"}
-    answers = _transformers_answers(asked)
-    return {"installed": True, "version": version, **answers,
-            "generation": _generation("transformers", version, answers, _transformers_answers)}
+    return _generation_of("transformers", version, _transformers_answers)
 
 
 def intended_backend(facts: dict[str, Any]) -> str:
