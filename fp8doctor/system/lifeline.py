@@ -169,11 +169,17 @@ def group_members(pgid: int) -> list[int]:
     return [pid for pid, fields in _proc_stats() if fields[0] != b"Z" and int(fields[2]) == pgid]
 
 
-def wait_group_gone(pgid: int, timeout_s: float = 2.0) -> None:
-    """Wait (briefly) until a SIGKILLed group has no live member: its watchdog is reaped by init, not by us."""
+def wait_group_gone(pgid: int, timeout_s: float = 2.0, others: list[int] | None = None) -> None:
+    """Wait (briefly) until a SIGKILLed group, and the `others` pids, have no live (non-zombie) member: a SIGKILL
+    takes effect asynchronously, and orphans are reaped by init, not by us."""
     deadline = time.monotonic() + timeout_s
-    while group_members(pgid) and time.monotonic() < deadline:
+    while time.monotonic() < deadline and (group_members(pgid) or _live(others or [])):
         time.sleep(0.01)
+
+
+def _live(pids: list[int]) -> list[int]:
+    wanted = set(pids)
+    return [pid for pid, fields in _proc_stats() if pid in wanted and fields[0] != b"Z"]
 
 
 def kill_all(pids: list[int], sig: int = signal.SIGKILL) -> None:
@@ -202,7 +208,7 @@ def stop_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
             except subprocess.TimeoutExpired:
                 continue
         signal_group(proc.pid, signal.SIGKILL)
-        wait_group_gone(proc.pid)
+        wait_group_gone(proc.pid, others=strays)
     finally:
         kill_all(strays)
 
@@ -215,6 +221,7 @@ def kill_tree(proc: subprocess.Popen[Any]) -> None:
     kill_all(strays)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)
+    wait_group_gone(proc.pid, 5.0, strays)
 
 
 MAX_CAPTURED = 1 << 20  # bytes of a short child's stdout and stderr kept; the rest is never read
