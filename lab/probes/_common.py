@@ -7,6 +7,7 @@ variable a release reads at import time is already set.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -38,6 +39,17 @@ def fp8_layers(model: torch.nn.Module) -> int:
         if cls.__name__.startswith("Float8") or cls.__module__.startswith(("transformer_engine", "msamp")):
             count += 1
     return count
+
+
+def dataclass_fields(obj: object) -> dict:
+    """A recipe dataclass's fields as JSON values (a nested dataclass as a dict of reprs, anything else as repr)."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name, "<unset>")
+        if dataclasses.is_dataclass(value):
+            value = {g.name: repr(getattr(value, g.name, None)) for g in dataclasses.fields(value)}
+        out[f.name] = value if isinstance(value, (dict, str, int, float, bool, type(None))) else repr(value)
+    return out
 
 
 def _path_prefixes() -> list[tuple[str, str]]:

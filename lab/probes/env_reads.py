@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from _common import clean_environ, describe_exception, main, tiny_model
+from _common import clean_environ, dataclass_fields, describe_exception, main, tiny_model
 
 FLOAT8_CONFIG_FIELDS = ("pad_inner_dim", "enable_fsdp_float8_all_gather", "emulate")
 
@@ -36,20 +36,10 @@ VALUES = {
 CLASSES = ("FP8RecipeKwargs", "TERecipeKwargs", "MSAMPRecipeKwargs", "AORecipeKwargs")
 
 
-def _fields(obj) -> dict:
-    out = {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name, "<unset>")
-        if dataclasses.is_dataclass(value):
-            value = {g.name: repr(getattr(value, g.name, None)) for g in dataclasses.fields(value)}
-        out[f.name] = value if isinstance(value, (dict, str, int, float, bool, type(None))) else repr(value)
-    return out
-
-
 def _build(cls, unchecked: bool) -> dict:
     if not unchecked:
         try:
-            return {"fields": _fields(cls())}
+            return {"fields": dataclass_fields(cls())}
         except Exception as exc:  # noqa: BLE001
             return describe_exception(exc)
     obj = cls.__new__(cls)
@@ -64,7 +54,7 @@ def _build(cls, unchecked: bool) -> dict:
             post()
         except Exception as exc:  # noqa: BLE001
             result["post_init"] = describe_exception(exc)
-    result["fields"] = _fields(obj)
+    result["fields"] = dataclass_fields(obj)
     return result
 
 
@@ -82,7 +72,7 @@ def run_case(case: dict) -> dict:
         for attr in ("ao_recipe_handler", "te_recipe_handler", "msamp_recipe_handler", "fp8_recipe_handler"):
             handler = getattr(accelerator, attr, None)
             if handler is not None:
-                held[attr] = {"class": type(handler).__name__, "fields": _fields(handler)}
+                held[attr] = {"class": type(handler).__name__, "fields": dataclass_fields(handler)}
         model = tiny_model()
         try:
             model, _ = accelerator.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1))

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterator
 
 import yaml
-from _common import clean_environ, describe_exception, main
+from _common import clean_environ, dataclass_fields, describe_exception, main
 
 RECIPE_CLASSES = ("FP8RecipeKwargs", "TERecipeKwargs", "MSAMPRecipeKwargs", "AORecipeKwargs")
 BACKENDS = ("TE", "MSAMP", "AO")
@@ -48,16 +48,6 @@ KEYS: dict[str, object] = {
     "optimization_level": "O1",
     "format": "E4M3",
 }
-
-
-def _fields(obj: object) -> dict:
-    out = {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name, "<unset>")
-        if dataclasses.is_dataclass(value):
-            value = {g.name: repr(getattr(value, g.name, None)) for g in dataclasses.fields(value)}
-        out[f.name] = value if isinstance(value, (dict, str, int, float, bool, type(None))) else repr(value)
-    return out
 
 
 SEEN_ENV = "import json, os; print(json.dumps(dict(os.environ)))"
@@ -111,7 +101,7 @@ def build(cls: type, env: dict) -> dict:
     clean_environ(env)
     try:
         with libraries_available():
-            return {"fields": _fields(cls())}
+            return {"fields": dataclass_fields(cls())}
     except Exception as exc:  # noqa: BLE001 - a class that refuses the values is an outcome
         return describe_exception(exc)
 
