@@ -10,28 +10,16 @@ from __future__ import annotations
 
 import os
 
-import torch
 from accelerate import Accelerator
 from accelerate.utils import AORecipeKwargs
-from tiny import build_model, token_rows
+from tiny import build_model, train
 from torchao.float8 import Float8LinearConfig
 
 
 def main() -> None:
     fp8 = os.environ.get("ACCELERATE_MIXED_PRECISION") == "fp8"
     accelerator = Accelerator(kwargs_handlers=[AORecipeKwargs(config=Float8LinearConfig(emulate=True))] if fp8 else [])
-    model = build_model(seed=0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    rows = token_rows(seed=accelerator.process_index)
-    model.train()
-    for step in range(4):
-        batch = rows[step * 4:(step + 1) * 4].to(accelerator.device)
-        loss = model(input_ids=batch, labels=batch).loss
-        accelerator.backward(loss)
-        optimizer.step()
-        optimizer.zero_grad()
-        print(f"LOSS {accelerator.process_index} {step} {loss.item()!r}", flush=True)
+    train(accelerator, build_model(seed=0), steps=4, rows_seed=accelerator.process_index)
     accelerator.wait_for_everyone()
     accelerator.end_training()
 

@@ -7,11 +7,10 @@ Accelerate's own FSDP2 path over gloo. Prints "LOSS <rank> <step> <repr>" per st
 
 from __future__ import annotations
 
-import torch
 from accelerate import Accelerator, FullyShardedDataParallelPlugin
 from accelerate.state import PartialState
 from accelerate.utils import AORecipeKwargs, DistributedType
-from tiny import build_model, token_rows
+from tiny import build_model, train
 from torchao.float8 import Float8LinearConfig
 
 
@@ -26,18 +25,7 @@ def main() -> None:
         # as AcceleratorState.__init__ ends: the PartialState copy, which a later AcceleratorState() re-reads
         PartialState._shared_state["distributed_type"] = DistributedType.FSDP
         plugin.set_mixed_precision(accelerator.mixed_precision)
-    model = build_model(seed=0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    rows = token_rows(seed=accelerator.process_index)
-    model.train()
-    for step in range(3):
-        batch = rows[step * 4:(step + 1) * 4].to(accelerator.device)
-        loss = model(input_ids=batch, labels=batch).loss
-        accelerator.backward(loss)
-        optimizer.step()
-        optimizer.zero_grad()
-        print(f"LOSS {accelerator.process_index} {step} {loss.item()!r}", flush=True)
+    train(accelerator, build_model(seed=0), steps=3, rows_seed=accelerator.process_index)
     accelerator.wait_for_everyone()
     accelerator.end_training()
 

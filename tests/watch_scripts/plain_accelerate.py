@@ -3,24 +3,13 @@ generation (accelerate <= 1.3 has no AORecipeKwargs). Mixed precision comes from
 
 from __future__ import annotations
 
-import torch
 from accelerate import Accelerator
-from tiny import build_model, token_rows
+from tiny import build_model, train
 
 
 def main() -> None:
     accelerator = Accelerator()
-    model = build_model(seed=0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    rows = token_rows(seed=0)
-    for step in range(3):
-        batch = rows[step * 4:(step + 1) * 4].to(accelerator.device)
-        loss = model(input_ids=batch, labels=batch).loss
-        accelerator.backward(loss)
-        optimizer.step()
-        optimizer.zero_grad()
-        print(f"LOSS {step} {loss.item()!r}", flush=True)
+    train(accelerator, build_model(seed=0), steps=3, rank_in_line=False)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Tiny Llama and seeded synthetic token data shared by the watch test scripts (runs on CPU in seconds)."""
+"""Tiny Llama, seeded synthetic token data and the training loop shared by the watch test scripts (runs on CPU in
+seconds)."""
 
 from __future__ import annotations
 
@@ -19,3 +20,20 @@ def build_model(seed: int = 0) -> torch.nn.Module:
 def token_rows(seed: int = 0, rows: int = 32, seq_len: int = 32) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (rows, seq_len), generator=gen)
+
+
+def train(accelerator, model: torch.nn.Module, steps: int, rows_seed: int = 0, rank_in_line: bool = True) -> None:
+    """AdamW over the prepared model on seeded rows; prints "LOSS [<rank>] <step> <repr>" per step (what `watch`
+    reads from a user's log)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    rows = token_rows(seed=rows_seed)
+    model.train()
+    rank = f"{accelerator.process_index} " if rank_in_line else ""
+    for step in range(steps):
+        batch = rows[step * 4:(step + 1) * 4].to(accelerator.device)
+        loss = model(input_ids=batch, labels=batch).loss
+        accelerator.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad()
+        print(f"LOSS {rank}{step} {loss.item()!r}", flush=True)
