@@ -95,6 +95,8 @@ def test_deepspeed_on_cpu_is_skipped_with_the_observed_reason_and_compile_is_an_
     assert base[("fsdp2", True)].spec.compile and base[("fsdp2", True)].skip is None
     assert "baseline is not needed" in base[("deepspeed", False)].skip
     assert fp8[("fsdp2", False)].key != fp8[("fsdp2", True)].key
+    # the tables tell the compiled cell from the eager one
+    assert [fp8[("fsdp2", c)].spec.entry_label() for c in (False, True)] == ["fsdp2 x2", "fsdp2 x2 +compile"]
     # an eager cell keeps the key it had before the compile axis existed (--resume of older results files)
     from fp8doctor.runs.spec import RunSpec
 

@@ -57,7 +57,7 @@ def table_rows(result: MatrixResult) -> tuple[list[list[str]], dict[str, int]]:
         total = (row.result.get("timings_s") or {}).get("total")
         rows.append([
             f"{spec.backend}:{spec.recipe}" if spec.backend != "none" else "bf16 baseline",
-            spec.entry + (f" x{spec.nproc}" if spec.nproc > 1 else ""),
+            spec.entry_label(),
             status,
             _cell_text(row, "loss_vs_bf16"),
             _cell_text(row, "fp8_layers"),

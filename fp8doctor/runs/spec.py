@@ -109,5 +109,10 @@ class RunSpec:
         blob = json.dumps(d, sort_keys=True)
         return f"{self.backend}/{self.recipe}/{self.entry}/s{self.seed}-" + hashlib.sha1(blob.encode()).hexdigest()[:8]
 
+    def entry_label(self) -> str:
+        """The entry path as the tables show it: ranks and the compile axis included."""
+        return (self.entry + (f" x{self.nproc}" if self.nproc > 1 else "")
+                + (" +compile" if self.compile else ""))
+
     def label(self) -> str:
         return f"{self.backend}:{self.recipe} via {self.entry}" + (" +compile" if self.compile else "")
