@@ -94,6 +94,10 @@ def closing(records: list[dict]) -> list[str]:
             if c.get("outcome") == "raised":
                 parts.append(f"DeepSpeed ZeRO-2 {c['inputs']['precision']}: state {c.get('distributed_type')} "
                              f"mixed_precision {c.get('mixed_precision')}, {c.get('type')} at {c.get('stage')}")
+            elif c.get("outcome") == "ok":
+                parts.append(f"DeepSpeed ZeRO-2 {c['inputs']['precision']}: state {c.get('distributed_type')} "
+                             f"mixed_precision {c.get('mixed_precision')} / FP8 backend {c.get('fp8_backend')}, "
+                             f"prepared as {c.get('prepared_class')}, {c.get('fp8_layers')} FP8 layers")
             else:
                 parts.append(f"DeepSpeed ZeRO-2 {c['inputs']['precision']}: not observed ({c.get('outcome')}: "
                              "DeepSpeed's CPU op build did not finish on the loaded lab machine)")
