@@ -1,6 +1,7 @@
 """Read a user's config file safely and tell what kind it is (by content, not by name).
 
-Kinds: LLaMA-Factory training YAML, TRL training YAML (`trl sft|dpo|grpo --config`), Accelerate config YAML,
+Kinds: LLaMA-Factory training YAML, axolotl config YAML (`axolotl train cfg.yaml`), TRL training YAML
+(`trl sft|dpo|grpo --config`), Accelerate config YAML,
 DeepSpeed JSON, HF TrainingArguments JSON.
 Every bad file becomes a UsageError with one line; YAML is read with `safe_load` only.
 """
@@ -25,9 +26,10 @@ MAX_DEPTH = 32
 MAX_NODES = 100_000
 MAX_EXPANDED = 4 * MAX_BYTES  # characters of text once aliases are expanded
 
-KINDS = ("llamafactory", "trl", "accelerate", "deepspeed", "training_args")
+KINDS = ("llamafactory", "axolotl", "trl", "accelerate", "deepspeed", "training_args")
 KIND_LABEL = {
     "llamafactory": "LLaMA-Factory training config",
+    "axolotl": "axolotl config",
     "trl": "TRL training config",
     "accelerate": "Accelerate config",
     "deepspeed": "DeepSpeed config",
@@ -36,6 +38,9 @@ KIND_LABEL = {
 
 # Keys that only one kind of config has (shared keys such as bf16 or gradient_accumulation_steps decide nothing).
 _LLAMAFACTORY_KEYS = {"stage", "finetuning_type", "template", "fp8_backend", "quantization_bit"}
+# Keys of axolotl's config schema that no other kind here has (an axolotl config may also carry TRL-like keys).
+_AXOLOTL_KEYS = {"base_model", "micro_batch_size", "sequence_len", "sample_packing", "num_epochs", "val_set_size",
+                 "base_model_config", "lora_target_linear", "pad_to_sequence_len", "fp8_enable_fsdp_float8_all_gather"}
 # Keys of TRL's ScriptArguments, ModelConfig and SFT/DPO/GRPO configs that TrainingArguments and LLaMA-Factory lack.
 _TRL_KEYS = {"dataset_name", "dataset_text_field", "dataset_train_split", "dataset_config", "packing",
              "completion_only_loss", "assistant_only_loss", "num_generations", "max_completion_length",
@@ -134,6 +139,8 @@ def detect_kind(data: dict[str, Any]) -> str | None:
     keys = set(data)
     if keys & _LLAMAFACTORY_KEYS:
         return "llamafactory"
+    if keys & _AXOLOTL_KEYS:
+        return "axolotl"
     if keys & _TRL_KEYS:
         return "trl"
     if keys & _DEEPSPEED_KEYS or isinstance(data.get("fp16"), dict) or isinstance(data.get("bf16"), dict):
@@ -157,7 +164,7 @@ def load_config(path: str | os.PathLike[str], expect: str | None = None) -> dict
         keys = ", ".join(sorted(data)[:6])
         raise UsageError(
             f"{path}: cannot tell what kind of config this is (keys: {keys}); expected a LLaMA-Factory YAML, "
-            "a TRL config, an Accelerate config, a DeepSpeed JSON or a TrainingArguments JSON"
+            "an axolotl config, a TRL config, an Accelerate config, a DeepSpeed JSON or a TrainingArguments JSON"
         )
     check_types(kind, data, str(path))
     if kind == "accelerate":
@@ -207,8 +214,10 @@ def _is_flag(value: Any) -> bool:
 
 def check_types(kind: str, data: dict[str, Any], shown: str) -> None:
     """Refuse wrongly typed values of the keys fp8doctor interprets (a guess from them would be a wrong answer)."""
-    if kind in ("llamafactory", "training_args", "trl"):
+    if kind in ("llamafactory", "training_args", "trl", "axolotl"):
         for key in ("fp8", "bf16", "fp16"):
+            if kind == "axolotl" and key == "bf16" and data.get(key) == "auto":
+                continue  # axolotl resolves it from the GPU
             if key in data and not _is_flag(data[key]):
                 raise UsageError(f"{shown}: `{key}` must be true or false, found {type(data[key]).__name__} "
                                  f"{str(data[key])[:40]!r}")

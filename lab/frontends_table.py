@@ -86,20 +86,25 @@ def peft_rows(records: list[dict]) -> list[list[str]]:
     return rows
 
 
-AXOLOTL_HEAD = ["cell", "axolotl", "config", "validated fp8 / bf16 (after normalize)", "ACCELERATE_MIXED_PRECISION "
-                "after prepare_optim_env", "FP8 warnings logged"]
+AXOLOTL_HEAD = ["cell", "axolotl", "config", "path (exported)", "validated fp8 / bf16 (after normalize)",
+                "ACCELERATE_MIXED_PRECISION after prepare_optim_env", "FP8 warnings logged"]
 
 
 def axolotl_rows(records: list[dict]) -> list[list[str]]:
     rows = []
     for rec in records:
         for case in rec.get("probes", {}).get("axolotl_config", []):
-            head = [rec["cell"], rec["versions"].get("axolotl") or "", case["inputs"]["precision"]]
+            inp = case["inputs"]
+            exported = ", ".join(f"{k}={v}" for k, v in inp["env"].items())
+            path = inp.get("via", "validate_config") + (f" ({exported})" if exported else "")
+            head = [rec["cell"], rec["versions"].get("axolotl") or "", inp["precision"], path]
             if case.get("outcome") != "ok":
-                rows.append(head + [f"raised {case.get('type')} in {case.get('stage')}", "", ""])
+                rows.append(head + [f"raised {case.get('type')} in {case.get('stage')}: {case.get('message')}", "",
+                                    ""])
                 continue
             warned = sorted({w.split(".")[0] for w in case["warnings"] if "fp8" in w.lower()})
-            rows.append(head + [f"{case['validated']['fp8']} / {case['normalized']['bf16']}",
+            validated = case.get("validated", case["normalized"])["fp8"]
+            rows.append(head + [f"{validated} / {case['normalized']['bf16']}",
                                 str(case["env_after"].get("ACCELERATE_MIXED_PRECISION")), "; ".join(warned) or "-"])
     return rows
 

@@ -1,5 +1,6 @@
 """The fix `fp8doctor watch` prints is run as printed, for the forms users start training with: an interpreter given
-by its absolute path (a venv's `bin/python`), `python -m module`, and `accelerate launch` with a bf16 option. Each
+by its absolute path (a venv's `bin/python`), `python -m module`, and `accelerate launch` with a bf16 option (as a
+module and as the venv's console entry point). Each
 control run trains without FP8; the printed fix, written to a file and run with bash in a fresh directory, must
 then train with FP8 active (torchao on CPU), with the command the user gave kept in its form.
 """
@@ -65,10 +66,13 @@ def test_fix_after_python_m_module_runs_fp8(tmp_path: Path) -> None:
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    control = _watch([PY, "-m", "pkg.train"], tmp_path)
+    control = _watch([PY, "-m", "pkg.train", "--steps", "3"], tmp_path)
     assert control["verdict"] != "fp8-active"
+    [rank] = control["ranks"]  # the child's argv as it ran: the module kept (sys.argv alone shows `-m --steps 3`)
+    assert next(p["argv"] for p in control["processes"] if p["pid"] == rank["pid"]) == ["-m", "pkg.train", "--steps",
+                                                                                         "3"]
     [fix] = [f for f in _printed_fixes(control, tmp_path) if f.key == "launch"]
-    assert fix.command[-2:] == ("-m", "pkg.train")
+    assert fix.command[-4:] == ("-m", "pkg.train", "--steps", "3")
     result = _run_as_printed(fix, tmp_path, files)
     assert result["verdict"] == "fp8-active", (fix.command, result["reason"], result.get("error"))
 
@@ -82,6 +86,19 @@ def test_fix_after_accelerate_launch_bf16_runs_fp8(tmp_path: Path) -> None:
     [fix] = _printed_fixes(control, tmp_path)
     assert fix.command[:3] == (PY, "-m", "accelerate.commands.launch") and "--mixed_precision" not in fix.command
     assert "--num_processes" in fix.command and launcher not in fix.command
+    result = _run_as_printed(fix, tmp_path, {"train.py": TRAIN})
+    assert result["verdict"] == "fp8-active", (fix.command, result["reason"], result.get("error"))
+
+
+def test_fix_after_accelerate_console_entry_point_runs_fp8(tmp_path: Path) -> None:
+    """`/abs/venv/bin/accelerate launch ...` (the console entry point by its path) keeps its form in the fix."""
+    (tmp_path / "train.py").write_text(TRAIN)
+    launcher = str(Path(PY).parent / "accelerate")
+    control = _watch([launcher, "launch", "--mixed_precision", "bf16", "--num_processes", "1", "train.py"], tmp_path)
+    assert control["verdict"] != "fp8-active", control["reason"]
+    [fix] = _printed_fixes(control, tmp_path)
+    assert fix.command[:4] == (launcher, "launch", "--config_file", "accelerate_fp8.yaml"), fix.command
+    assert "--mixed_precision" not in fix.command and fix.command[-3:] == ("--num_processes", "1", "train.py")
     result = _run_as_printed(fix, tmp_path, {"train.py": TRAIN})
     assert result["verdict"] == "fp8-active", (fix.command, result["reason"], result.get("error"))
 

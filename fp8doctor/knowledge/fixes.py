@@ -13,8 +13,9 @@ from typing import Any
 
 import yaml
 
-from fp8doctor.knowledge.capability import TE_INSTALL
+from fp8doctor.knowledge.capability import TE_INSTALL, cc_str
 from fp8doctor.knowledge.command_forms import CommandForm, launched, parse, plain
+from fp8doctor.knowledge.frontends import AXOLOTL_FP8_MIN_CC
 from fp8doctor.knowledge.generations import accelerate_generation, accelerate_min, intended_backend
 from fp8doctor.knowledge.intent import truthy
 
@@ -38,7 +39,7 @@ class FixFile:
 
 @dataclass(frozen=True)
 class Fix:
-    key: str  # launch | env | llamafactory | trainer | upgrade
+    key: str  # launch | env | llamafactory | trl | axolotl | upgrade
     title: str
     backend: str  # AO | TE
     install: tuple[str, ...] = ()
@@ -208,12 +209,42 @@ def trl_fix(backend: str, form: CommandForm, accelerate: str | None, config_path
                command=plain(form), note=note)
 
 
+AXOLOTL_MODULE = "axolotl."
+AXOLOTL_CFG = "your axolotl config YAML"
+
+
+def is_axolotl(form: CommandForm) -> bool:
+    """`axolotl train cfg.yaml`, or axolotl's CLI module run by an interpreter or `accelerate launch -m`."""
+    return form.frontend == "axolotl" or (form.target[:1] == ("-m",) and form.target[1].startswith(AXOLOTL_MODULE))
+
+
+def _axolotl_config_arg(form: CommandForm) -> str | None:
+    """The config file in the user's axolotl command: after the sub-command for the entry point, first for -m."""
+    args = form.args[1:] if form.kind == "entry" else form.args
+    return next((a for a in args if not a.startswith("-")), None)
+
+
+def axolotl_fix(form: CommandForm, config_path: str | None) -> Fix:
+    """axolotl sets ACCELERATE_MIXED_PRECISION from its config's own `fp8` key in the training process (after any
+    launcher), and with it builds its own torchao recipe: `fp8: true` there, the command as the user ran it. An
+    exported variable or an Accelerate FP8 config is replaced, so neither is offered."""
+    path = config_path or _axolotl_config_arg(form) or AXOLOTL_CFG
+    command = plain(form) if form.kind != "none" else ("axolotl", "train", path)
+    return Fix("axolotl", "axolotl in FP8: its own fp8 key (axolotl builds the torchao recipe itself)", "AO",
+               edits={path: {"fp8": True}}, command=command,
+               note=f"axolotl refuses fp8 unless it sees a GPU of compute capability {cc_str(AXOLOTL_FP8_MIN_CC)} "
+                    "or higher; it recommends `torch_compile: true` with fp8 (for speed)")
+
+
 def fixes_for(facts: dict[str, Any], backend: str) -> list[Fix]:
     """The fixes that make FP8 reach the Accelerator for the installed versions and the command the user runs."""
     accelerate = facts.get("packages", {}).get("accelerate")
     form = parse(facts.get("command"))
     if form.frontend == "llamafactory" or any(c.get("kind") == "llamafactory" for c in facts.get("configs", [])):
         return [_llamafactory(facts, form, backend, accelerate)]
+    axolotl_cfgs = [c for c in facts.get("configs", []) if c.get("kind") == "axolotl"]
+    if is_axolotl(form) or axolotl_cfgs or facts.get("frontend") == "axolotl":
+        return [axolotl_fix(form, axolotl_cfgs[0]["path"] if axolotl_cfgs else None)]
     trl_cfgs = [c for c in facts.get("configs", []) if c.get("kind") == "trl"]
     if form.frontend == "trl" or trl_cfgs or facts.get("frontend") == "TRL":
         if trl_cfgs and form.kind == "none":  # a TRL YAML is given to the trl CLI

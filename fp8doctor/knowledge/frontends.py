@@ -7,6 +7,8 @@ precision; 0.18 keeps TrainingArguments' default (False). So with TRL >= 0.19, u
 the Trainer gives the Accelerator bf16 (transformers 5: the `mixed_precision` argument; 4.x: it rewrites
 ACCELERATE_MIXED_PRECISION), and an exported ACCELERATE_MIXED_PRECISION=fp8 or an `accelerate launch` FP8 config
 is overridden without a word. With `bf16: false`, the variable reaches the Accelerator and FP8 trains.
+
+axolotl (0.19.0, its own cell): ACCELERATE_MIXED_PRECISION comes from its config's `fp8` key, never from outside.
 """
 
 from __future__ import annotations
@@ -37,12 +39,15 @@ class Frontend:
     module_prefix: str
     field: str
     how: str
+    overrides: str  # what the release does with a precision set outside it
 
 
 TRL = Frontend("TRL", "trl", "trl", "trl.", "bf16",
                "bf16=False in your SFTConfig/DPOConfig/GRPOConfig (`bf16: false` in a `trl ... --config` YAML, "
-               "`--bf16 false` on its command line)")
-FRONTENDS = (TRL,)
+               "`--bf16 false` on its command line)", "defaults bf16 to True when it is not set")
+AXOLOTL = Frontend("axolotl", "axolotl", "axolotl", "axolotl.", "fp8", "`fp8: true` in your axolotl config YAML",
+                   "sets ACCELERATE_MIXED_PRECISION from its config's own `fp8` key (bf16, fp16 or no without it)")
+FRONTENDS = (TRL, AXOLOTL)
 
 
 def frontend_of_module(module: str | None) -> Frontend | None:
@@ -68,6 +73,9 @@ def overrides_fp8(frontend: Frontend, version: str | None) -> bool | None:
     """Whether this release, left at its defaults, replaces an FP8 precision set outside it (None: unknown)."""
     if frontend is TRL:
         return trl_bf16(version, None)
+    if frontend is AXOLOTL:
+        r = release(version)
+        return None if r is None or r < AXOLOTL_OBSERVED else True
     return None
 
 
@@ -119,26 +127,48 @@ def predict_peft(versions: Mapping[str, str | None], *, order: str, r: int) -> d
             "adapters_fp8": adapters_fp8, "adapters_train": not adapters_fp8}
 
 
-# axolotl 0.19.0 (cell axolotl0.19-ao, probe lab/probes/axolotl_config.py; config stage only, no training).
+# axolotl 0.19.0 (cell axolotl0.19-ao, probe lab/probes/axolotl_config.py; config stage only, no training). Its
+# prepare_optim_env, run by `axolotl train` in the training process, sets ACCELERATE_MIXED_PRECISION from the config
+# alone: an exported fp8 is replaced by bf16 when the config has bf16 and no fp8 (observed, validate_config and
+# load_cfg paths). `no` when neither fp8, bf16 nor fp16 is set is read from its source, not observed.
+AXOLOTL_OBSERVED = (0, 19)
 AXOLOTL_COMPILE_WARNING = ("torch_compile is strongly recommended for FP8 training in order to see speed "
                            "improvements. Please consider setting `torch_compile: true` in your config.")
 AXOLOTL_FSDP_AC_WARNING = ("FP8 + FSDP2 + activation checkpointing may be slower than BF16 training. Please "
                            "considering setting `activation_checkpointing: false` in your FSDP config.")
+# The CLI's load_cfg validates against the GPU it sees (compute capability >= 9.0 in axolotl.cli.config's
+# compute_supports_fp8): with fp8 and no such GPU it raises this (a pydantic ValidationError; observed on CPU).
+AXOLOTL_NO_FP8_GPU = "fp8 requested, but fp8 is not supported on this GPU"
+AXOLOTL_FP8_MIN_CC = (9, 0)
 
 
-def predict_axolotl(versions: Mapping[str, str | None], config: Mapping[str, Any]) -> dict[str, Any]:
+def axolotl_mixed_precision(config: Mapping[str, Any]) -> str:
+    """The ACCELERATE_MIXED_PRECISION axolotl's prepare_optim_env leaves, whatever was exported before it."""
+    if config.get("fp8"):
+        return "fp8"
+    if config.get("bf16") is True:
+        return "bf16"
+    return "fp16" if config.get("fp16") else "no"
+
+
+def predict_axolotl(versions: Mapping[str, str | None], config: Mapping[str, Any],
+                    gpu_fp8: bool | None = None) -> dict[str, Any]:
     """axolotl's validate_config + prepare_optim_env on a config: fp8 stays as given whatever bf16 says (#3323's
-    'fp8 false when bf16 is on' is not what 0.19 validation does), ACCELERATE_MIXED_PRECISION is fp8 whenever fp8
-    is set (bf16 otherwise), and the warnings it logs."""
+    'fp8 false when bf16 is on' is not what 0.19 validation does), ACCELERATE_MIXED_PRECISION comes from the config
+    (`axolotl_mixed_precision`), and the warnings it logs. `gpu_fp8`: the CLI's capability check ran and found an
+    FP8 GPU (True) or none (False: fp8 is refused); None: validated without capabilities."""
     r = release(versions.get("axolotl"))
-    if r is None or r < (0, 19):
+    if r is None or r < AXOLOTL_OBSERVED:
         return dict(UNKNOWN)
     fp8 = bool(config.get("fp8"))
+    if fp8 and gpu_fp8 is False:
+        return {"outcome": "raised", "type": "ValidationError", "message": f"Value error, {AXOLOTL_NO_FP8_GPU}",
+                "stage": "load_cfg"}
     fsdp = config.get("fsdp_config") or {}
     warnings = []
     if fp8 and not config.get("torch_compile"):
         warnings.append(AXOLOTL_COMPILE_WARNING)
     if fp8 and (fsdp.get("activation_checkpointing") is True or fsdp.get("fsdp_activation_checkpointing") is True):
         warnings.append(AXOLOTL_FSDP_AC_WARNING)
-    mp = "fp8" if fp8 else "bf16" if config.get("bf16") is True else None
-    return {"outcome": "ok", "fp8": config.get("fp8"), "mixed_precision_env": mp, "warnings": warnings}
+    return {"outcome": "ok", "fp8": config.get("fp8"), "mixed_precision_env": axolotl_mixed_precision(config),
+            "warnings": warnings}

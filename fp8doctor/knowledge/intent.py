@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fp8doctor.knowledge.engine import Setup
-from fp8doctor.knowledge.frontends import trl_bf16
+from fp8doctor.knowledge.frontends import axolotl_mixed_precision, trl_bf16
 
 # The values each library accepts for its backend setting, as the doctor's backend names (None: none chosen).
 LLAMAFACTORY_BACKENDS = {"te": "TE", "transformer_engine": "TE", "torchao": "AO", "ao": "AO", "auto": None}
@@ -35,6 +35,13 @@ def resolved(cfg: Mapping[str, Any], packages: Mapping[str, Any]) -> Mapping[str
         return cfg
     held = trl_bf16(packages.get("trl"), None, fp16=truthy(data.get("fp16")))
     return {**cfg, "data": {**data, "bf16": True if held is None else held}}
+
+
+def axolotl_sets(data: Mapping[str, Any]) -> str:
+    """ACCELERATE_MIXED_PRECISION as axolotl sets it in the training process from this config (`bf16: auto` taken
+    as bf16, what it is on a GPU that has it)."""
+    return axolotl_mixed_precision({"fp8": truthy(data.get("fp8")), "fp16": truthy(data.get("fp16")),
+                                    "bf16": data.get("bf16") == "auto" or truthy(data.get("bf16"))})
 
 
 def _ds_enabled(section: Any) -> bool:
@@ -145,6 +152,8 @@ def read_intent(facts: Mapping[str, Any]) -> Intent:
         if kind in TRAINING_KINDS:
             precision = training_precision(data, kind) or precision
             frontend = "llamafactory" if kind == "llamafactory" or frontend == "llamafactory" else "trainer"
+        if kind == "axolotl":  # it replaces the variable in the training process, whatever the shell exported
+            env["ACCELERATE_MIXED_PRECISION"] = axolotl_sets(data)
         if kind == "llamafactory":
             lf_fp8 = {k: data[k] for k in ("fp8", "fp8_backend", "stage") if k in data}
             lf_path = path

@@ -12,7 +12,15 @@ from typing import Any
 
 from fp8doctor.knowledge.capability import FAMILY_MIN_CC
 from fp8doctor.knowledge.engine import Stack, predict
-from fp8doctor.knowledge.intent import TRAINING_KINDS, Intent, read_intent, resolved, training_precision, truthy
+from fp8doctor.knowledge.intent import (
+    TRAINING_KINDS,
+    Intent,
+    axolotl_sets,
+    read_intent,
+    resolved,
+    training_precision,
+    truthy,
+)
 from fp8doctor.knowledge.releases import as_observed, coverage_notes
 
 __all__ = ["effective_precision", "fp8_intent", "describe_outcome"]
@@ -31,13 +39,17 @@ def _config_steps(facts: Mapping[str, Any], intent: Intent) -> list[dict[str, st
             fp8 = "fp8: true" if truthy(c["data"].get("fp8")) and c["kind"] != "deepspeed" else ""
             shown = ", ".join(x for x in (f"{tp}: true" if tp else "no bf16/fp16", fp8) if x)
             chain.append({"stage": "config", "source": c["path"], "value": shown})
+        elif c.get("kind") == "axolotl":
+            chain.append({"stage": "config", "source": c["path"],
+                          "value": f"axolotl sets ACCELERATE_MIXED_PRECISION={axolotl_sets(c['data'])}"})
     if intent.launch and intent.launch.mixed_precision is not None:
         chain.append({"stage": "config", "source": intent.launch.path,
                       "value": f"mixed_precision: {intent.launch.mixed_precision} (applies only through "
                                f"`{intent.launch.how}`)"})
     shell = intent.env.get("ACCELERATE_MIXED_PRECISION")
+    by = "from axolotl" if any(c.get("kind") == "axolotl" for c in facts.get("configs", [])) else "from the shell"
     chain.append({"stage": "env", "source": "ACCELERATE_MIXED_PRECISION",
-                  "value": f"{shell!r} from the shell" if shell is not None else "unset"})
+                  "value": f"{shell!r} {by}" if shell is not None else "unset"})
     return chain
 
 

@@ -56,7 +56,7 @@ def fact_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
         gen = gens.get(name, {})
         gen_text = f" [{gen['generation']}: {gen['summary']}]" if gen.get("summary") else ""
         rows.append((name, (pk.get(name) or NOT_INSTALLED) + gen_text))
-    for name in ("torchao", "msamp", "deepspeed", "flash-attn", "llamafactory", "trl", "numpy"):
+    for name in ("torchao", "msamp", "deepspeed", "flash-attn", "llamafactory", "trl", "axolotl", "peft", "numpy"):
         rows.append((name, pk.get(name) or NOT_INSTALLED))
     runs = facts.get("runs") or {}
     if runs.get("missing"):

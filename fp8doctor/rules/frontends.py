@@ -1,12 +1,24 @@
-"""Frontends that set the precision on the user's behalf (TRL): warn when one is installed and FP8 is asked, and
-lint its configs against what the lab observed (fp8doctor.knowledge.frontends)."""
+"""Frontends that set the precision on the user's behalf (TRL, axolotl): warn when one is installed and FP8 is asked,
+and lint its configs against what the lab observed (fp8doctor.knowledge.frontends)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fp8doctor.findings import Finding, Level
-from fp8doctor.knowledge.frontends import FP8_DIM_MULTIPLE, FRONTENDS, TRL, overrides_fp8, predict_peft, trl_bf16
+from fp8doctor.knowledge.capability import cc_str
+from fp8doctor.knowledge.frontends import (
+    AXOLOTL,
+    AXOLOTL_FP8_MIN_CC,
+    AXOLOTL_NO_FP8_GPU,
+    FP8_DIM_MULTIPLE,
+    FRONTENDS,
+    Frontend,
+    axolotl_mixed_precision,
+    overrides_fp8,
+    predict_peft,
+    trl_bf16,
+)
 from fp8doctor.rules.common import NO_INTENT, configs_of, intent, intent_text, pkg
 from fp8doctor.rules.precision import fix_text
 
@@ -27,16 +39,25 @@ def check_frontend_overrides(facts: dict[str, Any]) -> list[Finding]:
             out.append(Finding(fid, Level.OK, f"{front.name} {version} keeps TrainingArguments' bf16 default "
                                "(False)", f"{intent_text(signs)}."))
             continue
-        if front is TRL and configs_of(facts, "trl"):
-            continue  # check_trl_config judges the config the user named
-        out.append(Finding(
-            fid, Level.WARN,
-            f"{front.name} {version} is installed and FP8 is asked: its configs set bf16=True unless told otherwise",
-            f"{intent_text(signs)}.\n{front.name} {version}'s SFTConfig, DPOConfig and GRPOConfig turn an unset "
-            f"bf16 into True in __post_init__ (observed from TRL 0.19; 0.18 keeps False), and the Trainer then gives "
-            f"the Accelerator bf16 over ACCELERATE_MIXED_PRECISION=fp8 or an `accelerate launch` FP8 config, "
-            f"without a word. Set {front.how}.", fix_text({**facts, "frontend": front.name})))
+        if configs_of(facts, front.package):
+            continue  # check_trl_config / check_axolotl_config judge the config the user named
+        title, why = _override_words(front, version)
+        out.append(Finding(fid, Level.WARN, title, f"{intent_text(signs)}.\n{why} Set {front.how}.",
+                           fix_text({**facts, "frontend": front.name})))
     return out
+
+
+def _override_words(front: Frontend, version: str) -> tuple[str, str]:
+    if front is AXOLOTL:
+        return (f"axolotl {version} is installed and FP8 is asked: it sets ACCELERATE_MIXED_PRECISION from its "
+                "config's `fp8` key", f"axolotl {version} sets ACCELERATE_MIXED_PRECISION itself in the training "
+                "process (prepare_optim_env, run by `axolotl train`): fp8 only when its config says `fp8: true`, "
+                "else bf16 (`bf16: true`), fp16 or no, so an exported ACCELERATE_MIXED_PRECISION=fp8 or an "
+                "`accelerate launch` FP8 config is replaced (observed on axolotl 0.19.0).")
+    return (f"{front.name} {version} is installed and FP8 is asked: its configs set bf16=True unless told otherwise",
+            f"{front.name} {version}'s SFTConfig, DPOConfig and GRPOConfig turn an unset bf16 into True in "
+            "__post_init__ (observed from TRL 0.19; 0.18 keeps False), and the Trainer then gives the Accelerator "
+            "bf16 over ACCELERATE_MIXED_PRECISION=fp8 or an `accelerate launch` FP8 config, without a word.")
 
 
 def _flag(value: Any) -> bool | None:
@@ -69,6 +90,55 @@ def check_trl_config(facts: dict[str, Any]) -> list[Finding]:
         else:
             out.append(Finding("lint.trl-bf16", Level.OK, f"{cfg['path']}: bf16: false, so fp8 can reach the "
                                "Accelerator", f"{intent_text(signs)}."))
+    return out
+
+
+def _gpu_refuses(facts: dict[str, Any]) -> str | None:
+    """Why axolotl's own capability check would refuse fp8 on this machine's GPUs, if it would."""
+    gpu = facts.get("gpu") or {}
+    ccs = [tuple(d.get("cc") or (0, 0)) for d in gpu.get("visible") or []]
+    if not ccs:
+        return "no CUDA GPU is visible here"
+    if max(ccs) < AXOLOTL_FP8_MIN_CC:
+        return f"the best GPU here has compute capability {cc_str(max(ccs))}"
+    return None
+
+
+def check_axolotl_config(facts: dict[str, Any]) -> list[Finding]:
+    """An axolotl config (`axolotl train FILE`): its own fp8 key decides ACCELERATE_MIXED_PRECISION."""
+    out = []
+    signs = intent(facts)
+    version = pkg(facts, "axolotl")
+    release = f"axolotl {version}" if version else "axolotl (not installed here; observed 0.19.0)"
+    for cfg in configs_of(facts, "axolotl"):
+        data, path = cfg["data"], cfg["path"]
+        if not signs:
+            out.append(Finding("lint.axolotl-fp8", Level.SKIP, f"{path}: axolotl config, FP8 not intended",
+                               NO_INTENT))
+            continue
+        fp8 = _flag(data.get("fp8"))
+        if not fp8:
+            auto = data.get("bf16") == "auto"  # bf16 on a GPU that has it
+            got = axolotl_mixed_precision({"bf16": True if auto else _flag(data.get("bf16")),
+                                           "fp16": _flag(data.get("fp16"))})
+            out.append(Finding(
+                "lint.axolotl-fp8", Level.FAIL, f"{path}: no `fp8: true`, so {release} sets "
+                f"ACCELERATE_MIXED_PRECISION={got} and trains without FP8",
+                f"{intent_text(signs)}.\n{release} sets ACCELERATE_MIXED_PRECISION from this file alone in the "
+                "training process, replacing an exported fp8 or an `accelerate launch` FP8 config.", fix_text(facts)))
+            continue
+        refused = _gpu_refuses(facts)
+        notes = [] if _flag(data.get("torch_compile")) else ["axolotl warns that `torch_compile: true` is strongly "
+                                                              "recommended with fp8 (speed)"]
+        if refused:
+            out.append(Finding(
+                "lint.axolotl-fp8", Level.WARN, f"{path}: fp8: true, which {release} refuses on a machine "
+                f"without a GPU of compute capability {cc_str(AXOLOTL_FP8_MIN_CC)}+ ({refused})",
+                f"Run here, `axolotl train` stops in its config validation: \"{AXOLOTL_NO_FP8_GPU}\" (observed on "
+                "CPU; its check is compute capability >= 9.0).\n" + "\n".join(notes)))
+        else:
+            out.append(Finding("lint.axolotl-fp8", Level.OK, f"{path}: fp8: true, so {release} sets "
+                               "ACCELERATE_MIXED_PRECISION=fp8 and builds its torchao recipe", "\n".join(notes)))
     return out
 
 

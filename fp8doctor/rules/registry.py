@@ -85,10 +85,12 @@ CHECKS: tuple[CheckInfo, ...] = (
               "last value silently)", ("lint.duplicate-key",)),
     CheckInfo("dist.fsdp-version", distributed.check_fsdp_fp8, "FSDP with FP8 is FSDP2 (float8 all-gather and "
               "conversion before sharding)", ("dist.fsdp-version",)),
-    CheckInfo("frontend.overrides", frontends.check_frontend_overrides, "no installed frontend (TRL) replaces the "
-              "FP8 precision you ask for with its own default", ("frontend.trl",)),
+    CheckInfo("frontend.overrides", frontends.check_frontend_overrides, "no installed frontend (TRL, axolotl) "
+              "replaces the FP8 precision you ask for with its own", ("frontend.trl", "frontend.axolotl")),
     CheckInfo("lint.trl-bf16", frontends.check_trl_config, "a TRL config's bf16 (set, or TRL's default) lets fp8 "
               "reach the Accelerator", ("lint.trl-bf16",)),
+    CheckInfo("lint.axolotl-fp8", frontends.check_axolotl_config, "an axolotl config sets its own `fp8` key, "
+              "which decides its precision (and its GPU check)", ("lint.axolotl-fp8",)),
     CheckInfo("frontend.peft", frontends.check_peft_over_fp8, "the installed PEFT builds LoRA over torchao FP8 and "
               "its adapters train", ("frontend.peft",)),
     CheckInfo("stack.accelerator-patch", stack.check_accelerator_patches, "no installed trainer framework "

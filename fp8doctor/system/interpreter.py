@@ -33,6 +33,7 @@ DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "flash-attn": ("flash-attn", "flash_attn"),
     "llamafactory": ("llamafactory", "llama-factory"),
     "trl": ("trl",),
+    "axolotl": ("axolotl",),
     "peft": ("peft",),
     "numpy": ("numpy",),
     "pynvml": ("nvidia-ml-py", "pynvml"),

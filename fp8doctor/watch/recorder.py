@@ -86,11 +86,23 @@ class Recorder:
             pass
 
 
+def script_argv() -> list[str]:
+    """The command's argv without the interpreter. Under `python -m module`, sys.argv is ['-m', *args] until runpy
+    has found the module (the observer starts before that), so the module's name comes from sys.orig_argv."""
+    argv = list(getattr(sys, "argv", None) or [])
+    orig = list(getattr(sys, "orig_argv", None) or [])
+    if argv[:1] != ["-m"] or len(orig) <= len(argv):
+        return argv
+    tok = orig[len(orig) - len(argv)]  # the module, or `-mmodule` written as one token
+    module = tok.removeprefix("-m") if tok.startswith("-m") else tok
+    return ["-m", module, *argv[1:]]
+
+
 def process_facts() -> dict[str, Any]:
     return {
         "pid": os.getpid(),
         "ppid": os.getppid(),
-        "argv": list(sys.argv) if hasattr(sys, "argv") else [],
+        "argv": script_argv(),
         "executable": sys.executable,
         "host": records.host_name(),
         "watch_id": os.environ.get(records.WATCH_ID_ENV),

@@ -10,6 +10,7 @@ from tabulate import tabulate
 
 from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_obj
+from fp8doctor.watch.adapters import lora_words
 
 FORMATS = ("text", "md", "json")
 MAX_LOSSES_SHOWN = 8
@@ -142,6 +143,8 @@ def _details(result: dict[str, Any]) -> list[str]:
         if m.get("missing"):
             lines.append(f"{_rank_name(r)} eligible but not FP8: {', '.join(m['missing'][:6])}"
                          + (f" (+{len(m['missing']) - 6})" if len(m["missing"]) > 6 else ""))
+    if result.get("peft"):
+        lines.append(lora_words(result["peft"]))
     for h in result.get("helpers") or []:
         argv = " ".join(h.get("argv") or [])
         lines.append(f"other Python process {h.get('pid')} (no Accelerator): {argv[:120]}")

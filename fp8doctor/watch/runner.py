@@ -20,6 +20,7 @@ from fp8doctor.redact import redact
 from fp8doctor.system import interrupts, lifeline
 from fp8doctor.system.errors import UsageError
 from fp8doctor.watch import records
+from fp8doctor.watch.adapters import lora_summary
 from fp8doctor.watch.collect import collect
 from fp8doctor.watch.recorder import WATCH_DIR_ENV
 from fp8doctor.watch.verdicts import facts_from_processes, fix_hint, overall_verdict
@@ -161,6 +162,7 @@ def run_watch(
     rc = proc.returncode
     sig = -rc if rc is not None and rc < 0 else None
     verdict = overall_verdict(procs)
+    lora = lora_summary(procs)
     facts = {**facts_from_processes(procs), "command": list(cmd)}
     placed = None
     if marker is not None:
@@ -183,7 +185,8 @@ def run_watch(
         "verdict": verdict["verdict"],
         "reason": verdict.get("reason"),
         "winner": verdict.get("winner"),
-        "frontend": verdict.get("frontend"),
+        "frontend": verdict.get("frontend") or ("PEFT" if lora else None),
+        **({"peft": lora} if lora else {}),
         "error": verdict.get("error"),
         "ranks": verdict["ranks"],
         "helpers": verdict["helpers"],

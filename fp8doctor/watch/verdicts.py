@@ -70,7 +70,7 @@ def _default_note(found: Frontend | None, proc: dict[str, Any]) -> str:
     version = (proc.get("versions") or {}).get(found.package)
     if not overrides_fp8(found, version):
         return ""
-    return f" ({found.name} {version} defaults bf16 to True when it is not set: {found.how})"
+    return f" ({found.name} {version} {found.overrides}: {found.how})"
 
 
 def _also(acc: dict[str, Any], proc: dict[str, Any]) -> str:
