@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from fp8doctor.knowledge.evaluation import AO_EVAL_OBSERVED, EVAL_OPTION, eval_in_fp8
-from fp8doctor.watch.verdicts import eval_summary
+from fp8doctor.watch.model_summary import eval_summary
 
 SCRIPTS = Path(__file__).parent / "watch_scripts"
 OBSERVATIONS = Path(__file__).resolve().parent.parent / "lab" / "observations"

@@ -91,13 +91,13 @@ def test_suite_line_counts_on_dicts() -> None:
 
 
 def test_reasons_on_hand_written_gpu_facts(monkeypatch) -> None:
-    monkeypatch.setattr(pytest_plugin, "_facts", lambda: H100)
+    monkeypatch.setattr(pytest_plugin.gpus, "facts", lambda: H100)
     assert pytest_plugin.missing(gpu=True, te=True, min_cc=(8, 9), min_gpus=2) == []
     assert pytest_plugin.missing(min_cc=(10, 0)) == ["Compute capability 10.0 or higher needed; this GPU has 9.0."]
     assert pytest_plugin.missing(min_gpus=4) == ["4 CUDA GPUs needed, 2 visible."]
     old = dict(H100, cc=(8, 0), installed={"torchao": None, "transformer-engine": "2.9.0"},
                te_import_error="libcudnn.so.9: cannot open shared object file")
-    monkeypatch.setattr(pytest_plugin, "_facts", lambda: old)
+    monkeypatch.setattr(pytest_plugin.gpus, "facts", lambda: old)
     lacks = pytest_plugin.missing(te=True, torchao=True)
     assert any("fails to import: libcudnn.so.9" in x for x in lacks)
     assert any("compute capability 8.0" in x and "8.9" in x for x in lacks)
@@ -110,9 +110,9 @@ def test_reasons_on_hand_written_gpu_facts(monkeypatch) -> None:
 
 def test_a_broken_probe_skips_instead_of_crashing_the_session(pytester) -> None:
     pytester.makeconftest(
-        "import fp8doctor.pytest_plugin as p\n"
+        "import fp8doctor.pytest_plugin.gpus as p\n"
         "def boom():\n    raise OSError('nvidia-smi hung')\n"
-        "p._facts = boom\n"
+        "p.facts = boom\n"
     )
     pytester.makepyfile(test_marked=MARKED)
     result = pytester.runpytest_subprocess("-rs", "-p", "no:cacheprovider")
@@ -160,12 +160,12 @@ def test_each_xdist_worker_gets_its_own_gpu_from_fake_device_lists() -> None:
 
 
 FAKE_GPUS_CONFTEST = """
-import fp8doctor.pytest_plugin as p
+import fp8doctor.pytest_plugin.gpus as p
 
 FAKE = {"gpus": [{"index": "0", "name": "FakeGPU", "cc": (9, 0)}, {"index": "1", "name": "FakeGPU", "cc": (9, 0)}],
         "gpu_count": 2, "cc": (9, 0), "gpu_status": "2 fake GPUs", "te_import_error": None,
         "installed": {"torchao": "0.18.0", "transformer-engine": None}}
-p._facts = lambda: FAKE
+p.facts = lambda: FAKE
 """
 
 PINNED_TESTS = """

@@ -5,11 +5,8 @@ The words and their meanings are fp8doctor.verdicts' WATCH_VERDICTS.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from fp8doctor.knowledge.capability import FAMILY_MIN_CC, cc_str
-from fp8doctor.knowledge.frontends import Frontend, frontend_of_module, overrides_fp8
 from fp8doctor.verdicts import (
     FP8_ACTIVE,
     NO_ACCELERATOR,
@@ -18,188 +15,9 @@ from fp8doctor.verdicts import (
     SILENT_BF16,
     WATCH_SEVERITY,
     not_fp8_word,
-    precision_words,
 )
-
-
-def _q(value: Any) -> str:
-    return "unset" if value is None else repr(value)
-
-
-def _call(acc: dict[str, Any]) -> str:
-    parts = []
-    if acc.get("arg_mixed_precision") is not None:
-        parts.append(f"mixed_precision={acc['arg_mixed_precision']!r}")
-    if acc.get("handlers"):
-        parts.append(f"kwargs_handlers=[{', '.join(acc['handlers'])}]")
-    return f"Accelerator({', '.join(parts)})"
-
-
-def frontend_of(acc: dict[str, Any], proc: dict[str, Any]) -> str | None:
-    """The frontend (TRL, ...) whose argument class built this process's TrainingArguments, if any."""
-    modules = [(acc.get("trainer_args") or {}).get("args_module")]
-    modules += [t.get("module") for t in proc.get("training_args") or []]
-    for module in modules:
-        found = frontend_of_module(module)
-        if found is not None:
-            return found.name
-    return None
-
-
-def _setter(acc: dict[str, Any]) -> str:
-    """Who passed the mixed_precision argument, in the user's words where we can tell."""
-    ta = acc.get("trainer_args") or {}
-    cls = ta.get("args_class") or "TrainingArguments"
-    found = frontend_of_module(ta.get("args_module"))
-    if found is not None:
-        cls = f"{found.name} {cls}"
-    if ta.get("bf16") and acc.get("arg_mixed_precision") == "bf16":
-        return f"{cls}(bf16=True)"
-    if ta.get("fp16") and acc.get("arg_mixed_precision") == "fp16":
-        return f"{cls}(fp16=True)"
-    if ta:
-        return f"{cls}(mixed_precision={ta.get('mixed_precision')!r}) via {ta.get('trainer_class', 'Trainer')}"
-    callers = acc.get("callers") or []
-    return f"the caller ({callers[0]})" if callers else "the caller"
-
-
-def _default_note(found: Frontend | None, proc: dict[str, Any]) -> str:
-    """Why the frontend's config held bf16, and the field to set, when the release overrides FP8 by default."""
-    if found is None:
-        return ""
-    version = (proc.get("versions") or {}).get(found.package)
-    if not overrides_fp8(found, version):
-        return ""
-    return f" ({found.name} {version} {found.overrides}: {found.how})"
-
-
-def _also(acc: dict[str, Any], proc: dict[str, Any]) -> str:
-    arg = acc.get("arg_mixed_precision")
-    if arg in (None, "no", "fp8"):
-        return ""
-    found = frontend_of_module((acc.get("trainer_args") or {}).get("args_module"))
-    return f"; and {_setter(acc)} passed mixed_precision={arg!r}{_default_note(found, proc)}"
-
-
-def silent_reason(acc: dict[str, Any], proc: dict[str, Any]) -> tuple[str, str]:
-    """(winning setting, sentence) explaining why an Accelerator ended up without FP8."""
-    arg = acc.get("arg_mixed_precision")
-    env_now = (acc.get("env") or {}).get("ACCELERATE_MIXED_PRECISION")
-    env_start = (proc.get("env_at_start") or {}).get("ACCELERATE_MIXED_PRECISION")
-    result = (acc.get("result") or {}).get("mixed_precision")
-    ta = acc.get("trainer_args") or {}
-    for targs in proc.get("training_args") or []:
-        before = (targs.get("env_before") or {}).get("ACCELERATE_MIXED_PRECISION")
-        after = (targs.get("env_after") or {}).get("ACCELERATE_MIXED_PRECISION")
-        if before == "fp8" and after != "fp8":
-            flag = "bf16=True" if targs.get("bf16") else "fp16=True" if targs.get("fp16") else "its settings"
-            found = frontend_of_module(targs.get("module"))
-            cls = f"{found.name} {targs.get('cls')}" if found else targs.get("cls", "TrainingArguments")
-            return (f"{cls}({flag})", f"{cls}({flag}) rewrote ACCELERATE_MIXED_PRECISION from "
-                    f"'fp8' to {_q(after)} before the Accelerator was built{_default_note(found, proc)}")
-    if arg == "fp8" and result != "fp8":
-        return ("Accelerate", f"Accelerator(mixed_precision='fp8') resulted in mixed_precision={_q(result)}: "
-                "Accelerate downgrades fp8 where the device cannot run it (compute capability below "
-                f"{cc_str(FAMILY_MIN_CC['per-tensor'])})")
-    if arg not in (None, "fp8", "no") and env_now == "fp8":
-        setter = _setter(acc)
-        found = frontend_of_module(ta.get("args_module"))
-        return (setter, f"{setter} passed mixed_precision={arg!r} to Accelerator although "
-                        f"ACCELERATE_MIXED_PRECISION=fp8{_default_note(found, proc)}")
-    if env_now == "fp8" and ta and ta.get("mixed_precision") != "fp8":
-        read = [t for t in proc.get("training_args") or []
-                if (t.get("env_before") or {}).get("ACCELERATE_MIXED_PRECISION") != "fp8"]
-        if read:
-            seen = (read[-1].get("env_before") or {}).get("ACCELERATE_MIXED_PRECISION")
-            return ("ACCELERATE_MIXED_PRECISION set too late",
-                    f"ACCELERATE_MIXED_PRECISION=fp8 was set after {read[-1].get('cls', 'TrainingArguments')} "
-                    f"read it (it saw {_q(seen)}), so mixed_precision={_q(arg)} reached the Accelerator")
-    launcher = proc.get("launcher_fp8")
-    if launcher and env_start != "fp8" and env_now != "fp8":
-        words = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(launcher["argv"][:3]))
-        return ("the launcher", f"ACCELERATE_MIXED_PRECISION was 'fp8' for its launcher (pid {launcher['pid']}: "
-                f"{words} ...), which started this process with {_q(env_start)} (accelerate launch sets the variable "
-                f"from its own options and config: 'no' unless given){_also(acc, proc)}")
-    if env_start == "fp8" and env_now != "fp8":
-        return ("code in the command", f"ACCELERATE_MIXED_PRECISION was 'fp8' when the process started but "
-                f"{_q(env_now)} when the Accelerator was built: the command changed it")
-    if acc.get("fp8_handlers"):
-        return ("mixed precision setting", f"{', '.join(acc['fp8_handlers'])} was passed but mixed precision "
-                f"resolved to {_q(result)} (argument {_q(arg)}, ACCELERATE_MIXED_PRECISION {_q(env_now)})")
-    return ("nothing asked for fp8", f"nothing asked for FP8: mixed_precision argument {_q(arg)}, "
-            f"ACCELERATE_MIXED_PRECISION {_q(env_now)}, no FP8 recipe handler; it ran in {precision_words(result)}")
-
-
-def _model_summary(acc: dict[str, Any]) -> dict[str, Any] | None:
-    """The last prepared model of this Accelerator: FP8 layers, eligible layers, forward evidence."""
-    models = [m for p in acc.get("prepares") or [] for m in p.get("models") or [] if "fp8_layers" in m]
-    if not models:
-        return None
-    model = models[-1]
-    forwards = [f for f in acc.get("forwards") or [] if f.get("arg_index") == model.get("arg_index")]
-    last = forwards[-1] if forwards else None
-    return {
-        "class": model.get("class"),
-        "rule": model.get("rule"),
-        "fp8_layers": len(model.get("fp8_layers") or []),
-        "eligible": len(model.get("eligible") or []),
-        "missing": sorted(set(model.get("eligible") or []) - set(model.get("fp8_layers") or [])),
-        "forwards_seen": last.get("forwards") if last else 0,
-        "fp8_module_forwards": (last.get("counter") or {}).get("fp8_module_forwards", 0) if last else 0,
-        "fp8_active": bool(last and last.get("fp8_active")),
-        "eval": eval_summary(acc, model),
-        "numerics": numerics_summary(acc, model),
-        "wrapper": model.get("wrapper"),
-    }
-
-
-def numerics_summary(acc: dict[str, Any], model: dict[str, Any]) -> dict[str, Any] | None:
-    """`watch --numerics`: the sampled layers and those whose FP8 output falls below the SQNR threshold."""
-    from fp8doctor.knowledge.numerics import SQNR_MIN_DB, SQNR_SOURCE, keep_in_bf16_config
-
-    seen = [n for n in acc.get("numerics") or [] if n.get("arg_index") == model.get("arg_index")]
-    if not seen:
-        return None
-    layers = seen[-1].get("layers") or {}
-    low = [name for name, row in layers.items()
-           if isinstance(row.get("sqnr_db_min"), (int, float)) and row["sqnr_db_min"] < SQNR_MIN_DB]
-    return {"every": seen[-1].get("every"), "layers": layers, "threshold_db": SQNR_MIN_DB, "source": SQNR_SOURCE,
-            "candidates": low, "config": keep_in_bf16_config(low) if low else None}
-
-
-def eval_summary(acc: dict[str, Any], model: dict[str, Any]) -> dict[str, Any] | None:
-    """The first forward pass in eval mode of this model: in FP8 or not, and why not (None: none was seen)."""
-    from fp8doctor.knowledge.evaluation import eval_in_fp8
-    from fp8doctor.observe import fp8_active
-
-    seen = [e for e in acc.get("eval_forwards") or [] if e.get("arg_index") == model.get("arg_index")]
-    if not seen:
-        return None
-    counter = seen[-1].get("counter") or {}
-    fp8 = fp8_active(len(model.get("fp8_layers") or []), counter)
-    backend = (acc.get("result") or {}).get("fp8_backend")
-    known = eval_in_fp8(backend)
-    calls = counter.get("fp8_module_forwards", 0)
-    if fp8:
-        return {"fp8": True, "reason": f"{calls} FP8 module calls in the first eval-mode forward pass", "fix": None}
-    why = known["reason"] if known["fp8"] is False else "no FP8 module ran in it"
-    return {"fp8": False, "reason": f"the first eval-mode forward pass ran without FP8 ({calls} FP8 module calls): "
-                                    f"{why}", "fix": known["fix"]}
-
-
-def _wrapped_words(model: dict[str, Any]) -> str:
-    """', all inside fsdp2 units' (or how many are not) when the model was prepared under a sharding plugin."""
-    wrapper = model.get("wrapper")
-    if not isinstance(wrapper, dict):
-        return ""
-    plugin = wrapper.get("plugin")
-    inside = len(wrapper.get("fp8_layers_wrapped") or [])
-    if not wrapper.get("wrapped_modules"):
-        return f", but no module was sharded by {plugin}"
-    if inside == model["fp8_layers"]:
-        gather = ", float8 all-gather" if wrapper.get("float8_all_gather") else ""
-        return f", all inside {plugin} units{gather}"
-    return f", {model['fp8_layers'] - inside} outside every {plugin} unit"
+from fp8doctor.watch.model_summary import model_summary, wrapped_words
+from fp8doctor.watch.silent_reasons import accelerator_call, frontend_of, precision_setter, quoted, silent_reason
 
 
 def process_verdict(proc: dict[str, Any]) -> dict[str, Any]:
@@ -215,15 +33,15 @@ def process_verdict(proc: dict[str, Any]) -> dict[str, Any]:
         why = ""
         if acc.get("fp8_handlers"):
             mp = acc.get("arg_mixed_precision")
-            src = f" (passed by {_setter(acc)})" if mp not in (None, "fp8") else ""
+            src = f" (passed by {precision_setter(acc)})" if mp not in (None, "fp8") else ""
             why = f"; the FP8 recipe {', '.join(acc['fp8_handlers'])} reached an Accelerator whose " \
-                  f"mixed precision was {_q(mp)}{src}"
+                  f"mixed precision was {quoted(mp)}{src}"
         return {"verdict": RAISED, "error": err, "accelerator": acc,
-                "reason": f"{_call(acc)} raised {err.get('type')}: {err.get('message')}{why}"}
-    with_model = [a for a in built if _model_summary(a)]
+                "reason": f"{accelerator_call(acc)} raised {err.get('type')}: {err.get('message')}{why}"}
+    with_model = [a for a in built if model_summary(a)]
     acc = with_model[-1] if with_model else built[-1]
     result = acc.get("result") or {}
-    model = _model_summary(acc)
+    model = model_summary(acc)
     out: dict[str, Any] = {"accelerator": acc, "model": model}
     frontend = frontend_of(acc, proc)
     if frontend:
@@ -240,7 +58,7 @@ def process_verdict(proc: dict[str, Any]) -> dict[str, Any]:
                 "reason": f"fp8_enabled with backend {backend}, but prepare() was never given a model"}
     layers = f"{model['fp8_layers']} FP8 layers of {model['eligible']} eligible Linear ({model['rule']} rule)"
     if model["fp8_layers"]:
-        layers += _wrapped_words(model)
+        layers += wrapped_words(model)
     if model["fp8_layers"] == 0:
         return {**out, "verdict": SILENT_BF16, "winner": "layer filter",
                 "reason": f"fp8_enabled with backend {backend}, but prepare() converted no layer: {layers}"}

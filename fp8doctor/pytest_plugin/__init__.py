@@ -4,6 +4,7 @@ Loaded in every pytest session on a machine where fp8doctor is installed, so it 
 stdlib at load time, reads the machine (nvidia-smi, importlib.metadata; no torch import) only when a marked
 test or `requires(...)` asks, caches what it read, and turns any failure of its own into a skip reason
 instead of an error in someone else's test session. A project that does not want it: `pytest -p no:fp8doctor`.
+The hooks and the fixture live here; requirements.py owns the skip reasons, gpus.py the GPU facts.
 
   import pytest
   from fp8doctor.pytest_plugin import requires
@@ -19,76 +20,16 @@ instead of an error in someone else's test session. A project that does not want
 
 from __future__ import annotations
 
-import functools
 import os
-import re
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-MARKERS = {
-    "gpu": "needs a CUDA GPU; skipped with the doctor's reason when none is usable (kwarg min_cc=(8, 9))",
-    "te": "needs Transformer Engine importable on a GPU of compute capability 8.9+",
-    "multigpu": "needs two or more CUDA GPUs (kwarg min_gpus=N)",
-    "slow": "takes more than a few seconds",
-}
+from fp8doctor.pytest_plugin import gpus
+from fp8doctor.pytest_plugin.gpus import ALL_DEVICES_ENV, assign_gpu, gpu_label, visible_devices, worker_gpu
+from fp8doctor.pytest_plugin.requirements import MARKERS, missing, needs, reason_for, requires
 
-
-@functools.lru_cache(maxsize=1)
-def _facts() -> dict[str, Any]:
-    from fp8doctor.runs.machine import snapshot
-
-    return snapshot()
-
-
-def missing(gpu: bool = False, te: bool = False, min_cc: tuple[int, int] | None = None,
-            min_gpus: int | None = None, torchao: bool = False) -> list[str]:
-    """What this machine lacks for the requirements, one sentence each (empty: everything is there)."""
-    from fp8doctor.knowledge.capability import backend_available, cc_str, fp8_family_supported
-
-    facts = _facts()
-    out: list[str] = []
-    cc = facts.get("cc")
-    count = int(facts.get("gpu_count") or 0)
-    need_gpu = gpu or te or min_cc is not None or bool(min_gpus)
-    if need_gpu and count == 0:
-        why = str(facts.get("gpu_status") or "nvidia-smi lists none, or CUDA_VISIBLE_DEVICES hides them")
-        out.append(f"No CUDA GPU is visible ({why.removeprefix('no CUDA device: ')}).")
-    if min_gpus and 0 < count < min_gpus:
-        out.append(f"{min_gpus} CUDA GPUs needed, {count} visible.")
-    elif min_gpus and count == 0 and min_gpus > 1:
-        out.append(f"{min_gpus} CUDA GPUs needed, none visible.")
-    if min_cc is not None and cc is not None and tuple(cc) < tuple(min_cc):
-        out.append(f"Compute capability {cc_str(tuple(min_cc))} or higher needed; this GPU has {cc_str(tuple(cc))}.")
-    if te:
-        ok, why = backend_available("te", facts["installed"], facts.get("te_import_error"))
-        if not ok:
-            out.append(why)
-        if cc is not None:
-            ok, why = fp8_family_supported(cc, "per-tensor")
-            if not ok and not any(why == o for o in out):
-                out.append(why)
-    if torchao:
-        ok, why = backend_available("torchao", facts["installed"])
-        if not ok:
-            out.append(why)
-    return out
-
-
-def _reason(**need: Any) -> str:
-    try:
-        lacks = missing(**need)
-    except Exception as exc:  # noqa: BLE001 - a broken probe must not break the session: skip and say why
-        return f"fp8doctor could not read this machine's capabilities ({type(exc).__name__}: {exc})"
-    return ("fp8doctor: " + " ".join(lacks)) if lacks else ""
-
-
-def requires(gpu: bool = False, te: bool = False, min_cc: tuple[int, int] | None = None,
-             min_gpus: int | None = None, torchao: bool = False) -> pytest.MarkDecorator:
-    """A `skipif` mark whose reason lists exactly what is missing (Lightning's RunIf style)."""
-    reason = _reason(gpu=gpu, te=te, min_cc=min_cc, min_gpus=min_gpus, torchao=torchao)
-    return pytest.mark.skipif(bool(reason), reason=reason or "all requirements met")
+__all__ = ["assign_gpu", "gpu_label", "missing", "requires", "suite_line", "visible_devices", "worker_gpu"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -103,31 +44,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
 
 
-def _needs(item: pytest.Item) -> dict[str, Any] | None:
-    need: dict[str, Any] = {}
-    gpu = item.get_closest_marker("gpu")
-    if gpu is not None:
-        need["gpu"] = True
-        if "min_cc" in gpu.kwargs:
-            cc = tuple(int(x) for x in gpu.kwargs["min_cc"])
-            if len(cc) != 2:
-                raise ValueError(f"min_cc must be (major, minor), got {gpu.kwargs['min_cc']!r}")
-            need["min_cc"] = cc
-    if item.get_closest_marker("te") is not None:
-        need["te"] = True
-    multi = item.get_closest_marker("multigpu")
-    if multi is not None:
-        need["min_gpus"] = int(multi.kwargs.get("min_gpus", 2))
-    return need or None
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip gpu/te/multigpu-marked tests this machine cannot run, with the doctor's reason."""
     cache: dict[tuple[Any, ...], str] = {}
     for item in items:
         try:
-            need = _needs(item)
+            need = needs(item)
         except (TypeError, ValueError) as exc:  # e.g. gpu(min_cc="9.0"): say so rather than break collection
             item.add_marker(pytest.mark.skip(reason=f"fp8doctor: bad marker arguments ({exc})"))
             continue
@@ -135,51 +58,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         key = tuple(sorted(need.items()))
         if key not in cache:
-            cache[key] = _reason(**need)
+            cache[key] = reason_for(**need)
         if cache[key]:
             item.add_marker(pytest.mark.skip(reason=cache[key]))
 
 
-ALL_DEVICES_ENV = "FP8DOCTOR_ALL_CUDA_DEVICES"  # what CUDA_VISIBLE_DEVICES a worker saw before it was pinned
 GPU_PROPERTY = "fp8doctor_gpu"  # user property on each GPU test's report: the GPU it ran on
 _GPU_TESTS: dict[str, list[str]] = {}  # GPU label -> node ids of the GPU tests that ran on it (for the summary)
-
-
-def visible_devices(environ: Mapping[str, str], gpus: list[dict[str, Any]]) -> list[str]:
-    """The GPUs CUDA shows this process, as CUDA_VISIBLE_DEVICES entries: the user's own list when one is set
-    (indices or UUIDs, kept as written), else the index of each GPU nvidia-smi lists."""
-    cvd = environ.get("CUDA_VISIBLE_DEVICES")
-    if cvd is not None and cvd.strip():
-        return [x.strip() for x in cvd.split(",") if x.strip()]
-    return [str(g["index"]) for g in gpus]
-
-
-def assign_gpu(worker_id: str | None, devices: list[str]) -> str | None:
-    """The one GPU an xdist worker gets: gw0 -> first device, gw1 -> second, ...; workers beyond the number of
-    GPUs share them round-robin. None outside xdist (worker_id None) or without GPUs."""
-    match = re.fullmatch(r"gw(\d+)", worker_id or "")
-    if not devices or match is None:
-        return None
-    return devices[int(match.group(1)) % len(devices)]
-
-
-def gpu_label(devices: list[str], gpus: list[dict[str, Any]]) -> str:
-    """How a report names the GPU(s) a test ran on: "GPU 3 (NVIDIA H200)", or "GPUs 0,1" for several."""
-    if len(devices) != 1:
-        return f"GPUs {','.join(devices)}" if devices else "no GPU"
-    names = {str(g.get("index")): g.get("name") for g in gpus}
-    name = names.get(devices[0])
-    return f"GPU {devices[0]}" + (f" ({name})" if name else "")
-
-
-def worker_gpu() -> str | None:
-    """The GPU an xdist worker should use (gw0 -> first visible GPU, gw1 -> second, ...; outside xdist the first);
-    None without GPUs."""
-    try:
-        devices = visible_devices(os.environ, _facts().get("gpus") or [])
-    except Exception:  # noqa: BLE001
-        return None
-    return assign_gpu(os.environ.get("PYTEST_XDIST_WORKER", "gw0"), devices)
 
 
 def _runs_on_gpu(item: pytest.Item) -> bool:
@@ -193,7 +78,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not worker or ALL_DEVICES_ENV in os.environ or not any(_runs_on_gpu(i) for i in session.items):
         return
     try:
-        devices = visible_devices(os.environ, _facts().get("gpus") or [])
+        devices = visible_devices(os.environ, gpus.facts().get("gpus") or [])
     except Exception:  # noqa: BLE001 - the skip reasons already say what could not be read
         return
     gpu = assign_gpu(worker, devices)
@@ -210,8 +95,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if not _runs_on_gpu(item):
         return
     try:
-        gpus = _facts().get("gpus") or []
-        label = gpu_label(visible_devices(os.environ, gpus), gpus)
+        seen = gpus.facts().get("gpus") or []
+        label = gpu_label(visible_devices(os.environ, seen), seen)
     except Exception:  # noqa: BLE001
         return
     item.user_properties.append((GPU_PROPERTY, label))
@@ -271,13 +156,6 @@ def suite_line(outcomes: dict[str, dict[str, str | None]]) -> str | None:
     return line
 
 
-def _no_gpu() -> bool:
-    try:
-        return not int(_facts().get("gpu_count") or 0)
-    except Exception:  # noqa: BLE001 - a machine whose GPUs cannot be read has none usable here
-        return True
-
-
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Which GPU ran how many GPU tests (under xdist: each worker's own), and how much of the GPU suite ran."""
     if _GPU_TESTS:
@@ -286,13 +164,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(f"fp8doctor: GPU tests ran on {per_gpu}")
     line = suite_line(_SUITE)
     if line:
-        red = terminalreporter.config.getoption("gpu_required", False) and _no_gpu()
+        red = terminalreporter.config.getoption("gpu_required", False) and gpus.no_gpu()
         terminalreporter.write_line(line + (" (--gpu-required: this is a failure)" if red else ""), red=red,
                                     yellow=not red and "skipped" in line)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if (session.config.getoption("gpu_required", False) and _SUITE and _no_gpu()
+    if (session.config.getoption("gpu_required", False) and _SUITE and gpus.no_gpu()
             and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
