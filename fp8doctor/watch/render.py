@@ -10,6 +10,7 @@ from tabulate import tabulate
 
 from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_obj
+from fp8doctor.watch.baseline import lines as baseline_lines
 
 FORMATS = ("text", "md", "json")
 MAX_LOSSES_SHOWN = 8
@@ -170,7 +171,7 @@ def render_text(result: dict[str, Any]) -> str:
     details = _details(result)
     if details:
         out += [""] + details
-    out += numerics_lines(result, "text")
+    out += numerics_lines(result, "text") + baseline_lines(result.get("divergence"), "text")
     if result.get("fix"):
         out += ["", "fix:"] + [f"  {line}" for line in result["fix"]]
     return "\n".join(out) + "\n"
@@ -190,7 +191,7 @@ def render_md(result: dict[str, Any]) -> str:
     details = _details(result)
     if details:
         out += [""] + [f"- {line.strip()}" for line in details]
-    out += numerics_lines(result, "md")
+    out += numerics_lines(result, "md") + baseline_lines(result.get("divergence"), "md")
     if result.get("fix"):
         out += ["", "Fix for the installed versions:", "", "```", *result["fix"], "```"]
     return "\n".join(out) + "\n"
