@@ -11,6 +11,7 @@ import statistics
 from typing import Any
 
 from fp8doctor.findings import Level
+from fp8doctor.matrix.divergence import check_divergence, check_numerics
 from fp8doctor.matrix.layers import check_fp8_active, check_fp8_layers
 from fp8doctor.matrix.verdict import Verdict
 from fp8doctor.verdicts import FAIL, PASS, SKIP, WARN
@@ -59,6 +60,8 @@ CHECK_NAMES = (
     "fp8_active",
     "native_agreement",
     "step_time_ratio",
+    "divergence",
+    "numerics",
 )
 
 
@@ -241,6 +244,8 @@ def check_cell(r: dict[str, Any], baseline: dict[str, Any] | None = None,
         check_fp8_active(r),
         check_native_agreement(r, native),
         check_step_time(r, baseline),
+        check_divergence(r, baseline),
+        check_numerics(r),
     ]
     return out
 
