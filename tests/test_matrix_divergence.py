@@ -93,3 +93,36 @@ def test_check_numerics_names_layers_below_the_threshold_with_the_config() -> No
     assert "not sampled: AssertionError: no" in v.detail and "below 25 dB" in v.detail and "'b'" in v.detail
     assert check_numerics(_cell(numerics={"every": 20, "layers": {"a": ROW}})).level is Level.OK
     assert check_numerics(_cell()).level is Level.SKIP
+
+
+def test_the_reports_matrix_table_names_every_column() -> None:
+    from fp8doctor.matrix.render import HEADERS
+    from fp8doctor.report.markdown import MATRIX_HEADERS
+
+    assert len(MATRIX_HEADERS) == len(HEADERS)
+    assert [h for h in HEADERS if "grad norm" in h or "SQNR" in h] == ["grad norm vs bf16", "min SQNR dB"]
+    assert MATRIX_HEADERS[4:6] == ["max rel. grad-norm diff vs bf16", "min FP8 layer SQNR (dB)"]
+
+
+def test_a_cell_with_an_underflowing_layer_shows_its_table_in_text_markdown_and_json() -> None:
+    from fp8doctor.matrix import checks
+    from fp8doctor.matrix.plan import Cell
+    from fp8doctor.matrix.render import render
+    from fp8doctor.matrix.run import MatrixResult, Row
+
+    layers = {"model.layers.0.mlp.up_proj": ROW,
+              "model.layers.1.mlp.down_proj": {**ROW, "sqnr_db_min": 3.2, "input_underflow_max": 0.9844}}
+    spec = RunSpec(backend="torchao", recipe="tensorwise")
+    r = {"spec": spec.to_dict(), "outcome": "finished", "losses": LOSSES, "grad_norms": GRADS,
+         "numerics": {"every": 20, "layers": layers}}
+    v = checks.check_cell(r, {**r, "spec": RunSpec(backend="none", recipe="bf16").to_dict()})
+    m = MatrixResult([Row(Cell(spec, "fp8"), r, v, checks.cell_status(v))], wall_s=1.0, workers=1)
+    text, md = render(m, "text"), render(m, "md")
+    for out in (text, md):
+        assert "torchao:tensorwise via accelerator: warn: 2/2 FP8 layers sampled every 20 calls; min SQNR 3.2 dB " \
+               "(model.layers.1.mlp.down_proj); max input underflow 98.44% (model.layers.1.mlp.down_proj)" in out
+        assert out.count("98.44%") == 3  # the numerics line, the layer's table row, the warning line
+    assert "| model.layers.1.mlp.down_proj |" in md and "\nmodel.layers.1.mlp.down_proj " in text
+    cell = __import__("json").loads(render(m, "json"))["cells"][0]
+    assert cell["result"]["numerics"]["layers"]["model.layers.1.mlp.down_proj"]["input_underflow_max"] == 0.9844
+    assert {x["check"]: x["level"] for x in cell["verdicts"]}["numerics"] == "warn"
