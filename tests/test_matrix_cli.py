@@ -33,8 +33,8 @@ def test_cpu_matrix_runs_every_torchao_cell_and_passes(cpu_matrix) -> None:
     assert {c["result"]["spec"]["recipe"] for c in limits} <= {"rowwise_with_gw_hp"}, limits
     assert all(c["status"] in ("pass", "warn") for c in base + fp8 if c not in limits), [
         c["label"] for c in base + fp8 if c["status"] not in ("pass", "warn", "skip")]
-    # The one warning here is the gradient norm (loss in tolerance: a loss miss fails): on the paths that take
-    # Accelerate's default Float8LinearConfig (Trainer, `accelerate launch`) tensorwise's norm strays > 10%.
+    # The one warning here is the gradient norm (loss in tolerance: a loss miss fails): on the Trainer and
+    # `accelerate launch` paths tensorwise's norm strays > 10% (docs/matrix.md, `divergence`).
     warned = {v["check"] for c in fp8 for v in c["verdicts"] if v["level"] == "warn"}
     assert warned <= {"divergence"}, warned
     for c in fp8:
