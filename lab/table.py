@@ -1,5 +1,5 @@
 """Render docs/generations.md and the engine's list of observed releases (fp8doctor/knowledge/observed.json) from
-lab/observations/*.json: `python lab/table.py [--check]`."""
+lab/observations/*.json (and the repro section from lab/observations/repro/*.json): `python lab/table.py [--check]`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ ROOT = LAB.parent
 sys.path.insert(0, str(LAB))
 
 import table_dist  # noqa: E402
+import table_repro  # noqa: E402
 from table_fp8 import backend_section, keys_section  # noqa: E402
 
 OBSERVATIONS = LAB / "observations"
@@ -233,7 +234,7 @@ def _table(head: list[str], body: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in body]
 
 
-def render(records: list[dict]) -> str:
+def render(records: list[dict], repro: list[dict] | None = None) -> str:
     dist = [rec for rec in records if "distributed" in rec.get("probes", {})]
     records = [rec for rec in records if rec not in dist]
     head = ["cell", "accelerate", "transformers", "torchao"] + [name for name, _ in ACCELERATOR_COLUMNS]
@@ -252,6 +253,8 @@ def render(records: list[dict]) -> str:
     lines += keys_section(records, _clip, _table)
     if dist:
         lines += ["", *table_dist.render(dist)]
+    if repro:
+        lines += ["", *table_repro.render(repro, _table)]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -269,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if docs/generations.md is out of date")
     args = parser.parse_args(argv)
     records = load()
-    outputs = {TARGET: render(records),
+    outputs = {TARGET: render(records, table_repro.load()),
                OBSERVED: json.dumps(observed_from_records(records), indent=1, sort_keys=True) + "\n"}
     if args.check:
         stale = [p for p, text in outputs.items() if not p.exists() or p.read_text() != text]

@@ -66,3 +66,25 @@ def test_live_cell_matches_record_and_prediction(cell_name: str, own_cache: Path
             assert changed == [], f"{cell_name} {probe}: the release now behaves differently from its record"
         for case in cases:
             assert_prediction(live, probe, case)
+
+
+def test_live_repro_in_the_ci_cell_matches_its_record(own_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fp8doctor repro --python CELL` in the cell built above: the same rows, verdicts and engine expectations as
+    lab/observations/repro/<cell>.json, and no UNEXPECTED row."""
+    monkeypatch.setenv("FP8DOCTOR_LAB_CACHE", str(own_cache))
+    _lab()
+    import repro_cells
+
+    [cell] = [c for c in repro_cells.load_cells() if c["name"] == LIVE_CELLS[0]]
+    recorded = json.loads((LAB / "observations" / "repro" / f"{cell['name']}.json").read_text())
+    live = repro_cells.observe_cell(cell)
+    assert "error" not in live and not live.get("unresolvable"), live.get("error") or live.get("unresolvable")
+    assert live["unexpected"] == 0, [r for r in live["rows"] if r["unexpected"]]
+
+    def core(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [(r["id"], r["expected"], r["verdict"], r["observed"]["outcome"],
+                 (r["observed"].get("error") or {}).get("type")) for r in rows]
+
+    assert core(live["rows"]) == core(recorded["rows"])
+    assert {k: live["versions"][k] for k in ("accelerate", "transformers", "torchao")} == {
+        k: recorded["versions"][k] for k in ("accelerate", "transformers", "torchao")}

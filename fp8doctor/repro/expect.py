@@ -4,6 +4,7 @@ row has none (its verdict is shown, never flagged UNEXPECTED)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fp8doctor.facts.packages import version_of
@@ -19,12 +20,17 @@ PATCHES = {"buggy_patch_append": "always_append", "buggy_patch_if_missing": "inj
 LIBRARIES = ("accelerate", "transformers", "torchao", "transformer-engine", "llamafactory")
 
 
+def stack_of(versions: Mapping[str, str | None], cuda_build: bool) -> Stack:
+    """The engine's input for installed versions ({distribution: version}) as repro asks it."""
+    observed = as_observed({name: versions.get(name) for name in LIBRARIES})
+    return Stack(**{f.replace("-", "_"): observed.get(f) for f in LIBRARIES},  # type: ignore[arg-type]
+                 cuda_build=cuda_build)
+
+
 def diagnosed_stack() -> Stack:
     from fp8doctor.runs.machine import snapshot
 
-    versions = as_observed({name: version_of(name) for name in LIBRARIES})
-    return Stack(**{f.replace("-", "_"): versions.get(f) for f in LIBRARIES},  # type: ignore[arg-type]
-                 cuda_build=bool(snapshot().get("gpu_count")))
+    return stack_of({name: version_of(name) for name in LIBRARIES}, bool(snapshot().get("gpu_count")))
 
 
 def handler_name(spec: RunSpec, accelerate: str | None) -> str | None:

@@ -11,6 +11,7 @@ from typing import Any
 from fp8doctor.configs import check_runnable, load_config
 from fp8doctor.facts.packages import version_of
 from fp8doctor.knowledge.capability import accelerate_has_recipe
+from fp8doctor.knowledge.engine import Stack
 from fp8doctor.knowledge.intent import ACCELERATE_BACKENDS, read_intent
 from fp8doctor.repro.expect import diagnosed_stack, expected, launch_config_of
 from fp8doctor.runs.backends import backend_env
@@ -155,6 +156,16 @@ def choose_backend(cli_backend: str, configs: UserConfigs, skip: Callable[[RunSp
     return wanted, recipe, notes, te_reason
 
 
+def expectation(spec: RunSpec, stack: Stack, skip: Callable[[RunSpec], str | None],
+                launch_yaml: dict[str, Any] | None = None) -> tuple[str, ...]:
+    """What a row is expected to end in: not-applicable where the machine cannot run it (the same capability checks
+    that skip it), else the engine's prediction for the releases in `stack`."""
+    if skip(spec):
+        return (NOT_APPLICABLE,)
+    launch = launch_yaml or (launch_config_of(spec) if spec.entry == "launch" else None)
+    return expected(spec, stack, launch)
+
+
 def build_plan(cli_backend: str = "auto", configs: UserConfigs | None = None, steps: int = DEFAULT_STEPS,
                timeout_s: float = DEFAULT_TIMEOUT_S, skip: Callable[[RunSpec], str | None] | None = None,
                work_dir: str | None = None) -> Plan:
@@ -189,12 +200,7 @@ def build_plan(cli_backend: str = "auto", configs: UserConfigs | None = None, st
     rows += _user_rows(configs, base, backend, recipe, work_dir)
     stack = diagnosed_stack()
     for row in rows:
-        # A path this machine cannot run (the same capability checks that skip it) is expected to be skipped.
-        if skip(row.spec):
-            row.expected = (NOT_APPLICABLE,)
-        else:
-            launch = row.launch_yaml or (launch_config_of(row.spec) if row.spec.entry == "launch" else None)
-            row.expected = expected(row.spec, stack, launch)
+        row.expected = expectation(row.spec, stack, skip, row.launch_yaml)
     return Plan(backend=backend, recipe=recipe, rows=rows, notes=notes, te_reason=te_reason, configs=configs,
                 work_dir=work_dir)
 
