@@ -74,6 +74,13 @@ def sharding(model: Any) -> dict[str, Any]:
             "float8_all_gather": bool(all_gather) and all(all_gather)}
 
 
+def params_outside_optimizer(model: Any, optimizer: Any) -> list[str]:
+    """The model's trainable parameters that no param group of the optimizer holds (compared by identity): they
+    get gradients, but the optimizer never changes them."""
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    return [_canonical(n) for n, p in model.named_parameters() if p.requires_grad and id(p) not in held]
+
+
 def fp8_layer_names(model: Any) -> list[str]:
     return [name for name, mod in model.named_modules() if is_fp8_module(mod)]
 

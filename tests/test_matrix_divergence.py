@@ -80,6 +80,18 @@ def test_check_divergence_uses_the_cells_recipe_tolerance() -> None:
     assert check_divergence(_cell(), {**base, "outcome": "raised"}).detail == "baseline raised"
 
 
+def test_check_divergence_names_the_parameters_the_optimizer_does_not_hold() -> None:
+    base = {**_cell(), "spec": RunSpec(backend="none", recipe="bf16").to_dict()}
+    assert check_divergence(_cell(outside_optimizer=[]), base).level is Level.OK
+    frozen = _cell(fp8_layers=["m.a", "m.b"], outside_optimizer=["m.a.weight", "m.b.weight", "lm_head.bias"])
+    v = check_divergence(frozen, base)  # numerics identical to bf16, yet three parameters never train
+    assert v.level is Level.WARN
+    assert v.detail.startswith("3 trainable parameters (2 of them FP8 layers' weights, e.g. m.a.weight) are not "
+                               "held by the optimizer, so they never train")
+    shifted = _cell(losses=[x * 2 for x in LOSSES], outside_optimizer=["m.a.weight"])
+    assert check_divergence(shifted, base).level is Level.FAIL
+
+
 ROW = {"samples": 1, "calls": 8, "sqnr_db_min": 28.0, "input_underflow_max": 0.0, "input_saturated_max": 0.0,
        "weight_underflow_max": 0.0, "weight_saturated_max": 0.0, "input_amax_max": 3.0, "weight_amax_max": 0.1}
 

@@ -86,6 +86,17 @@ def test_launch_reads_mixed_precision_from_the_config(results):
     assert r["ranks"][0]["launcher_env"]["ACCELERATE_MIXED_PRECISION"] == "fp8"
 
 
+def test_a_run_names_the_trainable_parameters_its_optimizer_does_not_hold(results):
+    for name in ("native", "accelerator", "trainer", "baseline"):  # an explicit torchao recipe: all held
+        assert results[name]["outside_optimizer"] == [], name
+    # `accelerate launch` with no recipe handler: Accelerate's own AORecipeKwargs() sets torchao's
+    # enable_fsdp_float8_all_gather=True, whose conversion gives every FP8 weight a new Parameter after the
+    # optimizer was built, so the optimizer steps none of them.
+    for rank in results["launch2"]["ranks"]:
+        assert len(rank["fp8_layers"]) == 13
+        assert rank["outside_optimizer"] == [f"{layer}.weight" for layer in rank["fp8_layers"]]
+
+
 def test_bf16_baseline(results):
     r = results["baseline"]
     assert r["outcome"] == "finished" and classify(r).name == "bf16-baseline"

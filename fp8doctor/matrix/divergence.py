@@ -23,7 +23,24 @@ def check_divergence(r: dict[str, Any], base: dict[str, Any] | None) -> Verdict:
     level, detail, details = judge(r.get("losses") or [], base.get("losses") or [], r.get("grad_norms"),
                                    base.get("grad_norms"), tol)
     grad = details.get("grad_norm") or {}
+    untrained = untrained_words(r)
+    if untrained:
+        detail = f"{untrained}; {detail}"
+        level = Level.WARN if level is Level.OK else level
     return Verdict("divergence", level, detail, grad.get("worst_rel"))
+
+
+def untrained_words(r: dict[str, Any]) -> str | None:
+    """What the run recorded about parameters its optimizer does not hold (they never train, so the run is not the
+    bf16 run's training whatever its numerics), or None when every trainable parameter is held."""
+    outside = [str(n) for n in r.get("outside_optimizer") or []]
+    if not outside:
+        return None
+    fp8 = set(r.get("fp8_layers") or [])
+    in_fp8 = sum(1 for n in outside if n.rpartition(".")[0] in fp8)
+    return (f"{len(outside)} trainable parameters ({in_fp8} of them FP8 layers' weights, e.g. {outside[0]}) are not "
+            "held by the optimizer, so they never train (the optimizer holds other Parameter objects than the "
+            "prepared model's)")
 
 
 def numerics_of(r: dict[str, Any]) -> dict[str, Any] | None:

@@ -115,6 +115,16 @@ def record_fp8_layers(ctx: Context, model: Any) -> Any:
     return FP8ForwardCounter().attach(inner)
 
 
+def record_outside_optimizer(ctx: Context, model: Any, optimizer: Any) -> None:
+    """The trainable parameters of the (prepared) model the optimizer does not hold: they never train. Not for
+    DeepSpeed, whose engine steps flat copies of the parameters, not the model's own objects."""
+    if ctx.spec.entry == "deepspeed":
+        return
+    from fp8doctor.observe import params_outside_optimizer
+
+    ctx.result["outside_optimizer"] = params_outside_optimizer(unwrap(model), optimizer)
+
+
 def record_grad_norm(ctx: Context, value: Any) -> None:
     ctx.result.setdefault("grad_norms", []).append(value)
 
@@ -244,6 +254,7 @@ def accelerate_training(ctx: Context, make_accelerator: Any) -> None:
     model, optimizer = accelerator.prepare(model, optimizer)
     ctx.timing("prepare", time.perf_counter() - t)
     counter = record_fp8_layers(ctx, model)
+    record_outside_optimizer(ctx, model, optimizer)
     if ctx.spec.entry in SHARDED_ENTRIES:
         from fp8doctor.observe import sharding
 

@@ -10,7 +10,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from fp8doctor.runs.entries.common import Context, compiled, record_eligible, record_fp8_layers, train
+from fp8doctor.runs.entries.common import (
+    Context,
+    compiled,
+    record_eligible,
+    record_fp8_layers,
+    record_outside_optimizer,
+    train,
+)
 
 NAMES = ("native",)
 LAUNCHES_PROCESSES = False
@@ -53,6 +60,7 @@ def run(ctx: Context) -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     ctx.timing("prepare", time.perf_counter() - t)
     counter = record_fp8_layers(ctx, model)
+    record_outside_optimizer(ctx, model, optimizer)
     model = compiled(ctx, model)
     ctx.result["accelerator"] = None
 

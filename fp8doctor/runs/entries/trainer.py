@@ -24,6 +24,7 @@ from fp8doctor.runs.entries.common import (
     record_eligible,
     record_fp8_layers,
     record_grad_norm,
+    record_outside_optimizer,
 )
 
 NAMES = ("trainer",)
@@ -87,6 +88,8 @@ def run_trainer(ctx: Context, *, bf16: bool, env: dict[str, str], extra_handler:
         def on_step_begin(self, args: Any, st: Any, control: Any, model: Any = None, **kw: Any) -> None:
             if state["counter"] is None and model is not None:
                 state["counter"] = record_fp8_layers(ctx, model)
+                if kw.get("optimizer") is not None:
+                    record_outside_optimizer(ctx, model, kw["optimizer"])
             state["t"] = time.perf_counter()
 
         def on_step_end(self, args: Any, st: Any, control: Any, **kw: Any) -> None:
