@@ -43,7 +43,9 @@ def test_torchao_cell_on_cpu(cpu_matrix: dict[str, Any], recipe: str, entry: str
     bad = [f"{v['check']}: {v['detail']}" for v in cell["verdicts"] if v["level"] in ("fail", "error")]
     assert not bad, bad
     warned = [v["check"] for v in cell["verdicts"] if v["level"] == "warn"]
-    assert cell["status"] == ("warn" if warned else "pass") and set(warned) <= {"native_agreement"}, warned
+    # a divergence warning only where the run measured FP8 weights outside the optimizer (docs/matrix.md)
+    allowed = {"native_agreement"} | ({"divergence"} if cell["result"].get("outside_optimizer") else set())
+    assert cell["status"] == ("warn" if warned else "pass") and set(warned) <= allowed, warned
     checked = {v["check"] for v in cell["verdicts"] if v["level"] == "ok"}
     assert {"finished", "loss_finite", "loss_falls", "loss_vs_bf16", "fp8_layers", "fp8_active"} <= checked
 
