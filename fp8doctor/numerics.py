@@ -3,15 +3,54 @@ and weight amax, the share of their non-zero values that the tensorwise e4m3 cas
 clamps to the format's maximum (saturation), and the SQNR (dB) of the layer's FP8 output against the
 high-precision `F.linear` of the same input and weight. Rows per sample are capped, so the overhead is bounded.
 
+Also the one gradient norm fp8doctor records (`grad_norm`: the matrix's runs and `watch --numerics/--baseline`)
+and the one summary of a sample (`summary`: the layers below the SQNR threshold, for `watch` and `matrix`).
 Imported inside child processes (`fp8doctor watch`'s observer): torch and torchao are imported lazily. The casts
 and the SQNR are torchao's own (`float8_utils.amax_to_scale`, `to_fp8_saturated`, `compute_error`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 MAX_ROWS = 2048  # rows of the input (tokens) a sample looks at
+
+
+def grad_norm(parameters: Any) -> float | str | None:
+    """The L2 norm of the parameters' gradients in float32 (a sharded DTensor gradient counts its local shard:
+    comparable with a run sharded the same way); None when no parameter has a gradient; "nan"/"inf" kept as
+    strings, as losses are."""
+    import torch
+
+    squares = []
+    for p in parameters:
+        g = getattr(p, "grad", None)
+        if g is None:
+            continue
+        g = g.to_local() if hasattr(g, "to_local") else g
+        squares.append(torch.linalg.vector_norm(g.detach().float()).square())
+    if not squares:
+        return None
+    value = float(torch.stack(squares).sum().sqrt())
+    return value if math.isfinite(value) else str(value)
+
+
+def summary(layers: dict[str, dict[str, Any]], every: Any) -> dict[str, Any]:
+    """The sampled layers (NumericsSampler.to_dict(), non-finite floats as None) and those whose FP8 output falls
+    below knowledge/numerics.py's SQNR threshold, named with the config that keeps them in bf16."""
+    from fp8doctor.knowledge.numerics import SQNR_MIN_DB, SQNR_SOURCE, keep_in_bf16_config
+
+    low = [name for name, row in layers.items()
+           if isinstance(row.get("sqnr_db_min"), (int, float)) and row["sqnr_db_min"] < SQNR_MIN_DB]
+    return {"every": every, "layers": layers, "threshold_db": SQNR_MIN_DB, "source": SQNR_SOURCE,
+            "candidates": low, "config": keep_in_bf16_config(low) if low else None}
+
+
+def finite_rows(layers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """JSON-safe rows: a non-finite float (an SQNR of inf for an exact sample) becomes None."""
+    return {name: {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+            for name, row in layers.items()}
 
 
 def _cast_stats(t: Any) -> dict[str, float]:

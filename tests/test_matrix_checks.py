@@ -11,6 +11,12 @@ from fp8doctor.matrix import checks
 from fp8doctor.runs.spec import RunSpec
 
 LOSSES = [5.60, 5.52, 5.44, 5.35, 5.27, 5.20, 5.12, 5.05]
+GRAD_NORMS = [1.3, 1.4, 1.6, 1.9, 1.8, 1.7, 1.6, 1.5]
+NUMERICS = {"every": 20, "layers": {
+    f"model.layers.{i}.mlp.up_proj": {"samples": 1, "calls": 8, "sqnr_db_min": 28.5 + i, "input_underflow_max": 1e-4,
+                                      "input_saturated_max": 0.0, "weight_underflow_max": 0.0,
+                                      "weight_saturated_max": 0.0, "input_amax_max": 3.6, "weight_amax_max": 0.08}
+    for i in range(2)}}
 
 
 def result(backend="torchao", recipe="tensorwise", entry="accelerator", losses=None, **over):
@@ -40,8 +46,9 @@ def levels(verdicts):
 
 
 def test_healthy_cell_passes_every_check_with_numbers() -> None:
-    base = result("none", "bf16")
-    fp8 = result(losses=[x * 1.001 for x in LOSSES], step_times_s=[0.5] + [0.1] * 7)
+    base = result("none", "bf16", grad_norms=GRAD_NORMS)
+    fp8 = result(losses=[x * 1.001 for x in LOSSES], step_times_s=[0.5] + [0.1] * 7,
+                 grad_norms=[g * 1.02 for g in GRAD_NORMS], numerics=NUMERICS)
     native = result(entry="native", losses=[x * 1.001 for x in LOSSES])
     verdicts = checks.check_cell(fp8, base, native)
     assert [v.check for v in verdicts] == list(checks.CHECK_NAMES)
@@ -53,6 +60,11 @@ def test_healthy_cell_passes_every_check_with_numbers() -> None:
     assert by["native_agreement"].detail == "bit-identical to native"
     assert by["step_time_ratio"].value == pytest.approx(2.0)
     assert "informational on CPU" in by["step_time_ratio"].detail
+    assert by["divergence"].value == pytest.approx(0.02)
+    assert "grad norm max rel diff 2.00e-02" in by["divergence"].detail
+    assert by["numerics"].value == pytest.approx(28.5)
+    assert "2/2 FP8 layers sampled every 20 calls; min SQNR 28.5 dB (model.layers.0.mlp.up_proj)" in \
+        by["numerics"].detail
     assert checks.cell_status(verdicts) == "pass"
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import CPU_MATRIX_ENTRIES
+from conftest import CPU_MATRIX_ARGS, CPU_MATRIX_ENTRIES
 
 from fp8doctor.runs.spec import ENTRIES, TE_RECIPES, TORCHAO_RECIPES
 
@@ -33,8 +33,24 @@ def test_cpu_matrix_runs_every_torchao_cell_and_passes(cpu_matrix) -> None:
     assert {c["result"]["spec"]["recipe"] for c in limits} <= {"rowwise_with_gw_hp"}, limits
     assert all(c["status"] in ("pass", "warn") for c in base + fp8 if c not in limits), [
         c["label"] for c in base + fp8 if c["status"] not in ("pass", "warn", "skip")]
+    # The one warning here is the gradient norm (loss in tolerance: a loss miss fails): on the Trainer and
+    # `accelerate launch` paths tensorwise's norm strays > 10% (docs/matrix.md, `divergence`).
     warned = {v["check"] for c in fp8 for v in c["verdicts"] if v["level"] == "warn"}
-    assert not warned, warned
+    assert warned <= {"divergence"}, warned
+    for c in fp8:
+        if c["status"] == "skip":
+            continue
+        div = next(v for v in c["verdicts"] if v["check"] == "divergence")
+        assert "grad norm max rel diff" in div["detail"] and "torchao test/float8" in div["detail"], div
+        if c["result"]["spec"]["entry"] in ("native", "accelerator", "multiproc"):
+            assert div["level"] == "ok" and div["value"] < 0.1, div
+        # numerics: every FP8 layer sampled (8 steps, K = 20: its first call) with amax, underflow and SQNR
+        n = c["result"]["numerics"]
+        assert n["every"] == 20 and sorted(n["layers"]) == sorted(c["result"]["fp8_layers"])
+        for row in n["layers"].values():
+            assert row["samples"] == 1 and row["calls"] == 8 and row["sqnr_db_min"] > 20, row
+            assert row["input_amax_max"] > 0 and 0 <= row["input_underflow_max"] < 0.01, row
+        assert next(v for v in c["verdicts"] if v["check"] == "numerics")["level"] == "ok"
     # One JSON line per cell, written as each finished.
     lines = cpu_matrix["jsonl"].read_text().splitlines()
     assert sorted(json.loads(x)["key"] for x in lines) == sorted(c["key"] for c in data["cells"])
@@ -44,6 +60,21 @@ def test_cpu_matrix_runs_every_torchao_cell_and_passes(cpu_matrix) -> None:
     for c in acc:
         v = next(v for v in c["verdicts"] if v["check"] == "native_agreement")
         assert v["level"] == "ok" and v["value"] == 0.0, v
+
+
+def test_numerics_and_divergence_in_text_and_markdown(cpu_matrix, tmp_path) -> None:
+    out = tmp_path / "again.jsonl"
+    shutil.copy(cpu_matrix["jsonl"], out)
+    for fmt, sep in (("text", "  "), ("md", "|")):
+        p = fp8doctor("matrix", *CPU_MATRIX_ARGS, "--out", str(out), "--resume", "--format", fmt, cwd=tmp_path)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "grad norm vs bf16" in p.stdout and "min SQNR dB" in p.stdout and "run s" in p.stdout
+        assert "FP8 numerics (worst sample per layer" in p.stdout
+        assert "torchao:tensorwise via accelerator: ok: 13/13 FP8 layers sampled every 20 calls; min SQNR" \
+            in p.stdout
+        row = next(line for line in p.stdout.splitlines() if "torchao:tensorwise" in line and "accelerator" in line
+                   and "identical" in line)
+        assert sep in row
 
 
 def test_te_cells_are_listed_as_skipped_with_the_doctors_reason(tmp_path) -> None:

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from fp8doctor.commands.options import RUN_TIMEOUT_HELP
+from fp8doctor.knowledge.numerics import DEFAULT_EVERY
 from fp8doctor.runs import warm
 from fp8doctor.runs.spec import ENTRIES, SIZES, TE_RECIPES, TORCHAO_RECIPES
 
@@ -16,7 +17,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="run short FP8 trainings over backend x recipe x entry path and check each against bf16",
         description="Run a matrix of short FP8 trainings on the built-in tiny model, each checked: finished, "
         "loss finite and falling, loss near the bf16 baseline, FP8 layers present and active, native vs "
-        "Accelerate agreement, speed vs bf16. Cells this machine cannot run are listed as skipped with the reason.",
+        "Accelerate agreement, speed vs bf16, loss and gradient-norm divergence under the libraries' own test "
+        "tolerances, per-layer FP8 numerics. Cells this machine cannot run are listed as skipped with the reason.",
     )
     p.add_argument("--backend", action="append", choices=("te", "torchao"),
                    help="FP8 backend, repeatable (default: both)")
@@ -29,6 +31,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true",
                    help="add each cell again under torch.compile of the prepared FP8 model, compared with a "
                         "compiled bf16 baseline (backend inductor on GPUs, aot_eager on CPU)")
+    p.add_argument("--numerics-every", type=int, default=DEFAULT_EVERY, metavar="K",
+                   help="sample each torchao FP8 layer's numerics (amax, underflow, saturation, SQNR vs the "
+                        f"high-precision matmul) every K of its forward calls (default {DEFAULT_EVERY}; 0: off)")
     p.add_argument("--steps", type=int, default=8, metavar="N", help="training steps per run")
     p.add_argument("--size", choices=SIZES, default="tiny", help="built-in model size")
     p.add_argument("--seed", type=int, action="append", metavar="N", help="seed, repeatable (default: 0)")

@@ -12,6 +12,7 @@ from fp8doctor.commands.options import COMMAND_TIMEOUT_HELP
 from fp8doctor.knowledge.numerics import DEFAULT_EVERY
 from fp8doctor.system import limits, safeio
 from fp8doctor.system.errors import UsageError
+from fp8doctor.verdicts import FAIL
 
 MERGE_WAIT_S = 60.0
 
@@ -43,9 +44,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "merging")
     p.add_argument("--numerics", action="store_true",
                    help="also sample each torchao FP8 layer's numerics (amax, underflow, saturation, SQNR vs the "
-                        "high-precision matmul) and name the layers below the SQNR threshold")
+                        "high-precision matmul) and name the layers below the SQNR threshold; also records each "
+                        "backward's gradient norm")
     p.add_argument("--numerics-every", type=int, default=DEFAULT_EVERY, metavar="K",
                    help="with --numerics: sample each FP8 layer once every K of its forward calls")
+    p.add_argument("--baseline", metavar="RECORD",
+                   help="compare this (FP8) run's per-step loss and gradient norm, rank by rank, with the same "
+                        "command watched in bf16 (RECORD: that watch's --format json report), under Transformer "
+                        "Engine's and torchao's own test tolerances; a loss outside them fails (exit 1), a "
+                        "gradient norm outside them warns")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to watch")
     p.set_defaults(func=run)
     return p
@@ -109,15 +116,25 @@ def run(args: argparse.Namespace) -> int:
     # A machine-readable report on stdout must not be interleaved with the command's own output.
     shared = args.format in ("md", "json") and not args.output
     env = None
+    from fp8doctor.watch.observe_health import GRAD_NORMS_ENV, NUMERICS_ENV
+
     if args.numerics:
         if not 1 <= args.numerics_every <= 1_000_000:
             raise UsageError(f"--numerics-every must be between 1 and 1000000 (got {args.numerics_every})")
-        from fp8doctor.watch.observe_health import NUMERICS_ENV
+        env = {**os.environ, NUMERICS_ENV: str(args.numerics_every), GRAD_NORMS_ENV: "1"}
+    baseline = None
+    if args.baseline is not None:
+        from fp8doctor.watch import baseline as divergence
 
-        env = {**os.environ, NUMERICS_ENV: str(args.numerics_every)}
+        baseline = divergence.load(args.baseline)  # bad input: exit 2 before the command runs
+        env = {**(env or os.environ), GRAD_NORMS_ENV: "1"}
     result = run_watch(cmd, args.command_timeout, stdout=sys.stderr if shared else None, records_dir=args.records,
                        env=env)
     code = exit_code(result)
+    if baseline is not None:
+        result["divergence"] = divergence.compare(result, baseline)
+        if code == 0 and result["divergence"]["level"] == FAIL:
+            code = 1
     job = _merge_after(result, args.merge_wait) if args.records else None
     if job is None:
         text = render(result, args.format)

@@ -11,8 +11,11 @@ import statistics
 from typing import Any
 
 from fp8doctor.findings import Level
+from fp8doctor.knowledge.divergence import tolerance
+from fp8doctor.matrix.divergence import check_divergence, check_numerics
 from fp8doctor.matrix.layers import check_fp8_active, check_fp8_layers
 from fp8doctor.matrix.verdict import Verdict
+from fp8doctor.runs.spec import TE_RECIPES
 from fp8doctor.verdicts import FAIL, PASS, SKIP, WARN
 
 __all__ = ["Verdict", "check_cell", "check_fp8_active", "check_fp8_layers", "cell_status"]
@@ -25,13 +28,8 @@ LOSS_RTOL: dict[tuple[str, str], float] = {
     ("torchao", "tensorwise"): 0.08,
     ("torchao", "rowwise"): 0.01,
     ("torchao", "rowwise_with_gw_hp"): 0.01,
-    # Transformer Engine: TE's own FP8 test tolerance (rtol 0.125); NVFP4 (E2M1, 1 mantissa bit) twice that.
-    ("te", "delayed_hybrid"): 0.125,
-    ("te", "delayed_e4m3"): 0.125,
-    ("te", "current"): 0.125,
-    ("te", "block"): 0.125,
-    ("te", "mxfp8"): 0.125,
-    ("te", "nvfp4"): 0.25,
+    # Transformer Engine: TE's own test tolerances (knowledge/divergence.py: rtol 0.125 FP8, 0.25 NVFP4).
+    **{("te", recipe): tolerance("te", recipe).rtol for recipe in TE_RECIPES},
 }
 DEFAULT_LOSS_RTOL = 0.125
 # Native backend API vs the same recipe through Accelerate, same seed. Accelerate's own FP8 benchmarks require
@@ -59,6 +57,8 @@ CHECK_NAMES = (
     "fp8_active",
     "native_agreement",
     "step_time_ratio",
+    "divergence",
+    "numerics",
 )
 
 
@@ -241,6 +241,8 @@ def check_cell(r: dict[str, Any], baseline: dict[str, Any] | None = None,
         check_fp8_active(r),
         check_native_agreement(r, native),
         check_step_time(r, baseline),
+        check_divergence(r, baseline),
+        check_numerics(r),
     ]
     return out
 

@@ -45,6 +45,7 @@ def run_matrix(
     timeout_s: float = 300.0,
     selections: list[dict[str, Any]] | None = None,
     compile_axis: bool = False,
+    numerics_every: int = 0,
 ) -> run.MatrixResult:
     """Plan and execute; UsageError for bad selections or an unwritable results file. `selections` (a list of
     backends/recipes/entries dicts) replaces the single selection with their union."""
@@ -52,6 +53,8 @@ def run_matrix(
     limits.check_timeout(timeout_s)
     limits.check_steps(steps)
     limits.check_seeds(seeds)
+    if not 0 <= numerics_every <= 1_000_000:
+        raise UsageError(f"--numerics-every must be between 0 and 1000000 (got {numerics_every})")
     if resume and not out:
         raise UsageError("--resume needs --out FILE.jsonl (the results file of the matrix to continue)")
     if out and os.path.isdir(out):
@@ -59,9 +62,10 @@ def run_matrix(
     facts = snapshot()
     if selections:
         cells = plan.plan_union(facts, selections, steps=steps, size=size, seeds=seeds or [0], timeout_s=timeout_s,
-                                compile_axis=compile_axis)
+                                compile_axis=compile_axis, numerics_every=numerics_every)
     else:
-        cells = plan.plan(facts, backends, recipes, entries, steps, size, seeds or [0], timeout_s, compile_axis)
+        cells = plan.plan(facts, backends, recipes, entries, steps, size, seeds or [0], timeout_s, compile_axis,
+                          numerics_every)
     if out:
         check_writable(out)
     gpus = gpu_slots(facts)
@@ -75,7 +79,8 @@ def main(args: Any) -> int:
         raise UsageError("--resume needs --out FILE.jsonl (the results file of the matrix to continue)")
     out = args.out or default_out()
     result = run_matrix(args.backend, args.recipe, args.entry, args.steps, args.size, args.seed, args.workers,
-                        out, args.resume, args.timeout, compile_axis=args.compile)
+                        out, args.resume, args.timeout, compile_axis=args.compile,
+                        numerics_every=args.numerics_every)
     sys.stdout.write(render.render(result, args.format) + "\n")
     if result.write_error:
         sys.stdout.flush()

@@ -37,7 +37,8 @@ class Cell:
 
 def baseline_spec(spec: RunSpec) -> RunSpec:
     """The bf16 run an FP8 cell is compared with: same entry path, seed, steps, size and process count."""
-    return replace(spec, backend="none", recipe=BASELINE_RECIPE, mixed_precision="bf16", env={}, bf16=False)
+    return replace(spec, backend="none", recipe=BASELINE_RECIPE, mixed_precision="bf16", env={}, bf16=False,
+                   numerics_every=0)
 
 
 def native_spec(spec: RunSpec) -> RunSpec:
@@ -71,9 +72,11 @@ def plan(
     seeds: Sequence[int] = (0,),
     timeout_s: float = 300.0,
     compile_axis: bool = False,
+    numerics_every: int = 0,
 ) -> list[Cell]:
     """Baselines first, then FP8 cells, each with its skip reason (None: it will run). `compile_axis` adds each
-    cell again under torch.compile (its baseline compiled too)."""
+    cell again under torch.compile (its baseline compiled too); `numerics_every` K > 0 samples each FP8 cell's
+    torchao layers every K forward calls (not part of a cell's key: the sampler changes no computation)."""
     backends = _pick(backends, FP8_BACKENDS, "backend")
     all_recipes = [r for b in backends for r in RECIPES[b]]
     recipes = _pick(recipes, all_recipes, "recipe for the chosen backends")
@@ -90,7 +93,7 @@ def plan(
                     for compiled in (False, True) if compile_axis else (False,):
                         spec = RunSpec(backend=backend, recipe=recipe, entry=entry, mixed_precision="fp8",
                                        steps=steps, seed=seed, nproc=NPROC.get(entry, 1), size=size,
-                                       timeout_s=timeout_s, compile=compiled)
+                                       timeout_s=timeout_s, compile=compiled, numerics_every=numerics_every)
                         fp8.append(Cell(spec, "fp8", skip_reason(spec, facts)))
     baselines: dict[str, Cell] = {}
     for cell in fp8:

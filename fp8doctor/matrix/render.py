@@ -7,13 +7,15 @@ from collections import OrderedDict
 from typing import Any
 
 from fp8doctor import SCHEMA_VERSION
+from fp8doctor.matrix.divergence import numerics_of
 from fp8doctor.matrix.run import MatrixResult, Row
 from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_controls
+from fp8doctor.render.numerics import layer_table
 from fp8doctor.verdicts import CELL_STATUSES, FAIL, PASS, RAISED, SKIP, WARN
 
-HEADERS = ["cell", "entry", "status", "loss vs bf16", "FP8 layers", "FP8 fwd", "vs native", "FP8/bf16 time",
-           "run s"]
+HEADERS = ["cell", "entry", "status", "loss vs bf16", "grad norm vs bf16", "min SQNR dB", "FP8 layers", "FP8 fwd",
+           "vs native", "FP8/bf16 time", "run s"]
 _MARK = {PASS: "pass", WARN: "warn", FAIL: "FAIL", SKIP: "skip"}
 
 
@@ -38,6 +40,9 @@ def _cell_text(row: Row, name: str) -> str:
         return mark + ("identical" if v.value == 0.0 else f"{v.value:.1e}")
     if name == "step_time_ratio":
         return f"{mark}{v.value:.2f}x"
+    if name in ("divergence", "numerics"):
+        fmt = ".1e" if name == "divergence" else ".1f"
+        return mark + (format(v.value, fmt) if v.value is not None else "-")
     return mark + v.detail
 
 
@@ -60,6 +65,8 @@ def table_rows(result: MatrixResult) -> tuple[list[list[str]], dict[str, int]]:
             spec.entry_label(),
             status,
             _cell_text(row, "loss_vs_bf16"),
+            _cell_text(row, "divergence"),
+            _cell_text(row, "numerics"),
             _cell_text(row, "fp8_layers"),
             _cell_text(row, "fp8_active"),
             _cell_text(row, "native_agreement"),
@@ -87,6 +94,24 @@ def failure_lines(result: MatrixResult, levels: tuple[str, ...] = ("fail", "erro
     return out
 
 
+def numerics_section(result: MatrixResult, fmt: str) -> list[str]:
+    """Per FP8 cell its sampled numerics in one line; the per-layer table for a cell with layers to keep in bf16
+    (every cell's rows are in the JSON output)."""
+    out: list[str] = []
+    for row in result.rows:
+        v = _verdict(row, "numerics")
+        n = numerics_of(row.result)
+        if v is None or n is None:
+            continue
+        out.append(escape_controls(f"  {row.cell.spec.label()}: {v.level.value}: {v.detail}"))
+        if n["candidates"]:
+            out += ["", layer_table(n["layers"], fmt), ""]
+    if not out:
+        return []
+    return ["", "FP8 numerics (worst sample per layer; SQNR of the FP8 matmul output vs the high-precision one):",
+            *out]
+
+
 def render_text(result: MatrixResult, fmt: str = "text") -> str:
     from tabulate import tabulate
 
@@ -97,6 +122,7 @@ def render_text(result: MatrixResult, fmt: str = "text") -> str:
     if notes:
         parts.append("")
         parts += [f"[{n}] {escape_controls(reason)}" for reason, n in notes.items()]
+    parts += numerics_section(result, fmt)
     for title, levels in (("Failed checks:", ("fail", "error")), ("Warnings:", ("warn",))):
         lines = failure_lines(result, levels)
         if lines:

@@ -175,8 +175,9 @@ def _repro_details(part: Any, notes: Notes) -> str:
     return "\n".join(out)
 
 
-MATRIX_HEADERS = ["cell", "entry", "status", "max rel. loss diff vs bf16", "FP8 layers (FP8/eligible)",
-                  "FP8 forwards (count)", "max rel. diff vs native", "step time FP8/bf16", "run time (s)"]
+MATRIX_HEADERS = ["cell", "entry", "status", "max rel. loss diff vs bf16", "max rel. grad-norm diff vs bf16",
+                  "min FP8 layer SQNR (dB)", "FP8 layers (FP8/eligible)", "FP8 forwards (count)",
+                  "max rel. diff vs native", "step time FP8/bf16", "run time (s)"]
 
 
 def _matrix_details(part: Any, notes: Notes) -> str:

@@ -16,6 +16,9 @@ A result is a plain JSON object so it survives a child process, a JSON-lines fil
   forwards        fp8doctor.observe.FP8ForwardCounter.to_dict()
   fp8_active      bool: FP8 modules ran forward (and TE ran inside FP8 autocast)
   losses          per-step loss (floats; NaN/inf kept as strings "nan"/"inf")
+  grad_norms      per-step L2 norm of the gradients before the optimizer step (fp8doctor.numerics.grad_norm; the
+                  Trainer entry: the pre-clipping norm the Trainer logs), same encoding as losses
+  numerics        spec.numerics_every > 0, torchao, eager: {"every", "layers"} from fp8doctor.numerics's sampler
   step_times_s    per-step wall time
   tokens_per_s    mean over steps after the first
   peak_mem_bytes  peak RSS (CPU) or torch.cuda.max_memory_allocated (GPU)
@@ -78,6 +81,7 @@ class RunSpec:
     bf16: bool = False  # TrainingArguments(bf16=...) / the reference report's `bf16: true`
     device: str | None = None  # None: cuda:0 when a GPU is visible, else cpu
     compile: bool = False  # torch.compile of the prepared (FP8) model
+    numerics_every: int = 0  # sample each torchao FP8 layer's numerics every K forward calls (0: off)
 
     def validate(self) -> None:
         if self.backend not in BACKENDS:
@@ -89,8 +93,8 @@ class RunSpec:
             raise ValueError(f"unknown entry {self.entry!r}; choose from {', '.join(ENTRIES + BUGGY_ENTRIES)}")
         if self.size not in SIZES:
             raise ValueError(f"unknown size {self.size!r}; choose from {', '.join(SIZES)}")
-        if self.steps < 1 or self.nproc < 1:
-            raise ValueError("steps and nproc must be at least 1")
+        if self.steps < 1 or self.nproc < 1 or self.numerics_every < 0:
+            raise ValueError("steps and nproc must be at least 1, numerics_every at least 0")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,6 +108,7 @@ class RunSpec:
         """Stable identity of a cell, used by the matrix's JSON lines and --resume."""
         d = self.to_dict()
         d.pop("timeout_s", None)
+        d.pop("numerics_every", None)  # the sampler only reads: the same training with or without it
         if not d.get("compile"):
             d.pop("compile", None)  # keys of eager cells stay those recorded before the compile axis existed
         blob = json.dumps(d, sort_keys=True)

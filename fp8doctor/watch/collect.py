@@ -14,7 +14,7 @@ def process_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Fold one process's records (in file order) into {pid, rank, accelerators[], losses[], ...}."""
     proc: dict[str, Any] = {
         "pid": None, "ppid": None, "argv": [], "rank": None, "local_rank": None, "world_size": None,
-        "env_at_start": {}, "accelerators": [], "training_args": [], "losses": [], "versions": {},
+        "env_at_start": {}, "accelerators": [], "training_args": [], "losses": [], "grad_norms": [], "versions": {},
         "observer_errors": [], "exited": False, "orphan_prepares": [],
         "host": None, "watch_id": None, "rank_env": {}, "node": None, "accelerate_env": {}, "device": None,
         "executable": None, "exception": None, "exec_from": [],
@@ -52,8 +52,9 @@ def process_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
                 target[key].append({k: v for k, v in rec.items() if k not in ("kind", "t", "accelerator")})
         elif kind == "training_args":
             proc["training_args"].append({k: v for k, v in rec.items() if k not in ("kind", "t")})
-        elif kind == "loss":
-            proc["losses"].append({k: v for k, v in rec.items() if k not in ("kind", "t")})
+        elif kind in ("loss", "grad_norm"):
+            proc["losses" if kind == "loss" else "grad_norms"].append({k: v for k, v in rec.items()
+                                                                       if k not in ("kind", "t")})
         elif kind == "device":
             proc["device"] = {k: v for k, v in rec.items() if k not in ("kind", "t")}
         elif kind == "versions":

@@ -31,16 +31,10 @@ def model_summary(acc: dict[str, Any]) -> dict[str, Any] | None:
 
 def numerics_summary(acc: dict[str, Any], model: dict[str, Any]) -> dict[str, Any] | None:
     """`watch --numerics`: the sampled layers and those whose FP8 output falls below the SQNR threshold."""
-    from fp8doctor.knowledge.numerics import SQNR_MIN_DB, SQNR_SOURCE, keep_in_bf16_config
+    from fp8doctor.numerics import summary
 
     seen = [n for n in acc.get("numerics") or [] if n.get("arg_index") == model.get("arg_index")]
-    if not seen:
-        return None
-    layers = seen[-1].get("layers") or {}
-    low = [name for name, row in layers.items()
-           if isinstance(row.get("sqnr_db_min"), (int, float)) and row["sqnr_db_min"] < SQNR_MIN_DB]
-    return {"every": seen[-1].get("every"), "layers": layers, "threshold_db": SQNR_MIN_DB, "source": SQNR_SOURCE,
-            "candidates": low, "config": keep_in_bf16_config(low) if low else None}
+    return summary(seen[-1].get("layers") or {}, seen[-1].get("every")) if seen else None
 
 
 def eval_summary(acc: dict[str, Any], model: dict[str, Any]) -> dict[str, Any] | None:

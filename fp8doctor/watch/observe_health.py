@@ -7,13 +7,31 @@ when the process exits."""
 from __future__ import annotations
 
 import atexit
-import math
 import os
 from typing import Any
 
 from fp8doctor.watch.recorder import record
 
 NUMERICS_ENV = "FP8DOCTOR_WATCH_NUMERICS"  # the sampling interval K, set by `watch --numerics`
+GRAD_NORMS_ENV = "FP8DOCTOR_WATCH_GRAD_NORMS"  # "1": record the gradient norm after each backward (`--numerics`,
+# `--baseline`)
+MAX_GRAD_NORMS = 1000
+_GRAD_NORMS = {"n": 0}
+
+
+def after_backward(accelerator: Any) -> None:
+    """With GRAD_NORMS_ENV: the L2 norm of the gradients of the models this Accelerator prepared, recorded after
+    each `accelerator.backward` (before any clipping; accumulated over micro-batches as the gradients are)."""
+    if os.environ.get(GRAD_NORMS_ENV) != "1" or _GRAD_NORMS["n"] >= MAX_GRAD_NORMS:
+        return
+    _GRAD_NORMS["n"] += 1
+    try:
+        from fp8doctor.numerics import grad_norm
+
+        params = [p for m in getattr(accelerator, "_models", None) or [] for p in m.parameters()]
+        record("grad_norm", source="accelerator.backward", value=grad_norm(params))
+    except Exception as exc:  # noqa: BLE001 - a norm that cannot be taken is recorded, never raised
+        record("observer_error", where="grad_norm", error=f"{type(exc).__name__}: {exc}")
 
 
 def watch_numerics(model: Any, acc_id: int | None, arg_index: int) -> None:
@@ -25,9 +43,10 @@ def watch_numerics(model: Any, acc_id: int | None, arg_index: int) -> None:
     sampler = NumericsSampler(int(every)).attach(model)
 
     def flush() -> None:
-        layers = {name: {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
-                  for name, row in sampler.to_dict().items()}
-        record("numerics", accelerator=acc_id, arg_index=arg_index, every=int(every), layers=layers)
+        from fp8doctor.numerics import finite_rows
+
+        record("numerics", accelerator=acc_id, arg_index=arg_index, every=int(every),
+               layers=finite_rows(sampler.to_dict()))
 
     atexit.register(flush)
 

@@ -20,7 +20,7 @@ import threading
 from typing import Any
 
 from fp8doctor.watch import recorder
-from fp8doctor.watch.observe_health import watch_eval, watch_numerics
+from fp8doctor.watch.observe_health import after_backward, watch_eval, watch_numerics
 from fp8doctor.watch.observe_transformers import current_trainer_args, patch_transformers
 from fp8doctor.watch.recorder import STATE, WATCH_DIR_ENV, callers, env_now, num, plain, record, versions
 
@@ -218,7 +218,9 @@ def _wrap_backward(original: Any) -> Any:
                 record("loss", source="accelerator.backward", value=num(loss.detach().float().item()))
             except Exception:  # noqa: BLE001
                 pass
-        return original(self, loss, *args, **kwargs)
+        out = original(self, loss, *args, **kwargs)
+        after_backward(self)
+        return out
 
     return backward
 

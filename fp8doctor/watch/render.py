@@ -10,7 +10,9 @@ from tabulate import tabulate
 
 from fp8doctor.redact import redact
 from fp8doctor.render.controls import escape_obj
+from fp8doctor.render.numerics import candidate_lines, layer_table
 from fp8doctor.watch.adapters import lora_words
+from fp8doctor.watch.baseline import lines as baseline_lines
 
 FORMATS = ("text", "md", "json")
 MAX_LOSSES_SHOWN = 8
@@ -90,18 +92,6 @@ def rank_rows(result: dict[str, Any]) -> list[list[str]]:
 HEADERS = ["process", "pid", "verdict", "Accelerator (asked -> got)", "FP8/eligible", "FP8 forwards", "losses"]
 
 
-NUMERICS_HEADERS = ["layer", "samples", "SQNR dB (min)", "input underflow", "input saturated", "weight underflow",
-                    "input amax", "weight amax"]
-
-
-def _pct(x: Any) -> str:
-    return f"{100 * x:.2f}%" if isinstance(x, (int, float)) else "-"
-
-
-def _num(x: Any, fmt: str = ".3g") -> str:
-    return format(x, fmt) if isinstance(x, (int, float)) else "-"
-
-
 def numerics_lines(result: dict[str, Any], fmt: str) -> list[str]:
     """`--numerics`: per rank a table of the sampled FP8 layers and the candidates to keep in bf16."""
     out: list[str] = []
@@ -109,19 +99,8 @@ def numerics_lines(result: dict[str, Any], fmt: str) -> list[str]:
         n = (r.get("model") or {}).get("numerics")
         if not n:
             continue
-        rows = [[name, str(row.get("samples", 0)), _num(row.get("sqnr_db_min"), ".1f"),
-                 _pct(row.get("input_underflow_max")), _pct(row.get("input_saturated_max")),
-                 _pct(row.get("weight_underflow_max")), _num(row.get("input_amax_max")),
-                 _num(row.get("weight_amax_max"))] for name, row in n["layers"].items()]
         out += ["", f"{_rank_name(r)} FP8 numerics (each FP8 layer sampled every {n['every']} calls; worst sample):",
-                "", tabulate(rows, headers=NUMERICS_HEADERS, tablefmt="github" if fmt == "md" else "simple",
-                             disable_numparse=True)]
-        if n["candidates"]:
-            out += ["", f"candidates to keep in bf16 (SQNR below {n['threshold_db']:g} dB; {n['source']}): "
-                    + ", ".join(n["candidates"])]
-            out += [f"  {path}: {cfg}" for path, cfg in n["config"].items()]
-        else:
-            out += ["", f"no layer below {n['threshold_db']:g} dB SQNR ({n['source']})"]
+                "", layer_table(n["layers"], fmt), ""] + candidate_lines(n)
     return out
 
 
@@ -173,7 +152,7 @@ def render_text(result: dict[str, Any]) -> str:
     details = _details(result)
     if details:
         out += [""] + details
-    out += numerics_lines(result, "text")
+    out += numerics_lines(result, "text") + baseline_lines(result.get("divergence"), "text")
     if result.get("fix"):
         out += ["", "fix:"] + [f"  {line}" for line in result["fix"]]
     return "\n".join(out) + "\n"
@@ -193,7 +172,7 @@ def render_md(result: dict[str, Any]) -> str:
     details = _details(result)
     if details:
         out += [""] + [f"- {line.strip()}" for line in details]
-    out += numerics_lines(result, "md")
+    out += numerics_lines(result, "md") + baseline_lines(result.get("divergence"), "md")
     if result.get("fix"):
         out += ["", "Fix for the installed versions:", "", "```", *result["fix"], "```"]
     return "\n".join(out) + "\n"

@@ -22,10 +22,11 @@ def token_rows(seed: int = 0, rows: int = 32, seq_len: int = 32) -> torch.Tensor
     return torch.randint(0, 256, (rows, seq_len), generator=gen)
 
 
-def train(accelerator, model: torch.nn.Module, steps: int, rows_seed: int = 0, rank_in_line: bool = True) -> None:
+def train(accelerator, model: torch.nn.Module, steps: int, rows_seed: int = 0, rank_in_line: bool = True,
+          lr: float = 1e-3) -> None:
     """AdamW over the prepared model on seeded rows; prints "LOSS [<rank>] <step> <repr>" per step (what `watch`
     reads from a user's log)."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     model, optimizer = accelerator.prepare(model, optimizer)
     rows = token_rows(seed=rows_seed)
     model.train()

@@ -23,6 +23,7 @@ class Context:
     result: dict[str, Any]
     emulate: bool = False
     t0: float = field(default_factory=time.perf_counter)
+    sampler: Any = None  # fp8doctor.numerics.NumericsSampler when spec.numerics_every
 
     def note(self, sentence: str) -> None:
         notes = self.result.setdefault("notes", [])
@@ -104,7 +105,31 @@ def record_fp8_layers(ctx: Context, model: Any) -> Any:
         ctx.result["emulated"] = emulated
         if emulated:
             ctx.note("torchao emulate=True: real FP8 casts and scales, matmul in high precision (CPU)")
+    if ctx.spec.numerics_every and ctx.spec.backend == "torchao" and ctx.sampler is None:
+        if ctx.spec.compile:
+            ctx.note("numerics not sampled: the sampler's hooks would be traced by torch.compile")
+        else:
+            from fp8doctor.numerics import NumericsSampler
+
+            ctx.sampler = NumericsSampler(ctx.spec.numerics_every).attach(inner)
     return FP8ForwardCounter().attach(inner)
+
+
+def record_grad_norm(ctx: Context, value: Any) -> None:
+    ctx.result.setdefault("grad_norms", []).append(value)
+
+
+def _grad_norm_hook(ctx: Context) -> Any:
+    """Every optimizer step of this run records the gradient norm it is about to apply (registered globally, so
+    the optimizer inside Accelerate's wrapper is reached too); returns the handle to remove."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    from fp8doctor.numerics import grad_norm
+
+    def hook(optimizer: Any, _args: Any, _kwargs: Any) -> None:
+        record_grad_norm(ctx, grad_norm(p for g in optimizer.param_groups for p in g["params"]))
+
+    return register_optimizer_step_pre_hook(hook)
 
 
 def unwrap(model: Any) -> Any:
@@ -135,14 +160,19 @@ def train(ctx: Context, model: Any, step: Any, counter: Any) -> None:
     ctx.result["losses"] = losses
     ctx.result["step_times_s"] = times
     t_steps = time.perf_counter()
-    for batch in synthetic_batches(spec.size, spec.seed, spec.steps):
-        batch = {k: v.to(ctx.device) for k, v in batch.items()}
-        tokens = batch["input_ids"].numel()
-        t = time.perf_counter()
-        loss = step(batch)
-        losses.append(loss_value(loss))
-        _sync(ctx.device)
-        times.append(round(time.perf_counter() - t, 5))
+    ctx.result["grad_norms"] = []
+    hook = _grad_norm_hook(ctx)
+    try:
+        for batch in synthetic_batches(spec.size, spec.seed, spec.steps):
+            batch = {k: v.to(ctx.device) for k, v in batch.items()}
+            tokens = batch["input_ids"].numel()
+            t = time.perf_counter()
+            loss = step(batch)
+            losses.append(loss_value(loss))
+            _sync(ctx.device)
+            times.append(round(time.perf_counter() - t, 5))
+    finally:
+        hook.remove()
     ctx.timing("steps", time.perf_counter() - t_steps)
     finish(ctx, counter, tokens)
 
@@ -155,6 +185,11 @@ def finish(ctx: Context, counter: Any, tokens_per_step: int) -> None:
     later = times[1:] or times
     ctx.result["tokens_per_s"] = round(tokens_per_step * len(later) / sum(later), 1) if sum(later) > 0 else None
     counter.detach()
+    if ctx.sampler is not None:
+        from fp8doctor.numerics import finite_rows
+
+        ctx.sampler.detach()
+        ctx.result["numerics"] = {"every": ctx.sampler.every, "layers": finite_rows(ctx.sampler.to_dict())}
     ctx.result["forwards"] = counter.to_dict()
     ctx.result["fp8_active"] = fp8_active(len(ctx.result.get("fp8_layers") or []), ctx.result["forwards"])
     ctx.result["peak_mem_bytes"] = peak_memory(ctx.device)

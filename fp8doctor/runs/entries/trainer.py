@@ -23,6 +23,7 @@ from fp8doctor.runs.entries.common import (
     finish,
     record_eligible,
     record_fp8_layers,
+    record_grad_norm,
 )
 
 NAMES = ("trainer",)
@@ -95,6 +96,9 @@ def run_trainer(ctx: Context, *, bf16: bool, env: dict[str, str], extra_handler:
             if logs and "loss" in logs:
                 v = float(logs["loss"])
                 losses.append(v if v == v and abs(v) != float("inf") else str(v))
+                if "grad_norm" in logs:  # before clipping, as the Trainer computes it
+                    g = float(logs["grad_norm"])
+                    record_grad_norm(ctx, g if g == g and abs(g) != float("inf") else str(g))
 
     with tempfile.TemporaryDirectory(prefix="fp8doctor-trainer-") as out:
         args = TrainingArguments(
