@@ -6,9 +6,10 @@ Accelerate's docs does; axolotl replaces the variable with bf16, lab/observation
 `fp8doctor env --python CELL` must warn that axolotl is installed and name its field, `env --config` must fail the
 config and print axolotl's fix; the fix, rendered for each form users start axolotl with (its console entry point,
 `python -m axolotl.cli.train`, `accelerate launch -m axolotl.cli.train`), is written out as printed and run with
-bash. On this CPU machine the fixed run must reach axolotl's own FP8 handling: its validation refuses fp8 without
-a GPU of compute capability 9.0+ with the message the lab observed (AXOLOTL_NO_FP8_GPU); on an FP8 GPU the same
-key trains in FP8 (not executable here).
+bash under `fp8doctor watch`. On this CPU machine the fixed run must reach axolotl's own FP8 handling: its
+validation refuses fp8 without a GPU of compute capability 9.0+ with the message the lab observed
+(AXOLOTL_NO_FP8_GPU), and watch's verdict must name axolotl, quote that refusal and print axolotl's fix for the
+command that started it; on an FP8 GPU the same key trains in FP8 (not executable here).
 
 Slow (axolotl imports for about a minute per run on CPU) and needs the cell: runs with FP8DOCTOR_LIVE_LAB_AXOLOTL=1.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +29,7 @@ import yaml
 
 from fp8doctor.knowledge.fixes import fixes_for, render, render_all
 from fp8doctor.knowledge.frontends import AXOLOTL_NO_FP8_GPU
+from fp8doctor.verdicts import NO_ACCELERATOR
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL = "axolotl0.19-ao"
@@ -115,3 +118,12 @@ def test_printed_fix_reaches_axolotls_fp8_handling(cell: dict[str, Any], linted:
     # the process that validated the config is axolotl's training module, shown as it was started
     assert any(proc["argv"][:3] == module for proc in result["processes"]), \
         [proc["argv"] for proc in result["processes"]]
+    # watch's verdict names axolotl, quotes its refusal, and its fix is axolotl's, for the command that started it
+    assert result["verdict"] == NO_ACCELERATOR and result["frontend"] == "axolotl", result["reason"]
+    assert result["reason"].startswith("axolotl stopped the run before any Accelerator was built") and \
+        AXOLOTL_NO_FP8_GPU in result["reason"], result["reason"]
+    started = shlex.split(result["fix"][-1])
+    [watch_fix] = fixes_for({"command": started}, "AO")
+    assert watch_fix.key == "axolotl" and result["fix"] == render(watch_fix), result["fix"]
+    assert watch_fix.edits == {cfg: {"fp8": True}} and started[1:] == cmd[1:] and \
+        os.path.basename(started[0]) == os.path.basename(cmd[0]), started

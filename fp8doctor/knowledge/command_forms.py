@@ -128,6 +128,15 @@ def parse(cmd: list[str] | tuple[str, ...] | None) -> CommandForm:
     return CommandForm("other", tuple(cmd))
 
 
+def parse_process(argv: list[str] | tuple[str, ...], executable: str | None = None) -> CommandForm:
+    """The form of an observed Python process from its script argv (`sys.argv`, `-m module` restored) and its
+    interpreter: a console entry point or launcher is its own script; a module or a .py file runs under executable."""
+    argv = [str(a) for a in argv]
+    if argv[:1] == ["-m"] or (argv and argv[0].endswith(".py")):
+        return parse([executable or "python", *argv])
+    return parse(argv)
+
+
 def plain(form: CommandForm, default_script: str = "train.py") -> tuple[str, ...]:
     """The command as the user ran it (a fix through the environment changes nothing in it)."""
     if form.kind == "none":

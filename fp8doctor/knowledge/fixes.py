@@ -15,7 +15,7 @@ import yaml
 
 from fp8doctor.knowledge.capability import TE_INSTALL, cc_str
 from fp8doctor.knowledge.command_forms import CommandForm, launched, parse, plain
-from fp8doctor.knowledge.frontends import AXOLOTL_FP8_MIN_CC
+from fp8doctor.knowledge.frontends import AXOLOTL, AXOLOTL_FP8_MIN_CC, frontend_of_command
 from fp8doctor.knowledge.generations import accelerate_generation, accelerate_min, intended_backend
 from fp8doctor.knowledge.intent import truthy
 
@@ -209,13 +209,12 @@ def trl_fix(backend: str, form: CommandForm, accelerate: str | None, config_path
                command=plain(form), note=note)
 
 
-AXOLOTL_MODULE = "axolotl."
 AXOLOTL_CFG = "your axolotl config YAML"
 
 
 def is_axolotl(form: CommandForm) -> bool:
     """`axolotl train cfg.yaml`, or axolotl's CLI module run by an interpreter or `accelerate launch -m`."""
-    return form.frontend == "axolotl" or (form.target[:1] == ("-m",) and form.target[1].startswith(AXOLOTL_MODULE))
+    return frontend_of_command(form) is AXOLOTL
 
 
 def _axolotl_config_arg(form: CommandForm) -> str | None:

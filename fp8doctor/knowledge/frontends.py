@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fp8doctor.knowledge.command_forms import CommandForm
 from fp8doctor.knowledge.engine import Setup, Stack, predict
 from fp8doctor.knowledge.predict import MP_VAR, UNKNOWN, transformers_passes
 from fp8doctor.knowledge.versions import release
@@ -40,19 +41,29 @@ class Frontend:
     field: str
     how: str
     overrides: str  # what the release does with a precision set outside it
+    sets_precision_env: bool = False  # replaces ACCELERATE_MIXED_PRECISION in its training process (observed)
 
 
 TRL = Frontend("TRL", "trl", "trl", "trl.", "bf16",
                "bf16=False in your SFTConfig/DPOConfig/GRPOConfig (`bf16: false` in a `trl ... --config` YAML, "
                "`--bf16 false` on its command line)", "defaults bf16 to True when it is not set")
 AXOLOTL = Frontend("axolotl", "axolotl", "axolotl", "axolotl.", "fp8", "`fp8: true` in your axolotl config YAML",
-                   "sets ACCELERATE_MIXED_PRECISION from its config's own `fp8` key (bf16, fp16 or no without it)")
+                   "sets ACCELERATE_MIXED_PRECISION from its config's own `fp8` key (bf16, fp16 or no without it)",
+                   sets_precision_env=True)
 FRONTENDS = (TRL, AXOLOTL)
 
 
 def frontend_of_module(module: str | None) -> Frontend | None:
     """The frontend whose argument class lives in this module (e.g. trl.trainer.sft_config), if any."""
     return next((f for f in FRONTENDS if module and module.startswith(f.module_prefix)), None)
+
+
+def frontend_of_command(form: CommandForm) -> Frontend | None:
+    """The frontend a command starts: its console entry point (`axolotl train cfg.yaml`), or one of its modules run
+    by an interpreter or a launcher (`python -m axolotl.cli.train`, `accelerate launch -m axolotl.cli.train`)."""
+    if form.frontend:
+        return by_name(form.frontend)
+    return frontend_of_module(f"{form.target[1]}.") if form.target[:1] == ("-m",) else None
 
 
 def by_name(name: str | None) -> Frontend | None:

@@ -17,17 +17,21 @@ def process_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
         "env_at_start": {}, "accelerators": [], "training_args": [], "losses": [], "grad_norms": [], "versions": {},
         "observer_errors": [], "exited": False, "orphan_prepares": [],
         "host": None, "watch_id": None, "rank_env": {}, "node": None, "accelerate_env": {}, "device": None,
+        "executable": None, "exception": None, "exec_from": [],
     }
     by_id: dict[Any, dict[str, Any]] = {}
     for rec in records:
         kind = rec.get("kind")
         if kind == "process":
+            if proc["pid"] is not None:  # the same pid again: the process exec'd another program (axolotl's CLI)
+                proc["exec_from"].append({"argv": proc["argv"], "executable": proc["executable"]})
             rank_env = rec.get("rank_env") or {}
             who = identity(rank_env)
             proc.update(pid=rec.get("pid"), ppid=rec.get("ppid"), argv=rec.get("argv") or [],
                         env_at_start=rec.get("env_at_start") or {}, rank=who["rank"], local_rank=who["local_rank"],
                         world_size=who["world_size"], node=who["node"], rank_env=rank_env, host=rec.get("host"),
-                        watch_id=rec.get("watch_id"), accelerate_env=rec.get("accelerate_env") or {})
+                        watch_id=rec.get("watch_id"), accelerate_env=rec.get("accelerate_env") or {},
+                        executable=rec.get("executable"))
         elif kind == "accelerator":
             acc = {k: v for k, v in rec.items() if k not in ("kind", "t")}
             acc.update(prepares=[], forwards=[], eval_forwards=[], numerics=[])
@@ -57,6 +61,8 @@ def process_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
             proc["versions"] = rec.get("versions") or {}
         elif kind == "observer_error":
             proc["observer_errors"].append(f"{rec.get('where')}: {rec.get('error')}")
+        elif kind == "exception":
+            proc["exception"] = {"type": rec.get("type"), "message": rec.get("message")}
         elif kind == "exit":
             proc["exited"] = True
     return proc

@@ -26,7 +26,7 @@ _INT_FIELDS = {"pid": (1, MAX_PID), "ppid": (0, MAX_PID), "id": (0, 1 << 20), "a
                "node": (0, MAX_WORLD)}
 _TIME_FIELDS = ("t", "started", "ended")
 _STR_FIELDS = ("kind", "host", "watch_id", "executable", "where", "source", "state", "arg_mixed_precision",
-               "device", "type", "name", "capability", "marker")
+               "device", "type", "name", "capability", "marker", "message")
 _DICT_FIELDS = ("rank_env", "env_at_start", "accelerate_env", "env", "result", "versions", "counter", "values",
                 "trainer_args")
 _LIST_FIELDS = ("argv", "models", "handlers", "fp8_handlers", "callers", "command")

@@ -142,12 +142,25 @@ def start(directory: str) -> bool:
     if _recorder is not None:
         return False
     _recorder = Recorder(directory)
+    record_uncaught()
     return True
 
 
 def record(kind: str, **fields: Any) -> None:
     if _recorder is not None:
         _recorder.write(kind, **fields)
+
+
+def record_uncaught() -> None:
+    """Record the exception that ends the process (its type and message: a frontend's refusal, quoted by the
+    verdict), then let the interpreter's own hook print it as always."""
+    previous = sys.excepthook
+
+    def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        record("exception", type=getattr(kind, "__name__", str(kind)), message=str(value)[:2000])
+        previous(kind, value, tb)
+
+    sys.excepthook = excepthook
 
 
 def callers(skip_files: tuple[str, ...], limit: int = 6) -> list[str]:

@@ -22,6 +22,7 @@ from fp8doctor.system.errors import UsageError
 from fp8doctor.watch import records
 from fp8doctor.watch.adapters import lora_summary
 from fp8doctor.watch.collect import collect
+from fp8doctor.watch.frontend_stop import frontend_stopped
 from fp8doctor.watch.recorder import WATCH_DIR_ENV
 from fp8doctor.watch.verdicts import facts_from_processes, fix_hint, overall_verdict
 
@@ -163,7 +164,7 @@ def run_watch(
     sig = -rc if rc is not None and rc < 0 else None
     verdict = overall_verdict(procs)
     lora = lora_summary(procs)
-    facts = {**facts_from_processes(procs), "command": list(cmd)}
+    verdict, facts = frontend_stopped(verdict, procs, list(cmd), {**facts_from_processes(procs), "command": list(cmd)})
     placed = None
     if marker is not None:
         place = records.watch_place(base_env, [p.get("rank_env") or {} for p in procs])

@@ -7,8 +7,9 @@ import os
 from typing import Any
 
 from fp8doctor.knowledge.capability import FAMILY_MIN_CC, cc_str
-from fp8doctor.knowledge.frontends import Frontend, frontend_of_module, overrides_fp8
+from fp8doctor.knowledge.frontends import Frontend, by_name, frontend_of_module, overrides_fp8
 from fp8doctor.verdicts import precision_words
+from fp8doctor.watch.frontend_stop import process_frontend
 
 
 def quoted(value: Any) -> str:
@@ -32,7 +33,8 @@ def frontend_of(acc: dict[str, Any], proc: dict[str, Any]) -> str | None:
         found = frontend_of_module(module)
         if found is not None:
             return found.name
-    return None
+    found = process_frontend(proc)
+    return found.name if found is not None else None
 
 
 def precision_setter(acc: dict[str, Any]) -> str:
@@ -110,6 +112,12 @@ def silent_reason(acc: dict[str, Any], proc: dict[str, Any]) -> tuple[str, str]:
                 f"{words} ...), which started this process with {quoted(env_start)} (accelerate launch sets the "
                 f"variable from its own options and config: 'no' unless given){_also(acc, proc)}")
     if env_start == "fp8" and env_now != "fp8":
+        found = by_name(frontend_of(acc, proc))
+        if found is not None and found.sets_precision_env:
+            release = " ".join(filter(None, (found.name, (proc.get("versions") or {}).get(found.package))))
+            return (found.name, f"ACCELERATE_MIXED_PRECISION was 'fp8' when the process started but "
+                    f"{quoted(env_now)} when the Accelerator was built: {release} {found.overrides}; set "
+                    f"{found.how}")
         return ("code in the command", f"ACCELERATE_MIXED_PRECISION was 'fp8' when the process started but "
                 f"{quoted(env_now)} when the Accelerator was built: the command changed it")
     if acc.get("fp8_handlers"):

@@ -165,7 +165,7 @@ def fix_hint(verdict: dict[str, Any], facts: dict[str, Any]) -> list[str]:
     elif v == SILENT_BF16 and verdict.get("winner") == "layer filter":
         return ["# no Linear layer qualified: FP8 needs in/out features divisible by 16, and Accelerate's torchao "
                 "path skips the first and last Linear; use a larger model or a module filter that includes them"]
-    elif v == NO_ACCELERATOR:
+    elif v == NO_ACCELERATOR and not facts.get("frontend"):
         return ["# no Accelerator was built: the command does not train through accelerate (or never reached it)"]
     from fp8doctor.knowledge.fixes import fix_lines
 
