@@ -276,3 +276,28 @@ def test_exception_text_and_planted_records(planted: dict) -> None:
     assert [p.returncode for p in procs[2:]] == [1, 1, 1, 1], [p.stderr for p in procs[2:]]
     written = assert_no_leak(planted, procs)
     assert out in written and "***REDACTED***" in out.read_text()
+
+
+UNCAUGHT = """\
+import os
+raise RuntimeError("cannot fetch " + os.environ["HF_HUB_SAS_URL"] + " " + os.environ["NCCL_DEBUG_NOTE"])
+"""
+
+
+def test_an_uncaught_exception_is_recorded_redacted(planted: dict) -> None:
+    """The observer records the exception that ends a watched process (a frontend's refusal is quoted from it):
+    its text reaches the record files and the report only redacted. The command's own traceback on stderr is the
+    command's output, not fp8doctor's, so only fp8doctor's stdout and files are searched."""
+    (planted["inputs"] / "uncaught.py").write_text(UNCAUGHT)
+    records, out = planted["work"] / "recs", planted["work"] / "w.json"
+    p = subprocess.run([sys.executable, "-m", "fp8doctor", "watch", "--format", "json", "--output", str(out),
+                        "--records", str(records), "--", sys.executable, str(planted["inputs"] / "uncaught.py")],
+                       capture_output=True, text=True, timeout=600, env=planted["env"], cwd=planted["work"],
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode != 0 and "RuntimeError: cannot fetch" in p.stderr, p.stderr[-2000:]
+    assert not leaks(p.stdout), leaks(p.stdout)
+    written = assert_no_leak(planted, [])
+    lines = [json.loads(line) for f in written if f.suffix == ".jsonl" for line in f.read_text().splitlines()]
+    raised = [r for r in lines if r.get("kind") == "exception"]
+    assert [r["type"] for r in raised] == ["RuntimeError"] and "***REDACTED***" in raised[0]["message"], raised
+    assert out in written
