@@ -4,7 +4,8 @@ accelerate's Accelerator.
 
 transformers' lazy import hides the real failure behind "Could not import module 'Trainer'" (a torchvision built
 for another torch: "RuntimeError: operator torchvision::nms does not exist"), so the fact keeps the innermost
-cause of each failure's chain and the package whose code raised it, read from module names (no path).
+cause of each failure's chain, the package whose code raised it and its innermost frame there, read from module
+names (no path).
 """
 
 from __future__ import annotations
@@ -40,9 +41,13 @@ PROBE = probe_code(
     "        root, package, where = chain[-1], None, None\n"
     "        for frame, lineno in traceback.walk_tb(root.__traceback__):\n"
     "            module = str(frame.f_globals.get('__name__') or '')\n"
-    "            if module and module.split('.')[0] not in CARRIERS:\n"
-    "                package, where = module.split('.')[0], f'{module}:{lineno}'\n"
+    "            top = module.split('.')[0]\n"
+    "            if package is None and module and top not in CARRIERS:\n"
+    "                package = top\n"
+    "            elif package is not None and top != package:\n"
     "                break\n"
+    "            if package is not None:\n"
+    "                where = f'{module}:{lineno}'\n"
     "        imports[mod + '.' + name] = {'error': line(exc), 'cause': line(root), 'package': package,\n"
     "                                     'where': where, 'depth': len(chain)}\n"
     "result = {'imports': imports}"
