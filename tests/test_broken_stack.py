@@ -113,3 +113,28 @@ def test_a_healthy_stack_passes_the_check() -> None:
     [finding] = out["findings"]
     assert (finding["level"], rc) == ("ok", 0)
     assert "transformers.Trainer" in out["facts"]["stack_import"]["imported"]
+
+
+def test_a_probe_that_cannot_tell_stops_nothing() -> None:
+    from fp8doctor.facts.stack_import import stack_import_fact
+    from fp8doctor.rules.stack import check_stack_imports
+    from fp8doctor.runs.machine import skip_reasons
+    from fp8doctor.runs.spec import RunSpec
+
+    timed_out = {"ok": False, "result": None, "seconds": 180.0, "error": "probe timed out after 180 s (killed)"}
+    fact = stack_import_fact({"transformers": "5.24.0"}, timed_out)
+    assert fact["ok"] is None and "timed out" in fact["reason"]
+    assert check_stack_imports({"stack_import": fact}).level.value == "skip"
+    facts = {"stack_import": fact, "installed": {"torchao": "0.18.0", "accelerate": "1.15.0"}}
+    assert skip_reasons(RunSpec(backend="torchao", entry="trainer", device="cpu"), facts) == []
+
+
+def test_an_error_inside_torch_gets_the_traceback_fix_not_a_guess() -> None:
+    from fp8doctor.rules.stack import check_stack_imports
+
+    fact = {"attempted": True, "ok": False, "imported": [], "reason": None, "failed": {"transformers.Trainer": {
+        "error": "ModuleNotFoundError: Could not import module 'Trainer'.", "package": "torch",
+        "cause": "OSError: libtorch_cuda.so: cannot open shared object file", "where": "torch:290"}}}
+    finding = check_stack_imports({"stack_import": fact, "packages": {"torch": "2.13.0+cpu"}})
+    assert finding.level.value == "fail" and "libtorch_cuda.so" in finding.detail
+    assert "pip uninstall" not in finding.fix and "python -c 'from transformers import Trainer'" in finding.fix
