@@ -9,7 +9,8 @@ EXIT_CODES: dict[str, list[tuple[str, str]]] = {
     "env": [("0", "no finding failed"), ("1", "a finding failed: FP8 would not really run as configured"),
             ("2", USAGE[1]), STOPPED],
     "repro": [("0", "a fixed path reached fp8-active here"),
-              ("1", "no fixed path reached fp8-active (on a CPU without torchao: nothing could run)"),
+              ("1", "no fixed path reached fp8-active (on a CPU without torchao, or where the training stack does not "
+                    "import: nothing could run)"),
               ("2", USAGE[1]), STOPPED],
     "matrix": [("0", "every cell that could run passed (warnings and skips included)"), ("1", "a cell failed"),
                ("2", USAGE[1]), STOPPED],

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 
 from fp8doctor import SCHEMA_VERSION, __version__, needs
 from fp8doctor.configs import load_config
-from fp8doctor.facts import gpu, packages, probes
+from fp8doctor.facts import gpu, packages, probes, stack_import
 from fp8doctor.facts.accelerate_config import accelerate_config_facts
 from fp8doctor.facts.environ import environ_facts
 from fp8doctor.facts.model import Facts, build_facts
@@ -39,11 +39,15 @@ def collect_facts(config_paths: Iterable[str] = (), accelerate_config: str | Non
     if gpu.driver_present() and not shutil.which("nvidia-smi") and importlib.util.find_spec("pynvml") is None:
         wanted["torch_gpu"] = gpu.TORCH_PROBE
     started = probes.start_probes(wanted, env)
+    # Its own, longer deadline: a broken import can take a minute to fail on a loaded machine.
+    stack_started = probes.start_probes({"stack_import": stack_import.PROBE} if stack_import.wanted(versions) else {},
+                                        env)
 
     smi = gpu.from_nvidia_smi()
     nvml = gpu.from_nvml() if smi[0] is None else (None, "not needed")
     torch_build = gpu.torch_build()
     results = probes.finish_probes(started, probe_timeout_s)
+    results.update(probes.finish_probes(stack_started, max(probe_timeout_s, stack_import.TIMEOUT_S)))
 
     interp = target.snapshot()
     facts = build_facts(
@@ -61,6 +65,7 @@ def collect_facts(config_paths: Iterable[str] = (), accelerate_config: str | Non
         packages=versions,
         accelerator_patches=interp.get("accelerator_patches") or {},
         te_import=packages.te_import_fact(versions, results.get("te_import")),
+        stack_import=stack_import.stack_import_fact(versions, results.get("stack_import")),
         runs=needs.facts(),
         environ=environ_facts(env),
         accelerate_config=acc_cfg,

@@ -29,6 +29,7 @@ class Facts(TypedDict, total=False):
     torch_build: dict[str, Any]
     packages: dict[str, str | None]
     te_import: dict[str, Any]
+    stack_import: dict[str, Any]
     runs: dict[str, Any]
     generations: dict[str, dict[str, Any]]
     environ: dict[str, Any]

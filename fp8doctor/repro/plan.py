@@ -169,14 +169,18 @@ def expectation(spec: RunSpec, stack: Stack, skip: Callable[[RunSpec], str | Non
 def build_plan(cli_backend: str = "auto", configs: UserConfigs | None = None, steps: int = DEFAULT_STEPS,
                timeout_s: float = DEFAULT_TIMEOUT_S, skip: Callable[[RunSpec], str | None] | None = None,
                work_dir: str | None = None) -> Plan:
+    choose = skip
     if skip is None:
-        from fp8doctor.runs.machine import skip_reason
+        from fp8doctor.runs.machine import skip_reason, snapshot
 
         def skip(spec: RunSpec) -> str | None:
             return skip_reason(spec)
 
+        def choose(spec: RunSpec) -> str | None:  # the backend's own reasons, not the environment's imports
+            return skip_reason(spec, snapshot())
+
     configs = configs or UserConfigs()
-    backend, recipe, notes, te_reason = choose_backend(cli_backend, configs, skip)
+    backend, recipe, notes, te_reason = choose_backend(cli_backend, configs, choose)
     base = RunSpec(backend=backend, recipe=recipe, steps=steps, timeout_s=timeout_s, size="tiny")
     # Accelerate <= 1.3 without TE: the buggy rows build the real FP8RecipeKwargs without its TE-availability check.
     buggy_env = ({UNCHECKED_ENV: "1"} if backend == "te" and te_reason

@@ -65,6 +65,7 @@ def to_data(report: ReproReport) -> dict[str, Any]:
         "backend": report.plan.backend,
         "recipe": report.plan.recipe,
         "exit_code": report.exit_code(),
+        "environment": report.environment,
         "verdict": verdict_paragraph(report),
         "fix": fix_lines(report),
         "fix_blocks": fix_blocks(report),
@@ -120,5 +121,7 @@ def render(report: ReproReport, fmt: str = "text", with_title: bool = True) -> s
             out.append(data["fix_note"])
         out.append("")
     out.append(f"exit {data['exit_code']}: " + ("diagnosis complete" if data["exit_code"] == 0 else
+                                                "the environment cannot import the training stack (not an FP8 "
+                                                "result)" if data.get("environment") else
                                                 "no fixed path reached fp8-active"))
     return "\n".join(out) + "\n"

@@ -22,6 +22,7 @@ class ReproReport:
     plan: Plan
     caller_env: dict[str, str]
     wall_s: float = 0.0
+    environment: str | None = None  # why the training stack cannot import here (its rows were not run)
 
     @property
     def rows(self) -> list[Row]:
@@ -80,6 +81,16 @@ def run_repro(config_paths: Sequence[str] = (), backend: str = "auto", steps: in
         row.result = result
         v = classify(result)
         row.verdict, row.reason = v.name, v.reason
-    return ReproReport(plan=plan, caller_env=caller_fp8_env(), wall_s=time.perf_counter() - t0)
+    return ReproReport(plan=plan, caller_env=caller_fp8_env(), wall_s=time.perf_counter() - t0,
+                       environment=broken_environment(plan))
+
+
+def broken_environment(plan: Plan) -> str | None:
+    """The sentence naming the import the plan's runs need and the environment cannot do, or None."""
+    from fp8doctor.facts.stack_import import broken_sentence
+    from fp8doctor.runs.machine import run_imports, stack_import
+
+    needed = tuple(dict.fromkeys(name for row in plan.rows for name in run_imports(row.spec)))
+    return broken_sentence(stack_import(), needed)
 
 

@@ -9,7 +9,7 @@ from fp8doctor.knowledge.fixes import Fix, launch_fix, render, render_all
 from fp8doctor.repro.plan import recipe_class
 from fp8doctor.repro.run import ReproReport
 from fp8doctor.runs.backends import backend_env
-from fp8doctor.verdicts import REPRODUCED, SILENT_BF16
+from fp8doctor.verdicts import NOT_APPLICABLE, REPRODUCED, SILENT_BF16
 
 
 def verdict_paragraph(report: ReproReport) -> str:
@@ -17,13 +17,17 @@ def verdict_paragraph(report: ReproReport) -> str:
     plan = report.plan
     recipe_cls = recipe_class(plan.backend)
     parts: list[str] = []
+    if report.environment:  # the runs it stopped say nothing about the FP8 libraries
+        parts.append(f"ENVIRONMENT PROBLEM, not an FP8 result: {report.environment} `fp8doctor env` shows the fix; "
+                     "run repro again once it is fixed.")
+    skipped = {k for k, r in rows.items() if report.environment and r.verdict == NOT_APPLICABLE}
     append = rows["buggy_append"]
     if append.verdict == REPRODUCED:
         err = (append.result or {}).get("error") or {}
         parts.append(f"REPRODUCED: with `bf16: true` the Trainer builds `Accelerator(mixed_precision='bf16')`; "
                      f"injecting an FP8 recipe handler ({recipe_cls}) into it raises ValueError "
                      f"\"{err.get('message')}\" at {err.get('where')} (called from {err.get('user_where')}).")
-    else:
+    elif "buggy_append" not in skipped:
         parts.append(f"NOT reproduced: the always-append patch gave {append.verdict} ({append.reason}).")
     missing = rows["buggy_if_missing"]
     patch = (missing.result or {}).get("patch") or {}
@@ -32,7 +36,7 @@ def verdict_paragraph(report: ReproReport) -> str:
         parts.append(f"The report's own patch (inject only if `kwargs_handlers` is missing) injected "
                      f"{patch.get('injected', 0)} recipe(s): this transformers always passes kwargs_handlers "
                      f"({seen}), so the run trained silently in bf16 ({missing.reason}).")
-    else:
+    elif "buggy_if_missing" not in skipped:
         parts.append(f"The inject-if-missing patch gave {missing.verdict} ({missing.reason}).")
     yours = [r for r in report.rows if r.kind == "yours"]
     if yours:
@@ -45,6 +49,8 @@ def verdict_paragraph(report: ReproReport) -> str:
     if active:
         names = ", ".join(r.key for r in active)
         parts.append(f"Fixed paths with FP8 really active here: {names}.")
+    elif report.environment:
+        parts.append("No fixed path could run in this environment.")
     else:
         parts.append("No fixed path reached fp8-active on this machine: see the reasons below.")
     parts.extend(plan.notes)

@@ -95,6 +95,8 @@ CHECKS: tuple[CheckInfo, ...] = (
               "its adapters train", ("frontend.peft",)),
     CheckInfo("stack.accelerator-patch", stack.check_accelerator_patches, "no installed trainer framework "
               "(LLaMA-Factory, axolotl, TRL) patches Accelerator.__init__", ("stack.accelerator-patch",)),
+    CheckInfo("stack.imports", stack.check_stack_imports, "transformers' Trainer, TrainingArguments and models, "
+              "and accelerate's Accelerator import (the error's own cause named when not)", ("stack.imports",)),
     CheckInfo("precision.effective", precision.check_effective_precision, "the mixed precision that really "
               "reaches the Accelerator is fp8 where FP8 is intended", ("precision.effective",)),
 )

@@ -55,6 +55,30 @@ def _read() -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=1)
+def stack_import() -> dict[str, Any]:
+    """Whether the diagnosed interpreter imports the training stack (fp8doctor.facts.stack_import), probed once,
+    on the first skip question only (the machine snapshot stays cheap)."""
+    from fp8doctor.facts import packages, stack_import
+    from fp8doctor.facts.probes import run_probes
+
+    installed = packages.package_versions()
+    probe = run_probes({"s": stack_import.PROBE}, stack_import.TIMEOUT_S)["s"] if stack_import.wanted(installed) \
+        else None
+    return stack_import.stack_import_fact(installed, probe)
+
+
+# What each run imports: every entry builds the tiny Llama; the Trainer entries (and the buggy patches, which run
+# the Trainer) import Trainer; all but the native entry build an Accelerator.
+RUN_IMPORTS = ("transformers.LlamaForCausalLM", "accelerate.Accelerator")
+TRAINER_IMPORTS = ("transformers.Trainer", "transformers.TrainingArguments")
+
+
+def run_imports(spec: RunSpec) -> tuple[str, ...]:
+    needed = RUN_IMPORTS[:1] if spec.entry == "native" else RUN_IMPORTS
+    return needed + TRAINER_IMPORTS if spec.entry == "trainer" or spec.entry in BUGGY_ENTRIES else needed
+
+
 def snapshot() -> dict[str, Any]:
     """{"gpus": [visible GPUs: index, name, cc], "gpu_count", "cc" (the lowest visible compute capability, or
     None), "gpu_status" (the doctor's sentence), "installed": {dist: version}, "te_import_error"}.
@@ -64,7 +88,13 @@ def snapshot() -> dict[str, Any]:
 
 def skip_reasons(spec: RunSpec, facts: dict[str, Any] | None = None) -> list[str]:
     """Every sentence saying why this spec cannot run on this machine, most basic first (empty: it can run)."""
+    from fp8doctor.facts.stack_import import broken_sentence
+
+    # Given facts without the import fact (a plan's or a test's) say nothing about it.
+    broken = broken_sentence(stack_import() if facts is None else facts.get("stack_import") or {}, run_imports(spec))
     facts = snapshot() if facts is None else facts
+    if broken:  # most basic of all: nothing trains, whatever the backend
+        return [broken[0].upper() + broken[1:]]
     if spec.backend == "none":
         return []
     if spec.backend == "te" and spec.entry in BUGGY_ENTRIES and spec.env.get(UNCHECKED_ENV) == "1":
