@@ -138,3 +138,18 @@ def test_an_error_inside_torch_gets_the_traceback_fix_not_a_guess() -> None:
     finding = check_stack_imports({"stack_import": fact, "packages": {"torch": "2.13.0+cpu"}})
     assert finding.level.value == "fail" and "libtorch_cuda.so" in finding.detail
     assert "pip uninstall" not in finding.fix and "python -c 'from transformers import Trainer'" in finding.fix
+
+
+def test_the_import_probe_runs_where_an_add_on_was_built_for_another_torch() -> None:
+    """`env` stays fast: the probe (torch + transformers imports) runs where the lab's cause can be present."""
+    from fp8doctor.facts.stack_import import worth_probing
+
+    base = {"transformers": "5.24.0", "torch": "2.13.0+cpu"}
+    assert worth_probing({**base, "torchvision": "0.28.0"}) == (True, "torchvision 0.28.0 built differently from "
+                                                                      "torch 2.13.0+cpu")
+    assert worth_probing({**base, "torchvision": "0.28.0+cpu", "torchaudio": "2.13.0+cu128"})[0] is True
+    assert worth_probing({**base, "torchvision": "0.28.0+cpu"})[0] is False
+    assert worth_probing({"accelerate": "1.15.0", "torch": "2.8.0", "torchvision": "0.23.0"})[0] is False
+    assert worth_probing(base)[0] is False and "no compiled torch add-on" in worth_probing(base)[1]
+    assert worth_probing({"transformers": "5.24.0", "torch": None})[0] is True
+    assert worth_probing({"torch": "2.13.0+cpu", "torchvision": "0.1"})[0] is False  # no transformers/accelerate

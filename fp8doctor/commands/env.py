@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         what_if = parse_what_if(args.what_if)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    facts = collect_facts(config_paths=args.config, accelerate_config=args.accelerate_config, what_if=what_if)
+    facts = collect_facts(config_paths=args.config, accelerate_config=args.accelerate_config, what_if=what_if,
+                          probe_imports="stack.imports" in args.check)
     findings = run_checks([c.run for c in selected], facts)
     print(render(findings, facts, args.format), end="")
     return exit_code(findings)

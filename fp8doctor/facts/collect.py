@@ -24,9 +24,10 @@ PROBE_TIMEOUT_S = 30.0
 
 def collect_facts(config_paths: Iterable[str] = (), accelerate_config: str | None = None,
                   environ: Mapping[str, str] | None = None, probe_timeout_s: float = PROBE_TIMEOUT_S,
-                  what_if: Mapping[str, str] | None = None) -> Facts:
+                  what_if: Mapping[str, str] | None = None, probe_imports: bool = False) -> Facts:
     """Every fact; `what_if` replaces installed versions ({package: version}) before any rule or prediction reads
-    them (nothing is installed)."""
+    them (nothing is installed). The training stack's imports are probed where stack_import.worth_probing says
+    so, or always with `probe_imports`."""
     t0 = time.monotonic()
     env = dict(os.environ if environ is None else environ)
     configs = [load_config(p) for p in config_paths]
@@ -40,8 +41,8 @@ def collect_facts(config_paths: Iterable[str] = (), accelerate_config: str | Non
         wanted["torch_gpu"] = gpu.TORCH_PROBE
     started = probes.start_probes(wanted, env)
     # Its own, longer deadline: a broken import can take a minute to fail on a loaded machine.
-    stack_started = probes.start_probes({"stack_import": stack_import.PROBE} if stack_import.wanted(versions) else {},
-                                        env)
+    probe_stack = stack_import.wanted(versions) and (probe_imports or stack_import.worth_probing(versions)[0])
+    stack_started = probes.start_probes({"stack_import": stack_import.PROBE} if probe_stack else {}, env)
 
     smi = gpu.from_nvidia_smi()
     nvml = gpu.from_nvml() if smi[0] is None else (None, "not needed")

@@ -54,8 +54,36 @@ PROBE = probe_code(
 )
 
 
+# Compiled add-ons built against one torch build; one built for another (a CUDA torchvision next to torch+cpu)
+# breaks transformers' imports (the lab's LLaMA-Factory cells).
+TORCH_ADDONS = ("torchvision", "torchaudio")
+
+
+def _build(version: str | None) -> str:
+    """A wheel's build tag: `cpu` of 2.13.0+cpu, `cu128` of 2.8.0+cu128, '' for PyPI's default build."""
+    return (version or "").partition("+")[2]
+
+
 def wanted(versions: dict[str, str | None]) -> bool:
     return bool(versions.get("transformers") or versions.get("accelerate"))
+
+
+def worth_probing(versions: dict[str, str | None]) -> tuple[bool, str]:
+    """(probe?, why): the probe imports torch and transformers (seconds), so it runs where the cause the lab saw
+    can be present: a torch add-on whose build tag differs from torch's (or torch missing)."""
+    if not wanted(versions):
+        return False, "neither transformers nor accelerate is installed"
+    torch = versions.get("torch")
+    if not torch:
+        return True, "torch is not installed"
+    addons = {name: versions[name] for name in TORCH_ADDONS if versions.get(name)}
+    odd = [f"{name} {v}" for name, v in addons.items() if _build(v) != _build(torch)]
+    if odd:
+        return True, f"{', '.join(odd)} built differently from torch {torch}"
+    shared = f" and {', '.join(f'{n} {v}' for n, v in addons.items())} share its build" if addons else \
+        " and no compiled torch add-on (torchvision, torchaudio) is installed"
+    return False, (f"not probed: torch {torch}{shared}; the lab saw these imports break only where an add-on was "
+                   "built for another torch (`fp8doctor env --check stack.imports` probes anyway)")
 
 
 def stack_import_fact(versions: dict[str, str | None], probe: dict[str, Any] | None) -> dict[str, Any]:
@@ -67,7 +95,7 @@ def stack_import_fact(versions: dict[str, str | None], probe: dict[str, Any] | N
         return {"attempted": False, "ok": None, "failed": {}, "reason": "neither transformers nor accelerate is "
                                                                         "installed"}
     if probe is None:
-        return {"attempted": False, "ok": None, "failed": {}, "reason": "probe not run"}
+        return {"attempted": False, "ok": None, "failed": {}, "reason": worth_probing(versions)[1]}
     if not probe["ok"]:
         return {"attempted": True, "ok": None, "failed": {}, "reason": f"the import probe failed: {probe['error']}",
                 "seconds": probe["seconds"]}

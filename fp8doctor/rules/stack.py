@@ -38,8 +38,9 @@ def check_accelerator_patches(facts: dict[str, Any]) -> Finding:
 def check_stack_imports(facts: dict[str, Any]) -> Finding:
     fact = facts.get("stack_import") or {}
     if fact.get("ok") is None:
-        return Finding("stack.imports", Level.SKIP, "Whether the training stack imports is unknown",
-                       fact.get("reason") or "not probed")
+        title = "Whether the training stack imports is unknown" if fact.get("attempted") else \
+            "The training stack's imports were not probed"
+        return Finding("stack.imports", Level.SKIP, title, fact.get("reason") or "not probed")
     if fact["ok"]:
         return Finding("stack.imports", Level.OK, "transformers and accelerate import: "
                        + ", ".join(fact.get("imported") or []))

@@ -63,8 +63,8 @@ def stack_import() -> dict[str, Any]:
     from fp8doctor.facts.probes import run_probes
 
     installed = packages.package_versions()
-    probe = run_probes({"s": stack_import.PROBE}, stack_import.TIMEOUT_S)["s"] if stack_import.wanted(installed) \
-        else None
+    probe = run_probes({"s": stack_import.PROBE}, stack_import.TIMEOUT_S)["s"] \
+        if stack_import.worth_probing(installed)[0] else None
     return stack_import.stack_import_fact(installed, probe)
 
 

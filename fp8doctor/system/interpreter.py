@@ -21,6 +21,8 @@ from typing import Any
 # Distribution names as published on PyPI; the key is how facts and rules refer to them.
 DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "torch": ("torch",),
+    "torchvision": ("torchvision",),
+    "torchaudio": ("torchaudio",),
     "transformer-engine": ("transformer-engine", "transformer_engine"),
     "transformer-engine-cu12": ("transformer-engine-cu12", "transformer_engine_cu12"),
     "transformer-engine-cu13": ("transformer-engine-cu13", "transformer_engine_cu13"),
