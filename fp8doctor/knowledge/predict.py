@@ -91,6 +91,25 @@ def recipe_classes(accelerate: str | None) -> tuple[str, ...]:
     return RECIPES_OLD if r < (1, 4) else RECIPES_NEW if r < (1, 16) else RECIPES_116
 
 
+def auto_backends(accelerate: str | None) -> tuple[str, ...]:
+    """The backends Accelerate tries, in its order, for mixed_precision='fp8' when no recipe handler (and, from 1.9,
+    no ACCELERATE_FP8_BACKEND) names one; () where nothing is chosen. <= 1.3 has no such choice; 1.4-1.7 build an
+    AORecipeKwargs they never apply, so no layer is converted (lab: acc1.5-1.7 hold it, fp8_backend None); from 1.8
+    torchao is taken when installed (lab: 1.9-1.16 convert with AO, 1.8 fails on its AO-only fsdp_plugin check).
+    TE before MS-AMP is Accelerate's own "Prioritize AO -> TE -> MSAMP" (the lab has neither); 1.16 dropped MS-AMP
+    (lab: 'MSAMP' is not a valid FP8BackendType, MSAMPRecipeKwargs absent)."""
+    r = release(accelerate)
+    if r is None or r < (1, 8):
+        return ()
+    return ("AO", "TE", "MSAMP") if r < (1, 16) else ("AO", "TE")
+
+
+def auto_backend(accelerate: str | None, *, torchao: bool, te: bool = False, msamp: bool = False) -> str | None:
+    """The backend Accelerate picks itself among those installed (None: none, see auto_backends)."""
+    installed = {"AO": torchao, "TE": te, "MSAMP": msamp}
+    return next((b for b in auto_backends(accelerate) if installed[b]), None)
+
+
 def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | None, env: Mapping[str, str],
                         handler: str | None, te: bool = False, msamp: bool = False,
                         cuda_build: bool = False) -> dict[str, Any]:
@@ -132,7 +151,7 @@ def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | 
             if chosen not in (BACKENDS if r < (1, 16) else BACKENDS_116):
                 return _raised("ValueError", f"{chosen!r} is not a valid FP8BackendType", "init")
             if chosen == "NO":
-                chosen = "AO" if torchao else "NO"
+                chosen = auto_backend(accelerate, torchao=torchao) or "NO"
             if chosen == "TE":
                 return _raised("ImportError", TE_MISSING_NEW, "init")
             backend, registered = chosen, True
@@ -145,7 +164,7 @@ def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | 
             return _raised("AttributeError", AO_WITHOUT_RECIPE, "prepare", mixed_precision=state_mp)
     elif r >= (1, 8):
         if enabled and not registered:
-            backend, registered = "AO", True  # torchao is installed here: the state check passed
+            backend, registered = auto_backend(accelerate, torchao=torchao), True
         if registered and mp_arg != "fp8":
             return _raised("ValueError", ERROR_NEW, "init")
         if backend == "AO":
