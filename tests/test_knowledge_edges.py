@@ -8,6 +8,7 @@ import shlex
 import pytest
 
 from fp8doctor.knowledge import capability, fixes, generations, intent, precision, releases, versions
+from fp8doctor.knowledge import predict as predict_mod
 from fp8doctor.knowledge.command_forms import parse
 from fp8doctor.knowledge.engine import Setup, Stack, predict
 
@@ -122,3 +123,101 @@ def test_a_release_older_than_observed_is_installed_but_unreadable() -> None:
     older = releases.as_observed({"accelerate": "0.30.0"})["accelerate"]
     assert older is not None and versions.parse_version(older) is None
     assert releases.as_observed({"accelerate": "9.0.0"})["accelerate"] == ACC_NEW
+
+
+def test_the_accelerator_step_names_where_its_precision_came_from() -> None:
+    stack = Stack(accelerate=ACC_NEW, torchao="0.18.0")
+    sources = {how: predict(stack, Setup(**setup))["chain"][-1]["source"] for how, setup in (
+        ("arg", {"mp_arg": "bf16"}), ("env", {"env": {"ACCELERATE_MIXED_PRECISION": "fp8"}}), ("none", {}))}
+    assert sources == {"arg": "argument", "env": "ACCELERATE_MIXED_PRECISION", "none": "default"}
+
+
+def test_an_installed_te_or_ms_amp_leaves_the_accelerator_unpredicted() -> None:
+    # the lab's cells have neither: nothing observed to predict from
+    for extra in ({"msamp": "0.4.0"}, {"transformer_engine": "2.9.0"}):
+        got = predict(Stack(accelerate=ACC_NEW, torchao="0.18.0", **extra), Setup(mp_arg="fp8"))
+        assert got["outcome"] == "unknown"
+
+
+def test_stack_reads_distribution_and_module_names() -> None:
+    for name in ("transformer-engine", "transformer_engine", "transformer-engine-torch"):
+        assert Stack.of({name: "2.9.0"}).transformer_engine == "2.9.0"
+    assert Stack.of({"ms-amp": "0.4.0"}).msamp == "0.4.0" and Stack.of({"msamp": ""}).msamp is None
+
+
+def test_llamafactory_steps_are_named_llamafactory() -> None:
+    te = {"fp8": True, "fp8_backend": "te", "stage": "sft"}
+    raised = predict(Stack(accelerate=ACC_NEW, transformers="4.57.1", torchao="0.18.0", llamafactory="0.9.5"),
+                     Setup(frontend="llamafactory", precision="bf16", lf_fp8=te))
+    assert raised["type"] == "ModuleNotFoundError" and raised["chain"][-1]["stage"] == "LLaMA-Factory"
+    # an unobserved LLaMA-Factory on transformers 4: whether it sets the variable decides, so no claim
+    unknown = predict(Stack(accelerate=ACC_NEW, transformers="4.57.1", torchao="0.18.0"),
+                      Setup(frontend="llamafactory", precision="bf16", lf_fp8={"fp8": True}))
+    assert unknown["outcome"] == "unknown" and unknown["chain"][-1]["stage"] == "LLaMA-Factory"
+
+
+def test_say_names_the_stage_of_a_raise() -> None:
+    for stage, words in (("launch", "at launch"), ("handler", "building the handler"), ("prepare", "in prepare()")):
+        assert generations.say({"outcome": "raised", "type": "E", "message": "m", "stage": stage}) == f'E {words}: "m"'
+
+
+def test_transformers_5_3_always_passes_kwargs_handlers() -> None:
+    # lab: from transformers 5.3 the Trainer passes DistributedDataParallelKwargs (tf5.3-acc1.15 cell)
+    assert "always passes kwargs_handlers (DistributedDataParallelKwargs)" in generations.transformers_generation(
+        "5.24.0")["summary"]
+    assert generations.transformers_generation("4.57.1")["summary"].endswith("passes no kwargs_handlers")
+
+
+def test_a_transformers_between_observed_releases_of_one_generation_takes_its_label() -> None:
+    assert generations.transformers_generation("4.52.0")["generation"] == generations.transformers_generation(
+        "4.50.3")["generation"] == generations.transformers_generation("4.57.1")["generation"]
+
+
+def test_a_recipe_handler_under_fp8_is_asked_of_the_release_itself() -> None:
+    # accelerate 1.16 with AORecipeKwargs and mixed_precision='fp8' converts (acc1.16 cell); 1.8 raises (acc1.8 cell)
+    assert "with AORecipeKwargs trains in FP8" in generations.accelerate_generation("1.16.0")["summary"]
+    assert "with AORecipeKwargs AttributeError" in generations.accelerate_generation("1.8.1")["summary"]
+
+
+def test_first_accelerate_names_what_no_release_has() -> None:
+    with pytest.raises(LookupError, match="no observed accelerate release has MSAMPKwargs"):
+        generations.first_accelerate("MSAMPKwargs")
+
+
+def test_accelerate_config_signs_and_backend() -> None:
+    data = {"mixed_precision": "bf16", "fp8_config": {"backend": "te"}}
+    got = intent.read_intent({"configs": [{"path": "acc.yaml", "kind": "accelerate", "data": data}]})
+    assert got.signs == ("acc.yaml: fp8_config (under mixed_precision: bf16)",)
+    assert dict(got.backends) == {"TE": "acc.yaml: fp8_config backend te"}
+    assert got.launch is not None and got.launch.how == "accelerate launch --config_file acc.yaml"
+
+
+def test_a_training_config_asking_fp8_is_a_sign() -> None:
+    got = intent.read_intent({"configs": [{"path": "ta.yaml", "kind": "training_args",
+                                           "data": {"mixed_precision": "FP8", "fp16": True}}]})
+    assert got.signs == ("ta.yaml: mixed_precision: fp8",) and got.precision == "fp16" and got.launch is None
+
+
+def test_the_shell_step_says_unset_or_the_value() -> None:
+    steps = {"unset": precision.effective_precision({"packages": {}})["chain"],
+             "set": precision.effective_precision({"environ": {"mixed_precision": "bf16"}})["chain"]}
+    env = {k: next(s for s in v if s["stage"] == "env") for k, v in steps.items()}
+    assert env["unset"]["value"] == "unset" and env["set"]["value"] == "'bf16' from the shell"
+
+
+def test_ms_amp_opt_level_o2_is_its_default() -> None:
+    # env_reads probe: ACCELERATE_FP8_OPT_LEVEL=O1 changes opt_level from its default O2
+    assert predict_mod.recipe_fields_from_env(ACC_NEW, "MSAMPRecipeKwargs", {"ACCELERATE_FP8_OPT_LEVEL": "O2"}) == {}
+    assert predict_mod.recipe_fields_from_env(ACC_NEW, "MSAMPRecipeKwargs", {"ACCELERATE_FP8_OPT_LEVEL": "O1"}) == {
+        "opt_level": {"default": "O2", "with_env": "O1"}}
+
+
+def test_a_false_ao_variable_changes_the_torchao_config() -> None:
+    got = predict_mod.recipe_fields_from_env("1.13.0", "AORecipeKwargs", {"ACCELERATE_FP8_PAD_INNER_DIM": "false"})
+    assert got == {"pad_inner_dim": {"default": True, "with_env": False}, "config": "changed"}
+    assert predict_mod.recipe_fields_from_env("1.11.0", "AORecipeKwargs", {"ACCELERATE_FP8_PAD_INNER_DIM": "no"}) == {}
+
+
+def test_a_bad_what_if_says_what_is_expected() -> None:
+    with pytest.raises(ValueError, match="expected PKG==VERSION with PKG one of accelerate"):
+        releases.parse_what_if(["numpy==1.0"])
