@@ -16,6 +16,7 @@ from fp8doctor.knowledge.engine import Stack, predict
 from fp8doctor.knowledge.fixes import ACCELERATE_YAML, Fix, fixes_for
 from fp8doctor.knowledge.generations import accelerate_min
 from fp8doctor.knowledge.intent import read_intent
+from fp8doctor.knowledge.predict import TE_MISSING_NEW, TE_MODULE_MISSING
 from fp8doctor.knowledge.releases import observed
 
 OBSERVATIONS = Path(__file__).resolve().parent.parent / "lab" / "observations"
@@ -26,6 +27,7 @@ SETUPS: dict[str, tuple[list[str], list[dict[str, Any]]]] = {
     "launch with bf16": (["accelerate", "launch", "--mixed_precision", "bf16", "train.py"], []),
     "Trainer with bf16": (["python", "train.py"], [cfg("training_args", {"bf16": True, "fp16": False})]),
     "TRL config": (["python", "train.py"], [cfg("trl", {"learning_rate": 1e-5, "beta": 0.1})]),
+    "TRL config, accelerate launch": (["accelerate", "launch", "train.py"], [cfg("trl", {"bf16": True})]),
     "LLaMA-Factory": (["llamafactory-cli", "train", "llamafactory.yaml"], [cfg("llamafactory", LF_REFERENCE)]),
     "LLaMA-Factory without fp8 keys": (["/v/bin/llamafactory-cli", "train", "my.yaml"], [cfg("llamafactory", {
         k: v for k, v in LF_REFERENCE.items() if not k.startswith("fp8")}, "my.yaml")]),
@@ -74,3 +76,16 @@ def test_the_upgrade_is_to_the_first_release_where_env_fp8_trains() -> None:
     for fix in fixes_for(facts, "AO"):
         assert fix.install == (f"pip install 'accelerate>={accelerate_min()}'",)
         assert accelerate_min() == "1.9"  # 1.8 builds the torchao recipe and then raises (acc1.8 cell)
+
+
+def test_every_printed_te_fix_makes_accelerate_take_te() -> None:
+    # the lab has no Transformer Engine: Accelerate going for TE raises that it is not available (acc1.16 cell,
+    # ACCELERATE_FP8_BACKEND=TE), LLaMA-Factory with fp8_backend te fails importing it (lf0.9.5 cells); torchao, also
+    # installed, would have trained
+    packages = _packages("acc1.16-tf5.25-ao")
+    for name, (command, configs) in SETUPS.items():
+        facts = {**make_facts(packages=packages, configs=configs), "command": command}
+        for fix in fixes_for(facts, "TE"):
+            stack, setup = _applied(fix, packages, configs)
+            got = predict(stack, setup)
+            assert got["outcome"] == "raised" and got["message"] in (TE_MISSING_NEW, TE_MODULE_MISSING), (name, got)

@@ -179,7 +179,7 @@ def _key_core(result: dict[str, Any]) -> dict[str, Any]:
     if isinstance(reaches, dict):
         reaches = {cls: (sorted(v) if isinstance(v, list) else "raised") for cls, v in reaches.items()}
     return {"outcome": result.get("outcome"), "exported": result.get("exported"), "reaches": reaches,
-            "launch": None if launch is None else (launch["type"], launch["message"])}
+            "launch": None if launch is None else (launch["type"], launch["message"], launch.get("stage"))}
 
 
 def _fp8_config_keys_core(outcome: dict[str, Any]) -> dict[str, Any]:

@@ -221,3 +221,56 @@ def test_a_false_ao_variable_changes_the_torchao_config() -> None:
 def test_a_bad_what_if_says_what_is_expected() -> None:
     with pytest.raises(ValueError, match="expected PKG==VERSION with PKG one of accelerate"):
         releases.parse_what_if(["numpy==1.0"])
+
+
+def test_say_tells_an_absent_class_from_an_unobserved_outcome() -> None:
+    assert generations.say({"outcome": "absent"}) == "the class does not exist"
+    assert generations.say({"outcome": "unknown"}) == "not observed"
+
+
+def test_the_launch_step_names_the_launcher() -> None:
+    launch = {"distributed_type": "NO", "mixed_precision": "bf16"}
+    got = predict(Stack(accelerate=ACC_NEW, torchao="0.18.0"), Setup(launch_yaml=launch))
+    assert got["chain"][0] == {"stage": "launch", "source": "accelerate launch --config_file",
+                               "value": "ACCELERATE_MIXED_PRECISION=bf16"}
+
+
+def test_a_llamafactory_stage_without_fp8_support_sets_nothing() -> None:
+    # LLaMA-Factory wires fp8 into its pt and sft trainers only: a dpo config's fp8 leaves the variable alone
+    data = {"fp8": True, "fp8_backend": "torchao", "stage": "dpo", "bf16": False}
+    got = intent.read_intent({"configs": [{"path": "lf.yaml", "kind": "llamafactory", "data": data}]})
+    assert dict(got.lf_fp8) == {"fp8": True, "fp8_backend": "torchao", "stage": "dpo"}
+    out = predict(Stack(accelerate=ACC_NEW, transformers="4.57.1", torchao="0.18.0", llamafactory="0.9.5"),
+                  got.setup())
+    assert out["reaches"] == "no" and not any(s["stage"] == "LLaMA-Factory" for s in out["chain"])
+
+
+def test_the_default_accelerate_config_is_named_by_its_path() -> None:
+    acc = {"exists": True, "path": "/h/default_config.yaml", "chosen_by": "default location",
+           "data": {"mixed_precision": "fp8"}}
+    got = intent.read_intent({"accelerate_config": acc})
+    assert got.signs == ("/h/default_config.yaml: mixed_precision: fp8",)
+    assert got.launch is not None and got.launch.how == "accelerate launch"
+
+
+def test_a_trl_config_with_fp16_keeps_bf16_off() -> None:
+    # TRL >= 0.19 turns an unset bf16 into True unless fp16 is set (trl cells)
+    cfg_ = {"kind": "trl", "path": "t.yaml", "data": {"fp16": True}}
+    assert intent.resolved(cfg_, {"trl": "1.16.0"})["data"]["bf16"] is False
+    assert intent.resolved({**cfg_, "data": {}}, {"trl": "1.16.0"})["data"]["bf16"] is True
+
+
+def test_coverage_says_what_it_does_with_each_kind_of_release() -> None:
+    notes = {v: releases.coverage("accelerate", v) for v in ("garbage", "1.6.3", "99.0.0", "0.30.0")}
+    assert {v: c.status for v, c in notes.items()} == {"garbage": "invalid", "1.6.3": "same-minor",
+                                                       "99.0.0": "newer", "0.30.0": "older"}
+    assert notes["1.6.3"].note == "accelerate 1.6.3: not observed; predicted from its minor's cell (1.6.0)"
+    assert releases.as_observed({"accelerate": "1.6.3"})["accelerate"] == "1.6.3"
+
+
+def test_a_trl_yaml_without_a_command_is_run_by_its_trainer_s_subcommand() -> None:
+    # DPOConfig has beta / max_prompt_length, GRPOConfig num_generations, the rest is SFT
+    for data, sub in (({"beta": 0.1}, "dpo"), ({"num_generations": 4}, "grpo"), ({"max_length": 9}, "sft")):
+        [fix] = fixes.fixes_for({"packages": {"accelerate": ACC_NEW},
+                                 "configs": [{"path": "t.yaml", "kind": "trl", "data": data}]}, "AO")
+        assert fix.command[:4] == ("trl", sub, "--config", "t.yaml")

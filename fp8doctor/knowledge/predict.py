@@ -134,12 +134,8 @@ def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | 
             return _raised("ValueError", NO_FP8_LIBRARY, "init") if r < (1, 16) else dict(UNKNOWN)
         if r == (1, 4):
             return _raised("AssertionError", NO_CUDA_BUILD, "init") if not cuda_build else dict(UNKNOWN)
-    if r < (1, 4):
-        if name is None:
-            return _ok(state_mp, False)
-        if state_mp != "fp8":
-            return _raised("ValueError", ERROR_OLD, "init")
-        return dict(UNKNOWN)
+    if r < (1, 4):  # fp8 raised above: no torchao backend before 1.4
+        return _ok(state_mp, False) if name is None else _raised("ValueError", ERROR_OLD, "init")
     backend: str | None = None
     if name is not None:
         backend = HANDLER_BACKEND.get(name)  # an unchecked FP8RecipeKwargs keeps backend None
