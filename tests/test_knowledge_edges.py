@@ -125,39 +125,9 @@ def test_a_release_older_than_observed_is_installed_but_unreadable() -> None:
     assert releases.as_observed({"accelerate": "9.0.0"})["accelerate"] == ACC_NEW
 
 
-def test_the_accelerator_step_names_where_its_precision_came_from() -> None:
-    stack = Stack(accelerate=ACC_NEW, torchao="0.18.0")
-    sources = {how: predict(stack, Setup(**setup))["chain"][-1]["source"] for how, setup in (
-        ("arg", {"mp_arg": "bf16"}), ("env", {"env": {"ACCELERATE_MIXED_PRECISION": "fp8"}}), ("none", {}))}
-    assert sources == {"arg": "argument", "env": "ACCELERATE_MIXED_PRECISION", "none": "default"}
-
-
-def test_an_installed_te_or_ms_amp_leaves_the_accelerator_unpredicted() -> None:
-    # the lab's cells have neither: nothing observed to predict from
-    for extra in ({"msamp": "0.4.0"}, {"transformer_engine": "2.9.0"}):
-        got = predict(Stack(accelerate=ACC_NEW, torchao="0.18.0", **extra), Setup(mp_arg="fp8"))
-        assert got["outcome"] == "unknown"
-
-
-def test_stack_reads_distribution_and_module_names() -> None:
-    for name in ("transformer-engine", "transformer_engine", "transformer-engine-torch"):
-        assert Stack.of({name: "2.9.0"}).transformer_engine == "2.9.0"
-    assert Stack.of({"ms-amp": "0.4.0"}).msamp == "0.4.0" and Stack.of({"msamp": ""}).msamp is None
-
-
-def test_llamafactory_steps_are_named_llamafactory() -> None:
-    te = {"fp8": True, "fp8_backend": "te", "stage": "sft"}
-    raised = predict(Stack(accelerate=ACC_NEW, transformers="4.57.1", torchao="0.18.0", llamafactory="0.9.5"),
-                     Setup(frontend="llamafactory", precision="bf16", lf_fp8=te))
-    assert raised["type"] == "ModuleNotFoundError" and raised["chain"][-1]["stage"] == "LLaMA-Factory"
-    # an unobserved LLaMA-Factory on transformers 4: whether it sets the variable decides, so no claim
-    unknown = predict(Stack(accelerate=ACC_NEW, transformers="4.57.1", torchao="0.18.0"),
-                      Setup(frontend="llamafactory", precision="bf16", lf_fp8={"fp8": True}))
-    assert unknown["outcome"] == "unknown" and unknown["chain"][-1]["stage"] == "LLaMA-Factory"
-
-
 def test_say_names_the_stage_of_a_raise() -> None:
-    for stage, words in (("launch", "at launch"), ("handler", "building the handler"), ("prepare", "in prepare()")):
+    for stage, words in (("launch", "at launch"), ("handler", "building the handler"), ("prepare", "in prepare()"),
+                         ("init", "when the Accelerator is built")):
         assert generations.say({"outcome": "raised", "type": "E", "message": "m", "stage": stage}) == f'E {words}: "m"'
 
 
@@ -219,30 +189,13 @@ def test_a_false_ao_variable_changes_the_torchao_config() -> None:
 
 
 def test_a_bad_what_if_says_what_is_expected() -> None:
-    with pytest.raises(ValueError, match="expected PKG==VERSION with PKG one of accelerate"):
+    with pytest.raises(ValueError, match="expected PKG==VERSION with PKG one of accelerate, transformers, torchao"):
         releases.parse_what_if(["numpy==1.0"])
 
 
 def test_say_tells_an_absent_class_from_an_unobserved_outcome() -> None:
     assert generations.say({"outcome": "absent"}) == "the class does not exist"
     assert generations.say({"outcome": "unknown"}) == "not observed"
-
-
-def test_the_launch_step_names_the_launcher() -> None:
-    launch = {"distributed_type": "NO", "mixed_precision": "bf16"}
-    got = predict(Stack(accelerate=ACC_NEW, torchao="0.18.0"), Setup(launch_yaml=launch))
-    assert got["chain"][0] == {"stage": "launch", "source": "accelerate launch --config_file",
-                               "value": "ACCELERATE_MIXED_PRECISION=bf16"}
-
-
-def test_a_llamafactory_stage_without_fp8_support_sets_nothing() -> None:
-    # LLaMA-Factory wires fp8 into its pt and sft trainers only: a dpo config's fp8 leaves the variable alone
-    data = {"fp8": True, "fp8_backend": "torchao", "stage": "dpo", "bf16": False}
-    got = intent.read_intent({"configs": [{"path": "lf.yaml", "kind": "llamafactory", "data": data}]})
-    assert dict(got.lf_fp8) == {"fp8": True, "fp8_backend": "torchao", "stage": "dpo"}
-    out = predict(Stack(accelerate=ACC_NEW, transformers="4.57.1", torchao="0.18.0", llamafactory="0.9.5"),
-                  got.setup())
-    assert out["reaches"] == "no" and not any(s["stage"] == "LLaMA-Factory" for s in out["chain"])
 
 
 def test_the_default_accelerate_config_is_named_by_its_path() -> None:
@@ -274,3 +227,37 @@ def test_a_trl_yaml_without_a_command_is_run_by_its_trainer_s_subcommand() -> No
         [fix] = fixes.fixes_for({"packages": {"accelerate": ACC_NEW},
                                  "configs": [{"path": "t.yaml", "kind": "trl", "data": data}]}, "AO")
         assert fix.command[:4] == ("trl", sub, "--config", "t.yaml")
+
+
+def test_split_stops_at_double_dash() -> None:
+    form = parse(["torchrun", "--nproc_per_node", "2", "--", "t.py", "a"])
+    assert (form.kind, form.target, form.args) == ("torchrun", ("t.py",), ("a",))
+
+
+def test_llamafactory_cli_alone_gets_the_train_subcommand() -> None:
+    facts = {"packages": {"accelerate": ACC_NEW}, "command": ["llamafactory-cli"],
+             "configs": [{"path": "lf.yaml", "kind": "llamafactory", "data": {"fp8": True}}]}
+    [fix] = fixes.fixes_for(facts, "AO")
+    assert fix.command == ("llamafactory-cli", "train", "lf.yaml")
+
+
+def test_the_llamafactory_te_fix_names_te_because_accelerate_would_take_torchao() -> None:
+    # LLaMA-Factory's FP8_BACKEND is never read (lf0.9.5 cells), and with torchao installed Accelerate takes it first
+    assert predict_mod.auto_backend(ACC_NEW, torchao=True, te=True) == "AO"
+    assert fixes.llamafactory_fix("TE", "lf.yaml", ACC_NEW).env == {"ACCELERATE_MIXED_PRECISION": "fp8",
+                                                                    "ACCELERATE_FP8_BACKEND": "TE"}
+    assert fixes.llamafactory_fix("AO", "lf.yaml", ACC_NEW).env == {"ACCELERATE_MIXED_PRECISION": "fp8"}
+
+
+def test_axolotl_outside_the_observed_releases_is_unknown() -> None:
+    from fp8doctor.knowledge.frontends import predict_axolotl
+
+    for version in (None, "0.18.0"):
+        assert predict_axolotl({"axolotl": version}, {"fp8": True})["outcome"] == "unknown"
+
+
+def test_the_config_step_shows_fp8_and_the_precision() -> None:
+    lf = {"path": "lf.yaml", "kind": "llamafactory", "data": {"fp8": True, "bf16": True}}
+    ds = {"path": "ds.json", "kind": "deepspeed", "data": {"fp8": True, "bf16": {"enabled": True}}}
+    chain = precision.effective_precision({"configs": [lf, ds]})["chain"]
+    assert [s["value"] for s in chain if s["stage"] == "config"] == ["bf16: true, fp8: true", "bf16: true"]

@@ -139,7 +139,7 @@ def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | 
     backend: str | None = None
     if name is not None:
         backend = HANDLER_BACKEND.get(name)  # an unchecked FP8RecipeKwargs keeps backend None
-    enabled = state_mp == "fp8" or mp_arg == "fp8"
+    enabled = state_mp == "fp8"  # Accelerate also ORs mp_arg == 'fp8', which the state already is then
     registered = name is not None
     if r >= (1, 9):
         if enabled and not registered:
@@ -150,7 +150,7 @@ def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | 
                 chosen = auto_backend(accelerate, torchao=torchao) or "NO"
             if chosen == "TE":
                 return _raised("ImportError", TE_MISSING_NEW, "init")
-            backend, registered = chosen, True
+            backend = chosen  # now registered, and enabled: no check below applies
         if registered and not enabled:
             return _raised("ValueError", ERROR_NEW, "init")
         if registered and backend is None:
