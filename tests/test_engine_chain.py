@@ -86,3 +86,12 @@ def test_a_refused_launch_says_why_and_an_accepted_one_what_it_exported() -> Non
 def test_an_injected_torchao_recipe_without_torchao_is_unknown_with_its_chain() -> None:
     got = predict(Stack(accelerate=ACC_NEW, transformers=TF5), Setup(frontend="trainer", patch="always_append"))
     assert got["outcome"] == "unknown" and [s["stage"] for s in got["chain"]] == ["TrainingArguments"]
+
+
+def test_an_unobserved_llamafactory_is_predicted_where_its_two_behaviours_agree() -> None:
+    # LLaMA-Factory not installed here, fp8 already exported and no bf16: 0.9.4 (sets nothing) and 0.9.5 (sets fp8)
+    # reach the same Accelerator
+    got = predict(Stack(accelerate=ACC_NEW, transformers="4.57.1", torchao="0.18.0"),
+                  Setup(frontend="llamafactory", env={"ACCELERATE_MIXED_PRECISION": "fp8"}, lf_fp8={"fp8": True}))
+    assert got["outcome"] == "ok" and got["fp8"] is True
+    assert "the same whether it sets ACCELERATE_MIXED_PRECISION=fp8 or not" in got["chain"][1]["value"]

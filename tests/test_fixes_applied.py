@@ -13,7 +13,7 @@ import pytest
 from env_facts_helpers import LF_REFERENCE, cfg, make_facts
 
 from fp8doctor.knowledge.engine import Stack, predict
-from fp8doctor.knowledge.fixes import ACCELERATE_YAML, Fix, fixes_for
+from fp8doctor.knowledge.fixes import ACCELERATE_YAML, TE_UNPROVEN, Fix, fixes_for, upgrade_line
 from fp8doctor.knowledge.generations import accelerate_min
 from fp8doctor.knowledge.intent import read_intent
 from fp8doctor.knowledge.predict import TE_MISSING_NEW, TE_MODULE_MISSING
@@ -72,10 +72,12 @@ def test_every_printed_torchao_fix_makes_fp8_active(cell: str) -> None:
 
 
 def test_the_upgrade_is_to_the_first_release_where_env_fp8_trains() -> None:
-    facts = {**make_facts(packages=_packages("acc1.6-tf4.57-ao")), "command": ["python", "train.py"]}
-    for fix in fixes_for(facts, "AO"):
-        assert fix.install == (f"pip install 'accelerate>={accelerate_min()}'",)
-        assert accelerate_min() == "1.9"  # 1.8 builds the torchao recipe and then raises (acc1.8 cell)
+    assert accelerate_min() == "1.9"  # 1.8 builds the torchao recipe and then raises (acc1.8 cell)
+    setups = [*SETUPS.values(), (["trl", "sft", "--config", "c.yaml"], [cfg("trl", {"bf16": True}, "c.yaml")])]
+    for command, configs in setups:
+        facts = {**make_facts(packages=_packages("acc1.6-tf4.57-ao"), configs=configs), "command": command}
+        for fix in fixes_for(facts, "AO"):
+            assert fix.install == (upgrade_line(),) == ("pip install 'accelerate>=1.9'",), (command, fix.key)
 
 
 def test_every_printed_te_fix_makes_accelerate_take_te() -> None:
@@ -89,3 +91,4 @@ def test_every_printed_te_fix_makes_accelerate_take_te() -> None:
             stack, setup = _applied(fix, packages, configs)
             got = predict(stack, setup)
             assert got["outcome"] == "raised" and got["message"] in (TE_MISSING_NEW, TE_MODULE_MISSING), (name, got)
+            assert fix.note == TE_UNPROVEN and not fix.proven_on_cpu

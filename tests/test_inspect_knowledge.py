@@ -153,6 +153,14 @@ def test_gpu_spec_takes_torchaos_efficiencies_and_attention_counts_as_gemms() ->
     assert roofline.attention_s(h100, 2, seq, width, 3) == pytest.approx(2 * 3 * 3 * 2 * gemm / 2, rel=1e-12)
 
 
+def test_a_layer_is_named_as_torch_names_a_linear_and_a_recipe_must_be_known() -> None:
+    linear = torch.nn.Linear(16, 32)
+    row = Layer("model.up", 16, 32).to_dict()
+    assert row.pop("name") == "model.up" and row == {k: getattr(linear, k) for k in row} and len(row) == 2
+    with pytest.raises(ValueError, match="unknown recipe 'rowwise'"):
+        roofline.linear_s(roofline.spec("H100"), 16, 16, 16, "rowwise")
+
+
 def test_gpu_table_has_the_named_gpus_each_number_sourced() -> None:
     table = roofline.table()
     assert set(roofline.gpu_names()) == {"H100", "H200", "B200", "L40S", "RTX4090"}

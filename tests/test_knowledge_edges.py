@@ -261,3 +261,16 @@ def test_the_config_step_shows_fp8_and_the_precision() -> None:
     ds = {"path": "ds.json", "kind": "deepspeed", "data": {"fp8": True, "bf16": {"enabled": True}}}
     chain = precision.effective_precision({"configs": [lf, ds]})["chain"]
     assert [s["value"] for s in chain if s["stage"] == "config"] == ["bf16: true, fp8: true", "bf16: true"]
+
+
+def test_between_two_observed_releases_names_the_nearest_ones() -> None:
+    note = releases.coverage("transformers", "4.52.0").note
+    assert note is not None and "(the lab ran 4.50.3 and 4.57.1)" in note
+
+
+def test_the_fp16_note_needs_a_gpu_below_fp8() -> None:
+    # Accelerate turns fp8 into fp16 below compute capability 8.9
+    env = {"environ": {"mixed_precision": "fp8"}, "packages": {"accelerate": "1.15.0", "torchao": "0.18.0"}}
+    a100 = {"visible": [{"cc": [8, 0]}]}
+    assert precision.effective_precision({**env, "gpu": {"visible": [{"cc": [9, 0]}]}})["hardware_note"] is None
+    assert "compute capability 8.0" in precision.effective_precision({**env, "gpu": a100})["hardware_note"]
