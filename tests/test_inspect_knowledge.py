@@ -169,3 +169,10 @@ def test_gpu_table_has_the_named_gpus_each_number_sourced() -> None:
         assert row["fp8_flops"] == pytest.approx(2 * row["bf16_flops"], rel=0.02), name
         assert row["memory_bytes_per_s"] > 1e11, name
     assert "torchao" in table["efficiency"]["source"]
+
+
+def test_a_release_whose_torchao_path_raises_fails_every_layer() -> None:
+    # accelerate 1.5 raises TypeError in the filter (acc1.5 cell): no layer is converted
+    layers = [Layer("a", 64, 64), Layer("b", 64, 64)]
+    got = classify(layers, "accelerate-ao", "1.5.2")
+    assert [s for s, _ in got] == [FAILS, FAILS] and "TypeError" in got[0][1]

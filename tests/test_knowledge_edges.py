@@ -274,3 +274,14 @@ def test_the_fp16_note_needs_a_gpu_below_fp8() -> None:
     a100 = {"visible": [{"cc": [8, 0]}]}
     assert precision.effective_precision({**env, "gpu": {"visible": [{"cc": [9, 0]}]}})["hardware_note"] is None
     assert "compute capability 8.0" in precision.effective_precision({**env, "gpu": a100})["hardware_note"]
+
+
+def test_the_output_names_each_unobserved_release_and_the_accelerate_it_predicts_for() -> None:
+    assert releases.coverage_notes({"accelerate": "1.6.3", "transformers": "4.57.1"}) == [
+        "accelerate 1.6.3: not observed; predicted from its minor's cell (1.6.0)"]
+    facts = {"environ": {"mixed_precision": "fp8"}, "packages": {"accelerate": "1.15.0", "torchao": "0.18.0"}}
+    prediction = precision.effective_precision(facts)["prediction"]
+    assert prediction == "FP8 active: Linear layers converted by Accelerate 1.15.0"
+    with pytest.raises(ValueError, match="'x.y' is not a version"):
+        releases.parse_what_if(["accelerate==x.y"])
+    assert intent.truthy(" On ") and not intent.truthy("off")
