@@ -50,6 +50,10 @@ def frontend_of_module(module: str | None) -> Frontend | None:
     return next((f for f in FRONTENDS if module and module.startswith(f.module_prefix)), None)
 
 
+def by_name(name: str | None) -> Frontend | None:
+    return next((f for f in FRONTENDS if name in (f.name, f.package, f.entry_point)), None)
+
+
 def trl_bf16(trl: str | None, bf16: bool | None, fp16: bool = False) -> bool | None:
     """The config's bf16 after its `__post_init__` (None: unknown release)."""
     if bf16 is not None:
