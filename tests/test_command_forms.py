@@ -84,3 +84,15 @@ def test_another_interpreter_imports_the_whole_package() -> None:
 
     linked = Path(package_only_dir()) / "fp8doctor"
     assert (linked / "__init__.py").exists() and (linked / "watch" / "observer.py").exists()
+
+
+def test_launch_fix_keeps_the_launcher_and_replaces_its_precision() -> None:
+    form = parse([VENV_PY, "-m", "accelerate.commands.launch", "--mixed_precision", "bf16", "t.py"])
+    assert launched(form, "a.yaml") == (VENV_PY, "-m", "accelerate.commands.launch", "--config_file", "a.yaml", "t.py")
+    assert launched(parse(["./train.py", "x"]), "a.yaml") == ("accelerate", "launch", "--config_file", "a.yaml",
+                                                             "./train.py", "x")
+
+
+def test_an_option_with_its_value_after_equals_takes_one_token() -> None:
+    form = parse(["accelerate", "launch", "--num_processes=2", "train.py", "a"])
+    assert (form.kind, form.target, form.args) == ("launch", ("train.py",), ("a",))

@@ -45,3 +45,9 @@ def test_a_whole_section_and_unknown_release() -> None:
     assert unread_keys("not a version", section) is None
     assert variable_of("fp8_format") == "ACCELERATE_FP8_FORMAT"
     assert variable_of("margin") == "ACCELERATE_FP8_MARGIN"
+
+
+def test_an_unknown_release_gets_no_claim() -> None:
+    from fp8doctor.knowledge.fp8_config_keys import predict_key
+
+    assert predict_key("not a version", backend="TE", key="margin", value=3) == {"outcome": "unknown"}

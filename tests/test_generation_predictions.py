@@ -55,10 +55,13 @@ CASES = _cases()
 
 
 def _core(outcome: dict[str, Any]) -> dict[str, Any]:
-    """The part of an outcome the doctor predicts: raised (type, message, stage) or ok (precision, FP8 or not)."""
+    """The part of an outcome the doctor predicts: raised (type, message, stage, the precision when prepare() raised)
+    or ok (precision, FP8 or not)."""
     kind = outcome.get("outcome")
     if kind == "raised":
-        return {"outcome": kind, "type": outcome["type"], "message": outcome["message"], "stage": outcome.get("stage")}
+        # a raise in prepare() comes after the state was set: its mixed precision is recorded and predicted too
+        return {"outcome": kind, "type": outcome["type"], "message": outcome["message"], "stage": outcome.get("stage"),
+                "mixed_precision": outcome.get("mixed_precision")}
     if kind == "ok":
         fp8 = outcome["fp8"] if "fp8" in outcome else bool(outcome.get("fp8_layers"))
         return {"outcome": kind, "mixed_precision": outcome.get("mixed_precision"), "fp8": fp8}
@@ -176,7 +179,7 @@ def _key_core(result: dict[str, Any]) -> dict[str, Any]:
     if isinstance(reaches, dict):
         reaches = {cls: (sorted(v) if isinstance(v, list) else "raised") for cls, v in reaches.items()}
     return {"outcome": result.get("outcome"), "exported": result.get("exported"), "reaches": reaches,
-            "launch": None if launch is None else (launch["type"], launch["message"])}
+            "launch": None if launch is None else (launch["type"], launch["message"], launch.get("stage"))}
 
 
 def _fp8_config_keys_core(outcome: dict[str, Any]) -> dict[str, Any]:

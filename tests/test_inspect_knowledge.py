@@ -122,7 +122,8 @@ def test_ao_path_blocked_on_the_releases_that_raise() -> None:
     assert shapes.ao_path_blocked("1.15.0") is None
 
 
-@pytest.mark.parametrize("shape", [(8192, 4096, 4096), (8192, 4096, 11008), (16, 64, 48), (2048, 11008, 4096)])
+@pytest.mark.parametrize("shape", [(8192, 4096, 4096), (8192, 4096, 11008), (16, 64, 48), (2048, 11008, 4096),
+                                   (16, 8192, 8192), (8192, 8192, 16)])  # the last two memory-bound
 def test_roofline_equals_torchaos_own(shape: tuple[int, int, int]) -> None:
     from torchao.testing.training import roofline_utils as ru
 
@@ -139,6 +140,27 @@ def test_roofline_equals_torchaos_own(shape: tuple[int, int, int]) -> None:
         assert roofline.linear_s(spec, m, k, n, recipe or "mxfp8") == pytest.approx(fp8, rel=1e-12)
 
 
+def test_gpu_spec_takes_torchaos_efficiencies_and_attention_counts_as_gemms() -> None:
+    from torchao.testing.training import roofline_utils as ru
+
+    t, h100 = ru.get_specs("NVIDIA H100"), roofline.spec("H100")
+    assert (h100.gemm_efficiency, h100.memory_efficiency, h100.launch_s) == (
+        t["pct_achievable_gemm_tops"], t["pct_achievable_mem_bw"], ru.KERNEL_LAUNCH_OVERHEAD_SEC)
+    assert h100.bf16_flops == pytest.approx(t["bf16_peak_tops"], rel=1e-3) and h100.fp8_flops == t["fp8_peak_tops"]
+    # causal attention: QK^T and PV, forward + two backward GEMMs each, half the scores; compute-bound bf16 GEMMs
+    seq, width = 8192, 4096
+    gemm = roofline.gemm_s(h100, seq, width, seq, fp8=False)
+    assert roofline.attention_s(h100, 2, seq, width, 3) == pytest.approx(2 * 3 * 3 * 2 * gemm / 2, rel=1e-12)
+
+
+def test_a_layer_is_named_as_torch_names_a_linear_and_a_recipe_must_be_known() -> None:
+    linear = torch.nn.Linear(16, 32)
+    row = Layer("model.up", 16, 32).to_dict()
+    assert row.pop("name") == "model.up" and row == {k: getattr(linear, k) for k in row} and len(row) == 2
+    with pytest.raises(ValueError, match="unknown recipe 'rowwise'"):
+        roofline.linear_s(roofline.spec("H100"), 16, 16, 16, "rowwise")
+
+
 def test_gpu_table_has_the_named_gpus_each_number_sourced() -> None:
     table = roofline.table()
     assert set(roofline.gpu_names()) == {"H100", "H200", "B200", "L40S", "RTX4090"}
@@ -147,3 +169,10 @@ def test_gpu_table_has_the_named_gpus_each_number_sourced() -> None:
         assert row["fp8_flops"] == pytest.approx(2 * row["bf16_flops"], rel=0.02), name
         assert row["memory_bytes_per_s"] > 1e11, name
     assert "torchao" in table["efficiency"]["source"]
+
+
+def test_a_release_whose_torchao_path_raises_fails_every_layer() -> None:
+    # accelerate 1.5 raises TypeError in the filter (acc1.5 cell): no layer is converted
+    layers = [Layer("a", 64, 64), Layer("b", 64, 64)]
+    got = classify(layers, "accelerate-ao", "1.5.2")
+    assert [s for s, _ in got] == [FAILS, FAILS] and "TypeError" in got[0][1]

@@ -8,6 +8,7 @@ import shlex
 import pytest
 
 from fp8doctor.knowledge import capability, fixes, generations, intent, precision, releases, versions
+from fp8doctor.knowledge import predict as predict_mod
 from fp8doctor.knowledge.command_forms import parse
 from fp8doctor.knowledge.engine import Setup, Stack, predict
 
@@ -122,3 +123,165 @@ def test_a_release_older_than_observed_is_installed_but_unreadable() -> None:
     older = releases.as_observed({"accelerate": "0.30.0"})["accelerate"]
     assert older is not None and versions.parse_version(older) is None
     assert releases.as_observed({"accelerate": "9.0.0"})["accelerate"] == ACC_NEW
+
+
+def test_say_names_the_stage_of_a_raise() -> None:
+    for stage, words in (("launch", "at launch"), ("handler", "building the handler"), ("prepare", "in prepare()"),
+                         ("init", "when the Accelerator is built")):
+        assert generations.say({"outcome": "raised", "type": "E", "message": "m", "stage": stage}) == f'E {words}: "m"'
+
+
+def test_transformers_5_3_always_passes_kwargs_handlers() -> None:
+    # lab: from transformers 5.3 the Trainer passes DistributedDataParallelKwargs (tf5.3-acc1.15 cell)
+    assert "always passes kwargs_handlers (DistributedDataParallelKwargs)" in generations.transformers_generation(
+        "5.24.0")["summary"]
+    assert generations.transformers_generation("4.57.1")["summary"].endswith("passes no kwargs_handlers")
+
+
+def test_a_transformers_between_observed_releases_of_one_generation_takes_its_label() -> None:
+    assert generations.transformers_generation("4.52.0")["generation"] == generations.transformers_generation(
+        "4.50.3")["generation"] == generations.transformers_generation("4.57.1")["generation"]
+
+
+def test_a_recipe_handler_under_fp8_is_asked_of_the_release_itself() -> None:
+    # accelerate 1.16 with AORecipeKwargs and mixed_precision='fp8' converts (acc1.16 cell); 1.8 raises (acc1.8 cell)
+    assert "with AORecipeKwargs trains in FP8" in generations.accelerate_generation("1.16.0")["summary"]
+    assert "with AORecipeKwargs AttributeError" in generations.accelerate_generation("1.8.1")["summary"]
+
+
+def test_first_accelerate_names_what_no_release_has() -> None:
+    with pytest.raises(LookupError, match="no observed accelerate release has MSAMPKwargs"):
+        generations.first_accelerate("MSAMPKwargs")
+
+
+def test_accelerate_config_signs_and_backend() -> None:
+    data = {"mixed_precision": "bf16", "fp8_config": {"backend": "te"}}
+    got = intent.read_intent({"configs": [{"path": "acc.yaml", "kind": "accelerate", "data": data}]})
+    assert got.signs == ("acc.yaml: fp8_config (under mixed_precision: bf16)",)
+    assert dict(got.backends) == {"TE": "acc.yaml: fp8_config backend te"}
+    assert got.launch is not None and got.launch.how == "accelerate launch --config_file acc.yaml"
+
+
+def test_a_training_config_asking_fp8_is_a_sign() -> None:
+    got = intent.read_intent({"configs": [{"path": "ta.yaml", "kind": "training_args",
+                                           "data": {"mixed_precision": "FP8", "fp16": True}}]})
+    assert got.signs == ("ta.yaml: mixed_precision: fp8",) and got.precision == "fp16" and got.launch is None
+
+
+def test_the_shell_step_says_unset_or_the_value() -> None:
+    steps = {"unset": precision.effective_precision({"packages": {}})["chain"],
+             "set": precision.effective_precision({"environ": {"mixed_precision": "bf16"}})["chain"]}
+    env = {k: next(s for s in v if s["stage"] == "env") for k, v in steps.items()}
+    assert env["unset"]["value"] == "unset" and env["set"]["value"] == "'bf16' from the shell"
+
+
+def test_ms_amp_opt_level_o2_is_its_default() -> None:
+    # env_reads probe: ACCELERATE_FP8_OPT_LEVEL=O1 changes opt_level from its default O2
+    assert predict_mod.recipe_fields_from_env(ACC_NEW, "MSAMPRecipeKwargs", {"ACCELERATE_FP8_OPT_LEVEL": "O2"}) == {}
+    assert predict_mod.recipe_fields_from_env(ACC_NEW, "MSAMPRecipeKwargs", {"ACCELERATE_FP8_OPT_LEVEL": "O1"}) == {
+        "opt_level": {"default": "O2", "with_env": "O1"}}
+
+
+def test_a_false_ao_variable_changes_the_torchao_config() -> None:
+    got = predict_mod.recipe_fields_from_env("1.13.0", "AORecipeKwargs", {"ACCELERATE_FP8_PAD_INNER_DIM": "false"})
+    assert got == {"pad_inner_dim": {"default": True, "with_env": False}, "config": "changed"}
+    assert predict_mod.recipe_fields_from_env("1.11.0", "AORecipeKwargs", {"ACCELERATE_FP8_PAD_INNER_DIM": "no"}) == {}
+
+
+def test_a_bad_what_if_says_what_is_expected() -> None:
+    with pytest.raises(ValueError, match="expected PKG==VERSION with PKG one of accelerate, transformers, torchao"):
+        releases.parse_what_if(["numpy==1.0"])
+
+
+def test_say_tells_an_absent_class_from_an_unobserved_outcome() -> None:
+    assert generations.say({"outcome": "absent"}) == "the class does not exist"
+    assert generations.say({"outcome": "unknown"}) == "not observed"
+
+
+def test_the_default_accelerate_config_is_named_by_its_path() -> None:
+    acc = {"exists": True, "path": "/h/default_config.yaml", "chosen_by": "default location",
+           "data": {"mixed_precision": "fp8"}}
+    got = intent.read_intent({"accelerate_config": acc})
+    assert got.signs == ("/h/default_config.yaml: mixed_precision: fp8",)
+    assert got.launch is not None and got.launch.how == "accelerate launch"
+
+
+def test_a_trl_config_with_fp16_keeps_bf16_off() -> None:
+    # TRL >= 0.19 turns an unset bf16 into True unless fp16 is set (trl cells)
+    cfg_ = {"kind": "trl", "path": "t.yaml", "data": {"fp16": True}}
+    assert intent.resolved(cfg_, {"trl": "1.16.0"})["data"]["bf16"] is False
+    assert intent.resolved({**cfg_, "data": {}}, {"trl": "1.16.0"})["data"]["bf16"] is True
+
+
+def test_coverage_says_what_it_does_with_each_kind_of_release() -> None:
+    notes = {v: releases.coverage("accelerate", v) for v in ("garbage", "1.6.3", "99.0.0", "0.30.0")}
+    assert {v: c.status for v, c in notes.items()} == {"garbage": "invalid", "1.6.3": "same-minor",
+                                                       "99.0.0": "newer", "0.30.0": "older"}
+    assert notes["1.6.3"].note == "accelerate 1.6.3: not observed; predicted from its minor's cell (1.6.0)"
+    assert releases.as_observed({"accelerate": "1.6.3"})["accelerate"] == "1.6.3"
+
+
+def test_a_trl_yaml_without_a_command_is_run_by_its_trainer_s_subcommand() -> None:
+    # DPOConfig has beta / max_prompt_length, GRPOConfig num_generations, the rest is SFT
+    for data, sub in (({"beta": 0.1}, "dpo"), ({"num_generations": 4}, "grpo"), ({"max_length": 9}, "sft")):
+        [fix] = fixes.fixes_for({"packages": {"accelerate": ACC_NEW},
+                                 "configs": [{"path": "t.yaml", "kind": "trl", "data": data}]}, "AO")
+        assert fix.command[:4] == ("trl", sub, "--config", "t.yaml")
+
+
+def test_split_stops_at_double_dash() -> None:
+    form = parse(["torchrun", "--nproc_per_node", "2", "--", "t.py", "a"])
+    assert (form.kind, form.target, form.args) == ("torchrun", ("t.py",), ("a",))
+
+
+def test_llamafactory_cli_alone_gets_the_train_subcommand() -> None:
+    facts = {"packages": {"accelerate": ACC_NEW}, "command": ["llamafactory-cli"],
+             "configs": [{"path": "lf.yaml", "kind": "llamafactory", "data": {"fp8": True}}]}
+    [fix] = fixes.fixes_for(facts, "AO")
+    assert fix.command == ("llamafactory-cli", "train", "lf.yaml")
+
+
+def test_the_llamafactory_te_fix_names_te_because_accelerate_would_take_torchao() -> None:
+    # LLaMA-Factory's FP8_BACKEND is never read (lf0.9.5 cells), and with torchao installed Accelerate takes it first
+    assert predict_mod.auto_backend(ACC_NEW, torchao=True, te=True) == "AO"
+    assert fixes.llamafactory_fix("TE", "lf.yaml", ACC_NEW).env == {"ACCELERATE_MIXED_PRECISION": "fp8",
+                                                                    "ACCELERATE_FP8_BACKEND": "TE"}
+    assert fixes.llamafactory_fix("AO", "lf.yaml", ACC_NEW).env == {"ACCELERATE_MIXED_PRECISION": "fp8"}
+
+
+def test_axolotl_outside_the_observed_releases_is_unknown() -> None:
+    from fp8doctor.knowledge.frontends import predict_axolotl
+
+    for version in (None, "0.18.0"):
+        assert predict_axolotl({"axolotl": version}, {"fp8": True})["outcome"] == "unknown"
+
+
+def test_the_config_step_shows_fp8_and_the_precision() -> None:
+    lf = {"path": "lf.yaml", "kind": "llamafactory", "data": {"fp8": True, "bf16": True}}
+    ds = {"path": "ds.json", "kind": "deepspeed", "data": {"fp8": True, "bf16": {"enabled": True}}}
+    chain = precision.effective_precision({"configs": [lf, ds]})["chain"]
+    assert [s["value"] for s in chain if s["stage"] == "config"] == ["bf16: true, fp8: true", "bf16: true"]
+
+
+def test_between_two_observed_releases_names_the_nearest_ones() -> None:
+    note = releases.coverage("transformers", "4.52.0").note
+    assert note is not None and "(the lab ran 4.50.3 and 4.57.1)" in note
+
+
+def test_the_fp16_note_needs_a_gpu_below_fp8() -> None:
+    # Accelerate turns fp8 into fp16 below compute capability 8.9
+    env = {"environ": {"mixed_precision": "fp8"}, "packages": {"accelerate": "1.15.0", "torchao": "0.18.0"}}
+    a100 = {"visible": [{"cc": [8, 0]}]}
+    assert precision.effective_precision({**env, "gpu": {"visible": [{"cc": [9, 0]}]}})["hardware_note"] is None
+    assert "compute capability 8.0" in precision.effective_precision({**env, "gpu": a100})["hardware_note"]
+
+
+def test_the_output_names_each_unobserved_release_and_the_accelerate_it_predicts_for() -> None:
+    assert releases.coverage_notes({"accelerate": "1.6.3", "transformers": "4.57.1"}) == [
+        "accelerate 1.6.3: not observed; predicted from its minor's cell (1.6.0)"]
+    facts = {"environ": {"mixed_precision": "fp8"}, "packages": {"accelerate": "1.15.0", "torchao": "0.18.0"}}
+    prediction = precision.effective_precision(facts)["prediction"]
+    assert prediction == "FP8 active: Linear layers converted by Accelerate 1.15.0"
+    with pytest.raises(ValueError, match="'x.y' is not a version"):
+        releases.parse_what_if(["accelerate==x.y"])
+    assert intent.truthy(" On ") and not intent.truthy("off")

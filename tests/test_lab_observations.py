@@ -64,3 +64,14 @@ def test_generation_table_is_current() -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "lab" / "table.py"), "--check"], capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_observed_releases_are_the_ones_the_records_ran() -> None:
+    # in-process twin of `lab/table.py --check` for observed.json: a frontend-only cell (axolotl) and an unresolvable
+    # one (lf0.9.4-tf5.6) add no release, and every record after them still does
+    from fp8doctor.knowledge.releases import OBSERVED_FILE, observed_from_records
+
+    records = [json.loads(p.read_text()) for p in OBSERVATIONS]
+    committed = json.loads((ROOT / "fp8doctor" / "knowledge" / OBSERVED_FILE).read_text())
+    assert observed_from_records(records) == committed
+    assert "4.46.3" in committed["transformers"]  # only tf4.46-acc1.15, sorted after both

@@ -133,7 +133,7 @@ def predict(stack: Stack, setup: Setup) -> dict[str, Any]:
     if recipe == "AORecipeKwargs" and not stack.torchao:
         return {**UNKNOWN, "chain": chain, "passes": passes}
     got = _accelerator(stack, passes["mixed_precision"], env, recipe, chain, rename="trainer")
-    return {**got, "passes": passes, "recipe_injected": recipe is not None}
+    return {**got, "passes": passes}
 
 
 def _injected(stack: Stack, patch: str | None, passes: dict[str, Any]) -> str | None:

@@ -18,14 +18,13 @@ EVAL_OPTION = "use_autocast_during_eval"
 AO_EVAL_OBSERVED = ("1.7", "1.9", "1.15")
 
 
-def eval_in_fp8(backend: str | None, use_autocast_during_eval: bool | None = None) -> dict[str, Any]:
-    """{fp8: True/False/None (unknown), reason, fix (None or a sentence)} for evaluation after prepare()."""
+def eval_in_fp8(backend: str | None) -> dict[str, Any]:
+    """{fp8: True/False/None (unknown), reason, fix (None or a sentence)} for evaluation after prepare() with the
+    backend's default recipe (`watch` reads the backend, not the handler's fields)."""
     if backend == "AO":
         return {"fp8": True, "fix": None,
                 "reason": "torchao's Float8Linear casts to FP8 in every forward, evaluation included"}
     if backend == "TE":
-        if use_autocast_during_eval:
-            return {"fp8": True, "fix": None, "reason": f"the TE recipe handler sets {EVAL_OPTION}=True"}
         return {"fp8": False,
                 "reason": "Accelerate enters TE's fp8_autocast only while model.training, unless the recipe handler "
                           f"sets {EVAL_OPTION}",

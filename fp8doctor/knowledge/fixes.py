@@ -199,7 +199,7 @@ def trl_fix(backend: str, form: CommandForm, accelerate: str | None, config_path
                    edits={config_path: {"bf16": False}} if config_path else {}, command=command, note=note)
     edits = {config_path or TRL_ARGS: {"bf16": False}}
     if form.kind == "launch":
-        fix = launch_fix(backend, form, accelerate, edits)
+        fix = launch_fix(backend, form, accelerate)
         assert fix is not None
         return Fix("trl", f"TRL in FP8: bf16 off in its config, fp8 from the accelerate launch config ({backend})",
                    backend, install=fix.install, files=fix.files, edits=edits, command=fix.command, note=note)

@@ -70,9 +70,9 @@ def launch_refusal(accelerate: str | None) -> dict[str, Any] | None:
 
 def exported(accelerate: str | None, key: str, value: Any) -> dict[str, str] | None:
     """The ACCELERATE_FP8_* variables (name -> value) that this key adds to what the launched script sees, beyond
-    the same file without it; None where no launch starts or the version is unknown."""
+    the same file without it, on a release whose launch starts (launch_refusal); None: the version is unknown."""
     r = release(accelerate)
-    if r is None or launch_refusal(accelerate) is not None:
+    if r is None:
         return None
     if r < (1, 4):
         return {}  # fp8_config is never copied into the launcher's arguments

@@ -163,5 +163,5 @@ def transformers_generation(version: str | None) -> dict[str, Any]:
 
 
 def intended_backend(facts: dict[str, Any]) -> str:
-    """'TE' or 'AO': the backend the user names, else the installed one Accelerate would pick (knowledge/intent.py)."""
+    """'TE' or 'AO': the backend the fixes name (intent.chosen_backend)."""
     return chosen_backend(read_intent(facts), facts.get("packages", {}), bool(facts.get("te_import", {}).get("ok")))

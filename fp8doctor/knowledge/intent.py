@@ -171,8 +171,9 @@ def read_intent(facts: Mapping[str, Any]) -> Intent:
 
 
 def chosen_backend(intent: Intent, packages: Mapping[str, Any], te_usable: bool) -> str:
-    """TE or AO: the backend the user names (TE or AO; MS-AMP is not offered as a fix), else the one installed that
-    Accelerate would use (TE when it imports, else torchao when installed, else TE)."""
+    """TE or AO, the backend the fixes name: the one the user names (MS-AMP is not offered as a fix), else TE when it
+    imports, else torchao when installed, else TE. This is not Accelerate's own order (torchao first,
+    predict.auto_backends): every fix names its backend, so that order never applies to it."""
     for name in intent.backends:
         if name in ("TE", "AO"):
             return name

@@ -91,6 +91,25 @@ def recipe_classes(accelerate: str | None) -> tuple[str, ...]:
     return RECIPES_OLD if r < (1, 4) else RECIPES_NEW if r < (1, 16) else RECIPES_116
 
 
+def auto_backends(accelerate: str | None) -> tuple[str, ...]:
+    """The backends Accelerate tries, in its order, for mixed_precision='fp8' when no recipe handler (and, from 1.9,
+    no ACCELERATE_FP8_BACKEND) names one; () where nothing is chosen. <= 1.3 has no such choice; 1.4-1.7 build an
+    AORecipeKwargs they never apply, so no layer is converted (lab: acc1.5-1.7 hold it, fp8_backend None); from 1.8
+    torchao is taken when installed (lab: 1.9-1.16 convert with AO, 1.8 fails on its AO-only fsdp_plugin check).
+    TE before MS-AMP is Accelerate's own "Prioritize AO -> TE -> MSAMP" (the lab has neither); 1.16 dropped MS-AMP
+    (lab: 'MSAMP' is not a valid FP8BackendType, MSAMPRecipeKwargs absent)."""
+    r = release(accelerate)
+    if r is None or r < (1, 8):
+        return ()
+    return ("AO", "TE", "MSAMP") if r < (1, 16) else ("AO", "TE")
+
+
+def auto_backend(accelerate: str | None, *, torchao: bool, te: bool = False, msamp: bool = False) -> str | None:
+    """The backend Accelerate picks itself among those installed (None: none, see auto_backends)."""
+    installed = {"AO": torchao, "TE": te, "MSAMP": msamp}
+    return next((b for b in auto_backends(accelerate) if installed[b]), None)
+
+
 def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | None, env: Mapping[str, str],
                         handler: str | None, te: bool = False, msamp: bool = False,
                         cuda_build: bool = False) -> dict[str, Any]:
@@ -115,16 +134,12 @@ def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | 
             return _raised("ValueError", NO_FP8_LIBRARY, "init") if r < (1, 16) else dict(UNKNOWN)
         if r == (1, 4):
             return _raised("AssertionError", NO_CUDA_BUILD, "init") if not cuda_build else dict(UNKNOWN)
-    if r < (1, 4):
-        if name is None:
-            return _ok(state_mp, False)
-        if state_mp != "fp8":
-            return _raised("ValueError", ERROR_OLD, "init")
-        return dict(UNKNOWN)
+    if r < (1, 4):  # fp8 raised above: no torchao backend before 1.4
+        return _ok(state_mp, False) if name is None else _raised("ValueError", ERROR_OLD, "init")
     backend: str | None = None
     if name is not None:
         backend = HANDLER_BACKEND.get(name)  # an unchecked FP8RecipeKwargs keeps backend None
-    enabled = state_mp == "fp8" or mp_arg == "fp8"
+    enabled = state_mp == "fp8"  # Accelerate also ORs mp_arg == 'fp8', which the state already is then
     registered = name is not None
     if r >= (1, 9):
         if enabled and not registered:
@@ -132,10 +147,10 @@ def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | 
             if chosen not in (BACKENDS if r < (1, 16) else BACKENDS_116):
                 return _raised("ValueError", f"{chosen!r} is not a valid FP8BackendType", "init")
             if chosen == "NO":
-                chosen = "AO" if torchao else "NO"
+                chosen = auto_backend(accelerate, torchao=torchao) or "NO"
             if chosen == "TE":
                 return _raised("ImportError", TE_MISSING_NEW, "init")
-            backend, registered = chosen, True
+            backend = chosen  # now registered, and enabled: no check below applies
         if registered and not enabled:
             return _raised("ValueError", ERROR_NEW, "init")
         if registered and backend is None:
@@ -145,7 +160,7 @@ def predict_accelerator(accelerate: str | None, *, torchao: bool, mp_arg: str | 
             return _raised("AttributeError", AO_WITHOUT_RECIPE, "prepare", mixed_precision=state_mp)
     elif r >= (1, 8):
         if enabled and not registered:
-            backend, registered = "AO", True  # torchao is installed here: the state check passed
+            backend, registered = auto_backend(accelerate, torchao=torchao), True
         if registered and mp_arg != "fp8":
             return _raised("ValueError", ERROR_NEW, "init")
         if backend == "AO":

@@ -50,39 +50,35 @@ def observed_from_records(records: list[Mapping[str, Any]]) -> dict[str, list[st
 
 @dataclass(frozen=True)
 class Coverage:
-    package: str
-    version: str | None
     status: str  # absent | invalid | observed | same-minor | newer | older | between | no-cell
-    predicted_as: str | None  # the version the engine is asked about (None: no prediction)
     note: str | None  # what the output says about it (None: an observed release, nothing to say)
 
 
 def coverage(package: str, version: str | None) -> Coverage:
     """How the engine treats this release of `package`."""
     if not version:
-        return Coverage(package, version, "absent", None, None)
+        return Coverage("absent", None)
     parsed, minor = parse_version(version), release(version)
     if parsed is None or minor is None:
-        return Coverage(package, version, "invalid", None, f"{package} {version}: not a version the engine can read")
+        return Coverage("invalid", f"{package} {version}: not a version the engine can read")
     seen = observed().get(package, ())
     if not seen:
-        return Coverage(package, version, "no-cell", version, f"{package}: no release observed by the lab")
+        return Coverage("no-cell", f"{package}: no release observed by the lab")
     if any(parse_version(s) == parsed for s in seen):
-        return Coverage(package, version, "observed", version, None)
+        return Coverage("observed", None)
     same = [s for s in seen if release(s) == minor]
     if same:
-        return Coverage(package, version, "same-minor", version,
+        return Coverage("same-minor",
                         f"{package} {version}: not observed; predicted from its minor's cell ({same[-1]})")
     newest, oldest = seen[-1], seen[0]
     if parsed > (parse_version(newest) or parsed):
-        return Coverage(package, version, "newer", newest,
-                        f"{package} {version}: newer than any release observed: predicted as {newest}")
+        return Coverage("newer", f"{package} {version}: newer than any release observed: predicted as {newest}")
     if parsed < (parse_version(oldest) or parsed):
-        return Coverage(package, version, "older", None,
+        return Coverage("older",
                         f"{package} {version}: older than any release observed (oldest: {oldest}): no prediction")
     below = max((s for s in seen if (parse_version(s) or parsed) < parsed), key=lambda s: parse_version(s) or parsed)
     above = min((s for s in seen if (parse_version(s) or parsed) > parsed), key=lambda s: parse_version(s) or parsed)
-    return Coverage(package, version, "between", version,
+    return Coverage("between",
                     f"{package} {version}: not observed (the lab ran {below} and {above}): predicted from the rules "
                     "those bound")
 
@@ -94,7 +90,7 @@ def as_observed(versions: Mapping[str, Any]) -> dict[str, Any]:
     for name in PACKAGES:
         cov = coverage(name, versions.get(name))
         if cov.status == "newer":
-            out[name] = cov.predicted_as
+            out[name] = observed()[name][-1]
         elif cov.status == "older":
             out[name] = f"unobserved-{versions.get(name)}"
     return out

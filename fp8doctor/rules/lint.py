@@ -6,6 +6,7 @@ from typing import Any
 
 from fp8doctor.findings import Finding, Level
 from fp8doctor.knowledge.generations import transformers_generation
+from fp8doctor.knowledge.predict import auto_backend
 from fp8doctor.rules.common import configs_of, pkg, truthy
 from fp8doctor.rules.precision import fix_text
 
@@ -45,21 +46,24 @@ def check_fp8_with_bf16(facts: dict[str, Any]) -> list[Finding]:
 
 def check_fp8_backend_auto(facts: dict[str, Any]) -> list[Finding]:
     """LLaMA-Factory exports its fp8_backend as FP8_BACKEND, a name nothing reads: Accelerate picks the backend
-    itself, torchao first when it is installed."""
+    itself (predict.auto_backend), torchao first when it is installed (from accelerate 1.8)."""
     out = []
+    te = pkg(facts, "transformer-engine")
+    picked = auto_backend(pkg(facts, "accelerate"), torchao=bool(pkg(facts, "torchao")), te=bool(te),
+                          msamp=bool(pkg(facts, "msamp")))
     for cfg in configs_of(facts, "llamafactory"):
         data = cfg["data"]
         chosen = str(data.get("fp8_backend", "auto")).lower()
-        if not _fp8_on(data) or chosen not in ("auto", "te") or not pkg(facts, "torchao"):
+        if not _fp8_on(data) or chosen not in ("auto", "te") or picked != "AO":
             continue
         if facts.get("environ", {}).get("accelerate_fp8", {}).get("ACCELERATE_FP8_BACKEND"):
             continue
-        te = pkg(facts, "transformer-engine")
         title = (f"{cfg['path']}: fp8_backend auto resolves to torchao, not Transformer Engine" if chosen == "auto"
                  else f"{cfg['path']}: fp8_backend te is not what Accelerate reads; torchao is used")
-        detail = (f"torchao {pkg(facts, 'torchao')} is installed and Accelerate tries it first when no backend is "
-                  "named; LLaMA-Factory exports fp8_backend as FP8_BACKEND, which Accelerate does not read (it reads "
-                  "ACCELERATE_FP8_BACKEND)" + (f", although Transformer Engine {te} is installed too." if te else "."))
+        detail = (f"torchao {pkg(facts, 'torchao')} is installed and accelerate {pkg(facts, 'accelerate')} tries it "
+                  "first when no backend is named; LLaMA-Factory exports fp8_backend as FP8_BACKEND, which Accelerate "
+                  "does not read (it reads ACCELERATE_FP8_BACKEND)"
+                  + (f", although Transformer Engine {te} is installed too." if te else "."))
         out.append(Finding("lint.fp8-backend-auto", Level.WARN, title, detail,
                            "fp8_backend: te\nexport ACCELERATE_FP8_BACKEND=TE   # to train with Transformer Engine"))
     return out
