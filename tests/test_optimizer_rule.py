@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from fp8doctor.findings import Level
+from fp8doctor.knowledge.fixes import fixes_for
 from fp8doctor.knowledge.optimizer_params import SENTENCE
 from fp8doctor.rules.optimizer import ID, check_fp8_weights_in_optimizer
 
@@ -89,6 +90,16 @@ def test_unaffected_and_unobserved_releases() -> None:
     assert f.level is Level.SKIP and "not observed" in f.title
     [f] = check_fp8_weights_in_optimizer({"packages": {"accelerate": accelerate, "torchao": torchao}})
     assert f.level is Level.SKIP
+
+
+def test_the_doctors_own_launch_and_environment_fixes_keep_the_weights_in_the_optimizer() -> None:
+    for accelerate, torchao in _launch_cases(outside=True):
+        fixes = {f.key: f for f in fixes_for({"packages": {"accelerate": accelerate, "torchao": torchao}}, "AO")}
+        [f] = check_fp8_weights_in_optimizer(_facts(accelerate, torchao, fixes["launch"].files[0].data["fp8_config"]))
+        assert f.level is Level.OK, f
+        env = {k: v for k, v in fixes["env"].env.items() if k.startswith("ACCELERATE_FP8_")}
+        [f] = check_fp8_weights_in_optimizer(_facts(accelerate, torchao, env=env))
+        assert f.level is Level.OK, f
 
 
 def _env() -> dict[str, str]:
