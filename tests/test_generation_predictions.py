@@ -35,7 +35,8 @@ def _case_id(probe: str, index: int, inputs: dict[str, Any]) -> str:
 
 # Probes whose recorded cases another test holds against their own knowledge module, layer by layer.
 HELD_ELSEWHERE = {"ao_filter": "tests/test_inspect_knowledge.py (knowledge/shapes.py)",
-                  "eval_fp8": "tests/test_inspect_eval.py (knowledge/evaluation.py)"}
+                  "eval_fp8": "tests/test_inspect_eval.py (knowledge/evaluation.py)",
+                  "optimizer_params": "tests/test_optimizer_params.py (knowledge/optimizer_params.py)"}
 
 
 def _cases() -> list[Any]:

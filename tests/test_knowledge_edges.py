@@ -11,6 +11,7 @@ from fp8doctor.knowledge import capability, fixes, generations, intent, precisio
 from fp8doctor.knowledge import predict as predict_mod
 from fp8doctor.knowledge.command_forms import parse
 from fp8doctor.knowledge.engine import Setup, Stack, predict
+from fp8doctor.knowledge.optimizer_params import ALL_GATHER_VAR
 
 OBSERVED = releases.observed()
 ACC_NEW, TF5 = OBSERVED["accelerate"][-1], OBSERVED["transformers"][-1]
@@ -83,7 +84,8 @@ def test_rendered_exports_are_quoted_values() -> None:
     fix = fixes.env_fix("AO", parse(["python", "train.py"]), ACC_NEW)
     assert fix is not None
     exports = [line for line in fixes.render(fix) if line.startswith("export ")]
-    assert shlex.split(exports[0])[1:] == ["ACCELERATE_MIXED_PRECISION=fp8", "ACCELERATE_FP8_BACKEND=AO"]
+    assert shlex.split(exports[0])[1:] == ["ACCELERATE_MIXED_PRECISION=fp8", "ACCELERATE_FP8_BACKEND=AO",
+                                           *(f"{k}={v}" for k, v in fix.env.items() if k == ALL_GATHER_VAR)]
 
 
 def test_a_release_between_generations_is_not_given_either_label() -> None:

@@ -48,7 +48,7 @@ def levels(verdicts):
 def test_healthy_cell_passes_every_check_with_numbers() -> None:
     base = result("none", "bf16", grad_norms=GRAD_NORMS)
     fp8 = result(losses=[x * 1.001 for x in LOSSES], step_times_s=[0.5] + [0.1] * 7,
-                 grad_norms=[g * 1.02 for g in GRAD_NORMS], numerics=NUMERICS)
+                 grad_norms=[g * 1.02 for g in GRAD_NORMS], numerics=NUMERICS, outside_optimizer=[])
     native = result(entry="native", losses=[x * 1.001 for x in LOSSES])
     verdicts = checks.check_cell(fp8, base, native)
     assert [v.check for v in verdicts] == list(checks.CHECK_NAMES)

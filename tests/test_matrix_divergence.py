@@ -9,7 +9,8 @@ import torch
 from fp8doctor.divergence import judge
 from fp8doctor.findings import Level
 from fp8doctor.knowledge.divergence import TE_FP8, TE_NVFP4, TORCHAO, TORCHAO_SQNR_DB, tolerance
-from fp8doctor.matrix.divergence import check_divergence, check_numerics
+from fp8doctor.knowledge.optimizer_params import SENTENCE
+from fp8doctor.matrix.divergence import check_divergence, check_numerics, check_optimizer
 from fp8doctor.runs.spec import TE_RECIPES, RunSpec
 
 LOSSES = [5.60, 5.52, 5.44, 5.35]
@@ -80,16 +81,18 @@ def test_check_divergence_uses_the_cells_recipe_tolerance() -> None:
     assert check_divergence(_cell(), {**base, "outcome": "raised"}).detail == "baseline raised"
 
 
-def test_check_divergence_names_the_parameters_the_optimizer_does_not_hold() -> None:
-    base = {**_cell(), "spec": RunSpec(backend="none", recipe="bf16").to_dict()}
-    assert check_divergence(_cell(outside_optimizer=[]), base).level is Level.OK
+def test_a_run_whose_fp8_weights_are_outside_the_optimizer_fails() -> None:
+    assert check_optimizer(_cell(outside_optimizer=[])).level is Level.OK
+    assert check_optimizer(_cell()).level is Level.SKIP  # not recorded (DeepSpeed)
     frozen = _cell(fp8_layers=["m.a", "m.b"], outside_optimizer=["m.a.weight", "m.b.weight", "lm_head.bias"])
-    v = check_divergence(frozen, base)  # numerics identical to bf16, yet three parameters never train
-    assert v.level is Level.WARN
-    assert v.detail.startswith("3 trainable parameters (2 of them FP8 layers' weights, e.g. m.a.weight) are not "
-                               "held by the optimizer, so they never train")
-    shifted = _cell(losses=[x * 2 for x in LOSSES], outside_optimizer=["m.a.weight"])
-    assert check_divergence(shifted, base).level is Level.FAIL
+    v = check_optimizer(frozen)  # numerics identical to bf16, yet three parameters never train
+    assert (v.level, v.value) == (Level.FAIL, 3)
+    assert v.detail.startswith(f"{SENTENCE}: 3 trainable parameters (2 of them FP8 layers' weights, e.g. "
+                               "m.a.weight) are not held by the optimizer, so they never train")
+    v = check_optimizer(_cell(fp8_layers=["m.a"], outside_optimizer=["lm_head.bias"]))
+    assert v.level is Level.FAIL and v.detail.startswith("1 trainable parameters (0 of them")
+    base = {**_cell(), "spec": RunSpec(backend="none", recipe="bf16").to_dict()}
+    assert check_divergence(frozen, base).level is Level.OK  # the numerics alone: the optimizer check owns it
 
 
 ROW = {"samples": 1, "calls": 8, "sqnr_db_min": 28.0, "input_underflow_max": 0.0, "input_saturated_max": 0.0,

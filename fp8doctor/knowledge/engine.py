@@ -70,6 +70,7 @@ class Setup:
     lf_fp8: Mapping[str, Any] = field(default_factory=dict)  # llamafactory: its fp8 keys (fp8, fp8_backend, stage)
     patch: str | None = None  # trainer: one of the reference report's patches of Accelerator.__init__
     launch_yaml: Mapping[str, Any] | None = None  # started by `accelerate launch --config_file` with this config
+    ao_config: Mapping[str, Any] | None = None  # script: AORecipeKwargs(config=Float8LinearConfig(**ao_config))
 
 
 def _step(stage: str, source: str, value: str) -> dict[str, str]:

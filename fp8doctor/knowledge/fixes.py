@@ -18,6 +18,7 @@ from fp8doctor.knowledge.command_forms import CommandForm, launched, parse, plai
 from fp8doctor.knowledge.frontends import AXOLOTL, AXOLOTL_FP8_MIN_CC, frontend_of_command
 from fp8doctor.knowledge.generations import accelerate_generation, accelerate_min, intended_backend
 from fp8doctor.knowledge.intent import truthy
+from fp8doctor.knowledge.optimizer_params import ALL_GATHER, ALL_GATHER_VAR, SENTENCE, all_gather
 
 TE_UNPROVEN = ("Transformer Engine needs a CUDA GPU: this fix cannot be run on a CPU machine, so fp8doctor's tests "
                "have not executed it (the torchao form of the same fix is executed).")
@@ -84,11 +85,14 @@ def render_all(fixes: list[Fix]) -> str:
     return "\n".join("\n".join(render(f)) for f in fixes)
 
 
-def accelerate_yaml(backend: str) -> dict[str, Any]:
-    """A config `accelerate launch --config_file` accepts (it refuses one without distributed_type)."""
+def accelerate_yaml(backend: str, all_gather_off: bool = False) -> dict[str, Any]:
+    """A config `accelerate launch --config_file` accepts (it refuses one without distributed_type); all_gather_off
+    keeps torchao's FP8 weights in the optimizer (knowledge/optimizer_params)."""
     fp8: dict[str, Any] = {"backend": backend}
     if backend == "TE":
         fp8.update(TE_RECIPE)
+    if backend == "AO" and all_gather_off:
+        fp8[ALL_GATHER] = False
     return {"compute_environment": "LOCAL_MACHINE", "distributed_type": "NO", "num_machines": 1,
             "num_processes": 1, "mixed_precision": "fp8", "fp8_config": fp8}
 
@@ -106,6 +110,12 @@ def _upgrade(accelerate: str | None) -> tuple[str, ...]:
     return ()
 
 
+def _all_gather_off(backend: str, accelerate: str | None) -> bool:
+    """Whether Accelerate's own torchao config (of this release, or of the one the fix upgrades to) would leave the
+    FP8 weights out of the optimizer."""
+    return backend == "AO" and bool(all_gather(accelerate, {}, None) or _upgrade(accelerate))
+
+
 def _te(backend: str) -> tuple[tuple[str, ...], str]:
     return ((TE_INSTALL,), TE_UNPROVEN) if backend == "TE" else ((), "")
 
@@ -118,8 +128,9 @@ def launch_fix(backend: str, form: CommandForm, accelerate: str | None,
     if command is None:
         return None
     install, note = _te(backend)
+    config = FixFile(ACCELERATE_YAML, accelerate_yaml(backend, _all_gather_off(backend, accelerate)))
     return Fix("launch", f"start the script through accelerate launch with an FP8 config ({backend})", backend,
-               install=_upgrade(accelerate) + install, files=(FixFile(ACCELERATE_YAML, accelerate_yaml(backend)),),
+               install=_upgrade(accelerate) + install, files=(config,),
                edits=edits or {}, command=command, note=note)
 
 
@@ -132,7 +143,8 @@ def env_fix(backend: str, form: CommandForm, accelerate: str | None,
     install, note = _te(backend)
     return Fix("env", f"or, without accelerate launch: FP8 through the environment ({backend})", backend,
                install=_upgrade(accelerate) + install,
-               env={"ACCELERATE_MIXED_PRECISION": "fp8", "ACCELERATE_FP8_BACKEND": backend},
+               env={"ACCELERATE_MIXED_PRECISION": "fp8", "ACCELERATE_FP8_BACKEND": backend,
+                    **({ALL_GATHER_VAR: "false"} if _all_gather_off(backend, accelerate) else {})},
                edits=edits or {}, command=plain(form), note=note)
 
 
@@ -233,6 +245,22 @@ def axolotl_fix(form: CommandForm, config_path: str | None) -> Fix:
                edits={path: {"fp8": True}}, command=command,
                note=f"axolotl refuses fp8 unless it sees a GPU of compute capability {cc_str(AXOLOTL_FP8_MIN_CC)} "
                     "or higher; it recommends `torch_compile: true` with fp8 (for speed)")
+
+
+AO_OWN_CONFIG = ("in a script that builds its own Accelerator: kwargs_handlers=[AORecipeKwargs(config="
+                 f"Float8LinearConfig({ALL_GATHER}=False, pad_inner_dim=True))] (accelerate.utils, torchao.float8)")
+
+
+def optimizer_fix(form: CommandForm, config_path: str | None, fp8_config: dict[str, Any] | None = None) -> Fix:
+    """Accelerate's own torchao config with float8 all-gather off, so the FP8 weights stay the optimizer's: the key
+    in the config `accelerate launch` reads (config_path), else the variable it would export."""
+    title = f"{SENTENCE}: keep them in the optimizer (torchao float8 all-gather off)"
+    if config_path is not None:
+        edits = {config_path: {"fp8_config": {**(fp8_config or {"backend": "AO"}), ALL_GATHER: False}}}
+        return Fix("optimizer", title, "AO", edits=edits, command=launched(form, config_path) or (),
+                   note=f"or, {AO_OWN_CONFIG}")
+    return Fix("optimizer", title, "AO", env={ALL_GATHER_VAR: "false"}, command=plain(form),
+               note=f"or, {AO_OWN_CONFIG}")
 
 
 def fixes_for(facts: dict[str, Any], backend: str) -> list[Fix]:

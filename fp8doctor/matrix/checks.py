@@ -12,7 +12,7 @@ from typing import Any
 
 from fp8doctor.findings import Level
 from fp8doctor.knowledge.divergence import tolerance
-from fp8doctor.matrix.divergence import check_divergence, check_numerics
+from fp8doctor.matrix.divergence import check_divergence, check_numerics, check_optimizer
 from fp8doctor.matrix.layers import check_fp8_active, check_fp8_layers
 from fp8doctor.matrix.verdict import Verdict
 from fp8doctor.runs.spec import TE_RECIPES
@@ -57,6 +57,7 @@ CHECK_NAMES = (
     "fp8_active",
     "native_agreement",
     "step_time_ratio",
+    "optimizer",
     "divergence",
     "numerics",
 )
@@ -241,6 +242,7 @@ def check_cell(r: dict[str, Any], baseline: dict[str, Any] | None = None,
         check_fp8_active(r),
         check_native_agreement(r, native),
         check_step_time(r, baseline),
+        check_optimizer(r),
         check_divergence(r, baseline),
         check_numerics(r),
     ]

@@ -1,5 +1,6 @@
 """The FP8 health checks of a matrix cell beyond its loss tolerance: `divergence` (loss and gradient norm against
-the same entry's bf16 baseline, under the libraries' own test tolerances: fp8doctor.divergence) and `numerics`
+the same entry's bf16 baseline, under the libraries' own test tolerances: fp8doctor.divergence), `optimizer`
+(every trainable parameter is one the optimizer steps) and `numerics`
 (the sampled per-layer FP8 numerics: layers below the SQNR threshold warn, named with the config to keep them in
 bf16)."""
 
@@ -10,6 +11,7 @@ from typing import Any
 from fp8doctor.divergence import judge
 from fp8doctor.findings import Level
 from fp8doctor.knowledge.divergence import tolerance
+from fp8doctor.knowledge.optimizer_params import SENTENCE
 from fp8doctor.matrix.verdict import Verdict
 from fp8doctor.numerics import summary
 
@@ -23,24 +25,24 @@ def check_divergence(r: dict[str, Any], base: dict[str, Any] | None) -> Verdict:
     level, detail, details = judge(r.get("losses") or [], base.get("losses") or [], r.get("grad_norms"),
                                    base.get("grad_norms"), tol)
     grad = details.get("grad_norm") or {}
-    untrained = untrained_words(r)
-    if untrained:
-        detail = f"{untrained}; {detail}"
-        level = Level.WARN if level is Level.OK else level
     return Verdict("divergence", level, detail, grad.get("worst_rel"))
 
 
-def untrained_words(r: dict[str, Any]) -> str | None:
-    """What the run recorded about parameters its optimizer does not hold (they never train, so the run is not the
-    bf16 run's training whatever its numerics), or None when every trainable parameter is held."""
+def check_optimizer(r: dict[str, Any]) -> Verdict:
+    """Parameters the run recorded as not held by its optimizer (`outside_optimizer`) never train, so the run is not
+    the bf16 run's training whatever its numerics: a failure (knowledge/optimizer_params.py says when a release
+    does this to the FP8 layers' weights)."""
+    if "outside_optimizer" not in r:
+        return Verdict("optimizer", Level.SKIP, "not recorded (DeepSpeed steps flat copies of the parameters)")
     outside = [str(n) for n in r.get("outside_optimizer") or []]
     if not outside:
-        return None
+        return Verdict("optimizer", Level.OK, "every trainable parameter is held by the optimizer", 0)
     fp8 = set(r.get("fp8_layers") or [])
     in_fp8 = sum(1 for n in outside if n.rpartition(".")[0] in fp8)
-    return (f"{len(outside)} trainable parameters ({in_fp8} of them FP8 layers' weights, e.g. {outside[0]}) are not "
-            "held by the optimizer, so they never train (the optimizer holds other Parameter objects than the "
-            "prepared model's)")
+    head = f"{SENTENCE}: " if in_fp8 else ""
+    return Verdict("optimizer", Level.FAIL, f"{head}{len(outside)} trainable parameters ({in_fp8} of them FP8 "
+                   f"layers' weights, e.g. {outside[0]}) are not held by the optimizer, so they never train (the "
+                   "optimizer holds other Parameter objects than the prepared model's)", len(outside))
 
 
 def numerics_of(r: dict[str, Any]) -> dict[str, Any] | None:

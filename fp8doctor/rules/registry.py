@@ -16,6 +16,7 @@ from fp8doctor.rules import (
     frontends,
     gpu,
     lint,
+    optimizer,
     precision,
     stack,
     versions,
@@ -71,6 +72,8 @@ CHECKS: tuple[CheckInfo, ...] = (
               "backend reads", ("accel-config.fp8-keys",)),
     CheckInfo("accel-config.ao-fsdp", accelerate_config.check_ao_fsdp_cpu_ram, "torchao FP8 with FSDP without "
               "fsdp_cpu_ram_efficient_loading", ("accel-config.ao-fsdp",)),
+    CheckInfo(optimizer.ID, optimizer.check_fp8_weights_in_optimizer, "the FP8 layers' weights stay the "
+              "parameters the optimizer holds (torchao float8 all-gather off)", (optimizer.ID,)),
     CheckInfo("lint.fp8-with-bf16", lint.check_fp8_with_bf16, "a config's fp8: true is not overridden by "
               "bf16: true", ("lint.fp8-with-bf16",)),
     CheckInfo("lint.fp8-backend-auto", lint.check_fp8_backend_auto, "LLaMA-Factory's fp8_backend reaches "

@@ -59,9 +59,9 @@ def spawn(env: dict) -> dict:
     return json.loads(proc.stdout)
 
 
-def launch_env(config: dict) -> tuple[dict, dict | None]:
-    """The ACCELERATE_FP8_* variables a script started by `accelerate launch` with this file sees, and the
-    launcher's refusal if any (then the variables are those its setup_fp8_env exports, or none)."""
+def launch_env(config: dict, prefix: str = "ACCELERATE_FP8_") -> tuple[dict, dict | None]:
+    """The variables (names starting with prefix) a script started by `accelerate launch` with this file sees, and
+    the launcher's refusal if any (then the variables are those its setup_fp8_env exports, or none)."""
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
     from accelerate.utils import launch as launch_utils
 
@@ -79,7 +79,7 @@ def launch_env(config: dict) -> tuple[dict, dict | None]:
         env = spawn({k: v for k, v in env.items() if not k.startswith("PYTHON")})
     except TypeError as exc:  # a non-string value: subprocess refuses the environment, the script never starts
         return {}, {**describe_exception(exc), "stage": "spawn"}
-    return {k: v for k, v in sorted(env.items()) if k.startswith("ACCELERATE_FP8_")}, refused
+    return {k: v for k, v in sorted(env.items()) if k.startswith(prefix)}, refused
 
 
 @contextlib.contextmanager

@@ -1,0 +1,46 @@
+"""Do the FP8 layers' weights stay in the optimizer? (knowledge/optimizer_params.py, observed per release)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fp8doctor.findings import Finding, Level
+from fp8doctor.knowledge.command_forms import parse
+from fp8doctor.knowledge.engine import Stack
+from fp8doctor.knowledge.fixes import optimizer_fix, render
+from fp8doctor.knowledge.intent import read_intent
+from fp8doctor.knowledge.optimizer_params import ALL_GATHER, DEFAULT_ON_FROM, SENTENCE, predict_optimizer
+from fp8doctor.rules.common import NO_INTENT
+
+ID = "optimizer.fp8-weights"
+
+
+def check_fp8_weights_in_optimizer(facts: dict[str, Any]) -> list[Finding]:
+    """The user's start (through `accelerate launch` of the launch config when there is one, else plainly with the
+    shell's variables): does Accelerate's torchao config give the FP8 weights new Parameters after the optimizer
+    was built?"""
+    intent = read_intent(facts)
+    if not intent.wanted:
+        return [Finding(ID, Level.SKIP, "FP8 weights in the optimizer: FP8 not intended", NO_INTENT)]
+    pkgs = facts.get("packages", {})
+    stack = Stack.of(pkgs)
+    launched = intent.launch is not None and intent.launch.mixed_precision is not None
+    got = predict_optimizer(stack, intent.setup(launched=launched))
+    versions = f"accelerate {stack.accelerate}, torchao {stack.torchao}"
+    if got["outcome"] == "unobserved":
+        return [Finding(ID, Level.SKIP, f"FP8 weights in the optimizer: {versions} not observed",
+                        "The lab's optimizer_params probe did not run these releases (docs/generations.md).")]
+    if not got.get("weights_outside_optimizer"):
+        why = ("FP8 layers' weights stay the optimizer's" if got.get("fp8")
+               else "no FP8 layer is predicted for this start")
+        return [Finding(ID, Level.OK, f"FP8 weights in the optimizer: {why} ({versions})")]
+    where = (f"`{intent.launch.how}`" if launched and intent.launch else "the ACCELERATE_* variables of the shell")
+    since = ".".join(map(str, DEFAULT_ON_FROM))
+    detail = (f"With {where}, Accelerate builds its own torchao Float8LinearConfig with {ALL_GATHER}=True (from "
+              f"accelerate {since}), with or without FSDP. torchao then gives each converted weight a new Parameter "
+              "inside prepare(), while the optimizer, built before prepare(), keeps the old ones: those weights get "
+              "gradients but are never stepped (lab-observed: unchanged after 2 steps).")
+    fp8 = intent.launch.data.get("fp8_config") if launched and intent.launch else None
+    fix = optimizer_fix(parse(facts.get("command")), intent.launch.path if launched and intent.launch else None,
+                        dict(fp8) if isinstance(fp8, dict) else None)
+    return [Finding(ID, Level.FAIL, f"{SENTENCE} ({versions})", detail, "\n".join(render(fix)))]

@@ -1,0 +1,102 @@
+"""knowledge/optimizer_params.py held against every recorded case of the lab's `optimizer_params` probe: whether
+the FP8 layers' weights leave the optimizer, per release and setup (lab/observations/*.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fp8doctor.knowledge.engine import Setup, Stack
+from fp8doctor.knowledge.optimizer_params import OBSERVED_ACCELERATE, OBSERVED_TORCHAO, predict_optimizer
+from fp8doctor.knowledge.versions import release
+
+OBSERVATIONS = Path(__file__).resolve().parents[1] / "lab" / "observations"
+PROBE = "optimizer_params"
+HEAD = {"distributed_type": "NO", "mixed_precision": "fp8"}
+
+
+def _records() -> list[dict[str, Any]]:
+    out = []
+    for path in sorted(OBSERVATIONS.glob("*.json")):
+        rec = json.loads(path.read_text())
+        if rec.get("probes", {}).get(PROBE):
+            out.append(rec)
+    return out
+
+
+RECORDS = _records()
+CASES = [pytest.param(rec, case, id=f"{rec['cell']}::{i}:{case['inputs']['setup']}:"
+                      f"{json.dumps(case['inputs'].get('fp8_config') or case['inputs']['env'], sort_keys=True)}")
+         for rec in RECORDS for i, case in enumerate(rec["probes"][PROBE])]
+
+
+def setup_of(inputs: dict[str, Any]) -> Setup:
+    """The engine's Setup for one probe case (the probe's docstring says what each setup runs)."""
+    setup = inputs["setup"]
+    if setup == "env":
+        return Setup(env=inputs["env"])
+    if setup == "launch":
+        return Setup(launch_yaml={**HEAD, "fp8_config": inputs["fp8_config"]})
+    if setup == "AORecipeKwargs()":
+        return Setup(mp_arg="fp8", handler="AORecipeKwargs")
+    assert setup == "AORecipeKwargs(config=Float8LinearConfig())", setup
+    return Setup(mp_arg="fp8", handler="AORecipeKwargs", ao_config={})
+
+
+def recorded_core(case: dict[str, Any]) -> dict[str, Any]:
+    if case["outcome"] == "raised":
+        return {"outcome": "raised", "type": case["type"], "message": case["message"], "stage": case["stage"]}
+    if case["outcome"] != "ok":
+        return {"outcome": case["outcome"], "stage": case.get("stage")}
+    return {"outcome": "ok", "mixed_precision": case["mixed_precision"], "fp8": case["fp8_layers"] > 0,
+            "weights_outside_optimizer": bool(case["fp8_weights_outside_optimizer"])}
+
+
+def predicted_core(got: dict[str, Any]) -> dict[str, Any]:
+    if got["outcome"] == "raised":
+        return {k: got[k] for k in ("outcome", "type", "message", "stage")}
+    if got["outcome"] != "ok":
+        return {"outcome": got["outcome"], "stage": got.get("stage")}
+    return {k: got[k] for k in ("outcome", "mixed_precision", "fp8", "weights_outside_optimizer")}
+
+
+@pytest.mark.parametrize(("rec", "case"), CASES)
+def test_prediction_matches_recorded_case(rec: dict[str, Any], case: dict[str, Any]) -> None:
+    got = predict_optimizer(Stack.of(rec["versions"]), setup_of(case["inputs"]))
+    assert predicted_core(got) == recorded_core(case)
+    if case["outcome"] == "ok" and case["fp8_layers"]:
+        flags = {c["enable_fsdp_float8_all_gather"] for c in case["layer_configs"]}
+        assert flags == {got["all_gather"]}
+
+
+TRAINED = [p for p in CASES if p.values[1]["outcome"] == "ok"]
+
+
+@pytest.mark.parametrize(("rec", "case"), TRAINED)
+def test_weights_outside_the_optimizer_never_change(rec: dict[str, Any], case: dict[str, Any]) -> None:
+    """What the finding's sentence says: the weights the optimizer does not hold are unchanged after 2 steps,
+    while every weight it holds changed."""
+    assert case["outside_changed"] == []
+    assert case["held_changed"] == case["trainable_params"] - len(case["fp8_weights_outside_optimizer"])
+
+
+def test_observed_releases_are_the_recorded_ones() -> None:
+    accelerate = {release(r["versions"]["accelerate"])[:2] for r in RECORDS}
+    torchao = {release(r["versions"]["torchao"])[:2] for r in RECORDS}
+    assert accelerate == set(OBSERVED_ACCELERATE)
+    assert torchao == set(OBSERVED_TORCHAO)
+
+
+def test_an_unobserved_release_is_said_unobserved() -> None:
+    newest = max(OBSERVED_ACCELERATE)
+    later = f"{newest[0]}.{newest[1] + 1}.0"
+    rec = RECORDS[-1]
+    got = predict_optimizer(Stack(accelerate=later, torchao=rec["versions"]["torchao"]), Setup(
+        env={"ACCELERATE_MIXED_PRECISION": "fp8", "ACCELERATE_FP8_BACKEND": "AO"}))
+    assert got["outcome"] == "unobserved"
+    ao = ".".join(map(str, (OBSERVED_TORCHAO[0][0], OBSERVED_TORCHAO[0][1] + 1, 0)))
+    got = predict_optimizer(Stack(accelerate=rec["versions"]["accelerate"], torchao=ao), Setup())
+    assert got["outcome"] == "unobserved"
