@@ -290,26 +290,3 @@ def fixes_for(facts: dict[str, Any], backend: str) -> list[Fix]:
 def fix_lines(facts: dict[str, Any]) -> list[str]:
     """The fixes for the installed versions and the user's command, rendered."""
     return render_all(fixes_for(facts, intended_backend(facts))).splitlines()
-
-
-PYTORCH_INDEX = "https://download.pytorch.org/whl/"
-STACK = ("transformers", "accelerate")
-
-
-def broken_import_fix(package: str | None, torch_version: str | None) -> Fix:
-    """The environment fix for a training stack that does not import, from the package whose code raised the
-    observed error. A torch add-on (torchvision, torchaudio) is removed (transformers imports it only when it is
-    installed); the commented line installs the build for the installed torch (its wheels pin that torch, and a
-    local tag such as +cpu or +cu126 names the PyTorch index it came from)."""
-    if not package or package in STACK or package == "torch" or not torch_version:
-        name = package or "the package the traceback ends in"
-        return Fix("environment", f"repair {name}: the training stack cannot import", "",
-                   command=("python", "-c", "from transformers import Trainer"),
-                   note=f"Run this in the same environment to see the whole traceback, then reinstall {name} as "
-                        "the last lines of that traceback name it.")
-    local = torch_version.partition("+")[2]
-    index = f" --index-url {PYTORCH_INDEX}{local}" if local else ""
-    return Fix("environment", f"remove {package}, which cannot load against torch {torch_version}", "",
-               install=(f"pip uninstall -y {package}",
-                        f"# only if your training uses {package}: install its build for this torch instead",
-                        f"# pip install {package} 'torch=={torch_version}'{index}"))

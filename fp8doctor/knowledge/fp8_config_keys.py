@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fp8doctor.knowledge.predict import AO_READS_ENV_FROM, recipe_classes
+from fp8doctor.knowledge.predict import AO_ENV_FIELDS, AO_READS_ENV_FROM, recipe_classes
 from fp8doctor.knowledge.predict import LAUNCH_FP8_CONFIG_TYPEERROR as SPAWN_BOOL
 from fp8doctor.knowledge.predict import LAUNCH_NO_FP8_OLD as NO_FP8_LIBRARY_OLD
 from fp8doctor.knowledge.versions import release
@@ -31,7 +31,7 @@ TE_VARS = {"USE_AUTOCAST_DURING_EVAL": "use_autocast_during_eval", "MARGIN": "ma
 MXFP8_VAR = {"USE_MXFP8_BLOCK_SCALING": "use_mxfp8_block_scaling"}
 MXFP8_FROM = (1, 11)  # TERecipeKwargs.use_mxfp8_block_scaling (recipe_fields case of 1.11 onwards)
 MSAMP_VARS = {"OPT_LEVEL": "opt_level"}
-AO_VARS = {"PAD_INNER_DIM": "pad_inner_dim", "ENABLE_FSDP_FLOAT8_ALL_GATHER": "enable_fsdp_float8_all_gather"}
+AO_VARS = {var.removeprefix("ACCELERATE_FP8_"): field for var, field in AO_ENV_FIELDS.items()}
 
 TE_FIELDS = ("use_autocast_during_eval", "margin", "interval", "fp8_format", "amax_history_len", "amax_compute_algo",
              OVERRIDE_KEY)

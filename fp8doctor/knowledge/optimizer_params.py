@@ -18,11 +18,11 @@ from typing import Any
 
 from fp8doctor.knowledge import fp8_config_keys
 from fp8doctor.knowledge.engine import Setup, Stack, predict
-from fp8doctor.knowledge.predict import AO_READS_ENV_FROM, FLAG_TRUE
+from fp8doctor.knowledge.predict import AO_ENV_FIELDS, AO_READS_ENV_FROM, FLAG_TRUE
 from fp8doctor.knowledge.versions import release
 
 ALL_GATHER = "enable_fsdp_float8_all_gather"
-ALL_GATHER_VAR = "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER"
+ALL_GATHER_VAR = next(var for var, field in AO_ENV_FIELDS.items() if field == ALL_GATHER)
 OBSERVED_ACCELERATE = tuple((1, minor) for minor in range(4, 17))  # the lab cells that ran the probe
 OBSERVED_TORCHAO = ((0, 18),)
 DEFAULT_ON_FROM = AO_READS_ENV_FROM  # Accelerate's own config sets the flag True from this release

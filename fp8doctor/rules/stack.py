@@ -8,7 +8,8 @@ from typing import Any
 
 from fp8doctor.facts.stack_import import broken_sentence, culprit
 from fp8doctor.findings import Finding, Level
-from fp8doctor.knowledge.fixes import broken_import_fix, render_all
+from fp8doctor.knowledge.environment_fixes import broken_import_fix
+from fp8doctor.knowledge.fixes import render_all
 
 PATCH_FIX = ("Remove the patch and let Accelerate own FP8: set the mixed precision to fp8 where your launcher reads "
              "it (ACCELERATE_MIXED_PRECISION=fp8 or an `accelerate launch` config with mixed_precision: fp8, and "
