@@ -197,3 +197,25 @@ def test_report_config_includes_the_lint_of_that_config(tmp_path) -> None:
     # The reference config asks for fp8 with bf16: true: the lint fails, and the headline says so.
     assert env["status"] == "fail" and report.exit_code == 1 and "Environment" in report.data["verdict"]
     assert "precision.effective" in report.markdown
+
+
+def test_the_readme_report_judges_the_setup_not_the_libraries_plain_paths(tmp_path) -> None:
+    """The README's first command (default scope): a matrix cell that fails because of what the installed releases do
+    on the matrix's plain path (Accelerate's own torchao config leaving FP8 weights out of the optimizer) is shown
+    as a warning with the env check that judges the user's own config, and a healthy machine still exits 0."""
+    from fp8doctor.matrix.divergence import LIBRARY_BEHAVIOUR_CHECKS
+    from fp8doctor.report.sections import LIBRARY_NOTE
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "FP8_"))}
+    p = fp8doctor("report", "--out-dir", str(tmp_path / "r"), cwd=tmp_path, env=env)
+    assert p.returncode in (0, 1), p.stderr[-3000:]
+    data = json.loads(next((tmp_path / "r").glob("*.json")).read_text())
+    matrix = next(x for x in data["parts"] if x["name"] == "matrix")
+    library = [c for c in matrix["data"]["cells"] if c["status"] == "fail"
+               and {v["check"] for v in c["verdicts"] if v["level"] == "fail"} <= set(LIBRARY_BEHAVIOUR_CHECKS)]
+    other = [c["label"] for c in matrix["data"]["cells"] if c["status"] == "fail" and c not in library]
+    assert not other, other
+    if library:
+        assert matrix["status"] == "warn" and not matrix["summary"]["found"], matrix["summary"]
+        assert any(w.endswith(LIBRARY_NOTE) for w in matrix["summary"]["warnings"]), matrix["summary"]["warnings"]
+    assert (p.returncode, data["exit_code"]) == (0, 0) and "problems found" not in data["verdict"], data["verdict"]

@@ -116,6 +116,11 @@ def _all_gather_off(backend: str, accelerate: str | None) -> bool:
     return backend == "AO" and bool(all_gather(accelerate, {}, None) or _upgrade(accelerate))
 
 
+def keep_in_optimizer_env(backend: str, accelerate: str | None) -> dict[str, str]:
+    """The variable that keeps torchao's FP8 weights in the optimizer where Accelerate's own config would not."""
+    return {ALL_GATHER_VAR: "false"} if _all_gather_off(backend, accelerate) else {}
+
+
 def _te(backend: str) -> tuple[tuple[str, ...], str]:
     return ((TE_INSTALL,), TE_UNPROVEN) if backend == "TE" else ((), "")
 
@@ -144,7 +149,7 @@ def env_fix(backend: str, form: CommandForm, accelerate: str | None,
     return Fix("env", f"or, without accelerate launch: FP8 through the environment ({backend})", backend,
                install=_upgrade(accelerate) + install,
                env={"ACCELERATE_MIXED_PRECISION": "fp8", "ACCELERATE_FP8_BACKEND": backend,
-                    **({ALL_GATHER_VAR: "false"} if _all_gather_off(backend, accelerate) else {})},
+                    **keep_in_optimizer_env(backend, accelerate)},
                edits=edits or {}, command=plain(form), note=note)
 
 

@@ -12,6 +12,7 @@ from fp8doctor.configs import check_runnable, load_config
 from fp8doctor.facts.packages import version_of
 from fp8doctor.knowledge.capability import accelerate_has_recipe
 from fp8doctor.knowledge.engine import Stack
+from fp8doctor.knowledge.fixes import keep_in_optimizer_env
 from fp8doctor.knowledge.intent import ACCELERATE_BACKENDS, read_intent
 from fp8doctor.repro.expect import diagnosed_stack, expected, launch_config_of
 from fp8doctor.runs.backends import backend_env
@@ -185,6 +186,9 @@ def build_plan(cli_backend: str = "auto", configs: UserConfigs | None = None, st
     # Accelerate <= 1.3 without TE: the buggy rows build the real FP8RecipeKwargs without its TE-availability check.
     buggy_env = ({UNCHECKED_ENV: "1"} if backend == "te" and te_reason
                  and not accelerate_has_recipe("torchao", version_of("accelerate"))[0] else {})
+    # The fixed rows run as the printed fixes: with Accelerate's own torchao config, the variable that keeps the FP8
+    # weights in the optimizer where the release needs it (knowledge/optimizer_params).
+    kept = keep_in_optimizer_env("AO" if backend == "torchao" else "TE", version_of("accelerate"))
     rows = [
         Row("buggy_append", "buggy patch, always append recipe (bf16: true)", "buggy",
             replace(base, entry="buggy_patch_append", bf16=True, env=dict(buggy_env))),
@@ -193,9 +197,10 @@ def build_plan(cli_backend: str = "auto", configs: UserConfigs | None = None, st
         Row("accelerator", "Accelerator(mixed_precision='fp8', kwargs_handlers=[recipe])", "fixed",
             replace(base, entry="accelerator")),
         Row("trainer", "Trainer, bf16: false + ACCELERATE_MIXED_PRECISION=fp8", "fixed",
-            replace(base, entry="trainer", env={"ACCELERATE_MIXED_PRECISION": "fp8", **backend_env(backend, recipe)})),
+            replace(base, entry="trainer",
+                    env={"ACCELERATE_MIXED_PRECISION": "fp8", **backend_env(backend, recipe), **kept})),
         Row("launch", "accelerate launch, config mixed_precision: fp8 + fp8_config", "fixed",
-            replace(base, entry="launch")),
+            replace(base, entry="launch", env=dict(kept))),
         Row("multiproc", "2 processes, Accelerator(mixed_precision='fp8')", "fixed",
             replace(base, entry="multiproc", nproc=2)),
         Row("native", "native " + ("TE modules + autocast" if backend == "te" else "convert_to_float8_training"),

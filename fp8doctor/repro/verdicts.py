@@ -8,7 +8,6 @@ from fp8doctor.knowledge.command_forms import parse
 from fp8doctor.knowledge.fixes import Fix, launch_fix, render, render_all
 from fp8doctor.repro.plan import recipe_class
 from fp8doctor.repro.run import ReproReport
-from fp8doctor.runs.backends import backend_env
 from fp8doctor.verdicts import NOT_APPLICABLE, REPRODUCED, SILENT_BF16
 
 
@@ -62,13 +61,13 @@ def fixes(report: ReproReport) -> list[Fix]:
     plan = report.plan
     active = {r.key: r for r in report.fixed_active()}
     backend = "TE" if plan.backend == "te" else "AO"
-    env = {"ACCELERATE_MIXED_PRECISION": "fp8", **backend_env(plan.backend, plan.recipe)}
-    handler = {"TERecipeKwargs": "TERecipeKwargs(fp8_format='HYBRID')", "AORecipeKwargs": "AORecipeKwargs()",
+    handler = {"TERecipeKwargs": "TERecipeKwargs(fp8_format='HYBRID')",
+               "AORecipeKwargs": f"AORecipeKwargs(config=Float8LinearConfig.from_recipe_name('{plan.recipe}'))",
                "FP8RecipeKwargs": "FP8RecipeKwargs(backend='TE', fp8_format='HYBRID')"}[recipe_class(plan.backend)]
     out: list[Fix] = []
     if "trainer" in active:
         out.append(Fix("trainer", "HF Trainer / LLaMA-Factory: let Accelerate own FP8, do not patch "
-                       "Accelerator.__init__", backend, env=env,
+                       "Accelerator.__init__", backend, env=dict(active["trainer"].spec.env),
                        edits={"your training config": {"bf16": False}},
                        note="bf16: true overrides fp8 in TrainingArguments"))
     if "launch" in active:

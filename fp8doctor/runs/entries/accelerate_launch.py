@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from fp8doctor.knowledge.optimizer_params import ALL_GATHER, ALL_GATHER_VAR
+from fp8doctor.knowledge.predict import FLAG_TRUE
 from fp8doctor.runs.entries.common import Context
 from fp8doctor.runs.entries.launcher import RANK_SCRIPT, launch, python, work_dir, write_spec
 from fp8doctor.runs.spec import RunSpec
@@ -37,6 +39,11 @@ def accelerate_config(spec: RunSpec, device: str) -> dict[str, Any]:
     }
     if spec.backend == "torchao":
         cfg["fp8_config"] = {"backend": "AO"}
+        # A spec that sets the variable `accelerate launch` exports from this key gets the key in its file: from
+        # 1.13 the launcher exports its own default (true) over a variable it inherits.
+        flag = spec.env.get(ALL_GATHER_VAR)
+        if flag is not None:
+            cfg["fp8_config"][ALL_GATHER] = flag.strip().lower() in FLAG_TRUE
     elif spec.backend == "te":
         from fp8doctor.runs.backends.te import handler_kwargs
 
