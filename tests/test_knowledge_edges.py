@@ -248,7 +248,10 @@ def test_the_llamafactory_te_fix_names_te_because_accelerate_would_take_torchao(
     assert predict_mod.auto_backend(ACC_NEW, torchao=True, te=True) == "AO"
     assert fixes.llamafactory_fix("TE", "lf.yaml", ACC_NEW).env == {"ACCELERATE_MIXED_PRECISION": "fp8",
                                                                     "ACCELERATE_FP8_BACKEND": "TE"}
-    assert fixes.llamafactory_fix("AO", "lf.yaml", ACC_NEW).env == {"ACCELERATE_MIXED_PRECISION": "fp8"}
+    # torchao: and the variable that keeps the FP8 weights in the optimizer where Accelerate's own config would not
+    assert fixes.llamafactory_fix("AO", "lf.yaml", ACC_NEW).env == {
+        "ACCELERATE_MIXED_PRECISION": "fp8", "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER": "false"}
+    assert fixes.llamafactory_fix("AO", "lf.yaml", "1.11.0").env == {"ACCELERATE_MIXED_PRECISION": "fp8"}
 
 
 def test_axolotl_outside_the_observed_releases_is_unknown() -> None:

@@ -63,7 +63,8 @@ def test_trl_fix_for_each_command_form() -> None:
     base = {"packages": {"accelerate": "1.15.0", "trl": "1.16.0"}, "frontend": "TRL", "configs": []}
     [fix] = fixes_for({**base, "command": ["/v/bin/python", "sft.py", "--x"]}, "AO")
     assert fix.key == "trl" and fix.command == ("/v/bin/python", "sft.py", "--x")
-    assert fix.env == {"ACCELERATE_MIXED_PRECISION": "fp8", "ACCELERATE_FP8_BACKEND": "AO"}
+    assert fix.env == {"ACCELERATE_MIXED_PRECISION": "fp8", "ACCELERATE_FP8_BACKEND": "AO",
+                       "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER": "false"}  # accelerate 1.15: optimizer_params
     [fix] = fixes_for({**base, "command": ["/v/bin/trl", "sft", "--bf16", "true", "--mixed_precision=bf16", "--x"]},
                       "AO")
     assert fix.command == ("/v/bin/trl", "sft", "--x", "--bf16", "false", "--mixed_precision", "fp8")

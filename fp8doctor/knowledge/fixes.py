@@ -159,7 +159,7 @@ def llamafactory_fix(backend: str, config_path: str, accelerate: str | None,
     started with llamafactory-cli (as the user named it). An Accelerate YAML never applies there."""
     install, note = _te(backend)
     edits = {config_path: {"fp8": True, "fp8_backend": LF_BACKEND[backend], "bf16": False}}
-    env = {"ACCELERATE_MIXED_PRECISION": "fp8"}
+    env = {"ACCELERATE_MIXED_PRECISION": "fp8", **keep_in_optimizer_env(backend, accelerate)}
     if backend == "TE":  # LLaMA-Factory exports FP8_BACKEND, which Accelerate never reads; torchao would win
         env["ACCELERATE_FP8_BACKEND"] = "TE"
     return Fix("llamafactory", f"LLaMA-Factory in FP8 ({LF_BACKEND[backend]})", backend,
@@ -222,8 +222,8 @@ def trl_fix(backend: str, form: CommandForm, accelerate: str | None, config_path
                    backend, install=fix.install, files=fix.files, edits=edits, command=fix.command, note=note)
     return Fix("trl", f"TRL in FP8: bf16 off in its config, fp8 through the environment ({backend})", backend,
                install=_upgrade(accelerate) + install,
-               env={"ACCELERATE_MIXED_PRECISION": "fp8", "ACCELERATE_FP8_BACKEND": backend}, edits=edits,
-               command=plain(form), note=note)
+               env={"ACCELERATE_MIXED_PRECISION": "fp8", "ACCELERATE_FP8_BACKEND": backend,
+                    **keep_in_optimizer_env(backend, accelerate)}, edits=edits, command=plain(form), note=note)
 
 
 AXOLOTL_CFG = "your axolotl config YAML"
