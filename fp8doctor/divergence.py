@@ -19,7 +19,7 @@ def as_floats(values: list[Any] | None) -> list[float]:
     for v in values or []:
         try:
             out.append(float(v))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             out.append(math.nan)
     return out
 

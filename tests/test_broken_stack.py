@@ -153,3 +153,16 @@ def test_the_import_probe_runs_where_an_add_on_was_built_for_another_torch() -> 
     assert worth_probing(base)[0] is False and "no compiled torch add-on" in worth_probing(base)[1]
     assert worth_probing({"transformers": "5.24.0", "torch": None})[0] is True
     assert worth_probing({"torch": "2.13.0+cpu", "torchvision": "0.1"})[0] is False  # no transformers/accelerate
+
+
+def test_only_a_torch_add_on_is_removed_by_the_fix() -> None:
+    """A library the stack needs (numpy, safetensors, torch itself) is never the one to uninstall: the fix says how to
+    see the whole traceback instead; the version from untrusted facts is quoted for the shell."""
+    from fp8doctor.knowledge.environment_fixes import broken_import_fix
+    from fp8doctor.knowledge.fixes import render_all
+
+    assert broken_import_fix("torchvision", "2.13.0+cpu").install[0] == "pip uninstall -y torchvision"
+    for package in ("numpy", "safetensors", "torch", "transformers", "__main__", None):
+        fix = broken_import_fix(package, "2.13.0+cpu")
+        assert not fix.install and fix.command == ("python", "-c", "from transformers import Trainer"), package
+    assert "'torch==2.13.0+cpu; rm -rf x'" in render_all([broken_import_fix("torchaudio", "2.13.0+cpu; rm -rf x")])

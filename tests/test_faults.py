@@ -302,8 +302,10 @@ def test_cuda_visible_devices_empty(tmp_path: Path) -> None:
     assert p.returncode == 0  # no FP8 intent: a missing GPU is a warning
     gpu = next(f for f in json.loads(p.stdout)["findings"] if f["id"].startswith("gpu."))
     assert gpu["level"] == "warn"
-    p = fp8doctor(["env"], clean_env(tmp_path, CUDA_VISIBLE_DEVICES="", ACCELERATE_MIXED_PRECISION="fp8"), tmp_path,
-                  timeout=60)
+    # (all-gather off: Accelerate's own torchao config would otherwise leave the FP8 weights out of the optimizer on
+    # accelerate >= 1.13, a failure of its own, `optimizer.fp8-weights`)
+    p = fp8doctor(["env"], clean_env(tmp_path, CUDA_VISIBLE_DEVICES="", ACCELERATE_MIXED_PRECISION="fp8",
+                                     ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER="false"), tmp_path, timeout=60)
     # With FP8 intended, a hidden GPU is still no proof that the training machine lacks one: unknown, a warning.
     assert p.returncode == 0 and "[!] No CUDA GPU visible: FP8 hardware support unknown here" in p.stdout
 

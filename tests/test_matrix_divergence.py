@@ -141,3 +141,10 @@ def test_a_cell_with_an_underflowing_layer_shows_its_table_in_text_markdown_and_
     cell = __import__("json").loads(render(m, "json"))["cells"][0]
     assert cell["result"]["numerics"]["layers"]["model.layers.1.mlp.down_proj"]["input_underflow_max"] == 0.9844
     assert {x["check"]: x["level"] for x in cell["verdicts"]}["numerics"] == "warn"
+
+
+def test_a_recorded_series_with_a_huge_integer_is_nan_not_a_crash() -> None:
+    from fp8doctor.divergence import as_floats
+
+    got = as_floats([1, "2.5", 10**400, None, "x"])
+    assert got[:2] == [1.0, 2.5] and all(v != v for v in got[2:])

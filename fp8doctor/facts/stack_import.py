@@ -13,21 +13,24 @@ from __future__ import annotations
 from typing import Any
 
 from fp8doctor.facts.probes import probe_code
+from fp8doctor.knowledge.environment_fixes import TORCH_ADDONS
 
 IMPORTS = (("transformers", "TrainingArguments"), ("transformers", "AutoModelForCausalLM"),
            ("transformers", "LlamaForCausalLM"), ("transformers", "Trainer"), ("accelerate", "Accelerator"))
 # A broken import can take a minute to fail on a loaded machine (transformers imports torch and more first).
 TIMEOUT_S = 180.0
 MESSAGE_CHARS = 300
+CHILD_CHARS = 4000  # the child's cut: long enough that a secret is whole when redacted, before MESSAGE_CHARS
 # Frames of these modules only carry the import; the culprit is the first package below them.
-CARRIERS = ("importlib", "_frozen_importlib", "_frozen_importlib_external", "transformers", "accelerate")
+CARRIERS = ("__main__", "importlib", "_frozen_importlib", "_frozen_importlib_external", "transformers",
+            "accelerate")
 
 PROBE = probe_code(
     "import importlib, traceback\n"
     f"CARRIERS = {CARRIERS!r}\n"
     "def line(e):\n"
     "    text = str(e).strip().splitlines()\n"
-    f"    return (type(e).__name__ + ': ' + (text[0] if text else ''))[:{MESSAGE_CHARS}]\n"
+    f"    return (type(e).__name__ + ': ' + (text[0] if text else ''))[:{CHILD_CHARS}]\n"
     "imports = {}\n"
     f"for mod, name in {IMPORTS!r}:\n"
     "    try:\n"
@@ -54,9 +57,6 @@ PROBE = probe_code(
 )
 
 
-# Compiled add-ons built against one torch build; one built for another (a CUDA torchvision next to torch+cpu)
-# breaks transformers' imports (the lab's LLaMA-Factory cells).
-TORCH_ADDONS = ("torchvision", "torchaudio")
 
 
 def _build(version: str | None) -> str:
@@ -102,11 +102,12 @@ def stack_import_fact(versions: dict[str, str | None], probe: dict[str, Any] | N
     imports = (probe.get("result") or {}).get("imports")
     if not isinstance(imports, dict):
         return {"attempted": True, "ok": None, "failed": {}, "reason": "the import probe printed no imports"}
-    failed = {str(k): {f: str(v.get(f))[:MESSAGE_CHARS] if v.get(f) is not None else None
+    # only the imports of installed packages are judged (accelerate alone has no transformers to import)
+    failed = {str(k): {f: redact(str(v.get(f)))[:MESSAGE_CHARS] if v.get(f) is not None else None
                        for f in ("error", "cause", "package", "where")}
-              for k, v in imports.items() if isinstance(v, dict)}
-    tried = [k for k in imports if str(k) not in failed]
-    return {"attempted": True, "ok": not failed, "imported": tried, "failed": redact(failed), "reason": None,
+              for k, v in imports.items() if isinstance(v, dict) and versions.get(str(k).split(".")[0])}
+    tried = [k for k in imports if str(k) not in failed and versions.get(str(k).split(".")[0])]
+    return {"attempted": True, "ok": not failed, "imported": tried, "failed": failed, "reason": None,
             "seconds": probe["seconds"]}
 
 

@@ -3,10 +3,14 @@ by knowledge/fixes.py like every other fix."""
 
 from __future__ import annotations
 
+import shlex
+
 from fp8doctor.knowledge.fixes import Fix
 
 PYTORCH_INDEX = "https://download.pytorch.org/whl/"
-STACK = ("transformers", "accelerate")
+# Compiled add-ons built against one torch build; one built for another (a CUDA torchvision next to torch+cpu)
+# breaks transformers' imports (the lab's LLaMA-Factory cells).
+TORCH_ADDONS = ("torchvision", "torchaudio")
 
 
 def broken_import_fix(package: str | None, torch_version: str | None) -> Fix:
@@ -14,15 +18,15 @@ def broken_import_fix(package: str | None, torch_version: str | None) -> Fix:
     observed error. A torch add-on (torchvision, torchaudio) is removed (transformers imports it only when it is
     installed); the commented line installs the build for the installed torch (its wheels pin that torch, and a
     local tag such as +cpu or +cu126 names the PyTorch index it came from)."""
-    if not package or package in STACK or package == "torch" or not torch_version:
+    if package not in TORCH_ADDONS or not torch_version:
         name = package or "the package the traceback ends in"
         return Fix("environment", f"repair {name}: the training stack cannot import", "",
                    command=("python", "-c", "from transformers import Trainer"),
                    note=f"Run this in the same environment to see the whole traceback, then reinstall {name} as "
                         "the last lines of that traceback name it.")
     local = torch_version.partition("+")[2]
-    index = f" --index-url {PYTORCH_INDEX}{local}" if local else ""
+    index = f" --index-url {shlex.quote(PYTORCH_INDEX + local)}" if local else ""
     return Fix("environment", f"remove {package}, which cannot load against torch {torch_version}", "",
                install=(f"pip uninstall -y {package}",
                         f"# only if your training uses {package}: install its build for this torch instead",
-                        f"# pip install {package} 'torch=={torch_version}'{index}"))
+                        f"# pip install {package} {shlex.quote('torch==' + torch_version)}{index}"))

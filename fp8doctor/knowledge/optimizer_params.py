@@ -18,11 +18,11 @@ from typing import Any
 
 from fp8doctor.knowledge import fp8_config_keys
 from fp8doctor.knowledge.engine import Setup, Stack, predict
-from fp8doctor.knowledge.predict import AO_ENV_FIELDS, AO_READS_ENV_FROM, FLAG_TRUE
+from fp8doctor.knowledge.predict import AO_ENV_FIELDS, AO_READS_ENV_FROM, flag_true
 from fp8doctor.knowledge.versions import release
 
-ALL_GATHER = "enable_fsdp_float8_all_gather"
-ALL_GATHER_VAR = next(var for var, field in AO_ENV_FIELDS.items() if field == ALL_GATHER)
+ALL_GATHER_VAR = "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER"
+ALL_GATHER = AO_ENV_FIELDS[ALL_GATHER_VAR]
 OBSERVED_ACCELERATE = tuple((1, minor) for minor in range(4, 17))  # the lab cells that ran the probe
 OBSERVED_TORCHAO = ((0, 18),)
 DEFAULT_ON_FROM = AO_READS_ENV_FROM  # Accelerate's own config sets the flag True from this release
@@ -58,7 +58,7 @@ def all_gather(accelerate: str | None, env: Mapping[str, str], ao_config: Mappin
     if r < DEFAULT_ON_FROM:
         return False
     value = env.get(ALL_GATHER_VAR)
-    return True if value is None else value.strip().lower() in FLAG_TRUE
+    return True if value is None else flag_true(value)
 
 
 def predict_optimizer(stack: Stack, setup: Setup) -> dict[str, Any]:

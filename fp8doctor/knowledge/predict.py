@@ -235,6 +235,11 @@ def _te_missing(r: tuple[int, int]) -> dict[str, Any]:
 
 
 FLAG_TRUE = ("1", "true", "yes", "y", "on", "t")  # how Accelerate parses a flag variable
+
+
+def flag_true(value: str) -> bool:
+    """A flag variable's value as Accelerate reads it (lowercased, not stripped)."""
+    return value.lower() in FLAG_TRUE
 AO_READS_ENV_FROM = (1, 13)  # AORecipeKwargs has pad_inner_dim / enable_fsdp_float8_all_gather, read from env
 AO_ENV_FIELDS = {"ACCELERATE_FP8_PAD_INNER_DIM": "pad_inner_dim",
                  "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER": "enable_fsdp_float8_all_gather"}
@@ -255,7 +260,7 @@ def recipe_fields_from_env(accelerate: str | None, what: str, env: Mapping[str, 
             fields["opt_level"] = {"default": "O2", "with_env": value}
     if what == "AORecipeKwargs":
         for var, name in AO_ENV_FIELDS.items():
-            if var not in env or env[var].lower() in FLAG_TRUE:
+            if var not in env or flag_true(env[var]):
                 continue
             if r >= AO_READS_ENV_FROM:
                 fields[name] = {"default": True, "with_env": False}

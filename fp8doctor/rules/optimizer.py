@@ -30,6 +30,9 @@ def check_fp8_weights_in_optimizer(facts: dict[str, Any]) -> list[Finding]:
     if got["outcome"] == "unobserved":
         return [Finding(ID, Level.SKIP, f"FP8 weights in the optimizer: {versions} not observed",
                         "The lab's optimizer_params probe did not run these releases (docs/generations.md).")]
+    if got.get("weights_outside_optimizer") is None:
+        return [Finding(ID, Level.SKIP, f"FP8 weights in the optimizer: unknown ({versions})",
+                        f"the engine's outcome for this start is {got.get('outcome')!r}, not a training one")]
     if not got.get("weights_outside_optimizer"):
         why = ("FP8 layers' weights stay the optimizer's" if got.get("fp8")
                else "no FP8 layer is predicted for this start")

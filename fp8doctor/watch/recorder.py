@@ -157,7 +157,12 @@ def record_uncaught() -> None:
     previous = sys.excepthook
 
     def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        record("exception", type=getattr(kind, "__name__", str(kind)), message=str(value)[:2000])
+        try:  # redacted whole, then cut: a secret cut short would no longer be recognised
+            from fp8doctor.redact import redact
+
+            record("exception", type=getattr(kind, "__name__", str(kind)), message=redact(str(value))[:2000])
+        except Exception:  # noqa: BLE001 - observing must never change what the command prints
+            pass
         previous(kind, value, tb)
 
     sys.excepthook = excepthook

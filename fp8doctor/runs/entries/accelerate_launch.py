@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from fp8doctor.knowledge.optimizer_params import ALL_GATHER, ALL_GATHER_VAR
-from fp8doctor.knowledge.predict import FLAG_TRUE
+from fp8doctor.knowledge.predict import flag_true
 from fp8doctor.runs.entries.common import Context
 from fp8doctor.runs.entries.launcher import RANK_SCRIPT, launch, python, work_dir, write_spec
 from fp8doctor.runs.spec import RunSpec
@@ -43,7 +43,7 @@ def accelerate_config(spec: RunSpec, device: str) -> dict[str, Any]:
         # 1.13 the launcher exports its own default (true) over a variable it inherits.
         flag = spec.env.get(ALL_GATHER_VAR)
         if flag is not None:
-            cfg["fp8_config"][ALL_GATHER] = flag.strip().lower() in FLAG_TRUE
+            cfg["fp8_config"][ALL_GATHER] = flag_true(flag)
     elif spec.backend == "te":
         from fp8doctor.runs.backends.te import handler_kwargs
 
