@@ -290,3 +290,18 @@ def test_the_output_names_each_unobserved_release_and_the_accelerate_it_predicts
     with pytest.raises(ValueError, match="'x.y' is not a version"):
         releases.parse_what_if(["accelerate==x.y"])
     assert intent.truthy(" On ") and not intent.truthy("off")
+
+
+def test_coverage_says_what_the_lab_never_saw() -> None:
+    seen = releases.observed()["accelerate"]
+    newer = releases.coverage("accelerate", "99.0.0")
+    assert newer.status == "newer" and newer.note == (f"accelerate 99.0.0: newer than any release observed: "
+                                                      f"predicted as {seen[-1]}")
+    assert releases.coverage("accelerate", seen[-1]) == releases.Coverage("observed", None)
+    assert releases.coverage("deepspeed", "1.0.0") == releases.Coverage("no-cell", "deepspeed: no release observed "
+                                                                                   "by the lab")
+
+
+def test_the_backend_the_user_named_is_the_fixes_backend() -> None:
+    te = intent.Intent(backends={"TE": "env: ACCELERATE_FP8_BACKEND=TE"})
+    assert intent.chosen_backend(te, {"torchao": "0.18.0"}, te_usable=False) == "TE"

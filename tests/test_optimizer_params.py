@@ -100,3 +100,61 @@ def test_an_unobserved_release_is_said_unobserved() -> None:
     ao = ".".join(map(str, (OBSERVED_TORCHAO[0][0], OBSERVED_TORCHAO[0][1] + 1, 0)))
     got = predict_optimizer(Stack(accelerate=rec["versions"]["accelerate"], torchao=ao), Setup())
     assert got["outcome"] == "unobserved"
+
+
+def test_the_flag_the_conversion_gets_is_read_as_accelerate_reads_it() -> None:
+    from fp8doctor.knowledge.optimizer_params import ALL_GATHER_VAR, all_gather
+
+    assert all_gather("1.15.0", {}, None) is True  # Accelerate's own config, from 1.13
+    assert all_gather("1.12.0", {}, None) is False  # no config before 1.13: torchao's default
+    assert all_gather("1.15.0", {ALL_GATHER_VAR: "FALSE"}, None) is False
+    assert all_gather("1.15.0", {ALL_GATHER_VAR: "Yes"}, None) is True
+    assert all_gather("1.15.0", {}, {"enable_fsdp_float8_all_gather": False}) is False  # the user's own config
+    assert all_gather("not-a-version", {}, None) is None
+
+
+def test_observed_needs_both_releases_the_lab_ran() -> None:
+    from fp8doctor.knowledge.optimizer_params import observed
+
+    assert observed(Stack(accelerate="1.15.0", torchao="0.18.0"))
+    assert not observed(Stack(accelerate="1.15.0", torchao="0.17.0"))
+    assert not observed(Stack(accelerate="1.2.0", torchao="0.18.0"))
+
+
+def test_the_launch_configs_key_decides_through_what_accelerate_launch_exports() -> None:
+    stack = Stack(accelerate="1.15.0", torchao="0.18.0", transformers="5.24.0")
+    off = predict_optimizer(stack, Setup(launch_yaml={**HEAD, "fp8_config": {
+        "backend": "AO", "enable_fsdp_float8_all_gather": False}}))
+    plain = predict_optimizer(stack, Setup(launch_yaml={**HEAD, "fp8_config": {"backend": "AO"}}))
+    assert (off["weights_outside_optimizer"], plain["weights_outside_optimizer"]) == (False, True)
+
+
+def test_the_optimizer_fix_keeps_the_users_fp8_config_and_says_why() -> None:
+    from fp8doctor.knowledge.command_forms import parse
+    from fp8doctor.knowledge.fixes import optimizer_fix
+    from fp8doctor.knowledge.optimizer_params import ALL_GATHER_VAR, SENTENCE
+
+    form = parse(["accelerate", "launch", "--config_file", "acc.yaml", "train.py"])
+    fix = optimizer_fix(form, "acc.yaml", {"backend": "AO", "pad_inner_dim": True})
+    assert fix.title.startswith(SENTENCE) and fix.edits == {"acc.yaml": {"fp8_config": {
+        "backend": "AO", "pad_inner_dim": True, "enable_fsdp_float8_all_gather": False}}}
+    assert optimizer_fix(form, "acc.yaml").edits["acc.yaml"]["fp8_config"] == {
+        "backend": "AO", "enable_fsdp_float8_all_gather": False}
+    bare = optimizer_fix(parse(["python", "train.py"]), None)
+    assert bare.title.startswith(SENTENCE) and bare.env == {ALL_GATHER_VAR: "false"} and not bare.edits
+
+
+def test_every_false_ao_variable_is_a_changed_field() -> None:
+    from fp8doctor.knowledge.predict import recipe_fields_from_env
+
+    env = {"ACCELERATE_FP8_PAD_INNER_DIM": "true", "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER": "false"}
+    got = recipe_fields_from_env("1.15.0", "AORecipeKwargs", env)
+    assert got is not None and "enable_fsdp_float8_all_gather" in got and "pad_inner_dim" not in got
+
+
+def test_a_written_config_keeps_the_order_a_user_reads() -> None:
+    from fp8doctor.knowledge.fixes import ACCELERATE_YAML, FixFile, accelerate_yaml
+
+    text = FixFile(ACCELERATE_YAML, accelerate_yaml("AO")).text()
+    keys = [line.split(":")[0] for line in text.splitlines() if line and not line.startswith(" ")]
+    assert keys == list(accelerate_yaml("AO"))
