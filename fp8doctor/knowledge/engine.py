@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fp8doctor.knowledge import fp8_config_keys
 from fp8doctor.knowledge.predict import (
     BACKEND_VAR,
     MP_VAR,
@@ -77,15 +78,20 @@ def _step(stage: str, source: str, value: str) -> dict[str, str]:
     return {"stage": stage, "source": source, "value": value}
 
 
-def launch_env(config: Mapping[str, Any]) -> dict[str, str]:
+def launch_env(config: Mapping[str, Any], accelerate: str | None = None) -> dict[str, str]:
     """The variables `accelerate launch --config_file` exports for a config it accepts (observed: its mixed
-    precision, and each fp8_config key as ACCELERATE_FP8_<KEY>)."""
+    precision and fp8_config's backend; given the release, also the other fp8_config keys as it exports them,
+    knowledge/fp8_config_keys)."""
     env: dict[str, str] = {}
     if "mixed_precision" in config:
         env[MP_VAR] = str(config["mixed_precision"])
     fp8 = config.get("fp8_config")
     if isinstance(fp8, Mapping) and fp8.get("backend"):
         env[BACKEND_VAR] = str(fp8["backend"])
+    if isinstance(fp8, Mapping) and accelerate is not None:
+        for key, value in fp8.items():
+            if key != "backend":
+                env.update(fp8_config_keys.exported(accelerate, str(key), value) or {})
     return env
 
 

@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fp8doctor.knowledge import fp8_config_keys
-from fp8doctor.knowledge.engine import Setup, Stack, predict
+from fp8doctor.knowledge.engine import Setup, Stack, launch_env, predict
 from fp8doctor.knowledge.predict import AO_ENV_FIELDS, AO_READS_ENV_FROM, flag_true
 from fp8doctor.knowledge.versions import release
 
@@ -33,19 +32,6 @@ def observed(stack: Stack) -> bool:
     """Whether the lab ran the probe with these accelerate and torchao releases."""
     acc, ao = release(stack.accelerate), release(stack.torchao)
     return acc is not None and acc[:2] in OBSERVED_ACCELERATE and ao is not None and ao[:2] in OBSERVED_TORCHAO
-
-
-def launched_env(accelerate: str | None, launch_yaml: Mapping[str, Any] | None) -> dict[str, str]:
-    """The ACCELERATE_FP8_* variables `accelerate launch` exports from the config's fp8_config keys (observed per
-    release by knowledge/fp8_config_keys)."""
-    fp8 = (launch_yaml or {}).get("fp8_config")
-    if not isinstance(fp8, Mapping):
-        return {}
-    env: dict[str, str] = {}
-    for key, value in fp8.items():
-        if key != "backend":
-            env.update(fp8_config_keys.exported(accelerate, str(key), value) or {})
-    return env
 
 
 def all_gather(accelerate: str | None, env: Mapping[str, str], ao_config: Mapping[str, Any] | None) -> bool | None:
@@ -70,7 +56,7 @@ def predict_optimizer(stack: Stack, setup: Setup) -> dict[str, Any]:
     got = predict(stack, setup)
     if got["outcome"] != "ok" or not got.get("fp8"):
         return {**got, "weights_outside_optimizer": False if got["outcome"] == "ok" else None}
-    env = {**setup.env, **launched_env(stack.accelerate, setup.launch_yaml)}
+    env = {**setup.env, **launch_env(setup.launch_yaml or {}, stack.accelerate)}
     config = setup.ao_config if setup.handler == "AORecipeKwargs" else None
     flag = all_gather(stack.accelerate, env, config)
     return {**got, "all_gather": flag, "weights_outside_optimizer": flag}
