@@ -57,8 +57,6 @@ PROBE = probe_code(
 )
 
 
-
-
 def _build(version: str | None) -> str:
     """A wheel's build tag: `cpu` of 2.13.0+cpu, `cu128` of 2.8.0+cu128, '' for PyPI's default build."""
     return (version or "").partition("+")[2]
