@@ -305,3 +305,31 @@ def test_coverage_says_what_the_lab_never_saw() -> None:
 def test_the_backend_the_user_named_is_the_fixes_backend() -> None:
     te = intent.Intent(backends={"TE": "env: ACCELERATE_FP8_BACKEND=TE"})
     assert intent.chosen_backend(te, {"torchao": "0.18.0"}, te_usable=False) == "TE"
+
+
+def test_small_edges_the_mutants_showed() -> None:
+    from fp8doctor.knowledge import evaluation, fp8_config_keys
+    from fp8doctor.knowledge.command_forms import parse_process
+
+    # fp8_config is copied into the launcher's arguments from accelerate 1.4 (fp8_config_keys probe)
+    assert fp8_config_keys.exported("1.4.0", "amax_history_len", 16) == {"ACCELERATE_FP8_AMAX_HISTORY_LEN": "16"}
+    assert fp8_config_keys.exported("1.3.0", "amax_history_len", 16) == {}
+    # a .py script of an observed process runs under the interpreter that ran it
+    form = parse_process(["train.py", "--lr", "1"], "/v/bin/python")
+    assert (form.launcher, form.target, form.args) == (("/v/bin/python",), ("train.py",), ("--lr", "1"))
+    assert evaluation.eval_in_fp8(None)["fp8"] is None
+    assert capability.backend_available("torchao", {}) == (
+        False, "torchao is not installed; install it with `pip install torchao`.")
+    assert fixes.trl_command({"reward_funcs": ["r"]}) == "grpo" and fixes.trl_command({"beta": 0.1}) == "dpo"
+
+
+def test_the_trl_console_command_alone_gets_the_trl_fix() -> None:
+    facts = {"packages": {"accelerate": "1.15.0", "trl": "1.16.0"}, "configs": [],
+             "command": ["trl", "sft", "--model_name_or_path", "m", "--bf16", "true"]}
+    [fix] = fixes.fixes_for(facts, "AO")
+    assert fix.key == "trl" and fix.command[:2] == ("trl", "sft") and "--mixed_precision" in fix.command
+
+
+def test_the_optimizer_fix_names_the_own_accelerator_form() -> None:
+    fix = fixes.optimizer_fix(parse(["python", "train.py"]), None)
+    assert fix.note == f"or, {fixes.AO_OWN_CONFIG}" and "enable_fsdp_float8_all_gather=False" in fix.note
