@@ -32,6 +32,18 @@ def tiny_model() -> torch.nn.Module:
     return torch.nn.Sequential(*layers[:-1])
 
 
+def prepare_tiny(accelerator: Any, facts: dict) -> tuple[Any, Any, dict | None]:
+    """tiny_model() and an SGD optimizer through `accelerator.prepare`: (model, optimizer, None), or the refusal as
+    the observation (stage prepare, with `facts`) in the third place."""
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    try:
+        model, optimizer = accelerator.prepare(model, optimizer)
+    except Exception as exc:  # noqa: BLE001 - a release that refuses the setup is the observation
+        return model, optimizer, {**describe_exception(exc), "stage": "prepare", **facts}
+    return model, optimizer, None
+
+
 def fp8_layers(model: torch.nn.Module) -> int:
     count = 0
     for module in model.modules():

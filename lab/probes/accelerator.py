@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import torch
-from _common import describe_exception, fp8_layers, main, state_facts, tiny_model
+from _common import describe_exception, fp8_layers, main, prepare_tiny, state_facts
 
 UNCHECKED = "[unchecked]"
 INVALID_BACKEND = "TRANSFORMER_ENGINE"  # what a user might write for TE; not a member of FP8BackendType
@@ -71,12 +70,9 @@ def run_case(case: dict) -> dict:
     except Exception as exc:  # noqa: BLE001
         return {**describe_exception(exc), "stage": "init"}
     facts = {**state_facts(accelerator), "handlers_held": handlers_held(accelerator)}
-    model = tiny_model()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    try:
-        model, optimizer = accelerator.prepare(model, optimizer)
-    except Exception as exc:  # noqa: BLE001
-        return {**describe_exception(exc), "stage": "prepare", **facts}
+    model, _, refused = prepare_tiny(accelerator, facts)
+    if refused:
+        return refused
     return {"outcome": "ok", **facts, "fp8_layers": fp8_layers(model)}
 
 

@@ -17,7 +17,7 @@ exports for a config file `fp8_config: {backend: AO}` and for the same with `ena
 from __future__ import annotations
 
 import torch
-from _common import clean_environ, describe_exception, fp8_layers, main, state_facts, tiny_model
+from _common import clean_environ, describe_exception, fp8_layers, main, prepare_tiny, state_facts
 
 CONFIG_FIELDS = ("enable_fsdp_float8_all_gather", "pad_inner_dim")
 HEAD = {"distributed_type": "NO", "mixed_precision": "fp8"}
@@ -88,12 +88,9 @@ def observe(case: dict) -> dict:
         return {"outcome": "absent", "stage": "handler"}
     handler = getattr(accelerator, "ao_recipe_handler", None)
     facts: dict = {**state_facts(accelerator), "handler_config": config_facts(getattr(handler, "config", None))}
-    model = tiny_model()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    try:
-        model, optimizer = accelerator.prepare(model, optimizer)
-    except Exception as exc:  # noqa: BLE001
-        return {**describe_exception(exc), "stage": "prepare", **facts}
+    model, optimizer, refused = prepare_tiny(accelerator, facts)
+    if refused:
+        return refused
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     fp8_weights = {f"{name}.weight": module.weight for name, module in model.named_modules()
                    if type(module).__name__.startswith("Float8")}
