@@ -26,12 +26,12 @@ from typing import Any
 
 import pytest
 import yaml
+from lab_cells import cell_with_assets, offline_env
 
 from fp8doctor.knowledge.fixes import fixes_for, render, render_all
 from fp8doctor.knowledge.frontends import AXOLOTL_NO_FP8_GPU
 from fp8doctor.verdicts import NO_ACCELERATOR
 
-ROOT = Path(__file__).resolve().parents[1]
 CELL = "axolotl0.19-ao"
 TIMEOUT_S = 600
 
@@ -55,23 +55,11 @@ cfg = {**_assets(root), "bf16": True}
 
 @pytest.fixture(scope="module")
 def cell(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT / "lab"))
-    import run as lab_run
-    from venvs import ensure_cell
-
-    [spec] = [c for c in lab_run.load_cells() if c["name"] == CELL]
-    python = Path(ensure_cell(spec))
-    root = tmp_path_factory.mktemp("axolotl")
-    subprocess.run([str(python), "-c", ASSETS, str(root)], check=True, cwd=ROOT, capture_output=True,
-                   env=lab_run.probe_env(), timeout=600)
-    return {"python": str(python), "bin": str(python.parent), "root": root}
+    return cell_with_assets(CELL, ASSETS, tmp_path_factory.mktemp("axolotl"))
 
 
 def _env(cell: dict[str, Any], extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "FP8DOCTOR_", "HF_", "PYTHON"))}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", CUDA_VISIBLE_DEVICES="",
-               AXOLOTL_DO_NOT_TRACK="1", PATH=os.pathsep.join([cell["bin"], env.get("PATH", "")]), **extra)
-    return env
+    return offline_env(cell, {"AXOLOTL_DO_NOT_TRACK": "1", **extra})
 
 
 def _doctor_env(cell: dict[str, Any], *args: str) -> dict[str, Any]:

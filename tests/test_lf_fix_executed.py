@@ -12,16 +12,15 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from lab_cells import cell_python, probe_env
 
 from fp8doctor.knowledge.fixes import fixes_for, render
 
 ROOT = Path(__file__).resolve().parents[1]
-LAB = ROOT / "lab"
 LF_CELL = os.environ.get("FP8DOCTOR_LF_CELL", "lf0.9.5-tf5.6-ao")
 
 pytestmark = [
@@ -59,15 +58,9 @@ def _train(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict:
 
 
 def test_printed_llamafactory_fix_trains_fp8(tmp_path: Path) -> None:
-    if str(LAB) not in sys.path:
-        sys.path.insert(0, str(LAB))
-    import run as lab_run
-    from venvs import ensure_cell
-
-    [cell] = [c for c in lab_run.load_cells() if c["name"] == LF_CELL]
-    python = str(ensure_cell(cell))
+    python = str(cell_python(LF_CELL))
     setup = subprocess.run([python, "-c", SETUP, str(tmp_path)], capture_output=True, text=True, cwd=ROOT,
-                           env=lab_run.probe_env(), timeout=600)
+                           env=probe_env(), timeout=600)
     line = [ln for ln in setup.stdout.splitlines() if ln.startswith("SETUP ")]
     assert line, setup.stderr[-3000:]
     info = json.loads(line[0].removeprefix("SETUP "))

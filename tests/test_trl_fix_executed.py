@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lab_cells import cell_with_assets, offline_env
 
 from fp8doctor.knowledge.fixes import Fix, fixes_for, render, render_all
 
-ROOT = Path(__file__).resolve().parents[1]
 CELL = "trl1.16-tf5.24-ao"
 TIMEOUT_S = 900
 
@@ -65,23 +65,11 @@ CLI_ARGS = ["--model_name_or_path", "model", "--dataset_name", "data", "--output
 
 @pytest.fixture(scope="module")
 def cell(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT / "lab"))
-    import run as lab_run
-    from venvs import ensure_cell
-
-    [spec] = [c for c in lab_run.load_cells() if c["name"] == CELL]
-    python = Path(ensure_cell(spec))
-    root = tmp_path_factory.mktemp("trl")
-    subprocess.run([str(python), "-c", ASSETS, str(root)], check=True, cwd=ROOT, capture_output=True,
-                   env=lab_run.probe_env(), timeout=600)
-    return {"python": str(python), "bin": str(python.parent), "root": root}
+    return cell_with_assets(CELL, ASSETS, tmp_path_factory.mktemp("trl"))
 
 
 def _env(cell: dict[str, Any], extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "FP8DOCTOR_", "HF_", "PYTHON"))}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", CUDA_VISIBLE_DEVICES="",
-               PATH=os.pathsep.join([cell["bin"], env.get("PATH", "")]), **extra)
-    return env
+    return offline_env(cell, extra)
 
 
 def _watch(cell: dict[str, Any], cmd: list[str], extra: dict[str, str]) -> dict[str, Any]:

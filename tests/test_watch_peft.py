@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lab_cells import cell_python
 
 from fp8doctor.knowledge.frontends import predict_peft
 
@@ -55,12 +56,7 @@ for _ in range(2):
 
 @pytest.fixture(scope="module")
 def cell() -> str:
-    sys.path.insert(0, str(ROOT / "lab"))
-    import run as lab_run
-    from venvs import ensure_cell
-
-    [spec] = [c for c in lab_run.load_cells() if c["name"] == CELL]
-    return str(ensure_cell(spec))
+    return str(cell_python(CELL))
 
 
 def _observed(r: int) -> dict[str, Any]:
