@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from fp8doctor.facts.probes import probe_code
-from fp8doctor.knowledge.environment_fixes import TORCH_ADDONS
+from fp8doctor.knowledge.environment_fixes import TORCH_ADDONS, build_tag
 
 IMPORTS = (("transformers", "TrainingArguments"), ("transformers", "AutoModelForCausalLM"),
            ("transformers", "LlamaForCausalLM"), ("transformers", "Trainer"), ("accelerate", "Accelerator"))
@@ -57,11 +57,6 @@ PROBE = probe_code(
 )
 
 
-def _build(version: str | None) -> str:
-    """A wheel's build tag: `cpu` of 2.13.0+cpu, `cu128` of 2.8.0+cu128, '' for PyPI's default build."""
-    return (version or "").partition("+")[2]
-
-
 def wanted(versions: dict[str, str | None]) -> bool:
     return bool(versions.get("transformers") or versions.get("accelerate"))
 
@@ -75,7 +70,7 @@ def worth_probing(versions: dict[str, str | None]) -> tuple[bool, str]:
     if not torch:
         return True, "torch is not installed"
     addons = {name: versions[name] for name in TORCH_ADDONS if versions.get(name)}
-    odd = [f"{name} {v}" for name, v in addons.items() if _build(v) != _build(torch)]
+    odd = [f"{name} {v}" for name, v in addons.items() if build_tag(v) != build_tag(torch)]
     if odd:
         return True, f"{', '.join(odd)} built differently from torch {torch}"
     shared = f" and {', '.join(f'{n} {v}' for n, v in addons.items())} share its build" if addons else \

@@ -13,6 +13,11 @@ PYTORCH_INDEX = "https://download.pytorch.org/whl/"
 TORCH_ADDONS = ("torchvision", "torchaudio")
 
 
+def build_tag(version: str | None) -> str:
+    """A wheel's build tag: `cpu` of 2.13.0+cpu, `cu128` of 2.8.0+cu128, '' for PyPI's default build."""
+    return (version or "").partition("+")[2]
+
+
 def broken_import_fix(package: str | None, torch_version: str | None) -> Fix:
     """The environment fix for a training stack that does not import, from the package whose code raised the
     observed error. A torch add-on (torchvision, torchaudio) is removed (transformers imports it only when it is
@@ -24,7 +29,7 @@ def broken_import_fix(package: str | None, torch_version: str | None) -> Fix:
                    command=("python", "-c", "from transformers import Trainer"),
                    note=f"Run this in the same environment to see the whole traceback, then reinstall {name} as "
                         "the last lines of that traceback name it.")
-    local = torch_version.partition("+")[2]
+    local = build_tag(torch_version)
     index = f" --index-url {shlex.quote(PYTORCH_INDEX + local)}" if local else ""
     return Fix("environment", f"remove {package}, which cannot load against torch {torch_version}", "",
                install=(f"pip uninstall -y {package}",
