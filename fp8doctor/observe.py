@@ -81,6 +81,25 @@ def params_outside_optimizer(model: Any, optimizer: Any) -> list[str]:
     return [_canonical(n) for n, p in model.named_parameters() if p.requires_grad and id(p) not in held]
 
 
+MAX_OUTSIDE_NAMES = 32  # names recorded of the parameters outside the optimizer (all are counted)
+
+
+def optimizer_among(objects: tuple[Any, ...]) -> Any | None:
+    """The first optimizer among prepare()'s arguments or outputs (Accelerate's wrapper is an Optimizer too)."""
+    import torch
+
+    return next((o for o in objects if isinstance(o, torch.optim.Optimizer)), None)
+
+
+def optimizer_membership(model: Any, optimizer: Any) -> dict[str, Any]:
+    """How many trainable parameters the optimizer does not hold, how many of those are FP8 layers' weights, and
+    the first names."""
+    outside = params_outside_optimizer(model, optimizer)
+    fp8 = {_canonical(n) for n in fp8_layer_names(model)}
+    return {"count": len(outside), "fp8_weights": sum(n.rsplit(".", 1)[0] in fp8 for n in outside),
+            "names": outside[:MAX_OUTSIDE_NAMES]}
+
+
 def fp8_layer_names(model: Any) -> list[str]:
     return [name for name, mod in model.named_modules() if is_fp8_module(mod)]
 

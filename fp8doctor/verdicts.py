@@ -37,15 +37,17 @@ RAISED = _define("raised", "building the Accelerator raised an exception", 1)
 FAILED = _define("failed", "the run raised, crashed, timed out or produced a non-finite loss", 1)
 BF16_BASELINE = _define("bf16-baseline", "the bf16 baseline (no FP8 asked) trained", 0)
 NOT_APPLICABLE = _define("not-applicable", "the run cannot happen on this machine; skipped with the reason", 0)
+FP8_NOT_TRAINED = _define("fp8-not-trained", "FP8 modules ran, but the optimizer does not hold FP8 layers' weights "
+                                            "(prepare() gave them new Parameters): they never train", 1)
 NO_ACCELERATOR = _define("no-accelerator-seen", "no watched process built an accelerate.Accelerator", 1)
 NO_FORWARD = _define("no-forward-seen", "an Accelerator had FP8 enabled but no forward pass of a prepared model "
                                         "was seen, so FP8 activity is unproven", 1)
 
 # The words each classifier gives.
 RUN_VERDICTS = (REPRODUCED, SILENT_BF16, FP8_OFF, FP8_ACTIVE, BF16_BASELINE, NOT_APPLICABLE, FAILED)
-WATCH_VERDICTS = (FP8_ACTIVE, SILENT_BF16, FP8_OFF, RAISED, NO_ACCELERATOR, NO_FORWARD)
+WATCH_VERDICTS = (FP8_ACTIVE, SILENT_BF16, FP8_OFF, RAISED, FP8_NOT_TRAINED, NO_ACCELERATOR, NO_FORWARD)
 # Worst first: a watched command's overall verdict is its worst rank's.
-WATCH_SEVERITY = (RAISED, SILENT_BF16, FP8_OFF, NO_ACCELERATOR, NO_FORWARD, FP8_ACTIVE)
+WATCH_SEVERITY = (RAISED, SILENT_BF16, FP8_OFF, FP8_NOT_TRAINED, NO_ACCELERATOR, NO_FORWARD, FP8_ACTIVE)
 
 # ---- Statuses: a matrix cell's summary of its checks, and a report part's.
 PASS = _define("pass", "every check of the matrix cell passed", 0)

@@ -64,7 +64,8 @@ def trl_rows(records: list[dict]) -> list[list[str]]:
     return rows
 
 
-PEFT_HEAD = ["cell", "PEFT", "order", "LoRA rank", "base layers q/v/down (layer 0)", "lora_A/lora_B",
+PEFT_HEAD = ["cell", "PEFT", "accelerate", "order (exported)", "LoRA rank", "base layers q/v/down (layer 0)",
+             "lora_A/lora_B", "trainable parameters outside the optimizer after prepare",
              "trainable parameters changed by one step", "Float8Linear in the model"]
 
 
@@ -73,16 +74,19 @@ def peft_rows(records: list[dict]) -> list[list[str]]:
     for rec in records:
         for case in rec.get("probes", {}).get("peft_fp8", []):
             inp = case["inputs"]
-            head = [rec["cell"], rec["versions"].get("peft") or "", inp["order"], str(inp["r"])]
+            exported = " ".join(f"{k}={v}" for k, v in (inp.get("env") or {}).items())
+            order = f"{inp['order']} ({exported})" if exported else inp["order"]
+            head = [rec["cell"], rec["versions"].get("peft") or "", rec["versions"].get("accelerate") or "", order,
+                    str(inp["r"])]
             if case.get("outcome") != "ok":
                 rows.append(head + [f"raised {case.get('type')} in {case.get('stage')}: {case.get('message')}",
-                                    "", "", ""])
+                                    "", "", "", ""])
                 continue
             layers = case["layers"]
             bases = "/".join(layers[t]["base_layer"] for t in ("q_proj", "v_proj", "down_proj"))
             adapters = sorted({layers[t][k] for t in ("q_proj", "v_proj", "down_proj") for k in ("lora_A", "lora_B")})
-            rows.append(head + [bases, ", ".join(adapters), f"{case['changed']} of {case['trainable']}",
-                                str(layers["float8_linear"])])
+            rows.append(head + [bases, ", ".join(adapters), str(case.get("trainable_outside_optimizer", "-")),
+                                f"{case['changed']} of {case['trainable']}", str(layers["float8_linear"])])
     return rows
 
 

@@ -87,7 +87,7 @@ def check_peft_fp8(rec: dict[str, Any], case: dict[str, Any]) -> None:
     from fp8doctor.knowledge.frontends import predict_peft
 
     inp = case["inputs"]
-    predicted = predict_peft(rec["versions"], order=inp["order"], r=inp["r"])
+    predicted = predict_peft(rec["versions"], order=inp["order"], r=inp["r"], env=inp["env"])
     assert predicted["outcome"] == case["outcome"], (predicted, case.get("message"))
     if case["outcome"] == "raised":
         assert {k: case[k] for k in ("type", "message", "stage")} == {
@@ -100,6 +100,8 @@ def check_peft_fp8(rec: dict[str, Any], case: dict[str, Any]) -> None:
         want = "Float8Linear" if predicted["adapters_fp8"] else "Linear"
         assert layer["lora_A"] == layer["lora_B"] == want, (target, layer)
     assert case["changed_only_trainable"] is predicted["adapters_train"]
+    if "trainable_outside_optimizer" in case:  # recorded from the all-gather cases on
+        assert (case["trainable_outside_optimizer"] == 0) is predicted["adapters_train"]
     assert case["trainable_dtypes"] == ["torch.float32"] and case["loss_finite"]
 
 
@@ -107,7 +109,9 @@ PEFT_CASES = _peft_cases()
 
 
 def test_peft_cells_recorded() -> None:
-    assert {c.values[0]["cell"] for c in PEFT_CASES} >= {"peft0.18-tf5.24-ao", "peft0.21-tf5.24-ao"}
+    assert {c.values[0]["cell"] for c in PEFT_CASES} >= {"peft0.18-tf5.24-ao", "peft0.19-tf5.24-ao",
+                                                         "peft0.20-tf5.24-ao", "peft0.21-tf5.24-ao",
+                                                         "peft0.21-acc1.12-tf4.57-ao"}
 
 
 @pytest.mark.parametrize(("rec", "case"), PEFT_CASES)

@@ -111,12 +111,18 @@ def test_watch_names_trl_and_the_launcher() -> None:
 
 
 def test_peft_findings_follow_the_lab() -> None:
-    def found(peft: str, env: dict | None = FP8_ENV) -> list:
-        return frontends.check_peft_over_fp8(make_facts(packages={"peft": peft, "torchao": "0.18.0"}, env=env))
+    def found(peft: str, env: dict | None = FP8_ENV, accelerate: str = "1.15.0") -> list:
+        return frontends.check_peft_over_fp8(make_facts(
+            packages={"peft": peft, "torchao": "0.18.0", "accelerate": accelerate}, env=env))
 
     [f] = found("0.18.0")
     assert f.level is Level.FAIL and "LinearActivationQuantizedTensor" in f.detail
-    assert f.fix == "pip install 'peft>=0.21'"
-    [f] = found("0.21.2")
-    assert f.level is Level.WARN and "multiple of 16" in f.title
-    assert found("0.20.0") == [] and found("0.21.2", env={}) == []  # not observed; FP8 not asked
+    assert f.fix == "pip install 'peft>=0.19'"
+    for release in ("0.19.1", "0.20.0", "0.21.2"):
+        [f] = found(release)
+        assert f.level is Level.WARN and "multiple of 16 become FP8 layers" in f.title and "never train" in f.title
+    # The adapters train where Accelerate's config keeps the all-gather off: the variable, or accelerate 1.12.
+    assert found("0.21.2", env={**FP8_ENV, "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER": "false"}) == []
+    assert found("0.21.2", accelerate="1.12.0") == []
+    assert found("0.21.2", accelerate="1.20.0") == []  # not observed: no claim
+    assert found("0.17.0") == [] and found("0.21.2", env={}) == []  # not observed; FP8 not asked

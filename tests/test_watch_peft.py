@@ -3,7 +3,9 @@ transformers 5.24, torchao 0.18): the tiny Llama and LoRA targets of lab/probes/
 Accelerator(mixed_precision='fp8') and prepare (as a Trainer does), two optimizer steps. The verdict must name
 PEFT, and its count of FP8 layers by role must be what the lab recorded (lab/observations/peft0.21-tf5.24-ao.json:
 the model's first Linear, layer 0's q_proj base layer, stays Linear; adapters become Float8Linear only at a rank
-that is a multiple of 16) and what fp8doctor.knowledge.frontends.predict_peft says.
+that is a multiple of 16) and what fp8doctor.knowledge.frontends.predict_peft says. Where the adapters do not
+train (rank 16: they leave the optimizer in prepare), watch says fp8-not-trained and its printed fix is run as
+printed and watched again: the adapters stay FP8 and now train.
 
 Needs the cell: runs with FP8DOCTOR_LIVE_LAB_PEFT=1.
 """
@@ -21,6 +23,7 @@ import pytest
 from lab_cells import cell_python
 
 from fp8doctor.knowledge.frontends import predict_peft
+from fp8doctor.verdicts import FP8_ACTIVE, FP8_NOT_TRAINED
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL = "peft0.21-tf5.24-ao"
@@ -62,20 +65,28 @@ def cell() -> str:
 def _observed(r: int) -> dict[str, Any]:
     rec = json.loads(OBSERVED.read_text())
     [case] = [c for c in rec["probes"]["peft_fp8"] if c["inputs"]["order"] == "peft_then_prepare"
-              and c["inputs"]["r"] == r]
+              and c["inputs"]["r"] == r and not c["inputs"]["env"]]
     return case
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "FP8DOCTOR_", "HF_", "PYTHON"))}
+    return {**env, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def _watch(cmd: list[str], cwd: Path) -> dict[str, Any]:
+    p = subprocess.run([sys.executable, "-m", "fp8doctor", "watch", "--format", "json", "--", *cmd],
+                       capture_output=True, text=True, cwd=cwd, env=_env(), timeout=600)
+    assert p.stdout.startswith("{"), p.stderr[-3000:]
+    return json.loads(p.stdout)
 
 
 @pytest.mark.parametrize("r", [8, 16])  # adapters stay fp32 Linear / become Float8Linear
 def test_watch_names_peft_and_counts_its_fp8_layers(cell: str, r: int, tmp_path: Path) -> None:
     (tmp_path / "lora.py").write_text(SCRIPT)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "FP8DOCTOR_", "HF_", "PYTHON"))}
-    env.update(HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="")
-    p = subprocess.run([sys.executable, "-m", "fp8doctor", "watch", "--format", "json", "--", cell, "lora.py", str(r)],
-                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
-    assert p.stdout.startswith("{"), p.stderr[-3000:]
-    result = json.loads(p.stdout)
-    assert result["exit_code"] == 0, p.stderr[-3000:]
+    env = _env()
+    result = _watch([cell, "lora.py", str(r)], tmp_path)
+    assert result["exit_code"] == 0, result.get("reason")
     assert result["frontend"] == "PEFT" and result["versions"]["peft"] == "0.21.2", result.get("frontend")
     peft = result["peft"]
     observed = _observed(r)
@@ -90,4 +101,18 @@ def test_watch_names_peft_and_counts_its_fp8_layers(cell: str, r: int, tmp_path:
     text = subprocess.run([sys.executable, "-m", "fp8doctor", "watch", "--", cell, "lora.py", str(r)],
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600).stdout
     assert "frontend: PEFT 0.21.2" in text and f"PEFT LoRA (PeftModel): {peft['fp8_layers']} FP8" in text
-    assert ("did not train in the lab" in text) is adapters_fp8
+    assert (observed["changed"] == 0) is (predicted["adapters_train"] is False) is adapters_fp8
+    assert result["verdict"] == (FP8_ACTIVE if predicted["adapters_train"] else FP8_NOT_TRAINED), result["reason"]
+    assert (f"verdict: {FP8_NOT_TRAINED}" in text) is adapters_fp8
+
+
+def test_printed_fix_makes_fp8_adapters_train(cell: str, tmp_path: Path) -> None:
+    (tmp_path / "lora.py").write_text(SCRIPT)
+    before = _watch([cell, "lora.py", "16"], tmp_path)
+    assert before["verdict"] == FP8_NOT_TRAINED and before["peft"]["adapters_fp8"] == 12, before["reason"]
+    (tmp_path / "fix.sh").write_text("\n".join(before["fix"]) + "\n")
+    assert before["fix"][-1] == f"{cell} lora.py 16"  # the command as it was run
+    after = _watch(["bash", "fix.sh"], tmp_path)
+    assert after["verdict"] == FP8_ACTIVE and after["peft"]["adapters_fp8"] == 12, after["reason"]
+    [rank] = after["ranks"]
+    assert rank["model"]["outside_optimizer"]["count"] == 0

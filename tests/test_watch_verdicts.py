@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fp8doctor.verdicts import FP8_OFF
+from fp8doctor.verdicts import FP8_NOT_TRAINED, FP8_OFF
 from fp8doctor.watch.collect import process_from_records
 from fp8doctor.watch.render import render
 from fp8doctor.watch.runner import exit_code
@@ -206,3 +206,30 @@ def test_exit_codes():
     assert exit_code(_result("fp8-active", exit_code=3)) == 3
     assert exit_code(_result("fp8-active", exit_code=None, signal="SIGKILL")) == 137
     assert exit_code(_result("fp8-active", timed_out=True, exit_code=None, signal="SIGTERM")) == 124
+
+
+def _outside(count: int, fp8_weights: int) -> dict:
+    a = acc(arg="fp8", result_mp="fp8", fp8=True, backend="AO", fp8_layers=ELIGIBLE, forwards=12)
+    names = [f"{n}.weight" for n in ELIGIBLE][:fp8_weights] + [f"x{i}.bias" for i in range(count - fp8_weights)]
+    a["prepares"][0]["models"][0]["outside_optimizer"] = {"count": count, "fp8_weights": fp8_weights,
+                                                          "names": names}
+    return a
+
+
+def test_fp8_weights_outside_the_optimizer_are_not_trained_and_get_the_optimizer_fix():
+    v = overall_verdict([proc(_outside(5, 4))])
+    assert v["verdict"] == FP8_NOT_TRAINED
+    assert "the optimizer does not hold 4 FP8 layers' weights (5 trainable parameters outside it, e.g. " \
+           "model.layers.0.mlp.up_proj.weight, model.layers.1.mlp.up_proj.weight, " \
+           "model.layers.2.mlp.up_proj.weight)" in v["reason"]
+    assert exit_code({"verdict": v["verdict"]}) == 1
+    fix = fix_hint(v, {"command": ["python", "train.py"]})
+    assert fix[-2:] == ["export ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER=false", "python train.py"]
+    # A worse rank still decides the command's verdict.
+    silent = proc(acc(arg="bf16", env="fp8", fp8_layers=[], forwards=0), rank=1, pid=101)
+    assert overall_verdict([proc(_outside(5, 4), rank=0), silent])["verdict"] == SILENT_BF16
+
+
+def test_other_parameters_outside_the_optimizer_leave_fp8_active():
+    assert process_verdict(proc(_outside(2, 0)))["verdict"] == FP8_ACTIVE
+    assert process_verdict(proc(_outside(0, 0)))["verdict"] == FP8_ACTIVE

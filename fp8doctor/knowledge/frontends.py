@@ -19,6 +19,7 @@ from typing import Any
 
 from fp8doctor.knowledge.command_forms import CommandForm
 from fp8doctor.knowledge.engine import Setup, Stack, predict
+from fp8doctor.knowledge.optimizer_params import all_gather, observed
 from fp8doctor.knowledge.predict import MP_VAR, UNKNOWN, transformers_passes
 from fp8doctor.knowledge.versions import release
 
@@ -109,33 +110,39 @@ def predict_trl(versions: Mapping[str, str | None], *, bf16: bool | None, env: M
     return out
 
 
-# PEFT LoRA over torchao FP8 (cells peft0.18/peft0.21-tf5.24-ao, probe lab/probes/peft_fp8.py, accelerate 1.15,
-# torchao 0.18). PEFT 0.18 cannot build a LoRA model at all while torchao 0.18 is installed; 0.21 can.
+# PEFT LoRA over torchao FP8 (cells peft0.18-peft0.21 on accelerate 1.15, peft0.21 on 1.12, probe
+# lab/probes/peft_fp8.py, torchao 0.18). PEFT 0.18 cannot build a LoRA model at all while torchao 0.18 is installed;
+# 0.19 and later can.
 PEFT_TORCHAO_IMPORT_ERROR = ("cannot import name 'LinearActivationQuantizedTensor' from 'torchao.quantization' "
                              "(<site-packages>/torchao/quantization/__init__.py)")
-PEFT_LAST_BROKEN = (0, 18)  # the newest PEFT observed raising it
-PEFT_FIRST_WORKING = (0, 21)  # the oldest PEFT observed working (0.19, 0.20: not observed)
+PEFT_LAST_BROKEN = (0, 18)  # the one PEFT minor observed raising it
+PEFT_FIRST_WORKING = (0, 19)  # the oldest PEFT observed working
 FP8_DIM_MULTIPLE = 16  # Accelerate's torchao filter converts a Linear only when both dims are multiples of 16
 
 
-def predict_peft(versions: Mapping[str, str | None], *, order: str, r: int) -> dict[str, Any]:
+def predict_peft(versions: Mapping[str, str | None], *, order: str, r: int,
+                 env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """LoRA (rank r) and torchao FP8: `peft_then_prepare` (get_peft_model, then Accelerator(mixed_precision='fp8')
-    prepare, as a Trainer does) or `fp8_then_peft` (convert_to_float8_training first). Returns the outcome, the
-    class of a LoRA target's base layer (`base_fp8`: Float8Linear, except the model's first Linear, which
-    Accelerate's filter skips) and adapters (`adapters_fp8`), and whether one optimizer step trained the adapters."""
+    prepare, as a Trainer does; `env` the ACCELERATE_* variables it sees) or `fp8_then_peft`
+    (convert_to_float8_training first, no FP8 in the Accelerator). Returns the outcome, the class of a LoRA target's
+    base layer (`base_fp8`: Float8Linear, except the model's first Linear, which Accelerate's filter skips) and
+    adapters (`adapters_fp8`), and whether one optimizer step trained the adapters: adapters Accelerate converts
+    get new Parameters outside the optimizer where its own torchao config has float8 all-gather on
+    (knowledge/optimizer_params)."""
     peft, torchao = release(versions.get("peft")), release(versions.get("torchao"))
     if peft is None or torchao is None:
         return dict(UNKNOWN)
-    if peft <= PEFT_LAST_BROKEN and torchao >= (0, 18):
+    if peft < PEFT_FIRST_WORKING and (peft[:2] != PEFT_LAST_BROKEN or torchao < (0, 18)):
+        return dict(UNKNOWN)  # older PEFT, or 0.18 with an older torchao: not observed
+    if peft < PEFT_FIRST_WORKING:
         return {"outcome": "raised", "type": "ImportError", "message": PEFT_TORCHAO_IMPORT_ERROR,
                 "stage": "get_peft_model"}
-    if peft < PEFT_FIRST_WORKING:
-        return dict(UNKNOWN)
     adapters_fp8 = order == "peft_then_prepare" and r % FP8_DIM_MULTIPLE == 0
-    # Observed, mechanism not established: when Accelerate converts the adapters too, one optimizer step changes
-    # none of the trainable parameters (rank 16: 0 of 12; rank 8: 12 of 12).
+    if adapters_fp8 and not observed(Stack.of(versions)):
+        return dict(UNKNOWN)
+    outside = all_gather(versions.get("accelerate"), env or {}, None) if adapters_fp8 else False
     return {"outcome": "ok", "base_fp8": True, "first_linear_fp8": order == "fp8_then_peft",
-            "adapters_fp8": adapters_fp8, "adapters_train": not adapters_fp8}
+            "adapters_fp8": adapters_fp8, "adapters_train": not outside}
 
 
 # axolotl 0.19.0 (cell axolotl0.19-ao, probe lab/probes/axolotl_config.py; config stage only, no training). Its

@@ -47,6 +47,11 @@ def all_gather(accelerate: str | None, env: Mapping[str, str], ao_config: Mappin
     return True if value is None else flag_true(value)
 
 
+def start_env(stack: Stack, setup: Setup) -> dict[str, str]:
+    """The ACCELERATE_* variables the training process sees: the shell's, then what `accelerate launch` exports."""
+    return {**setup.env, **launch_env(setup.launch_yaml or {}, stack.accelerate)}
+
+
 def predict_optimizer(stack: Stack, setup: Setup) -> dict[str, Any]:
     """The engine's outcome of this start, and for one that trains in FP8 `weights_outside_optimizer`: whether the
     FP8 layers' weights leave the optimizer (with `all_gather`, the flag that decides). `unobserved` where the lab
@@ -56,7 +61,6 @@ def predict_optimizer(stack: Stack, setup: Setup) -> dict[str, Any]:
     got = predict(stack, setup)
     if got["outcome"] != "ok" or not got.get("fp8"):
         return {**got, "weights_outside_optimizer": False if got["outcome"] == "ok" else None}
-    env = {**setup.env, **launch_env(setup.launch_yaml or {}, stack.accelerate)}
     config = setup.ao_config if setup.handler == "AORecipeKwargs" else None
-    flag = all_gather(stack.accelerate, env, config)
+    flag = all_gather(stack.accelerate, start_env(stack, setup), config)
     return {**got, "all_gather": flag, "weights_outside_optimizer": flag}

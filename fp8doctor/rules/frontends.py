@@ -13,13 +13,16 @@ from fp8doctor.knowledge.frontends import (
     AXOLOTL_NO_FP8_GPU,
     FP8_DIM_MULTIPLE,
     FRONTENDS,
+    PEFT_FIRST_WORKING,
     Frontend,
     axolotl_mixed_precision,
     overrides_fp8,
     predict_peft,
     trl_bf16,
 )
+from fp8doctor.knowledge.optimizer_params import start_env
 from fp8doctor.rules.common import NO_INTENT, configs_of, intent, intent_text, pkg
+from fp8doctor.rules.optimizer import user_start
 from fp8doctor.rules.precision import fix_text
 
 
@@ -143,22 +146,27 @@ def check_axolotl_config(facts: dict[str, Any]) -> list[Finding]:
 
 
 def check_peft_over_fp8(facts: dict[str, Any]) -> list[Finding]:
-    """PEFT installed, FP8 asked, torchao the backend: what the lab saw LoRA do over torchao FP8 in this release."""
+    """PEFT installed, FP8 asked, torchao the backend: what the lab saw LoRA do over torchao FP8 in this release,
+    for the user's start (adapters Accelerate converts leave the optimizer where optimizer.fp8-weights fails)."""
     version, torchao = pkg(facts, "peft"), pkg(facts, "torchao")
     if not version or not torchao or not intent(facts):
         return []
-    versions = {"peft": version, "torchao": torchao}
+    stack, setup, _ = user_start(facts)
+    versions = {"peft": version, "torchao": torchao, "accelerate": stack.accelerate}
     broken = predict_peft(versions, order="peft_then_prepare", r=8)
     if broken.get("outcome") == "raised":
+        first = ".".join(map(str, PEFT_FIRST_WORKING))
         return [Finding("frontend.peft", Level.FAIL, f"PEFT {version} cannot build a LoRA model with torchao "
                         f"{torchao} installed", f"get_peft_model raises {broken['type']}: {broken['message']} "
-                        "(observed with PEFT 0.18.0 and torchao 0.18.0; PEFT 0.21.2 works).",
-                        "pip install 'peft>=0.21'")]
-    if predict_peft(versions, order="peft_then_prepare", r=FP8_DIM_MULTIPLE).get("adapters_train") is False:
-        return [Finding("frontend.peft", Level.WARN, f"PEFT {version} with torchao FP8: a LoRA rank that is a multiple "
-                        f"of {FP8_DIM_MULTIPLE} turns the adapters into Float8Linear, and they did not train",
-                        "Observed (PEFT 0.21.2, accelerate 1.15, torchao 0.18): under Accelerate's FP8 conversion "
-                        "the base layers become Float8Linear, and adapters whose rank is a multiple of 16 too; one "
-                        "optimizer step then changed none of the adapter parameters. Rank 8 adapters stay fp32 "
-                        "Linear and train; so do adapters added after torchao's convert_to_float8_training.")]
+                        f"(observed with PEFT 0.18.0 and torchao 0.18.0; PEFT {first} and later work).",
+                        f"pip install 'peft>={first}'")]
+    fp8_rank = predict_peft(versions, order="peft_then_prepare", r=FP8_DIM_MULTIPLE, env=start_env(stack, setup))
+    if fp8_rank.get("adapters_train") is False:
+        return [Finding("frontend.peft", Level.WARN, f"PEFT {version} with torchao FP8: LoRA adapters whose rank is a "
+                        f"multiple of {FP8_DIM_MULTIPLE} become FP8 layers, and with this start they never train",
+                        "Observed (PEFT 0.19-0.21, accelerate 1.15, torchao 0.18): under Accelerate's FP8 conversion "
+                        "the base layers become Float8Linear, and adapters whose rank is a multiple of 16 too; those "
+                        "adapters get new Parameters in prepare() (float8 all-gather on in the config Accelerate "
+                        "builds) and one optimizer step changed none of them (0 of 12). With the all-gather off, or "
+                        "on accelerate 1.12, all 12 trained. The fix is optimizer.fp8-weights'.")]
     return []

@@ -6,13 +6,21 @@ from typing import Any
 
 from fp8doctor.findings import Finding, Level
 from fp8doctor.knowledge.command_forms import parse
-from fp8doctor.knowledge.engine import Stack
+from fp8doctor.knowledge.engine import Setup, Stack
 from fp8doctor.knowledge.fixes import optimizer_fix, render
 from fp8doctor.knowledge.intent import read_intent
 from fp8doctor.knowledge.optimizer_params import ALL_GATHER, DEFAULT_ON_FROM, SENTENCE, predict_optimizer
 from fp8doctor.rules.common import NO_INTENT
 
 ID = "optimizer.fp8-weights"
+
+
+def user_start(facts: dict[str, Any]) -> tuple[Stack, Setup, bool]:
+    """The installed stack and the user's start: through `accelerate launch` of the launch config when it sets a
+    mixed precision (launched), else plainly with the shell's variables."""
+    intent = read_intent(facts)
+    launched = intent.launch is not None and intent.launch.mixed_precision is not None
+    return Stack.of(facts.get("packages", {})), intent.setup(launched=launched), launched
 
 
 def check_fp8_weights_in_optimizer(facts: dict[str, Any]) -> list[Finding]:
@@ -22,10 +30,8 @@ def check_fp8_weights_in_optimizer(facts: dict[str, Any]) -> list[Finding]:
     intent = read_intent(facts)
     if not intent.wanted:
         return [Finding(ID, Level.SKIP, "FP8 weights in the optimizer: FP8 not intended", NO_INTENT)]
-    pkgs = facts.get("packages", {})
-    stack = Stack.of(pkgs)
-    launched = intent.launch is not None and intent.launch.mixed_precision is not None
-    got = predict_optimizer(stack, intent.setup(launched=launched))
+    stack, setup, launched = user_start(facts)
+    got = predict_optimizer(stack, setup)
     versions = f"accelerate {stack.accelerate}, torchao {stack.torchao}"
     if got["outcome"] == "unobserved":
         return [Finding(ID, Level.SKIP, f"FP8 weights in the optimizer: {versions} not observed",

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fp8doctor.knowledge.frontends import FP8_DIM_MULTIPLE
-
 ADAPTER_PARTS = (".lora_A.", ".lora_B.", ".lora_embedding_A.", ".lora_embedding_B.")
 
 
@@ -41,10 +39,6 @@ def lora_summary(procs: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def lora_words(summary: dict[str, Any]) -> str:
-    """One line for `watch`'s details."""
-    line = (f"PEFT LoRA ({summary['class']}): {summary['fp8_layers']} FP8 layers: {summary['base_layers_fp8']} LoRA "
+    """One line for `watch`'s details (whether FP8 adapters train is the verdict's: the optimizer's hold on them)."""
+    return (f"PEFT LoRA ({summary['class']}): {summary['fp8_layers']} FP8 layers: {summary['base_layers_fp8']} LoRA "
             f"base layers, {summary['adapters_fp8']} adapter layers (lora_A/lora_B), {summary['other_fp8']} others")
-    if summary["adapters_fp8"]:
-        line += (f"; adapters converted to FP8 (rank a multiple of {FP8_DIM_MULTIPLE}) did not train in the lab "
-                 "(PEFT 0.21.2, torchao 0.18): use a rank that is not, or convert before get_peft_model")
-    return line

@@ -26,6 +26,7 @@ def model_summary(acc: dict[str, Any]) -> dict[str, Any] | None:
         "eval": eval_summary(acc, model),
         "numerics": numerics_summary(acc, model),
         "wrapper": model.get("wrapper"),
+        "outside_optimizer": model.get("outside_optimizer"),
     }
 
 

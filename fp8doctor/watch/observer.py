@@ -161,6 +161,7 @@ def _wrap_prepare(original: Any) -> Any:
         try:
             # FSDP2's prepare returns a list where the others return a tuple
             outputs = tuple(result) if isinstance(result, (tuple, list)) else (result,)
+            optimizer = observe.optimizer_among(outputs)
             for info in models:
                 prepared = outputs[info["arg_index"]] if info["arg_index"] < len(outputs) else None
                 if prepared is None:
@@ -168,6 +169,8 @@ def _wrap_prepare(original: Any) -> Any:
                 inner = _unwrap(prepared)
                 info["fp8_layers"] = observe.fp8_layer_names(inner)
                 info["prepared_class"] = type(prepared).__name__
+                if optimizer is not None:  # prepared together, as the Trainer and most scripts do
+                    info["outside_optimizer"] = observe.optimizer_membership(inner, optimizer)
                 plugin = observe.sharding_plugin(self)
                 if plugin:
                     info["wrapper"] = {"plugin": plugin, **observe.sharding(prepared)}

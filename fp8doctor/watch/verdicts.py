@@ -9,6 +9,7 @@ from typing import Any
 
 from fp8doctor.verdicts import (
     FP8_ACTIVE,
+    FP8_NOT_TRAINED,
     NO_ACCELERATOR,
     NO_FORWARD,
     RAISED,
@@ -63,13 +64,28 @@ def process_verdict(proc: dict[str, Any]) -> dict[str, Any]:
         return {**out, "verdict": SILENT_BF16, "winner": "layer filter",
                 "reason": f"fp8_enabled with backend {backend}, but prepare() converted no layer: {layers}"}
     if model["fp8_active"]:
-        return {**out, "verdict": FP8_ACTIVE, "reason": f"{layers}; FP8 modules ran "
-                f"{model['fp8_module_forwards']} times in the first {model['forwards_seen']} forward passes"}
+        ran = (f"{layers}; FP8 modules ran {model['fp8_module_forwards']} times in the first "
+               f"{model['forwards_seen']} forward passes")
+        outside = model.get("outside_optimizer") or {}
+        if outside.get("fp8_weights"):
+            return {**out, "verdict": FP8_NOT_TRAINED, "reason": f"{ran}, but {not_trained_words(outside)}"}
+        return {**out, "verdict": FP8_ACTIVE, "reason": ran}
     if model["forwards_seen"] or model["fp8_module_forwards"]:
         return {**out, "verdict": SILENT_BF16, "winner": "FP8 autocast off",
                 "reason": f"{layers}, but they did not run in FP8 during the first forward passes "
                           "(Transformer Engine autocast was off)"}
     return {**out, "verdict": NO_FORWARD, "reason": f"{layers}; no forward pass of the prepared model was seen"}
+
+
+def not_trained_words(outside: dict[str, Any]) -> str:
+    """'the optimizer does not hold N FP8 layers' weights (of M trainable parameters outside it): ...'."""
+    from fp8doctor.knowledge.optimizer_params import ALL_GATHER, DEFAULT_ON_FROM
+
+    since = ".".join(map(str, DEFAULT_ON_FROM))
+    return (f"the optimizer does not hold {outside['fp8_weights']} FP8 layers' weights ({outside['count']} "
+            f"trainable parameters outside it, e.g. {', '.join((outside.get('names') or [])[:3])}): prepare() gave "
+            f"them new Parameters after the optimizer was built (torchao does with {ALL_GATHER}=True, which the "
+            f"config Accelerate builds itself sets from {since}), so they never train")
 
 
 def _mark_launchers(procs: list[dict[str, Any]]) -> None:
@@ -165,6 +181,11 @@ def fix_hint(verdict: dict[str, Any], facts: dict[str, Any]) -> list[str]:
     elif v == SILENT_BF16 and verdict.get("winner") == "layer filter":
         return ["# no Linear layer qualified: FP8 needs in/out features divisible by 16, and Accelerate's torchao "
                 "path skips the first and last Linear; use a larger model or a module filter that includes them"]
+    elif v == FP8_NOT_TRAINED:
+        from fp8doctor.knowledge.command_forms import parse
+        from fp8doctor.knowledge.fixes import optimizer_fix, render
+
+        return render(optimizer_fix(parse(facts.get("command")), None))
     elif v == NO_ACCELERATOR and not facts.get("frontend"):
         return ["# no Accelerator was built: the command does not train through accelerate (or never reached it)"]
     from fp8doctor.knowledge.fixes import fix_lines

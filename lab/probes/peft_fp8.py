@@ -6,7 +6,10 @@ q_proj/v_proj/down_proj with rank 8 or 16, in two orders: `peft_then_prepare` (g
 Accelerator(mixed_precision='fp8') with torchao installed, as a Trainer does) and `fp8_then_peft` (torchao's
 convert_to_float8_training first, then get_peft_model). Recorded: the class of each LoRA target's base layer and of
 its lora_A/lora_B, how many Float8Linear there are, the trainable parameters' dtypes and whether one optimizer step
-changed them (and only them), or the exception. torchao without emulation (torch._scaled_mm on CPU; the model is tiny).
+changed them (and only them), how many trainable parameters the optimizer does not hold after prepare, or the
+exception. `peft_then_prepare` runs also with ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER=false, the flag that
+decides whether torchao gives converted weights new Parameters. torchao without emulation (torch._scaled_mm on CPU;
+the model is tiny).
 
     python lab/probes/peft_fp8.py   (in a cell with PEFT)   -> {"cases": [...]}
 """
@@ -67,6 +70,8 @@ def run_case(case: dict) -> dict:
         return {**describe_exception(exc), "stage": "prepare", **result}
     result["layers"] = _layers(model)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    result["trainable_outside_optimizer"] = sum(1 for p in trainable.values() if id(p) not in held)
     result["trainable_dtypes"] = sorted({str(p.dtype) for p in trainable.values()})
     result["trainable_kinds"] = sorted({n.split(".")[-2] for n in trainable})
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -84,7 +89,10 @@ def run_case(case: dict) -> dict:
 
 
 def cases() -> list[dict]:
-    return [{"order": order, "r": r, "env": {}} for order in ("peft_then_prepare", "fp8_then_peft") for r in (8, 16)]
+    all_gather_off = {"ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER": "false"}
+    return [{"order": order, "r": r, "env": env} for order, env in (("peft_then_prepare", {}), ("fp8_then_peft", {}),
+                                                                    ("peft_then_prepare", all_gather_off))
+            for r in (8, 16)]
 
 
 if __name__ == "__main__":
