@@ -113,6 +113,28 @@ def axolotl_rows(records: list[dict]) -> list[list[str]]:
     return rows
 
 
+AXOLOTL_OPTIMIZER_HEAD = ["cell", "axolotl", "accelerate", "torchao", "fp8_enable_fsdp_float8_all_gather",
+                          "its Float8LinearConfig's enable_fsdp_float8_all_gather", "FP8 layers",
+                          "FP8 weights outside the optimizer", "parameters changed by 2 steps (of trainable)"]
+
+
+def axolotl_optimizer_rows(records: list[dict]) -> list[list[str]]:
+    rows = []
+    for rec in records:
+        v = rec["versions"]
+        for case in rec.get("probes", {}).get("axolotl_optimizer", []):
+            head = [rec["cell"], v.get("axolotl") or "", v.get("accelerate") or "", v.get("torchao") or "",
+                    "unset" if case["inputs"]["all_gather"] is None else str(case["inputs"]["all_gather"]).lower()]
+            if case.get("outcome") != "ok":
+                rows.append(head + [f"raised {case.get('type')} in {case.get('stage')}: {case.get('message')}", "",
+                                    "", ""])
+                continue
+            rows.append(head + [str(case["handler_config"]["enable_fsdp_float8_all_gather"]),
+                                str(case["fp8_layers"]), str(len(case["fp8_weights_outside_optimizer"])),
+                                f"{case['held_changed'] + len(case['outside_changed'])} of {case['trainable_params']}"])
+    return rows
+
+
 def _table(head: list[str], body: list[list[str]]) -> str:
     return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
                      + ["| " + " | ".join(r) + " |" for r in body])
@@ -122,6 +144,8 @@ def render(records: list[dict]) -> str:
     top = DOC_TOP.read_text()
     top = top.replace("<!-- TRL TABLE -->", _table(HEAD, trl_rows(records)))
     top = top.replace("<!-- AXOLOTL TABLE -->", _table(AXOLOTL_HEAD, axolotl_rows(records)))
+    top = top.replace("<!-- AXOLOTL OPTIMIZER TABLE -->",
+                      _table(AXOLOTL_OPTIMIZER_HEAD, axolotl_optimizer_rows(records)))
     return top.replace("<!-- PEFT TABLE -->", _table(PEFT_HEAD, peft_rows(records))).rstrip("\n") + "\n"
 
 

@@ -27,7 +27,7 @@ VERSION_PACKAGES = ("accelerate", "transformers", "torchao", "torch", "huggingfa
 PROBE_TIMEOUT_S = 1800
 CELL_FILES = ("cells.yaml", "cells_lf.yaml", "cells_frontends.yaml", "cells_dist.yaml")
 # Probes that run only in cells whose `probes` names them (they need a package the other cells lack).
-OPT_IN_PROBES = ("llamafactory", "trl_configs", "peft_fp8", "axolotl_config", "distributed")
+OPT_IN_PROBES = ("llamafactory", "trl_configs", "peft_fp8", "axolotl_config", "axolotl_optimizer", "distributed")
 
 VERSIONS_SNIPPET = """
 import json, sys

@@ -210,7 +210,7 @@ ENV_READ_HEAD = ["cell", "accelerate", "TERecipeKwargs fields set by env", "MSAM
                  "enable_fsdp_float8_all_gather=true)"]
 
 
-FRONTEND_PROBES = ("trl_configs", "peft_fp8", "axolotl_config")
+FRONTEND_PROBES = ("trl_configs", "peft_fp8", "axolotl_config", "axolotl_optimizer")
 
 
 def rows(records: list[dict]) -> list[list[str]]:

@@ -160,3 +160,35 @@ def _axolotl_cases() -> list[Any]:
 @pytest.mark.parametrize(("rec", "case"), _axolotl_cases())
 def test_axolotl_prediction_equals_observation(rec: dict[str, Any], case: dict[str, Any]) -> None:
     check_axolotl_config(rec, case)
+
+
+def check_axolotl_optimizer(rec: dict[str, Any], case: dict[str, Any]) -> None:
+    """axolotl's own Accelerator arguments (no FSDP): the all-gather its Float8LinearConfig carries is the config key
+    (unset: None), and whether the FP8 weights left the optimizer (and did not train) is the engine's prediction."""
+    from fp8doctor.knowledge.frontends import AXOLOTL_ALL_GATHER_KEY, axolotl_fp8_weights_outside
+
+    value = case["inputs"]["all_gather"]
+    predicted = axolotl_fp8_weights_outside(rec["versions"], {"fp8": True, AXOLOTL_ALL_GATHER_KEY: value})
+    assert case["outcome"] == "ok" and case["mixed_precision"] == "fp8" and case["fp8_layers"] == 4
+    assert case["handler_config"]["enable_fsdp_float8_all_gather"] == value
+    outside = case["fp8_weights_outside_optimizer"]
+    assert len(outside) == (case["fp8_layers"] if predicted else 0), (predicted, outside)
+    assert case["outside_changed"] == [] and case["held_changed"] == case["held_by_optimizer"] - len(outside)
+
+
+def _axolotl_optimizer_cases() -> list[Any]:
+    return [pytest.param(rec, case, id=f"{rec['cell']}::all_gather={case['inputs']['all_gather']}")
+            for rec in (json.loads(p.read_text()) for p in sorted(OBSERVATIONS.glob("*.json")))
+            for case in rec.get("probes", {}).get("axolotl_optimizer", [])]
+
+
+AXOLOTL_OPTIMIZER_CASES = _axolotl_optimizer_cases()
+
+
+def test_axolotl_optimizer_cases_recorded() -> None:
+    assert {c.values[1]["inputs"]["all_gather"] for c in AXOLOTL_OPTIMIZER_CASES} == {None, False, True}
+
+
+@pytest.mark.parametrize(("rec", "case"), AXOLOTL_OPTIMIZER_CASES)
+def test_axolotl_optimizer_prediction_equals_observation(rec: dict[str, Any], case: dict[str, Any]) -> None:
+    check_axolotl_optimizer(rec, case)

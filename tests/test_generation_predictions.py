@@ -213,11 +213,12 @@ def test_prediction_equals_observation(rec: dict[str, Any], probe: str, case: di
 
 def assert_prediction(rec: dict[str, Any], probe: str, case: dict[str, Any]) -> None:
     """The doctor's prediction for one recorded (or live) case equals what happened."""
-    if probe in ("trl_configs", "peft_fp8", "axolotl_config"):
+    if probe in ("trl_configs", "peft_fp8", "axolotl_config", "axolotl_optimizer"):
         from tests import test_frontend_predictions as frontends
 
         {"trl_configs": frontends.check_trl_configs, "peft_fp8": frontends.check_peft_fp8,
-         "axolotl_config": frontends.check_axolotl_config}[probe](rec, case)
+         "axolotl_config": frontends.check_axolotl_config,
+         "axolotl_optimizer": frontends.check_axolotl_optimizer}[probe](rec, case)
         return
     if probe == "launch_config":
         check_launch(rec, case)

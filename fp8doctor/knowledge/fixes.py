@@ -15,7 +15,7 @@ import yaml
 
 from fp8doctor.knowledge.capability import TE_INSTALL, cc_str
 from fp8doctor.knowledge.command_forms import CommandForm, launched, parse, plain
-from fp8doctor.knowledge.frontends import AXOLOTL, AXOLOTL_FP8_MIN_CC, frontend_of_command
+from fp8doctor.knowledge.frontends import AXOLOTL, AXOLOTL_ALL_GATHER_KEY, AXOLOTL_FP8_MIN_CC, frontend_of_command
 from fp8doctor.knowledge.generations import accelerate_generation, accelerate_min, intended_backend
 from fp8doctor.knowledge.intent import truthy
 from fp8doctor.knowledge.optimizer_params import ALL_GATHER, ALL_GATHER_VAR, SENTENCE, all_gather
@@ -240,14 +240,16 @@ def _axolotl_config_arg(form: CommandForm) -> str | None:
     return next((a for a in args if not a.startswith("-")), None)
 
 
-def axolotl_fix(form: CommandForm, config_path: str | None) -> Fix:
+def axolotl_fix(form: CommandForm, config_path: str | None, all_gather_off: bool = False) -> Fix:
     """axolotl sets ACCELERATE_MIXED_PRECISION from its config's own `fp8` key in the training process (after any
     launcher), and with it builds its own torchao recipe: `fp8: true` there, the command as the user ran it. An
-    exported variable or an Accelerate FP8 config is replaced, so neither is offered."""
+    exported variable or an Accelerate FP8 config is replaced, so neither is offered. `all_gather_off`: also its
+    float8 all-gather key false (without FSDP it leaves the FP8 weights outside the optimizer)."""
     path = config_path or _axolotl_config_arg(form) or AXOLOTL_CFG
     command = plain(form) if form.kind != "none" else ("axolotl", "train", path)
+    keys: dict[str, Any] = {"fp8": True, **({AXOLOTL_ALL_GATHER_KEY: False} if all_gather_off else {})}
     return Fix("axolotl", "axolotl in FP8: its own fp8 key (axolotl builds the torchao recipe itself)", "AO",
-               edits={path: {"fp8": True}}, command=command,
+               edits={path: keys}, command=command,
                note=f"axolotl refuses fp8 unless it sees a GPU of compute capability {cc_str(AXOLOTL_FP8_MIN_CC)} "
                     "or higher; it recommends `torch_compile: true` with fp8 (for speed)")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from fp8doctor.knowledge.command_forms import CommandForm
 from fp8doctor.knowledge.engine import Setup, Stack, predict
-from fp8doctor.knowledge.optimizer_params import all_gather, observed
+from fp8doctor.knowledge.optimizer_params import ALL_GATHER, all_gather, observed
 from fp8doctor.knowledge.predict import MP_VAR, UNKNOWN, transformers_passes
 from fp8doctor.knowledge.versions import release
 
@@ -167,6 +167,25 @@ def axolotl_mixed_precision(config: Mapping[str, Any]) -> str:
     if config.get("bf16") is True:
         return "bf16"
     return "fp16" if config.get("fp16") else "no"
+
+
+# axolotl's trainer passes the Accelerator mixed_precision='fp8' and AORecipeKwargs(config=build_fp8_linear_config(
+# recipe, enable_fsdp_float8_all_gather=<this key>)): its own torchao config, so the key decides whether the FP8
+# weights leave the optimizer (probe lab/probes/axolotl_optimizer.py, axolotl 0.19.0 with accelerate 1.13 and
+# torchao 0.17, no FSDP: unset or false 0 of 4 outside, true 4 of 4, none of them trained).
+AXOLOTL_ALL_GATHER_KEY = "fp8_enable_fsdp_float8_all_gather"
+AXOLOTL_FSDP_KEYS = ("fsdp", "fsdp_config", "fsdp_version")
+
+
+def axolotl_fp8_weights_outside(versions: Mapping[str, str | None], config: Mapping[str, Any]) -> bool | None:
+    """Whether axolotl's own FP8 path leaves the FP8 layers' weights outside the optimizer (None: not observed: another
+    axolotl minor, or FSDP, whose prepare re-creates parameters itself)."""
+    r = release(versions.get("axolotl"))
+    if r is None or r[:2] != AXOLOTL_OBSERVED or any(config.get(k) for k in AXOLOTL_FSDP_KEYS):
+        return None
+    if not config.get("fp8"):
+        return False
+    return all_gather(versions.get("accelerate"), {}, {ALL_GATHER: bool(config.get(AXOLOTL_ALL_GATHER_KEY))})
 
 
 def predict_axolotl(versions: Mapping[str, str | None], config: Mapping[str, Any],

@@ -7,14 +7,18 @@ from typing import Any
 
 from fp8doctor.findings import Finding, Level
 from fp8doctor.knowledge.capability import cc_str
+from fp8doctor.knowledge.command_forms import parse
+from fp8doctor.knowledge.fixes import axolotl_fix, render
 from fp8doctor.knowledge.frontends import (
     AXOLOTL,
+    AXOLOTL_ALL_GATHER_KEY,
     AXOLOTL_FP8_MIN_CC,
     AXOLOTL_NO_FP8_GPU,
     FP8_DIM_MULTIPLE,
     FRONTENDS,
     PEFT_FIRST_WORKING,
     Frontend,
+    axolotl_fp8_weights_outside,
     axolotl_mixed_precision,
     overrides_fp8,
     predict_peft,
@@ -142,6 +146,16 @@ def check_axolotl_config(facts: dict[str, Any]) -> list[Finding]:
         else:
             out.append(Finding("lint.axolotl-fp8", Level.OK, f"{path}: fp8: true, so {release} sets "
                                "ACCELERATE_MIXED_PRECISION=fp8 and builds its torchao recipe", "\n".join(notes)))
+        if axolotl_fp8_weights_outside({"axolotl": version}, {**data, "fp8": True}):
+            fix = axolotl_fix(parse(facts.get("command")), path, all_gather_off=True)
+            out.append(Finding(
+                "lint.axolotl-fp8-weights", Level.FAIL, f"{path}: {AXOLOTL_ALL_GATHER_KEY}: true without FSDP, so "
+                f"{release}'s FP8 layers' weights leave the optimizer and never train",
+                f"{release} builds its own torchao Float8LinearConfig with enable_fsdp_float8_all_gather from this "
+                "key; without FSDP, torchao then gives each converted weight a new Parameter inside prepare(), and "
+                "the optimizer built before it keeps the old ones (lab-observed with axolotl 0.19.0's own "
+                "Accelerator arguments: 4 of 4 FP8 weights outside the optimizer, none trained; 0 with the key "
+                "unset or false).", "\n".join(render(fix))))
     return out
 
 

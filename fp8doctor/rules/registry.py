@@ -93,7 +93,8 @@ CHECKS: tuple[CheckInfo, ...] = (
     CheckInfo("lint.trl-bf16", frontends.check_trl_config, "a TRL config's bf16 (set, or TRL's default) lets fp8 "
               "reach the Accelerator", ("lint.trl-bf16",)),
     CheckInfo("lint.axolotl-fp8", frontends.check_axolotl_config, "an axolotl config sets its own `fp8` key, "
-              "which decides its precision (and its GPU check)", ("lint.axolotl-fp8",)),
+              "which decides its precision (and its GPU check), and keeps its FP8 weights in the optimizer",
+              ("lint.axolotl-fp8", "lint.axolotl-fp8-weights")),
     CheckInfo("frontend.peft", frontends.check_peft_over_fp8, "the installed PEFT builds LoRA over torchao FP8 and "
               "its adapters train", ("frontend.peft",)),
     CheckInfo("stack.accelerator-patch", stack.check_accelerator_patches, "no installed trainer framework "

@@ -86,6 +86,12 @@ def observe(case: dict) -> dict:
         return {**describe_exception(exc), "stage": "init"}
     if accelerator is None:
         return {"outcome": "absent", "stage": "handler"}
+    return trained(accelerator)
+
+
+def trained(accelerator) -> dict:
+    """prepare(model, optimizer) of the tiny model with this Accelerator, then 2 SGD steps: the FP8 weights the
+    optimizer does not hold and what changed."""
     handler = getattr(accelerator, "ao_recipe_handler", None)
     facts: dict = {**state_facts(accelerator), "handler_config": config_facts(getattr(handler, "config", None))}
     model, optimizer, refused = prepare_tiny(accelerator, facts)
