@@ -81,6 +81,19 @@ def params_outside_optimizer(model: Any, optimizer: Any) -> list[str]:
     return [_canonical(n) for n, p in model.named_parameters() if p.requires_grad and id(p) not in held]
 
 
+def handler_ao_config(handlers: Any) -> dict[str, Any] | None:
+    """The float8 all-gather flag of the torchao config an AORecipeKwargs among `handlers` carries (None: no handler
+    carries one, so Accelerate builds its own)."""
+    try:
+        for handler in handlers or []:
+            config = getattr(handler, "config", None) if type(handler).__name__ == "AORecipeKwargs" else None
+            if config is not None:
+                return {"enable_fsdp_float8_all_gather": bool(getattr(config, "enable_fsdp_float8_all_gather", False))}
+    except TypeError:  # a single handler passed where a list belongs
+        return None
+    return None
+
+
 MAX_OUTSIDE_NAMES = 32  # names recorded of the parameters outside the optimizer (all are counted)
 
 

@@ -74,3 +74,15 @@ def test_printed_fix_runs_and_the_weights_train(unfixed: dict[str, Any], tmp_pat
     assert after["verdict"] == FP8_ACTIVE and after["rc"] == 0, after["reason"]
     (rank,) = after["ranks"]
     assert rank["model"]["outside_optimizer"] == {"count": 0, "fp8_weights": 0, "names": []}
+
+
+def test_own_config_with_all_gather_gets_a_script_edit_not_a_variable(tmp_path: Path) -> None:
+    """A script passing its own Float8LinearConfig(enable_fsdp_float8_all_gather=True): no variable reaches that
+    config, so the fix names the script's own flag; with the flag False the same script trains."""
+    on = _watch([sys.executable, "own_ao_config.py", "true"])
+    assert on["verdict"] == FP8_NOT_TRAINED and on["rc"] == 1, on["reason"]
+    assert on["ranks"][0]["ao_config"] == {"enable_fsdp_float8_all_gather": True}
+    assert not any(line.startswith("export ") for line in on["fix"]), on["fix"]
+    assert "Float8LinearConfig(enable_fsdp_float8_all_gather=False)" in "\n".join(on["fix"])
+    off = _watch([sys.executable, "own_ao_config.py", "false"])
+    assert off["verdict"] == FP8_ACTIVE and off["rc"] == 0, off["reason"]

@@ -233,3 +233,15 @@ def test_fp8_weights_outside_the_optimizer_are_not_trained_and_get_the_optimizer
 def test_other_parameters_outside_the_optimizer_leave_fp8_active():
     assert process_verdict(proc(_outside(2, 0)))["verdict"] == FP8_ACTIVE
     assert process_verdict(proc(_outside(0, 0)))["verdict"] == FP8_ACTIVE
+
+
+def test_not_trained_fix_follows_whose_config_it_was():
+    acc_own = _outside(5, 4)
+    acc_own["ao_config"] = {"enable_fsdp_float8_all_gather": True}
+    v = overall_verdict([proc(acc_own)])
+    assert v["verdict"] == FP8_NOT_TRAINED and v["ao_config"] == {"enable_fsdp_float8_all_gather": True}
+    fix = fix_hint(v, {"command": ["python", "train.py"]})
+    assert fix[-1] == "python train.py" and not any(line.startswith("export") for line in fix)
+    assert any("Float8LinearConfig(enable_fsdp_float8_all_gather=False)" in line for line in fix)
+    fix = fix_hint(v, {"command": ["axolotl", "train", "cfg.yaml"], "frontend": "axolotl"})
+    assert "#   fp8_enable_fsdp_float8_all_gather: false" in fix and fix[-1] == "axolotl train cfg.yaml"

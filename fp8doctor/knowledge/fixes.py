@@ -270,6 +270,19 @@ def optimizer_fix(form: CommandForm, config_path: str | None, fp8_config: dict[s
                note=f"or, {AO_OWN_CONFIG}")
 
 
+def not_trained_fix(form: CommandForm, frontend: str | None, own_config: bool) -> Fix:
+    """For FP8 weights seen outside the optimizer: axolotl's own key after an axolotl command; an edit of the
+    script's own Float8LinearConfig where one was passed (no variable reaches it); else Accelerate's all-gather off."""
+    if frontend == AXOLOTL.name or is_axolotl(form):
+        return axolotl_fix(form, None, all_gather_off=True)
+    if own_config:
+        return Fix("optimizer", f"{SENTENCE}: your own torchao config has {ALL_GATHER}=True", "AO",
+                   command=plain(form), note=f"in your script, pass Float8LinearConfig({ALL_GATHER}=False) to "
+                   "AORecipeKwargs(config=...) (the flag is for FSDP2's float8 all-gather; without FSDP it only "
+                   "gives the weights new Parameters after the optimizer was built)")
+    return optimizer_fix(form, None)
+
+
 def fixes_for(facts: dict[str, Any], backend: str) -> list[Fix]:
     """The fixes that make FP8 reach the Accelerator for the installed versions and the command the user runs."""
     accelerate = facts.get("packages", {}).get("accelerate")

@@ -74,6 +74,9 @@ def _wrap_accelerator_init(original: Any) -> Any:
             fields["arg_mixed_precision"] = plain(bound.get("mixed_precision"))
             fields["handlers"] = _handler_names(bound.get("kwargs_handlers"))
             fields["fp8_handlers"] = [h for h in fields["handlers"] if h in FP8_HANDLER_CLASSES]
+            from fp8doctor.observe import handler_ao_config
+
+            fields["ao_config"] = handler_ao_config(bound.get("kwargs_handlers"))
             fields["env"] = env_now()
             fields["trainer_args"] = current_trainer_args()
             fields["callers"] = callers(("accelerate/accelerator.py",))

@@ -68,7 +68,8 @@ def process_verdict(proc: dict[str, Any]) -> dict[str, Any]:
                f"{model['forwards_seen']} forward passes")
         outside = model.get("outside_optimizer") or {}
         if outside.get("fp8_weights"):
-            return {**out, "verdict": FP8_NOT_TRAINED, "reason": f"{ran}, but {not_trained_words(outside)}"}
+            return {**out, "verdict": FP8_NOT_TRAINED, "reason": f"{ran}, but {not_trained_words(outside)}",
+                    "ao_config": acc.get("ao_config")}
         return {**out, "verdict": FP8_ACTIVE, "reason": ran}
     if model["forwards_seen"] or model["fp8_module_forwards"]:
         return {**out, "verdict": SILENT_BF16, "winner": "FP8 autocast off",
@@ -139,7 +140,8 @@ def overall_verdict(procs: list[dict[str, Any]]) -> dict[str, Any]:
                   "-I, -E or -S (which skip PYTHONPATH or sitecustomize)")
         return {"verdict": NO_ACCELERATOR, "reason": reason, "ranks": [], "helpers": helpers}
     worst = min(per_rank, key=lambda r: WATCH_SEVERITY.index(r["verdict"]))
-    summary = {k: v for k, v in worst.items() if k in ("verdict", "reason", "winner", "error", "frontend")}
+    summary = {k: v for k, v in worst.items() if k in ("verdict", "reason", "winner", "error", "frontend",
+                                                      "ao_config")}
     if len(per_rank) > 1:
         summary["reason"] = f"rank {worst.get('rank')}: {worst['reason']}"
     return {**summary, "ranks": per_rank, "helpers": helpers}
@@ -183,9 +185,10 @@ def fix_hint(verdict: dict[str, Any], facts: dict[str, Any]) -> list[str]:
                 "path skips the first and last Linear; use a larger model or a module filter that includes them"]
     elif v == FP8_NOT_TRAINED:
         from fp8doctor.knowledge.command_forms import parse
-        from fp8doctor.knowledge.fixes import optimizer_fix, render
+        from fp8doctor.knowledge.fixes import not_trained_fix, render
 
-        return render(optimizer_fix(parse(facts.get("command")), None))
+        return render(not_trained_fix(parse(facts.get("command")), facts.get("frontend"),
+                                      own_config=verdict.get("ao_config") is not None))
     elif v == NO_ACCELERATOR and not facts.get("frontend"):
         return ["# no Accelerator was built: the command does not train through accelerate (or never reached it)"]
     from fp8doctor.knowledge.fixes import fix_lines
