@@ -114,3 +114,10 @@ def test_axolotl_all_gather_without_fsdp_fails_with_the_key_as_its_fix() -> None
     assert [f.id for f in found({**on, "fsdp_version": 2})] == ["lint.axolotl-fp8"]
     assert [f.id for f in found(on, axolotl="0.18.0")] == ["lint.axolotl-fp8"]
     assert [f.id for f in found(on, axolotl=None)] == ["lint.axolotl-fp8"]
+
+
+def test_axolotl_releases_the_lab_did_not_run_are_said_so() -> None:
+    [f] = frontends.check_frontend_overrides(make_facts(packages={"axolotl": "0.18.0"}, env=FP8_ENV))
+    assert f.level is Level.SKIP and "not observed" in f.title and "oldest: 0.19.0" in f.detail
+    [f] = frontends.check_frontend_overrides(make_facts(packages={"axolotl": "0.20.0"}, env=FP8_ENV))
+    assert f.level is Level.WARN and "axolotl 0.20.0: newer than any release observed: predicted as 0.19.0" in f.detail

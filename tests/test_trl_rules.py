@@ -126,3 +126,22 @@ def test_peft_findings_follow_the_lab() -> None:
     assert found("0.21.2", accelerate="1.12.0") == []
     assert found("0.21.2", accelerate="1.20.0") == []  # not observed: no claim
     assert found("0.17.0") == [] and found("0.21.2", env={}) == []  # not observed; FP8 not asked
+
+
+def test_frontend_releases_the_lab_did_not_run_are_said_so() -> None:
+    def overrides(trl: str) -> list:
+        return frontends.check_frontend_overrides(make_facts(packages={"trl": trl}, env=FP8_ENV))
+
+    [f] = overrides("0.10.0")  # older than every TRL observed: no claim either way
+    assert f.level is Level.SKIP and "not observed" in f.title and "oldest: 0.18.0" in f.detail
+    [f] = overrides("1.10.0")
+    assert f.level is Level.WARN and "trl 1.10.0: not observed (the lab ran 0.19.1 and 1.16.0)" in f.detail
+    [f] = overrides("2.0.0")
+    assert f.level is Level.WARN and "newer than any release observed: predicted as 1.16.0" in f.detail
+    [f] = overrides("1.16.0")
+    assert "observed" not in f.detail.replace("(observed from TRL 0.19", "")
+    [lint] = frontends.check_trl_config(make_facts(packages={"trl": "0.10.0"}, env=FP8_ENV,
+                                                   configs=[cfg("trl", {"dataset_name": "x"}, "sft.yaml")]))
+    assert lint.level is Level.SKIP and "no claim" in lint.title
+    [peft] = frontends.check_peft_over_fp8(make_facts(packages={"peft": "0.22.0", "torchao": "0.18.0"}, env=FP8_ENV))
+    assert "peft 0.22.0: newer than any release observed: predicted as 0.21.2" in peft.detail

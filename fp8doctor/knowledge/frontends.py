@@ -21,6 +21,7 @@ from fp8doctor.knowledge.command_forms import CommandForm
 from fp8doctor.knowledge.engine import Setup, Stack, predict
 from fp8doctor.knowledge.optimizer_params import ALL_GATHER, all_gather, observed
 from fp8doctor.knowledge.predict import MP_VAR, UNKNOWN, transformers_passes
+from fp8doctor.knowledge.releases import coverage
 from fp8doctor.knowledge.versions import release
 
 # `trl sft --mixed_precision fp8 --fp8_backend ao` (accelerate 1.15, TRL 1.16, watched 2026-12): launch accepts only
@@ -76,7 +77,7 @@ def trl_bf16(trl: str | None, bf16: bool | None, fp16: bool = False) -> bool | N
     if bf16 is not None:
         return bf16
     r = release(trl)
-    if r is None:
+    if r is None or coverage("trl", trl).status == "older":
         return None
     return (not fp16) if r >= TRL_BF16_DEFAULT_FROM else False
 

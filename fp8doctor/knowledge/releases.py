@@ -34,14 +34,20 @@ ENGINE_PROBES = frozenset({"accelerator", "training_args", "reference_patch", "l
                            "llamafactory"})
 
 
+# The frontends whose behaviour knowledge/frontends predicts, each observed by its own probe in its own cells.
+FRONTEND_PROBES = {"trl": "trl_configs", "peft": "peft_fp8", "axolotl": "axolotl_config"}
+
+
 def observed_from_records(records: list[Mapping[str, Any]]) -> dict[str, list[str]]:
     """What observed.json must hold for these lab records (cells that could not be installed, or that ran no probe
-    the engine predicts, observed nothing)."""
-    out: dict[str, set[str]] = {p: set() for p in PACKAGES}
+    the engine predicts, observed nothing; a frontend's releases count where its own probe ran)."""
+    out: dict[str, set[str]] = {p: set() for p in (*PACKAGES, *FRONTEND_PROBES)}
     for rec in records:
-        if rec.get("unresolvable") or not ENGINE_PROBES & set(rec.get("probes") or {}):
+        probes = set(rec.get("probes") or {})
+        if rec.get("unresolvable"):
             continue
-        for name in PACKAGES:
+        names = [*(PACKAGES if ENGINE_PROBES & probes else ()), *(n for n, p in FRONTEND_PROBES.items() if p in probes)]
+        for name in names:
             version = (rec.get("versions") or {}).get(name)
             if version:
                 out[name].add(str(version))

@@ -25,6 +25,7 @@ from fp8doctor.knowledge.frontends import (
     trl_bf16,
 )
 from fp8doctor.knowledge.optimizer_params import start_env
+from fp8doctor.knowledge.releases import coverage
 from fp8doctor.rules.common import NO_INTENT, configs_of, intent, intent_text, pkg
 from fp8doctor.rules.optimizer import user_start
 from fp8doctor.rules.precision import fix_text
@@ -42,16 +43,28 @@ def check_frontend_overrides(facts: dict[str, Any]) -> list[Finding]:
         if not signs:
             out.append(Finding(fid, Level.SKIP, f"{front.name} {version} installed (FP8 not intended)", NO_INTENT))
             continue
-        if not overrides_fp8(front, version):
+        overrides = overrides_fp8(front, version)
+        seen = unobserved(front.package, version)
+        if overrides is None:
+            out.append(Finding(fid, Level.SKIP, f"{front.name} {version}: not observed by the lab, no claim",
+                               seen or f"{intent_text(signs)}."))
+            continue
+        if not overrides:
             out.append(Finding(fid, Level.OK, f"{front.name} {version} keeps TrainingArguments' bf16 default "
-                               "(False)", f"{intent_text(signs)}."))
+                               "(False)", f"{intent_text(signs)}.{seen}"))
             continue
         if configs_of(facts, front.package):
             continue  # check_trl_config / check_axolotl_config judge the config the user named
         title, why = _override_words(front, version)
-        out.append(Finding(fid, Level.WARN, title, f"{intent_text(signs)}.\n{why} Set {front.how}.",
+        out.append(Finding(fid, Level.WARN, title, f"{intent_text(signs)}.\n{why} Set {front.how}.{seen}",
                            fix_text({**facts, "frontend": front.name})))
     return out
+
+
+def unobserved(package: str, version: str | None) -> str:
+    """' <what the engine does with a release the lab did not run>' for a finding's detail ('' when observed)."""
+    note = coverage(package, version).note if version else None
+    return f"\n{note}." if note else ""
 
 
 def _override_words(front: Frontend, version: str) -> tuple[str, str]:
@@ -88,12 +101,15 @@ def check_trl_config(facts: dict[str, Any]) -> list[Finding]:
         if not signs:
             out.append(Finding("lint.trl-bf16", Level.SKIP, f"{cfg['path']}: TRL config, FP8 not intended",
                                NO_INTENT))
+        elif held is None:
+            out.append(Finding("lint.trl-bf16", Level.SKIP, f"{cfg['path']}: {said}, and {release} is not "
+                               "observed by the lab: no claim on the bf16 it holds", unobserved("trl", version)))
         elif held:
             out.append(Finding(
                 "lint.trl-bf16", Level.FAIL, f"{cfg['path']}: {said}, so {release} trains in bf16, not FP8",
                 f"{intent_text(signs)}.\n{release} holds bf16=True for this config "
                 f"({'its default when bf16 is unset' if given is None else 'as it says'}), which the Trainer turns "
-                "into the Accelerator's mixed precision over fp8.", fix_text(facts)))
+                f"into the Accelerator's mixed precision over fp8.{unobserved('trl', version)}", fix_text(facts)))
         else:
             out.append(Finding("lint.trl-bf16", Level.OK, f"{cfg['path']}: bf16: false, so fp8 can reach the "
                                "Accelerator", f"{intent_text(signs)}."))
@@ -172,7 +188,8 @@ def check_peft_over_fp8(facts: dict[str, Any]) -> list[Finding]:
         first = ".".join(map(str, PEFT_FIRST_WORKING))
         return [Finding("frontend.peft", Level.FAIL, f"PEFT {version} cannot build a LoRA model with torchao "
                         f"{torchao} installed", f"get_peft_model raises {broken['type']}: {broken['message']} "
-                        f"(observed with PEFT 0.18.0 and torchao 0.18.0; PEFT {first} and later work).",
+                        f"(observed with PEFT 0.18.0 and torchao 0.18.0; PEFT {first} and later work)."
+                        + unobserved("peft", version),
                         f"pip install 'peft>={first}'")]
     fp8_rank = predict_peft(versions, order="peft_then_prepare", r=FP8_DIM_MULTIPLE, env=start_env(stack, setup))
     if fp8_rank.get("adapters_train") is False:
@@ -182,5 +199,6 @@ def check_peft_over_fp8(facts: dict[str, Any]) -> list[Finding]:
                         "the base layers become Float8Linear, and adapters whose rank is a multiple of 16 too; those "
                         "adapters get new Parameters in prepare() (float8 all-gather on in the config Accelerate "
                         "builds) and one optimizer step changed none of them (0 of 12). With the all-gather off, or "
-                        "on accelerate 1.12, all 12 trained. The fix is optimizer.fp8-weights'.")]
+                        "on accelerate 1.12, all 12 trained. The fix is optimizer.fp8-weights'."
+                        + unobserved("peft", version))]
     return []
