@@ -74,43 +74,51 @@ def sharding(model: Any) -> dict[str, Any]:
             "float8_all_gather": bool(all_gather) and all(all_gather)}
 
 
-def params_outside_optimizer(model: Any, optimizer: Any) -> list[str]:
-    """The model's trainable parameters that no param group of the optimizer holds (compared by identity): they
-    get gradients, but the optimizer never changes them."""
-    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    return [_canonical(n) for n, p in model.named_parameters() if p.requires_grad and id(p) not in held]
-
-
-def handler_ao_config(handlers: Any) -> dict[str, Any] | None:
-    """The float8 all-gather flag of the torchao config an AORecipeKwargs among `handlers` carries (None: no handler
-    carries one, so Accelerate builds its own)."""
-    try:
-        for handler in handlers or []:
-            config = getattr(handler, "config", None) if type(handler).__name__ == "AORecipeKwargs" else None
-            if config is not None:
-                return {"enable_fsdp_float8_all_gather": bool(getattr(config, "enable_fsdp_float8_all_gather", False))}
-    except TypeError:  # a single handler passed where a list belongs
-        return None
-    return None
-
-
+DEEPSPEED_COPIES = "DeepSpeed steps flat copies of the parameters, not the model's own objects"
 MAX_OUTSIDE_NAMES = 32  # names recorded of the parameters outside the optimizer (all are counted)
 
 
-def optimizer_among(objects: tuple[Any, ...]) -> Any | None:
-    """The first optimizer among prepare()'s arguments or outputs (Accelerate's wrapper is an Optimizer too)."""
+def params_outside_optimizer(model: Any, *optimizers: Any) -> list[str]:
+    """The model's trainable parameters that no param group of the optimizers holds (compared by identity): they
+    get gradients, but no optimizer ever changes them."""
+    held = {id(p) for opt in optimizers for group in opt.param_groups for p in group["params"]}
+    return [_canonical(n) for n, p in model.named_parameters() if p.requires_grad and id(p) not in held]
+
+
+def fp8_weights_among(names: list[str], fp8_layers: list[str]) -> list[str]:
+    """The names that are an FP8 layer's weight."""
+    fp8 = set(fp8_layers)
+    return [n for n in names if n.endswith(".weight") and n[: -len(".weight")] in fp8]
+
+
+def optimizers_among(objects: tuple[Any, ...]) -> list[Any]:
+    """The optimizers among prepare()'s outputs (Accelerate's wrapper is an Optimizer too)."""
     import torch
 
-    return next((o for o in objects if isinstance(o, torch.optim.Optimizer)), None)
+    return [o for o in objects if isinstance(o, torch.optim.Optimizer)]
 
 
-def optimizer_membership(model: Any, optimizer: Any) -> dict[str, Any]:
-    """How many trainable parameters the optimizer does not hold, how many of those are FP8 layers' weights, and
-    the first names."""
-    outside = params_outside_optimizer(model, optimizer)
-    fp8 = {_canonical(n) for n in fp8_layer_names(model)}
-    return {"count": len(outside), "fp8_weights": sum(n.rsplit(".", 1)[0] in fp8 for n in outside),
-            "names": outside[:MAX_OUTSIDE_NAMES]}
+def optimizer_membership(model: Any, optimizers: list[Any], plugin: str | None) -> dict[str, Any]:
+    """How many trainable parameters none of the optimizers holds, how many of those are FP8 layers' weights, and
+    the first names (FP8 weights first); `skipped` where the comparison means nothing (DeepSpeed)."""
+    if plugin and plugin.startswith("deepspeed"):
+        return {"skipped": DEEPSPEED_COPIES}
+    outside = params_outside_optimizer(model, *optimizers)
+    fp8 = fp8_weights_among(outside, [_canonical(n) for n in fp8_layer_names(model)])
+    rest = [n for n in outside if n not in set(fp8)]
+    return {"count": len(outside), "fp8_weights": len(fp8), "names": (fp8 + rest)[:MAX_OUTSIDE_NAMES]}
+
+
+def ao_config_facts(accelerator: Any, user_config: bool) -> dict[str, Any] | None:
+    """The float8 all-gather flag of the torchao config the Accelerator's AO recipe handler holds (None: no such
+    handler; flag None: the handler holds no config, so torchao's default applies), and whether the user's own
+    AORecipeKwargs(config=...) passed it."""
+    handler = getattr(accelerator, "ao_recipe_handler", None)
+    if handler is None:
+        return None
+    config = getattr(handler, "config", None)
+    flag = getattr(config, "enable_fsdp_float8_all_gather", None) if config is not None else None
+    return {"all_gather": None if flag is None else bool(flag), "user_config": user_config}
 
 
 def fp8_layer_names(model: Any) -> list[str]:

@@ -81,8 +81,24 @@ def test_own_config_with_all_gather_gets_a_script_edit_not_a_variable(tmp_path: 
     config, so the fix names the script's own flag; with the flag False the same script trains."""
     on = _watch([sys.executable, "own_ao_config.py", "true"])
     assert on["verdict"] == FP8_NOT_TRAINED and on["rc"] == 1, on["reason"]
-    assert on["ranks"][0]["ao_config"] == {"enable_fsdp_float8_all_gather": True}
+    assert on["ranks"][0]["ao_config"] == {"all_gather": True, "user_config": True}
     assert not any(line.startswith("export ") for line in on["fix"]), on["fix"]
     assert "Float8LinearConfig(enable_fsdp_float8_all_gather=False)" in "\n".join(on["fix"])
     off = _watch([sys.executable, "own_ao_config.py", "false"])
     assert off["verdict"] == FP8_ACTIVE and off["rc"] == 0, off["reason"]
+
+
+def test_default_recipe_handler_gets_the_variable(tmp_path: Path) -> None:
+    """AORecipeKwargs() with no config: the installed accelerate builds the config, reading the variable."""
+    predicted = predict_optimizer(_installed(), Setup(handler="AORecipeKwargs", mp_arg="fp8"))
+    run = _watch([sys.executable, "own_ao_config.py", "none"])
+    assert run["ranks"][0]["ao_config"]["user_config"] is False
+    if not predicted["weights_outside_optimizer"]:
+        assert run["verdict"] == FP8_ACTIVE, run["reason"]
+        return
+    assert run["verdict"] == FP8_NOT_TRAINED and "Accelerate's torchao config" in run["reason"], run["reason"]
+    script = tmp_path / "fix.sh"
+    script.write_text("\n".join(run["fix"]) + "\n")
+    assert run["fix"][-2] == "export ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER=false", run["fix"]
+    after = _watch(["bash", str(script)])
+    assert after["verdict"] == FP8_ACTIVE, after["reason"]

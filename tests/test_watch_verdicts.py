@@ -237,11 +237,33 @@ def test_other_parameters_outside_the_optimizer_leave_fp8_active():
 
 def test_not_trained_fix_follows_whose_config_it_was():
     acc_own = _outside(5, 4)
-    acc_own["ao_config"] = {"enable_fsdp_float8_all_gather": True}
+    acc_own["ao_config"] = {"all_gather": True, "user_config": True}
     v = overall_verdict([proc(acc_own)])
-    assert v["verdict"] == FP8_NOT_TRAINED and v["ao_config"] == {"enable_fsdp_float8_all_gather": True}
+    assert v["verdict"] == FP8_NOT_TRAINED and "your own torchao config has enable_fsdp_float8_all_gather=True" \
+        in v["reason"]
     fix = fix_hint(v, {"command": ["python", "train.py"]})
     assert fix[-1] == "python train.py" and not any(line.startswith("export") for line in fix)
     assert any("Float8LinearConfig(enable_fsdp_float8_all_gather=False)" in line for line in fix)
     fix = fix_hint(v, {"command": ["axolotl", "train", "cfg.yaml"], "frontend": "axolotl"})
     assert "#   fp8_enable_fsdp_float8_all_gather: false" in fix and fix[-1] == "axolotl train cfg.yaml"
+    # AORecipeKwargs() (accelerate 1.13+ builds its config from the variable): the variable is the fix.
+    acc_default = _outside(5, 4)
+    acc_default["ao_config"] = {"all_gather": True, "user_config": False}
+    v = overall_verdict([proc(acc_default)])
+    assert "Accelerate's torchao config has" in v["reason"]
+    assert fix_hint(v, {"command": ["python", "train.py"]})[-2] == \
+        "export ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER=false"
+    # The training process got the variable from `accelerate launch --config_file`: the file is the fix.
+    acc_default["env"]["ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER"] = "true"
+    v = overall_verdict([proc(acc_default)])
+    fix = fix_hint(v, {"command": ["accelerate", "launch", "--config_file", "fp8.yaml", "train.py"]})
+    assert "# in fp8.yaml, set:" in fix and not any(line.startswith("export") for line in fix)
+    assert fix[-1] == "accelerate launch --config_file fp8.yaml train.py"
+
+
+def test_fp8_layers_biases_outside_are_not_counted_as_weights():
+    from fp8doctor.observe import fp8_weights_among
+
+    layers = ["a.q", "a.k"]
+    assert fp8_weights_among(["a.q.weight", "a.q.bias", "a.k.weight", "a.v.weight", "a.qq.weight"], layers) == [
+        "a.q.weight", "a.k.weight"]

@@ -270,11 +270,16 @@ def optimizer_fix(form: CommandForm, config_path: str | None, fp8_config: dict[s
                note=f"or, {AO_OWN_CONFIG}")
 
 
-def not_trained_fix(form: CommandForm, frontend: str | None, own_config: bool) -> Fix:
+def not_trained_fix(form: CommandForm, frontend: str | None, own_config: bool,
+                    launch_config: str | None = None) -> Fix:
     """For FP8 weights seen outside the optimizer: axolotl's own key after an axolotl command; an edit of the
-    script's own Float8LinearConfig where one was passed (no variable reaches it); else Accelerate's all-gather off."""
+    script's own Float8LinearConfig where one was passed (no variable reaches it); else Accelerate's all-gather off:
+    in `launch_config` when the training process got the variable from the config `accelerate launch` read (launch
+    re-exports it over the shell's), else the variable."""
     if frontend == AXOLOTL.name or is_axolotl(form):
         return axolotl_fix(form, None, all_gather_off=True)
+    if launch_config is not None and form.kind == "launch":
+        return optimizer_fix(form, launch_config)
     if own_config:
         return Fix("optimizer", f"{SENTENCE}: your own torchao config has {ALL_GATHER}=True", "AO",
                    command=plain(form), note=f"in your script, pass Float8LinearConfig({ALL_GATHER}=False) to "

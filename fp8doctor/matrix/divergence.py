@@ -14,6 +14,7 @@ from fp8doctor.knowledge.divergence import tolerance
 from fp8doctor.knowledge.optimizer_params import SENTENCE
 from fp8doctor.matrix.verdict import Verdict
 from fp8doctor.numerics import summary
+from fp8doctor.observe import DEEPSPEED_COPIES, fp8_weights_among
 
 
 def check_divergence(r: dict[str, Any], base: dict[str, Any] | None) -> Verdict:
@@ -38,12 +39,11 @@ def check_optimizer(r: dict[str, Any]) -> Verdict:
     the bf16 run's training whatever its numerics: a failure (knowledge/optimizer_params.py says when a release
     does this to the FP8 layers' weights)."""
     if "outside_optimizer" not in r:
-        return Verdict("optimizer", Level.SKIP, "not recorded (DeepSpeed steps flat copies of the parameters)")
+        return Verdict("optimizer", Level.SKIP, f"not recorded ({DEEPSPEED_COPIES})")
     outside = [str(n) for n in r.get("outside_optimizer") or []]
     if not outside:
         return Verdict("optimizer", Level.OK, "every trainable parameter is held by the optimizer", 0)
-    fp8 = set(r.get("fp8_layers") or [])
-    in_fp8 = sum(1 for n in outside if n.rpartition(".")[0] in fp8)
+    in_fp8 = len(fp8_weights_among(outside, [str(n) for n in r.get("fp8_layers") or []]))
     head = f"{SENTENCE}: " if in_fp8 else ""
     return Verdict("optimizer", Level.FAIL, f"{head}{len(outside)} trainable parameters ({in_fp8} of them FP8 "
                    f"layers' weights, e.g. {outside[0]}) are not held by the optimizer, so they never train (the "

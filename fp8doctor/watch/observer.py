@@ -74,9 +74,6 @@ def _wrap_accelerator_init(original: Any) -> Any:
             fields["arg_mixed_precision"] = plain(bound.get("mixed_precision"))
             fields["handlers"] = _handler_names(bound.get("kwargs_handlers"))
             fields["fp8_handlers"] = [h for h in fields["handlers"] if h in FP8_HANDLER_CLASSES]
-            from fp8doctor.observe import handler_ao_config
-
-            fields["ao_config"] = handler_ao_config(bound.get("kwargs_handlers"))
             fields["env"] = env_now()
             fields["trainer_args"] = current_trainer_args()
             fields["callers"] = callers(("accelerate/accelerator.py",))
@@ -93,6 +90,13 @@ def _wrap_accelerator_init(original: Any) -> Any:
             raise
         STATE["accelerators"][id(self)] = acc_id
         fields["result"] = _accelerator_result(self)
+        with contextlib.suppress(Exception):
+            from fp8doctor.knowledge.optimizer_params import ALL_GATHER_VAR
+            from fp8doctor.observe import ao_config_facts
+
+            handler = getattr(self, "ao_recipe_handler", None)
+            fields["ao_config"] = ao_config_facts(self, id(handler) in STATE["ao_user_configs"])
+            fields.setdefault("env", {})[ALL_GATHER_VAR] = os.environ.get(ALL_GATHER_VAR)
         record("accelerator", **fields)
         _record_device(self)
 
@@ -164,7 +168,8 @@ def _wrap_prepare(original: Any) -> Any:
         try:
             # FSDP2's prepare returns a list where the others return a tuple
             outputs = tuple(result) if isinstance(result, (tuple, list)) else (result,)
-            optimizer = observe.optimizer_among(outputs)
+            optimizers = observe.optimizers_among(outputs)
+            plugin = observe.sharding_plugin(self)
             for info in models:
                 prepared = outputs[info["arg_index"]] if info["arg_index"] < len(outputs) else None
                 if prepared is None:
@@ -172,9 +177,8 @@ def _wrap_prepare(original: Any) -> Any:
                 inner = _unwrap(prepared)
                 info["fp8_layers"] = observe.fp8_layer_names(inner)
                 info["prepared_class"] = type(prepared).__name__
-                if optimizer is not None:  # prepared together, as the Trainer and most scripts do
-                    info["outside_optimizer"] = observe.optimizer_membership(inner, optimizer)
-                plugin = observe.sharding_plugin(self)
+                if optimizers:  # prepared together, as the Trainer and most scripts do
+                    info["outside_optimizer"] = observe.optimizer_membership(inner, optimizers, plugin)
                 if plugin:
                     info["wrapper"] = {"plugin": plugin, **observe.sharding(prepared)}
                 _watch_forwards(prepared, acc_id, len(info["fp8_layers"]), info["arg_index"])
@@ -231,11 +235,25 @@ def _wrap_backward(original: Any) -> Any:
     return backward
 
 
+def _wrap_ao_recipe_init(original: Any) -> Any:
+    """Notes which AORecipeKwargs got a config from the user (from 1.13 its __post_init__ builds one otherwise)."""
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        if (kwargs.get("config") if "config" in kwargs else (args[0] if args else None)) is not None:
+            STATE["ao_user_configs"].add(id(self))
+
+    return __init__
+
+
 def _patch_accelerate(module: Any) -> None:
     cls = getattr(module, "Accelerator", None)
     if cls is None or "accelerate" in STATE["patched"]:
         return
     STATE["patched"].add("accelerate")
+    recipe = getattr(sys.modules.get("accelerate.utils"), "AORecipeKwargs", None)
+    if recipe is not None:
+        recipe.__init__ = _wrap_ao_recipe_init(recipe.__init__)
     cls.__init__ = _wrap_accelerator_init(cls.__init__)
     cls.prepare = _wrap_prepare(cls.prepare)
     cls.backward = _wrap_backward(cls.backward)

@@ -131,7 +131,8 @@ def versions() -> dict[str, str | None]:
 
 # The observer's per-process state, shared by its Accelerate and transformers halves.
 STATE: dict[str, Any] = {
-    "accelerators": {}, "next_id": 0, "losses": 0, "patched": set(), "forwards": [], "trainers": [],
+    "accelerators": {}, "next_id": 0, "losses": 0, "patched": set(), "ao_user_configs": set(), "forwards": [],
+    "trainers": [],
 }
 _recorder: Recorder | None = None
 

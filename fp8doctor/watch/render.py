@@ -104,6 +104,18 @@ def numerics_lines(result: dict[str, Any], fmt: str) -> list[str]:
     return out
 
 
+def optimizer_words(outside: dict[str, Any] | None) -> str:
+    """Whether the optimizer holds the prepared model's trainable parameters, as the observer compared them."""
+    if not outside:
+        return "not compared (no optimizer was prepared together with the model)"
+    if outside.get("skipped"):
+        return f"not compared ({outside['skipped']})"
+    if not outside.get("count"):
+        return "holds every trainable parameter"
+    return (f"{outside['count']} trainable parameters outside it ({outside.get('fp8_weights', 0)} FP8 layers' "
+            f"weights), e.g. {', '.join((outside.get('names') or [])[:3])}")
+
+
 def _details(result: dict[str, Any]) -> list[str]:
     lines = []
     ranks = result.get("ranks") or []
@@ -119,6 +131,8 @@ def _details(result: dict[str, Any]) -> list[str]:
             lines.append(f"{_rank_name(r)} evaluation: " + ("no forward pass in eval mode was seen" if not ev else
                          f"{'in FP8' if ev['fp8'] else 'NOT in FP8'}: {ev['reason']}"
                          + (f"; fix: {ev['fix']}" if ev.get("fix") else "")))
+        if m.get("fp8_layers"):
+            lines.append(f"{_rank_name(r)} optimizer: {optimizer_words(m.get('outside_optimizer'))}")
         if m.get("missing"):
             lines.append(f"{_rank_name(r)} eligible but not FP8: {', '.join(m['missing'][:6])}"
                          + (f" (+{len(m['missing']) - 6})" if len(m["missing"]) > 6 else ""))

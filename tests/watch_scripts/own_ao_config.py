@@ -1,5 +1,6 @@
-"""A plain Accelerate loop on the tiny Llama that passes its own torchao config with float8 all-gather on (meant for
-FSDP2) and no FSDP: `python own_ao_config.py true|false`."""
+"""A plain Accelerate loop on the tiny Llama, no FSDP, with an AO recipe handler: its own torchao config with float8
+all-gather on (meant for FSDP2) or off, or `AORecipeKwargs()` (Accelerate builds the config):
+`python own_ao_config.py true|false|none`."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from torchao.float8 import Float8LinearConfig
 
 
 def main() -> None:
-    config = Float8LinearConfig(enable_fsdp_float8_all_gather=sys.argv[1] == "true")
-    accelerator = Accelerator(mixed_precision="fp8", kwargs_handlers=[AORecipeKwargs(config=config)])
+    handler = (AORecipeKwargs() if sys.argv[1] == "none"
+               else AORecipeKwargs(config=Float8LinearConfig(enable_fsdp_float8_all_gather=sys.argv[1] == "true")))
+    accelerator = Accelerator(mixed_precision="fp8", kwargs_handlers=[handler])
     train(accelerator, build_model(seed=0), steps=3, rank_in_line=False)
 
 

@@ -117,7 +117,7 @@ def record_fp8_layers(ctx: Context, model: Any) -> Any:
 
 def record_outside_optimizer(ctx: Context, model: Any, optimizer: Any) -> None:
     """The trainable parameters of the (prepared) model the optimizer does not hold: they never train. Not for
-    DeepSpeed, whose engine steps flat copies of the parameters, not the model's own objects."""
+    DeepSpeed (observe.DEEPSPEED_COPIES)."""
     if ctx.spec.entry == "deepspeed":
         return
     from fp8doctor.observe import params_outside_optimizer
