@@ -110,8 +110,13 @@ def test_axolotl_all_gather_without_fsdp_fails_with_the_key_as_its_fix() -> None
     assert weights.fix.splitlines()[-1] == "axolotl train cfg.yaml"
     assert [f.id for f in found({**on, "fp8_enable_fsdp_float8_all_gather": False})] == ["lint.axolotl-fp8"]
     assert [f.id for f in found({**AXO, "fp8": True})] == ["lint.axolotl-fp8"]  # unset: None, as observed
-    # Not observed: FSDP (its prepare re-creates parameters), another axolotl minor, axolotl not installed.
+    # Config spellings axolotl reads as false are false.
+    for spelled in ("false", "False", "no"):
+        assert [f.id for f in found({**on, "fp8_enable_fsdp_float8_all_gather": spelled})] == ["lint.axolotl-fp8"]
+    assert [f.id for f in found({**on, "fsdp": "false"})] == ["lint.axolotl-fp8", "lint.axolotl-fp8-weights"]
+    # Not observed: FSDP (its prepare re-creates parameters), DeepSpeed, another axolotl minor, not installed.
     assert [f.id for f in found({**on, "fsdp_version": 2})] == ["lint.axolotl-fp8"]
+    assert [f.id for f in found({**on, "deepspeed": "zero2.json"})] == ["lint.axolotl-fp8"]
     assert [f.id for f in found(on, axolotl="0.18.0")] == ["lint.axolotl-fp8"]
     assert [f.id for f in found(on, axolotl=None)] == ["lint.axolotl-fp8"]
 

@@ -121,11 +121,17 @@ def test_peft_findings_follow_the_lab() -> None:
     for release in ("0.19.1", "0.20.0", "0.21.2"):
         [f] = found(release)
         assert f.level is Level.WARN and "multiple of 16 become FP8 layers" in f.title and "never train" in f.title
+    assert "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER=false" in f.fix  # optimizer.fp8-weights' own fix
     # The adapters train where Accelerate's config keeps the all-gather off: the variable, or accelerate 1.12.
-    assert found("0.21.2", env={**FP8_ENV, "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER": "false"}) == []
-    assert found("0.21.2", accelerate="1.12.0") == []
-    assert found("0.21.2", accelerate="1.20.0") == []  # not observed: no claim
-    assert found("0.17.0") == [] and found("0.21.2", env={}) == []  # not observed; FP8 not asked
+    for f in (found("0.21.2", env={**FP8_ENV, "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER": "false"})[0],
+              found("0.21.2", accelerate="1.12.0")[0]):
+        assert f.level is Level.OK and "adapters train with this start" in f.title, f
+    # Not observed: said, no claim.
+    [f] = found("0.21.2", accelerate="1.20.0")
+    assert f.level is Level.SKIP and "not observed for accelerate 1.20.0" in f.title
+    [f] = found("0.17.0")
+    assert f.level is Level.SKIP and "not observed" in f.title and "oldest: 0.18.0" in f.detail
+    assert found("0.21.2", env={}) == []  # FP8 not asked
 
 
 def test_frontend_releases_the_lab_did_not_run_are_said_so() -> None:

@@ -68,6 +68,7 @@ def test_a_diverging_fp8_run_fails(record: Path) -> None:
     [
         ("not json", "not JSON"),
         ('{"verdict": "fp8-active", "processes": []}', "the baseline must be the same command in bf16"),
+        ('{"verdict": "fp8-not-trained", "processes": []}', "(it ran FP8)"),
         ('{"verdict": "silent-bf16", "processes": [{"losses": []}]}', "no process of that run recorded a loss"),
         ("[1, 2]", "not an `fp8doctor watch --format json` report"),
     ],

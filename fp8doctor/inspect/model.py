@@ -8,6 +8,7 @@ import gc
 import json
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -97,13 +98,17 @@ def _quiet() -> Iterator[None]:
 def _no_cycle_collection() -> Iterator[None]:
     """Importing torch + transformers creates millions of long-lived objects; the cyclic collector walking them
     during the imports and again at exit was ~1.3 of ~5.4 s of `inspect` on a 7B config (benchmarks/inspect_speed.py).
-    Frozen afterwards, they are left out of every later collection, which still runs for what is created next."""
+    In a process that had not imported torch yet (the `inspect` command), they are frozen afterwards: left out of
+    every later collection, which still runs for what is created next. A process that already had torch (tests, a
+    caller) keeps its collector as it was."""
+    fresh = "torch" not in sys.modules
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if fresh:
+            gc.freeze()
         if enabled:
             gc.enable()
 

@@ -17,8 +17,8 @@ from fp8doctor.knowledge.capability import TE_INSTALL, cc_str
 from fp8doctor.knowledge.command_forms import CommandForm, launched, parse, plain
 from fp8doctor.knowledge.frontends import AXOLOTL, AXOLOTL_ALL_GATHER_KEY, AXOLOTL_FP8_MIN_CC, frontend_of_command
 from fp8doctor.knowledge.generations import accelerate_generation, accelerate_min, intended_backend
-from fp8doctor.knowledge.intent import truthy
 from fp8doctor.knowledge.optimizer_params import ALL_GATHER, ALL_GATHER_VAR, SENTENCE, all_gather
+from fp8doctor.knowledge.values import truthy
 
 TE_UNPROVEN = ("Transformer Engine needs a CUDA GPU: this fix cannot be run on a CPU machine, so fp8doctor's tests "
                "have not executed it (the torchao form of the same fix is executed).")

@@ -22,6 +22,7 @@ from fp8doctor.knowledge.engine import Setup, Stack, predict
 from fp8doctor.knowledge.optimizer_params import ALL_GATHER, all_gather, observed
 from fp8doctor.knowledge.predict import MP_VAR, UNKNOWN, transformers_passes
 from fp8doctor.knowledge.releases import coverage
+from fp8doctor.knowledge.values import given, truthy
 from fp8doctor.knowledge.versions import release
 
 # `trl sft --mixed_precision fp8 --fp8_backend ao` (accelerate 1.15, TRL 1.16, watched 2026-12): launch accepts only
@@ -175,18 +176,18 @@ def axolotl_mixed_precision(config: Mapping[str, Any]) -> str:
 # weights leave the optimizer (probe lab/probes/axolotl_optimizer.py, axolotl 0.19.0 with accelerate 1.13 and
 # torchao 0.17, no FSDP: unset or false 0 of 4 outside, true 4 of 4, none of them trained).
 AXOLOTL_ALL_GATHER_KEY = "fp8_enable_fsdp_float8_all_gather"
-AXOLOTL_FSDP_KEYS = ("fsdp", "fsdp_config", "fsdp_version")
+AXOLOTL_SHARDING_KEYS = ("fsdp", "fsdp_config", "fsdp_version", "deepspeed")  # not observed with axolotl
 
 
 def axolotl_fp8_weights_outside(versions: Mapping[str, str | None], config: Mapping[str, Any]) -> bool | None:
-    """Whether axolotl's own FP8 path leaves the FP8 layers' weights outside the optimizer (None: not observed: another
-    axolotl minor, or FSDP, whose prepare re-creates parameters itself)."""
+    """Whether axolotl's own FP8 path leaves the FP8 layers' weights outside the optimizer (None: not observed:
+    another axolotl minor, or FSDP / DeepSpeed, whose prepare re-creates or copies parameters itself)."""
     r = release(versions.get("axolotl"))
-    if r is None or r[:2] != AXOLOTL_OBSERVED or any(config.get(k) for k in AXOLOTL_FSDP_KEYS):
+    if r is None or r[:2] != AXOLOTL_OBSERVED or any(given(config.get(k)) for k in AXOLOTL_SHARDING_KEYS):
         return None
-    if not config.get("fp8"):
+    if not truthy(config.get("fp8")):
         return False
-    return all_gather(versions.get("accelerate"), {}, {ALL_GATHER: bool(config.get(AXOLOTL_ALL_GATHER_KEY))})
+    return all_gather(versions.get("accelerate"), {}, {ALL_GATHER: truthy(config.get(AXOLOTL_ALL_GATHER_KEY))})
 
 
 def predict_axolotl(versions: Mapping[str, str | None], config: Mapping[str, Any],

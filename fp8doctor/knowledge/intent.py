@@ -13,18 +13,12 @@ from typing import Any
 
 from fp8doctor.knowledge.engine import Setup
 from fp8doctor.knowledge.frontends import axolotl_mixed_precision, trl_bf16
+from fp8doctor.knowledge.values import truthy
 
 # The values each library accepts for its backend setting, as the doctor's backend names (None: none chosen).
 LLAMAFACTORY_BACKENDS = {"te": "TE", "transformer_engine": "TE", "torchao": "AO", "ao": "AO", "auto": None}
 ACCELERATE_BACKENDS = {"TE": "TE", "AO": "AO", "TORCHAO": "AO", "MSAMP": "MSAMP", "NO": None}
 TRAINING_KINDS = ("llamafactory", "training_args", "trl")
-
-
-def truthy(value: Any) -> bool:
-    """A boolean setting as YAML/JSON configs spell it (strings "true"/"1"/"yes"/"on" included)."""
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes", "on")
-    return bool(value)
 
 
 def resolved(cfg: Mapping[str, Any], packages: Mapping[str, Any]) -> Mapping[str, Any]:

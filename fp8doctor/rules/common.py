@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fp8doctor.knowledge.intent import read_intent, truthy
+from fp8doctor.knowledge.intent import read_intent
+from fp8doctor.knowledge.values import truthy
 
 __all__ = ["truthy"]  # re-exported for the rules
 

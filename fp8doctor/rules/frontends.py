@@ -26,7 +26,9 @@ from fp8doctor.knowledge.frontends import (
 )
 from fp8doctor.knowledge.optimizer_params import start_env
 from fp8doctor.knowledge.releases import coverage
+from fp8doctor.knowledge.values import truthy
 from fp8doctor.rules.common import NO_INTENT, configs_of, intent, intent_text, pkg
+from fp8doctor.rules.optimizer import fix_text as optimizer_fix_text
 from fp8doctor.rules.optimizer import user_start
 from fp8doctor.rules.precision import fix_text
 
@@ -81,11 +83,7 @@ def _override_words(front: Frontend, version: str) -> tuple[str, str]:
 
 
 def _flag(value: Any) -> bool | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes", "on")
-    return bool(value)
+    return None if value is None else truthy(value)
 
 
 def check_trl_config(facts: dict[str, Any]) -> list[Finding]:
@@ -171,7 +169,7 @@ def check_axolotl_config(facts: dict[str, Any]) -> list[Finding]:
                 "key; without FSDP, torchao then gives each converted weight a new Parameter inside prepare(), and "
                 "the optimizer built before it keeps the old ones (lab-observed with axolotl 0.19.0's own "
                 "Accelerator arguments: 4 of 4 FP8 weights outside the optimizer, none trained; 0 with the key "
-                "unset or false).", "\n".join(render(fix))))
+                f"unset or false).{unobserved('axolotl', version)}", "\n".join(render(fix))))
     return out
 
 
@@ -183,15 +181,22 @@ def check_peft_over_fp8(facts: dict[str, Any]) -> list[Finding]:
         return []
     stack, setup, _ = user_start(facts)
     versions = {"peft": version, "torchao": torchao, "accelerate": stack.accelerate}
+    seen = unobserved("peft", version) + unobserved("torchao", torchao)
     broken = predict_peft(versions, order="peft_then_prepare", r=8)
     if broken.get("outcome") == "raised":
         first = ".".join(map(str, PEFT_FIRST_WORKING))
         return [Finding("frontend.peft", Level.FAIL, f"PEFT {version} cannot build a LoRA model with torchao "
                         f"{torchao} installed", f"get_peft_model raises {broken['type']}: {broken['message']} "
-                        f"(observed with PEFT 0.18.0 and torchao 0.18.0; PEFT {first} and later work)."
-                        + unobserved("peft", version),
+                        f"(observed with PEFT 0.18.0 and torchao 0.18.0; PEFT {first} and later work).{seen}",
                         f"pip install 'peft>={first}'")]
+    if broken.get("outcome") != "ok":
+        return [Finding("frontend.peft", Level.SKIP, f"PEFT {version} with torchao {torchao}: not observed by the "
+                        "lab, no claim", seen.strip() or "The lab's peft_fp8 probe did not run this pair.")]
     fp8_rank = predict_peft(versions, order="peft_then_prepare", r=FP8_DIM_MULTIPLE, env=start_env(stack, setup))
+    if fp8_rank.get("outcome") != "ok":
+        return [Finding("frontend.peft", Level.SKIP, f"PEFT {version}: whether LoRA adapters Accelerate converts to "
+                        f"FP8 train is not observed for accelerate {stack.accelerate} with torchao {torchao}",
+                        "The lab's optimizer_params probe did not run these releases (docs/generations.md)." + seen)]
     if fp8_rank.get("adapters_train") is False:
         return [Finding("frontend.peft", Level.WARN, f"PEFT {version} with torchao FP8: LoRA adapters whose rank is a "
                         f"multiple of {FP8_DIM_MULTIPLE} become FP8 layers, and with this start they never train",
@@ -199,6 +204,7 @@ def check_peft_over_fp8(facts: dict[str, Any]) -> list[Finding]:
                         "the base layers become Float8Linear, and adapters whose rank is a multiple of 16 too; those "
                         "adapters get new Parameters in prepare() (float8 all-gather on in the config Accelerate "
                         "builds) and one optimizer step changed none of them (0 of 12). With the all-gather off, or "
-                        "on accelerate 1.12, all 12 trained. The fix is optimizer.fp8-weights'."
-                        + unobserved("peft", version))]
-    return []
+                        "on accelerate 1.12, all 12 trained. The same cause as optimizer.fp8-weights, and the same "
+                        "fix." + seen, optimizer_fix_text(facts))]
+    return [Finding("frontend.peft", Level.OK, f"PEFT {version} with torchao FP8: LoRA adapters train with this start "
+                    f"(those of a rank that is a multiple of {FP8_DIM_MULTIPLE} as FP8 layers)", seen.strip())]

@@ -49,7 +49,15 @@ def check_fp8_weights_in_optimizer(facts: dict[str, Any]) -> list[Finding]:
               f"accelerate {since}), with or without FSDP. torchao then gives each converted weight a new Parameter "
               "inside prepare(), while the optimizer, built before prepare(), keeps the old ones: those weights get "
               "gradients but are never stepped (lab-observed: unchanged after 2 steps).")
-    fp8 = intent.launch.data.get("fp8_config") if launched and intent.launch else None
-    fix = optimizer_fix(parse(facts.get("command")), intent.launch.path if launched and intent.launch else None,
+    return [Finding(ID, Level.FAIL, f"{SENTENCE} ({versions})", detail, fix_text(facts))]
+
+
+def fix_text(facts: dict[str, Any]) -> str:
+    """The all-gather-off fix for the user's start and command, rendered: the launch config's key when the start is
+    `accelerate launch` of it, else the variable."""
+    intent = read_intent(facts)
+    launch = intent.launch if intent.launch is not None and intent.launch.mixed_precision is not None else None
+    fp8 = launch.data.get("fp8_config") if launch else None
+    fix = optimizer_fix(parse(facts.get("command")), launch.path if launch else None,
                         dict(fp8) if isinstance(fp8, dict) else None)
-    return [Finding(ID, Level.FAIL, f"{SENTENCE} ({versions})", detail, "\n".join(render(fix)))]
+    return "\n".join(render(fix))

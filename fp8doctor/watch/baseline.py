@@ -13,7 +13,7 @@ from fp8doctor.findings import Level
 from fp8doctor.knowledge.divergence import tolerance
 from fp8doctor.system import safeio
 from fp8doctor.system.errors import UsageError
-from fp8doctor.verdicts import FP8_ACTIVE
+from fp8doctor.verdicts import FP8_ACTIVE, FP8_NOT_TRAINED
 
 MAX_BASELINE_BYTES = 256 << 20
 SOURCE = "accelerator.backward"  # the per-step losses and gradient norms compared (Trainer logs average them)
@@ -49,8 +49,9 @@ def load(path: str) -> dict[str, Any]:
             from None
     if not isinstance(report, dict) or not isinstance(report.get("processes"), list) or "verdict" not in report:
         raise UsageError(f"{path}: not an `fp8doctor watch --format json` report (no processes and verdict)")
-    if report.get("verdict") == FP8_ACTIVE:
-        raise UsageError(f"{path}: that run was {FP8_ACTIVE}; the baseline must be the same command in bf16")
+    if report.get("verdict") in (FP8_ACTIVE, FP8_NOT_TRAINED):
+        raise UsageError(f"{path}: that run was {report['verdict']} (it ran FP8); the baseline must be the same "
+                         "command in bf16")
     series = series_by_rank(report)
     if not series:
         raise UsageError(f"{path}: no process of that run recorded a loss through accelerator.backward")
