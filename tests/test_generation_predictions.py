@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from fp8doctor.knowledge import fp8_config_keys
-from fp8doctor.knowledge.engine import Setup, Stack, predict
-from fp8doctor.knowledge.predict import MP_VAR, predict_env_reads
+from fp8doctor.knowledge.engine import Setup, Stack, launch_env, predict
+from fp8doctor.knowledge.predict import ALL_GATHER_VAR, MP_VAR, predict_env_reads
 
 ROOT = Path(__file__).resolve().parents[1]
 OBSERVATIONS = ROOT / "lab" / "observations"
@@ -269,6 +269,8 @@ def check_launch(rec: dict[str, Any], case: dict[str, Any]) -> None:
     if applies and predicted["outcome"] != "unknown":
         backend = (config.get("fp8_config") or {}).get("backend")
         assert seen.get("ACCELERATE_FP8_BACKEND") == (str(backend) if backend else None)
+        # the all-gather flag launch exports (a config key, or its own default), which decides optimizer_params
+        assert seen.get(ALL_GATHER_VAR) == launch_env(config, rec["versions"]["accelerate"]).get(ALL_GATHER_VAR)
     got, want = _core(case["launched"]), _core(predicted)
     if want["outcome"] == "raised":  # the launched script records no stage
         got["stage"] = want["stage"] = None

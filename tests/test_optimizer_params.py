@@ -158,3 +158,20 @@ def test_a_written_config_keeps_the_order_a_user_reads() -> None:
     text = FixFile(ACCELERATE_YAML, accelerate_yaml("AO")).text()
     keys = [line.split(":")[0] for line in text.splitlines() if line and not line.startswith(" ")]
     assert keys == list(accelerate_yaml("AO"))
+
+
+def test_launch_exports_its_own_all_gather_default_over_the_shell() -> None:
+    """`accelerate launch` with fp8 exports the flag itself (its option's default, lab launch_config probe), so a
+    shell's false does not reach the script through a config without the key; the key does."""
+    from fp8doctor.knowledge.engine import Setup, Stack
+    from fp8doctor.knowledge.optimizer_params import ALL_GATHER, ALL_GATHER_VAR, predict_optimizer
+
+    stack = Stack(accelerate="1.15.0", torchao="0.18.0")
+    yaml = {"distributed_type": "NO", "mixed_precision": "fp8", "fp8_config": {"backend": "AO"}}
+    shell = {ALL_GATHER_VAR: "false"}
+    assert predict_optimizer(stack, Setup(env=shell))["weights_outside_optimizer"] is False
+    assert predict_optimizer(stack, Setup(env=shell, launch_yaml=yaml))["weights_outside_optimizer"] is True
+    keyed = {**yaml, "fp8_config": {"backend": "AO", ALL_GATHER: False}}
+    assert predict_optimizer(stack, Setup(launch_yaml=keyed))["weights_outside_optimizer"] is False
+    old = Stack(accelerate="1.12.0", torchao="0.18.0")
+    assert predict_optimizer(old, Setup(env=shell, launch_yaml=yaml))["weights_outside_optimizer"] is False

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from lab_cells import cell_with_assets, offline_env
 
-from fp8doctor.knowledge.fixes import Fix, fixes_for, render, render_all
+from fp8doctor.knowledge.fixes import LAUNCH_ALL_GATHER, Fix, fixes_for, render, render_all
 
 CELL = "trl1.16-tf5.24-ao"
 TIMEOUT_S = 900
@@ -112,7 +112,7 @@ def test_trl_cli_entry_point(cell: dict[str, Any]) -> None:
     assert control["verdict"] == "silent-bf16" and control["frontend"] == "TRL", control["reason"]
     assert "launcher" in control["reason"] and "'no'" in control["reason"]
     fix = _printed(control)
-    assert fix.command[:2] == (trl, "sft") and fix.command[-2:] == ("--mixed_precision", "fp8")
+    assert fix.command[:2] == (trl, "sft") and fix.command[-4:] == ("--mixed_precision", "fp8", *LAUNCH_ALL_GATHER)
     (cell["root"] / "fix.sh").write_text("\n".join(render(fix)) + "\n")
     fixed = _watch(cell, ["bash", "fix.sh"], {})
     assert fixed["verdict"] == "fp8-active" and _fp8_layers(fixed) > 0, (fixed["reason"], fixed.get("error"))
@@ -135,7 +135,7 @@ def test_trl_yaml_fix_printed_by_env(cell: dict[str, Any]) -> None:
     assert lint["level"] == "fail" and "TRL 1.16.0" in lint["title"], lint
     [fix] = fixes_for(out["facts"], "AO")
     assert lint["fix"] == render_all([fix]) and fix.command == ("trl", "sft", "--config", str(path),
-                                                                "--mixed_precision", "fp8")
+                                                                "--mixed_precision", "fp8", *LAUNCH_ALL_GATHER)
     path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), **fix.edits[str(path)]}))  # the edit
     (cell["root"] / "fix.sh").write_text("\n".join(render(fix)) + "\n")
     fixed = _watch(cell, ["bash", "fix.sh"], {})

@@ -11,7 +11,7 @@ from env_facts_helpers import cfg, make_facts
 
 from fp8doctor.configs import load_config
 from fp8doctor.findings import Level
-from fp8doctor.knowledge.fixes import fixes_for, render
+from fp8doctor.knowledge.fixes import LAUNCH_ALL_GATHER, fixes_for, render
 from fp8doctor.rules import frontends
 
 FP8_ENV = {"ACCELERATE_MIXED_PRECISION": "fp8"}
@@ -67,13 +67,14 @@ def test_trl_fix_for_each_command_form() -> None:
                        "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER": "false"}  # accelerate 1.15: optimizer_params
     [fix] = fixes_for({**base, "command": ["/v/bin/trl", "sft", "--bf16", "true", "--mixed_precision=bf16", "--x"]},
                       "AO")
-    assert fix.command == ("/v/bin/trl", "sft", "--x", "--bf16", "false", "--mixed_precision", "fp8")
+    assert fix.command == ("/v/bin/trl", "sft", "--x", "--bf16", "false", "--mixed_precision", "fp8",
+                           *LAUNCH_ALL_GATHER)
     assert fix.env == {"ACCELERATE_FP8_BACKEND": "AO"}  # launch's --fp8_backend ao is refused by the Accelerator
     [fix] = fixes_for({**base, "command": ["accelerate", "launch", "sft.py"]}, "AO")
     assert fix.command == ("accelerate", "launch", "--config_file", "accelerate_fp8.yaml", "sft.py") and fix.files
     facts = {**base, "frontend": None, "configs": [cfg("trl", {**SFT_YAML, "num_generations": 2}, "g.yaml")]}
     [fix] = fixes_for(facts, "AO")
-    assert fix.command == ("trl", "grpo", "--config", "g.yaml", "--mixed_precision", "fp8")
+    assert fix.command == ("trl", "grpo", "--config", "g.yaml", "--mixed_precision", "fp8", *LAUNCH_ALL_GATHER)
     assert fix.edits == {"g.yaml": {"bf16": False}} and "#   bf16: false" in "\n".join(render(fix))
 
 

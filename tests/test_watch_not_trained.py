@@ -102,3 +102,20 @@ def test_default_recipe_handler_gets_the_variable(tmp_path: Path) -> None:
     assert run["fix"][-2] == "export ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER=false", run["fix"]
     after = _watch(["bash", str(script)])
     assert after["verdict"] == FP8_ACTIVE, after["reason"]
+
+
+def test_accelerate_launch_gets_the_launch_option(tmp_path: Path) -> None:
+    """`accelerate launch --mixed_precision fp8` exports the all-gather flag from its own option (default true on
+    1.13+) over the shell's variable: the printed fix is that option, and it runs."""
+    cmd = [str(BIN / "accelerate"), "launch", "--num_processes", "1", "--mixed_precision", "fp8",
+           "plain_accelerate.py"]
+    run = _watch(cmd)
+    predicted = predict_optimizer(_installed(), Setup(env=ENV))
+    if not predicted["weights_outside_optimizer"]:
+        pytest.skip("the installed accelerate keeps the FP8 weights in the optimizer")
+    assert run["verdict"] == FP8_NOT_TRAINED, run["reason"]
+    assert run["fix"][-1] == " ".join([*cmd[:-1], "--fp8_enable_fsdp_float8_all_gather", "false", cmd[-1]])
+    script = tmp_path / "fix.sh"
+    script.write_text("\n".join(run["fix"]) + "\n")
+    after = _watch(["bash", str(script)])
+    assert after["verdict"] == FP8_ACTIVE, after["reason"]

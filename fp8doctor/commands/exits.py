@@ -19,7 +19,8 @@ EXIT_CODES: dict[str, list[tuple[str, str]]] = {
                ("1", "a part found a problem in your setup or could not run (the report is still written)"),
                ("2", USAGE[1]), STOPPED],
     "watch": [("0", "the command succeeded and FP8 was active in every rank"),
-              ("1", "the command succeeded but FP8 was not active (with --merge: ranks disagree, one is missing, "
+              ("1", "the command succeeded but FP8 was not active, or its FP8 weights were not trained "
+                    "(`fp8-not-trained`) (with --merge: ranks disagree, one is missing, "
                     "or none is fp8-active)"),
               ("N", "the command's own non-zero exit code, passed through (124 when --command-timeout stopped it, "
                     "128+N when signal N killed it)"),

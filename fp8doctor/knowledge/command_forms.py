@@ -144,18 +144,6 @@ def plain(form: CommandForm, default_script: str = "train.py") -> tuple[str, ...
     return form.argv
 
 
-def launch_config_file(form: CommandForm) -> str | None:
-    """The `--config_file` an `accelerate launch` command names (None: another form, or none named)."""
-    if form.kind != "launch":
-        return None
-    opts = list(form.launcher)
-    for i, tok in enumerate(opts):
-        name, eq, value = tok.partition("=")
-        if name in ("--config_file", "--config-file"):
-            return value if eq else (opts[i + 1] if i + 1 < len(opts) else None)
-    return None
-
-
 def launched(form: CommandForm, config_file: str, default_script: str = "train.py") -> tuple[str, ...] | None:
     """The command started through `accelerate launch --config_file CONFIG`, run by the interpreter the user named;
     None where a launch fix does not fit (torchrun, a frontend's entry point, a command fp8doctor cannot read)."""

@@ -15,7 +15,9 @@ from typing import Any
 
 from fp8doctor.knowledge import fp8_config_keys
 from fp8doctor.knowledge.predict import (
+    AO_READS_ENV_FROM,
     BACKEND_VAR,
+    LAUNCH_AO_DEFAULTS,
     MP_VAR,
     TE_MODULE_MISSING,
     UNCHECKED,
@@ -27,6 +29,7 @@ from fp8doctor.knowledge.predict import (
     state_mixed_precision,
     transformers_passes,
 )
+from fp8doctor.knowledge.versions import release
 
 FRONTENDS = ("script", "trainer", "llamafactory")
 PATCHES = ("inject_if_missing", "always_append")
@@ -85,6 +88,9 @@ def launch_env(config: Mapping[str, Any], accelerate: str | None = None) -> dict
     env: dict[str, str] = {}
     if "mixed_precision" in config:
         env[MP_VAR] = str(config["mixed_precision"])
+    r = release(accelerate)
+    if str(config.get("mixed_precision")) == "fp8" and r is not None and r >= AO_READS_ENV_FROM:
+        env.update(LAUNCH_AO_DEFAULTS)
     fp8 = config.get("fp8_config")
     if isinstance(fp8, Mapping) and fp8.get("backend"):
         env[BACKEND_VAR] = str(fp8["backend"])

@@ -121,6 +121,18 @@ def keep_in_optimizer_env(backend: str, accelerate: str | None) -> dict[str, str
     return {ALL_GATHER_VAR: "false"} if _all_gather_off(backend, accelerate) else {}
 
 
+# `accelerate launch` with fp8 from its command line exports every fp8_* option, this one with its default True
+# (1.13+: read in commands/launch.py and utils/launch.setup_fp8_env), over the shell's variable: a launched command
+# takes the option itself (the TRL CLI passes the options it does not know to its accelerate launch). Executed:
+# tests/test_trl_fix_executed.py (TRL 1.16, accelerate 1.15), tests/test_watch_not_trained.py (accelerate launch).
+LAUNCH_ALL_GATHER = ("--fp8_enable_fsdp_float8_all_gather", "false")
+
+
+def keep_in_optimizer_launch(backend: str, accelerate: str | None) -> tuple[str, ...]:
+    """The launch option that keeps torchao's FP8 weights in the optimizer where Accelerate's would not."""
+    return LAUNCH_ALL_GATHER if _all_gather_off(backend, accelerate) else ()
+
+
 def _te(backend: str) -> tuple[tuple[str, ...], str]:
     return ((TE_INSTALL,), TE_UNPROVEN) if backend == "TE" else ((), "")
 
@@ -210,7 +222,8 @@ def trl_fix(backend: str, form: CommandForm, accelerate: str | None, config_path
         # The backend travels as a variable: launch's own --fp8_backend takes only lowercase names, which the
         # Accelerator then refuses (LAUNCH_FP8_BACKEND_REFUSED).
         extra = () if config_path else ("--bf16", "false")
-        command = (*form.launcher, *_without(form.args, TRL_REPLACED), *extra, "--mixed_precision", "fp8")
+        command = (*form.launcher, *_without(form.args, TRL_REPLACED + LAUNCH_ALL_GATHER[:1]), *extra,
+                   "--mixed_precision", "fp8", *keep_in_optimizer_launch(backend, accelerate))
         return Fix("trl", f"TRL in FP8: bf16 off in its config, fp8 through its accelerate launch ({backend})",
                    backend, install=_upgrade(accelerate) + install, env={"ACCELERATE_FP8_BACKEND": backend},
                    edits={config_path: {"bf16": False}} if config_path else {}, command=command, note=note)
@@ -266,20 +279,26 @@ def optimizer_fix(form: CommandForm, config_path: str | None, fp8_config: dict[s
         edits = {config_path: {"fp8_config": {**(fp8_config or {"backend": "AO"}), ALL_GATHER: False}}}
         return Fix("optimizer", title, "AO", edits=edits, command=launched(form, config_path) or (),
                    note=f"or, {AO_OWN_CONFIG}")
+    if form.kind == "launch" or form.frontend == "trl":  # the command runs accelerate launch: its option
+        return Fix("optimizer", title, "AO", command=with_launch_option(form), note=f"or, {AO_OWN_CONFIG}")
     return Fix("optimizer", title, "AO", env={ALL_GATHER_VAR: "false"}, command=plain(form),
                note=f"or, {AO_OWN_CONFIG}")
 
 
-def not_trained_fix(form: CommandForm, frontend: str | None, own_config: bool,
-                    launch_config: str | None = None) -> Fix:
+def with_launch_option(form: CommandForm) -> tuple[str, ...]:
+    """An `accelerate launch` command (or the TRL CLI, which hands unknown options to its launch) with float8
+    all-gather off on its command line."""
+    if form.kind == "launch":
+        return (*_without(form.launcher, LAUNCH_ALL_GATHER[:1]), *LAUNCH_ALL_GATHER, *form.target, *form.args)
+    return (*form.launcher, *_without(form.args, LAUNCH_ALL_GATHER[:1]), *LAUNCH_ALL_GATHER)
+
+
+def not_trained_fix(form: CommandForm, frontend: str | None, own_config: bool) -> Fix:
     """For FP8 weights seen outside the optimizer: axolotl's own key after an axolotl command; an edit of the
-    script's own Float8LinearConfig where one was passed (no variable reaches it); else Accelerate's all-gather off:
-    in `launch_config` when the training process got the variable from the config `accelerate launch` read (launch
-    re-exports it over the shell's), else the variable."""
+    script's own Float8LinearConfig where one was passed (no variable reaches it); else Accelerate's all-gather off
+    for the command (a launch option where it runs `accelerate launch`, else the variable)."""
     if frontend == AXOLOTL.name or is_axolotl(form):
         return axolotl_fix(form, None, all_gather_off=True)
-    if launch_config is not None and form.kind == "launch":
-        return optimizer_fix(form, launch_config)
     if own_config:
         return Fix("optimizer", f"{SENTENCE}: your own torchao config has {ALL_GATHER}=True", "AO",
                    command=plain(form), note=f"in your script, pass Float8LinearConfig({ALL_GATHER}=False) to "

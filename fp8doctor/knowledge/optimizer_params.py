@@ -17,10 +17,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from fp8doctor.knowledge.engine import Setup, Stack, launch_env, predict
-from fp8doctor.knowledge.predict import AO_ENV_FIELDS, AO_READS_ENV_FROM, flag_true
+from fp8doctor.knowledge.predict import ALL_GATHER_VAR, AO_ENV_FIELDS, AO_READS_ENV_FROM, flag_true
 from fp8doctor.knowledge.versions import release
 
-ALL_GATHER_VAR = "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER"
 ALL_GATHER = AO_ENV_FIELDS[ALL_GATHER_VAR]
 OBSERVED_ACCELERATE = tuple((1, minor) for minor in range(4, 17))  # the lab cells that ran the probe
 OBSERVED_TORCHAO = ((0, 18),)

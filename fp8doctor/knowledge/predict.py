@@ -241,8 +241,12 @@ def flag_true(value: str) -> bool:
     """A flag variable's value as Accelerate reads it (lowercased, not stripped)."""
     return value.lower() in FLAG_TRUE
 AO_READS_ENV_FROM = (1, 13)  # AORecipeKwargs has pad_inner_dim / enable_fsdp_float8_all_gather, read from env
-AO_ENV_FIELDS = {"ACCELERATE_FP8_PAD_INNER_DIM": "pad_inner_dim",
-                 "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER": "enable_fsdp_float8_all_gather"}
+ALL_GATHER_VAR = "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER"
+AO_ENV_FIELDS = {"ACCELERATE_FP8_PAD_INNER_DIM": "pad_inner_dim", ALL_GATHER_VAR: "enable_fsdp_float8_all_gather"}
+# `accelerate launch` with fp8 mixed precision exports every fp8_* option of its command line, those two with their
+# default true ("1" from a config file), over the shell's (observed: the launch_config probe's launched environment,
+# 1.13-1.16; 1.12 has no such option).
+LAUNCH_AO_DEFAULTS = {"ACCELERATE_FP8_PAD_INNER_DIM": "1", ALL_GATHER_VAR: "1"}
 
 
 def recipe_fields_from_env(accelerate: str | None, what: str, env: Mapping[str, str]) -> dict[str, Any] | None:

@@ -5,10 +5,8 @@ The words and their meanings are fp8doctor.verdicts' WATCH_VERDICTS.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from fp8doctor.knowledge.optimizer_params import ALL_GATHER_VAR
 from fp8doctor.verdicts import (
     FP8_ACTIVE,
     FP8_NOT_TRAINED,
@@ -72,7 +70,7 @@ def process_verdict(proc: dict[str, Any]) -> dict[str, Any]:
         if outside.get("fp8_weights"):
             return {**out, "verdict": FP8_NOT_TRAINED,
                     "reason": f"{ran}, but {not_trained_words(outside, acc.get('ao_config'))}",
-                    "ao_config": acc.get("ao_config"), "env_all_gather": (acc.get("env") or {}).get(ALL_GATHER_VAR)}
+                    "ao_config": acc.get("ao_config")}
         return {**out, "verdict": FP8_ACTIVE, "reason": ran}
     if model["forwards_seen"] or model["fp8_module_forwards"]:
         return {**out, "verdict": SILENT_BF16, "winner": "FP8 autocast off",
@@ -145,7 +143,7 @@ def overall_verdict(procs: list[dict[str, Any]]) -> dict[str, Any]:
         return {"verdict": NO_ACCELERATOR, "reason": reason, "ranks": [], "helpers": helpers}
     worst = min(per_rank, key=lambda r: WATCH_SEVERITY.index(r["verdict"]))
     summary = {k: v for k, v in worst.items() if k in ("verdict", "reason", "winner", "error", "frontend",
-                                                      "ao_config", "env_all_gather")}
+                                                      "ao_config")}
     if len(per_rank) > 1:
         summary["reason"] = f"rank {worst.get('rank')}: {worst['reason']}"
     return {**summary, "ranks": per_rank, "helpers": helpers}
@@ -188,18 +186,11 @@ def fix_hint(verdict: dict[str, Any], facts: dict[str, Any]) -> list[str]:
         return ["# no Linear layer qualified: FP8 needs in/out features divisible by 16, and Accelerate's torchao "
                 "path skips the first and last Linear; use a larger model or a module filter that includes them"]
     elif v == FP8_NOT_TRAINED:
-        from fp8doctor.knowledge.command_forms import launch_config_file, parse
+        from fp8doctor.knowledge.command_forms import parse
         from fp8doctor.knowledge.fixes import not_trained_fix, render
 
-        form = parse(facts.get("command"))
-        launch_config = None
-        if verdict.get("env_all_gather") is not None and form.kind == "launch":
-            from fp8doctor.facts.accelerate_config import default_config_path
-
-            launch_config = launch_config_file(form) or str(default_config_path(os.environ))
-        return render(not_trained_fix(form, facts.get("frontend"),
-                                      own_config=bool((verdict.get("ao_config") or {}).get("user_config")),
-                                      launch_config=launch_config))
+        return render(not_trained_fix(parse(facts.get("command")), facts.get("frontend"),
+                                      own_config=bool((verdict.get("ao_config") or {}).get("user_config"))))
     elif v == NO_ACCELERATOR and not facts.get("frontend"):
         return ["# no Accelerator was built: the command does not train through accelerate (or never reached it)"]
     from fp8doctor.knowledge.fixes import fix_lines
