@@ -115,10 +115,11 @@ def test_axolotl_all_gather_without_fsdp_fails_with_the_key_as_its_fix() -> None
         assert [f.id for f in found({**on, "fp8_enable_fsdp_float8_all_gather": spelled})] == ["lint.axolotl-fp8"]
     assert [f.id for f in found({**on, "fsdp": "false"})] == ["lint.axolotl-fp8", "lint.axolotl-fp8-weights"]
     # Not observed: FSDP (its prepare re-creates parameters), DeepSpeed, another axolotl minor, not installed.
-    assert [f.id for f in found({**on, "fsdp_version": 2})] == ["lint.axolotl-fp8"]
-    assert [f.id for f in found({**on, "deepspeed": "zero2.json"})] == ["lint.axolotl-fp8"]
-    assert [f.id for f in found(on, axolotl="0.18.0")] == ["lint.axolotl-fp8"]
-    assert [f.id for f in found(on, axolotl=None)] == ["lint.axolotl-fp8"]
+    for facts in (found({**on, "fsdp_version": 2}), found({**on, "deepspeed": "zero2.json"}),
+                  found(on, axolotl="0.18.0"), found(on, axolotl=None)):
+        lint, weights = facts
+        assert weights.id == "lint.axolotl-fp8-weights" and weights.level is Level.SKIP
+        assert "not observed" in weights.title and weights.fix in ("", None)
 
 
 def test_axolotl_releases_the_lab_did_not_run_are_said_so() -> None:

@@ -160,7 +160,14 @@ def check_axolotl_config(facts: dict[str, Any]) -> list[Finding]:
         else:
             out.append(Finding("lint.axolotl-fp8", Level.OK, f"{path}: fp8: true, so {release} sets "
                                "ACCELERATE_MIXED_PRECISION=fp8 and builds its torchao recipe", "\n".join(notes)))
-        if axolotl_fp8_weights_outside({"axolotl": version}, {**data, "fp8": True}):
+        outside = axolotl_fp8_weights_outside({"axolotl": version}, {**data, "fp8": True})
+        if outside is None and _flag(data.get(AXOLOTL_ALL_GATHER_KEY)):
+            out.append(Finding(
+                "lint.axolotl-fp8-weights", Level.SKIP, f"{path}: {AXOLOTL_ALL_GATHER_KEY}: true: whether the FP8 "
+                f"weights stay in the optimizer is not observed here ({release}, this config's FSDP/DeepSpeed keys)",
+                "The lab observed axolotl 0.19.0 without FSDP or DeepSpeed only (probe axolotl_optimizer)."
+                + unobserved("axolotl", version)))
+        if outside:
             fix = axolotl_fix(parse(facts.get("command")), path, all_gather_off=True)
             out.append(Finding(
                 "lint.axolotl-fp8-weights", Level.FAIL, f"{path}: {AXOLOTL_ALL_GATHER_KEY}: true without FSDP, so "
