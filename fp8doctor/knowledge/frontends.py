@@ -134,9 +134,9 @@ def predict_peft(versions: Mapping[str, str | None], *, order: str, r: int,
     peft, torchao = release(versions.get("peft")), release(versions.get("torchao"))
     if peft is None or torchao is None:
         return dict(UNKNOWN)
-    if peft < PEFT_FIRST_WORKING and (peft[:2] != PEFT_LAST_BROKEN or torchao < (0, 18)):
-        return dict(UNKNOWN)  # older PEFT, or 0.18 with an older torchao: not observed
     if peft < PEFT_FIRST_WORKING:
+        if peft[:2] != PEFT_LAST_BROKEN or torchao < (0, 18):
+            return dict(UNKNOWN)  # older PEFT, or 0.18 with an older torchao: not observed
         return {"outcome": "raised", "type": "ImportError", "message": PEFT_TORCHAO_IMPORT_ERROR,
                 "stage": "get_peft_model"}
     adapters_fp8 = order == "peft_then_prepare" and r % FP8_DIM_MULTIPLE == 0

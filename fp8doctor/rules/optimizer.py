@@ -8,18 +8,23 @@ from fp8doctor.findings import Finding, Level
 from fp8doctor.knowledge.command_forms import parse
 from fp8doctor.knowledge.engine import Setup, Stack
 from fp8doctor.knowledge.fixes import optimizer_fix, render
-from fp8doctor.knowledge.intent import read_intent
+from fp8doctor.knowledge.intent import Intent, LaunchConfig, read_intent
 from fp8doctor.knowledge.optimizer_params import ALL_GATHER, DEFAULT_ON_FROM, SENTENCE, predict_optimizer
 from fp8doctor.rules.common import NO_INTENT
 
 ID = "optimizer.fp8-weights"
 
 
+def _launch(intent: Intent) -> LaunchConfig | None:
+    """The launch config the user's start goes through: one that sets a mixed precision."""
+    return intent.launch if intent.launch is not None and intent.launch.mixed_precision is not None else None
+
+
 def user_start(facts: dict[str, Any]) -> tuple[Stack, Setup, bool]:
     """The installed stack and the user's start: through `accelerate launch` of the launch config when it sets a
     mixed precision (launched), else plainly with the shell's variables."""
     intent = read_intent(facts)
-    launched = intent.launch is not None and intent.launch.mixed_precision is not None
+    launched = _launch(intent) is not None
     return Stack.of(facts.get("packages", {})), intent.setup(launched=launched), launched
 
 
@@ -55,8 +60,7 @@ def check_fp8_weights_in_optimizer(facts: dict[str, Any]) -> list[Finding]:
 def fix_text(facts: dict[str, Any]) -> str:
     """The all-gather-off fix for the user's start and command, rendered: the launch config's key when the start is
     `accelerate launch` of it, else the variable."""
-    intent = read_intent(facts)
-    launch = intent.launch if intent.launch is not None and intent.launch.mixed_precision is not None else None
+    launch = _launch(read_intent(facts))
     fp8 = launch.data.get("fp8_config") if launch else None
     fix = optimizer_fix(parse(facts.get("command")), launch.path if launch else None,
                         dict(fp8) if isinstance(fp8, dict) else None)

@@ -91,12 +91,10 @@ def _wrap_accelerator_init(original: Any) -> Any:
         STATE["accelerators"][id(self)] = acc_id
         fields["result"] = _accelerator_result(self)
         with contextlib.suppress(Exception):
-            from fp8doctor.knowledge.optimizer_params import ALL_GATHER_VAR
             from fp8doctor.observe import ao_config_facts
 
             handler = getattr(self, "ao_recipe_handler", None)
             fields["ao_config"] = ao_config_facts(self, id(handler) in STATE["ao_user_configs"])
-            fields.setdefault("env", {})[ALL_GATHER_VAR] = os.environ.get(ALL_GATHER_VAR)
         record("accelerator", **fields)
         _record_device(self)
 
