@@ -1,20 +1,29 @@
-"""FP8 numerics of torchao Float8Linear layers, sampled inside a run: per layer, every K-th forward call, the input
-and weight amax, the share of their non-zero values that the tensorwise e4m3 cast flushes to zero (underflow) or
-clamps to the format's maximum (saturation), and the SQNR (dB) of the layer's FP8 output against the
-high-precision `F.linear` of the same input and weight. Rows per sample are capped, so the overhead is bounded.
+"""FP8 numerics of the FP8 Linear layers of a run (torchao `Float8Linear`, Transformer Engine `Linear`), sampled
+inside it: per layer, every K-th forward call, the input and weight amax, the share of their non-zero values that a
+tensorwise e4m3 cast flushes to zero (underflow) or clamps to the format's maximum (saturation), and the SQNR (dB)
+of the layer's FP8 output against the high-precision `F.linear` of the same input and weight. Rows per sample are
+capped, so the overhead is bounded. Hooks only read: the layer computes what it would without them.
 
 Also the one gradient norm fp8doctor records (`grad_norm`: the matrix's runs and `watch --numerics/--baseline`)
 and the one summary of a sample (`summary`: the layers below the SQNR threshold, for `watch` and `matrix`).
-Imported inside child processes (`fp8doctor watch`'s observer): torch and torchao are imported lazily. The casts
-and the SQNR are torchao's own (`float8_utils.amax_to_scale`, `to_fp8_saturated`, `compute_error`).
+Imported inside child processes (`fp8doctor watch`'s observer): torch is imported lazily. The cast and the SQNR are
+written here in plain torch, so a Transformer Engine environment without torchao is sampled the same way;
+tests/test_inspect_numerics.py holds them equal to torchao's own `float8_utils.amax_to_scale`, `to_fp8_saturated`
+and `compute_error`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 MAX_ROWS = 2048  # rows of the input (tokens) a sample looks at
+EPS = 1e-12  # the amax floor of torchao's amax_to_scale
+# What the sampler reads from a Transformer Engine `Linear` (the GEMM's weight is its `weight_names` parameters
+# concatenated, dequantized when they are FP8; the GEMM adds the bias when `apply_bias`).
+# tests/test_te_releases.py holds each to an assignment in `Linear.__init__` of every TE release the lab read.
+TE_LINEAR_ATTRIBUTES = ("weight_names", "bias_names", "apply_bias")
 
 
 def grad_norm(parameters: Any) -> float | str | None:
@@ -43,8 +52,9 @@ def summary(layers: dict[str, dict[str, Any]], every: Any) -> dict[str, Any]:
 
     low = [name for name, row in layers.items()
            if isinstance(row.get("sqnr_db_min"), (int, float)) and row["sqnr_db_min"] < SQNR_MIN_DB]
+    backends = {str(layers[name].get("backend") or "torchao") for name in low}
     return {"every": every, "layers": layers, "threshold_db": SQNR_MIN_DB, "source": SQNR_SOURCE,
-            "candidates": low, "config": keep_in_bf16_config(low) if low else None}
+            "candidates": low, "config": keep_in_bf16_config(low, backends) if low else None}
 
 
 def finite_rows(layers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -53,34 +63,97 @@ def finite_rows(layers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             for name, row in layers.items()}
 
 
+def fp8_scale(amax: Any, dtype: Any) -> Any:
+    """The tensorwise scale that maps amax to the format's largest value (torchao's amax_to_scale; TE's current
+    scaling without power-of-2 rounding)."""
+    import torch
+
+    return (torch.finfo(dtype).max / torch.clamp(amax.to(torch.float64), min=EPS)).to(torch.float32)
+
+
+def fp8_cast(scaled: Any, dtype: Any) -> Any:
+    """The saturating cast of an already scaled tensor (torchao's to_fp8_saturated)."""
+    import torch
+
+    top = torch.finfo(dtype).max
+    return scaled.clamp(min=-top, max=top).to(dtype)
+
+
+def sqnr_db(ref: Any, out: Any) -> float:
+    """Signal-to-quantization-noise ratio of `out` against `ref`, in dB (torchao's compute_error); inf when equal."""
+    import torch
+
+    return float(20 * torch.log10(torch.linalg.vector_norm(ref) / torch.linalg.vector_norm(ref - out)))
+
+
 def _cast_stats(t: Any) -> dict[str, float]:
     import torch
-    from torchao.float8.float8_utils import amax_to_scale, to_fp8_saturated
 
     dtype = torch.float8_e4m3fn
     t = t.detach().float()
     amax = t.abs().max()
-    scaled = t * amax_to_scale(amax, dtype)
-    cast = to_fp8_saturated(scaled, dtype).float()
+    scaled = t * fp8_scale(amax, dtype)
+    cast = fp8_cast(scaled, dtype).float()
     nonzero = t != 0
     n = max(int(nonzero.sum()), 1)
     return {"amax": float(amax), "underflow": float(((cast == 0) & nonzero).sum()) / n,
             "saturated": float((scaled.abs() > torch.finfo(dtype).max).sum()) / n}
 
 
+@functools.lru_cache(maxsize=1)
+def _te_linear_modules() -> frozenset[str]:
+    """Where TE's module `Linear` is defined, per the releases the static TE lab read (not `te.ops.Linear`)."""
+    from fp8doctor.knowledge import te_releases
+
+    return frozenset(r["modules"]["Linear"] for r in te_releases.data()["te_releases"].values())
+
+
+def sampled_backend(module: Any) -> str | None:
+    """"torchao" for a torchao Float8Linear, "te" for a Transformer Engine Linear (or a subclass of either, as
+    FSDP2's `fully_shard` makes), else None: the layers whose forward is one FP8 GEMM of its input."""
+    for cls in type(module).__mro__:
+        if cls.__name__ == "Float8Linear" and cls.__module__.startswith("torchao"):
+            return "torchao"
+        if cls.__name__ == "Linear" and cls.__module__ in _te_linear_modules():
+            return "te"
+    return None
+
+
+def _dense(t: Any) -> Any:
+    """A TE FP8 parameter (QuantizedTensor) as the high-precision values it holds."""
+    return t.dequantize() if hasattr(t, "dequantize") else t
+
+
+def _gemm_operands(module: Any, backend: str, output: Any) -> tuple[Any, Any, Any]:
+    """(weight, bias or None, output tensor) of the layer's GEMM, as the layer computed it."""
+    import torch
+
+    if backend == "torchao":
+        return module.weight, module.bias, output
+    weight = torch.cat([_dense(getattr(module, n)).detach() for n in module.weight_names])
+    bias = None
+    if module.apply_bias:
+        bias = torch.cat([_dense(getattr(module, n)).detach() for n in module.bias_names])
+    return weight, bias, output[0] if isinstance(output, tuple) else output
+
+
 class NumericsSampler:
-    """Forward hooks on every Float8Linear; `to_dict()` gives per layer the samples' worst values."""
+    """Forward hooks on every sampled FP8 layer (`sampled_backend`); `to_dict()` gives per layer the samples' worst
+    values."""
 
     def __init__(self, every: int) -> None:
         self.every = max(1, every)
         self.layers: dict[str, dict[str, Any]] = {}
         self._calls: dict[str, int] = {}
         self._handles: list[Any] = []
+        self._backends: dict[str, str] = {}
 
     def attach(self, model: Any) -> NumericsSampler:
         for name, module in model.named_modules():
-            if type(module).__name__ == "Float8Linear" and type(module).__module__.startswith("torchao"):
+            backend = sampled_backend(module)
+            if backend:
                 self._calls[name] = 0
+                self._backends[name] = backend
                 self._handles.append(module.register_forward_hook(self._hook(name)))
         return self
 
@@ -97,19 +170,20 @@ class NumericsSampler:
 
         return hook
 
-    def _sample(self, name: str, module: Any, x: Any, out: Any) -> None:
+    def _sample(self, name: str, module: Any, x: Any, output: Any) -> None:
         import torch
-        from torchao.float8.float8_utils import compute_error
 
         with torch.no_grad():
+            weight, bias, out = _gemm_operands(module, self._backends[name], output)
             x = x.detach().reshape(-1, x.shape[-1])[:MAX_ROWS].float()
             out = out.detach().reshape(-1, out.shape[-1])[:MAX_ROWS].float()
-            weight = module.weight.detach().float()
-            bias = None if module.bias is None else module.bias.detach().float()
+            weight = weight.detach().float()
+            bias = None if bias is None else bias.detach().float()
             ref = torch.nn.functional.linear(x, weight, bias)
-            sqnr = float(compute_error(ref, out))
+            sqnr = sqnr_db(ref, out)
             xs, ws = _cast_stats(x), _cast_stats(weight)
-        row = self.layers.setdefault(name, {"samples": 0, "sqnr_db_min": float("inf"), "input_underflow_max": 0.0,
+        row = self.layers.setdefault(name, {"backend": self._backends[name], "samples": 0,
+                                            "sqnr_db_min": float("inf"), "input_underflow_max": 0.0,
                                             "input_saturated_max": 0.0, "weight_underflow_max": 0.0,
                                             "weight_saturated_max": 0.0, "input_amax_max": 0.0,
                                             "weight_amax_max": 0.0})

@@ -210,13 +210,14 @@ ENV_READ_HEAD = ["cell", "accelerate", "TERecipeKwargs fields set by env", "MSAM
                  "enable_fsdp_float8_all_gather=true)"]
 
 
-FRONTEND_PROBES = ("trl_configs", "peft_fp8", "axolotl_config", "axolotl_optimizer")
+# Probes whose cells are tabled by lab/frontends_table.py (docs/frontends.md), not here.
+FRONTEND_TABLE_PROBES = ("trl_configs", "peft_fp8", "axolotl_config", "axolotl_optimizer")
 
 
 def rows(records: list[dict]) -> list[list[str]]:
     out = []
     for rec in records:
-        if rec.get("probes") and set(rec["probes"]) <= set(FRONTEND_PROBES):
+        if rec.get("probes") and set(rec["probes"]) <= set(FRONTEND_TABLE_PROBES):
             continue  # a frontend cell: its table is docs/frontends.md (lab/frontends_table.py)
         versions = rec.get("versions", {})
         base = [rec["cell"], versions.get("accelerate") or "", versions.get("transformers") or "",

@@ -80,3 +80,68 @@ def test_numerics_every_must_be_positive(capsys: pytest.CaptureFixture[str]) -> 
 
     assert cli.main(["watch", "--numerics", "--numerics-every", "0", "--", "true"]) == 2
     assert "--numerics-every must be between 1" in capsys.readouterr().err
+
+
+def test_the_plain_torch_cast_and_sqnr_are_torchaos() -> None:
+    from torchao.float8 import float8_utils
+
+    from fp8doctor.numerics import fp8_cast, fp8_scale, sqnr_db
+
+    torch.manual_seed(0)
+    for dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+        for t in (torch.randn(64, 64) * 3e3, torch.randn(64, 64) * 1e-5, torch.zeros(4, 4)):
+            amax = t.abs().max()
+            assert torch.equal(fp8_scale(amax, dtype), float8_utils.amax_to_scale(amax, dtype))
+            scaled = t * fp8_scale(amax, dtype) * 1.5  # past the format's maximum: the saturation
+            assert torch.equal(fp8_cast(scaled, dtype).float(), float8_utils.to_fp8_saturated(scaled, dtype).float())
+            out = fp8_cast(scaled, dtype).float()
+            if amax > 0:
+                assert sqnr_db(scaled, out) == pytest.approx(float(float8_utils.compute_error(scaled, out)), rel=1e-6)
+
+
+def test_the_sampled_layers_are_fp8_gemms_only() -> None:
+    from torchao.float8 import Float8LinearConfig, convert_to_float8_training
+
+    from fp8doctor.numerics import sampled_backend
+
+    model = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.Linear(32, 32))
+    convert_to_float8_training(model, config=Float8LinearConfig(emulate=True))
+    assert sampled_backend(model[0]) == "torchao" and sampled_backend(torch.nn.Linear(2, 2)) is None
+    # FSDP2's fully_shard swaps the class for a generated subclass: still sampled
+    model[1].__class__ = type("FSDPFloat8Linear", (type(model[1]),), {})
+    assert sampled_backend(model[1]) == "torchao"
+    assert sorted(NumericsSampler(1).attach(model)._calls) == ["0", "1"]
+
+
+def test_keep_in_bf16_forms_follow_the_layers_backend() -> None:
+    from fp8doctor.knowledge.te_releases import first_release_with_autocast
+    from fp8doctor.numerics import summary
+
+    low = {"samples": 1, "sqnr_db_min": 3.0}
+    te = summary({"a": {**low, "backend": "te"}, "b": {"samples": 1, "sqnr_db_min": 40.0, "backend": "te"}}, 20)
+    assert te["candidates"] == ["a"] and list(te["config"]) == ["transformer_engine"]
+    form = te["config"]["transformer_engine"]
+    assert "autocast(enabled=False)" in form and "'a'" in form and "not run here" in form
+    assert f"before TE {first_release_with_autocast('autocast')}" in form
+    assert first_release_with_autocast("autocast") == "2.9.0"  # the static TE lab's reading (lab/te/README.md)
+    ao = summary({"a": {**low, "backend": "torchao"}}, 20)
+    assert list(ao["config"]) == ["accelerate", "torchao"]
+    both = summary({"a": {**low, "backend": "torchao"}, "c": {**low, "backend": "te"}}, 20)
+    assert list(both["config"]) == ["accelerate", "torchao", "transformer_engine"]
+
+
+@pytest.mark.gpu
+@pytest.mark.te
+def test_te_layers_are_sampled_on_the_gpu() -> None:
+    p = subprocess.run([sys.executable, "-m", "fp8doctor", "watch", "--numerics", "--numerics-every", "5",
+                        "--format", "json", "--", sys.executable, "numerics_script.py", "te"], capture_output=True,
+                       text=True, env=_env(), cwd=SCRIPTS, timeout=600)
+    assert p.stdout.startswith("{"), p.stderr[-3000:]
+    rank = json.loads(p.stdout)["ranks"][0]
+    assert rank["verdict"] == "fp8-active", rank.get("reason")
+    n = rank["model"]["numerics"]
+    assert {"1", "3", "4"} <= set(n["layers"]) and all(r["backend"] == "te" for r in n["layers"].values())
+    assert all(r["samples"] == 4 and "error" not in r for r in n["layers"].values()), n["layers"]
+    assert n["layers"]["3"]["sqnr_db_min"] < SQNR_MIN_DB and "3" in n["candidates"]
+    assert all(n["layers"][k]["sqnr_db_min"] >= SQNR_MIN_DB for k in ("1", "4"))
+    assert list(n["config"]) == ["transformer_engine"]

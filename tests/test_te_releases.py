@@ -21,6 +21,7 @@ from env_facts_helpers import make_facts
 from packaging.requirements import Requirement
 from packaging.version import Version
 
+import fp8doctor.numerics
 import fp8doctor.observe
 import fp8doctor.runs.backends.te as te_backend
 from fp8doctor.facts.packages import TE_IMPORT_PROBE
@@ -143,6 +144,14 @@ def test_env_probe_and_observer_use_names_this_release_has(release: str) -> None
     state_modules = {e.value for t in ast.walk(tree) if isinstance(t, ast.Tuple) for e in t.elts
                      if isinstance(e, ast.Constant) and str(e.value).startswith("transformer_engine.pytorch.")}
     assert any("FP8GlobalStateManager" in te["modules"].get(m, {}).get("names", []) for m in state_modules)
+
+
+@pytest.mark.parametrize("release", TE_READ)
+def test_numerics_sampler_reads_what_this_release_s_linear_has(release: str) -> None:
+    """`watch --numerics` samples TE's module `Linear` (not `te.ops.Linear`) through attributes its __init__ sets."""
+    te = TE_OBS[release]
+    assert fp8doctor.numerics._te_linear_modules() == {te["defined_in"]["Linear"][0]}
+    assert set(fp8doctor.numerics.TE_LINEAR_ATTRIBUTES) <= set(te["init_attributes"]["Linear"])
 
 
 @pytest.mark.parametrize("release", TE_READ)

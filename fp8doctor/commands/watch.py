@@ -43,9 +43,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="with --records: how long the rank-0 watch waits for the other nodes to end before "
                    "merging")
     p.add_argument("--numerics", action="store_true",
-                   help="also sample each torchao FP8 layer's numerics (amax, underflow, saturation, SQNR vs the "
-                        "high-precision matmul) and name the layers below the SQNR threshold; also records each "
-                        "backward's gradient norm")
+                   help="also sample each FP8 layer's numerics (torchao, TE Linear; amax, underflow, saturation, "
+                        "SQNR vs the high-precision matmul) and name the layers below the SQNR threshold; also "
+                        "records each backward's gradient norm")
     p.add_argument("--numerics-every", type=int, default=DEFAULT_EVERY, metavar="K",
                    help="with --numerics: sample each FP8 layer once every K of its forward calls")
     p.add_argument("--baseline", metavar="RECORD",

@@ -57,6 +57,11 @@ def release(version: str | None) -> dict[str, Any] | None:
     return data()["te_releases"][r] if r else None
 
 
+def first_release_with_autocast(name: str) -> str | None:
+    """The oldest observed release whose FP8 context manager is `name` ("autocast" or "fp8_autocast")."""
+    return next((r for r in releases() if data()["te_releases"][r]["autocast"] == name), None)
+
+
 def first_release_with_recipe(cls: str) -> str | None:
     return next((r for r in releases() if cls in data()["te_releases"][r]["recipes"]), None)
 

@@ -78,6 +78,6 @@ def check_numerics(r: dict[str, Any]) -> Verdict:
     worst = min(sqnr)[0] if sqnr else None
     if n["candidates"]:
         parts.append(f"below {n['threshold_db']:g} dB ({n['source']}): {', '.join(n['candidates'])}; keep them in "
-                     f"bf16 with {n['config']['accelerate']}")
+                     f"bf16 with {next(iter(n['config'].values()))}")
         return Verdict("numerics", Level.WARN, "; ".join(parts), worst)
     return Verdict("numerics", Level.OK, "; ".join(parts), worst)

@@ -81,7 +81,7 @@ class RunSpec:
     bf16: bool = False  # TrainingArguments(bf16=...) / the reference report's `bf16: true`
     device: str | None = None  # None: cuda:0 when a GPU is visible, else cpu
     compile: bool = False  # torch.compile of the prepared (FP8) model
-    numerics_every: int = 0  # sample each torchao FP8 layer's numerics every K forward calls (0: off)
+    numerics_every: int = 0  # sample each FP8 layer's numerics every K forward calls (0: off)
 
     def validate(self) -> None:
         if self.backend not in BACKENDS:

@@ -62,6 +62,18 @@ def definitions(tree: ast.Module) -> dict[str, ast.FunctionDef | ast.ClassDef]:
     return {n.name: n for n in top_level_statements(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)}
 
 
+def init_attributes(node: ast.ClassDef) -> list[str]:
+    """The attributes `__init__` of a class assigns on `self` (under any branch), sorted."""
+    init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+    names: set[str] = set()
+    for n in ast.walk(init) if init else ():
+        targets = (n.targets if isinstance(n, ast.Assign)
+                   else [n.target] if isinstance(n, ast.AnnAssign | ast.AugAssign) else [])
+        names |= {t.attr for t in targets if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
+                  and t.value.id == "self"}
+    return sorted(names)
+
+
 def _params(args: ast.arguments, skip_first: bool) -> list[dict[str, Any]]:
     positional = list(args.posonlyargs) + list(args.args)
     defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)

@@ -33,6 +33,7 @@ TE_TARGETS = ("Linear", "LayerNormLinear", "LayerNormMLP", "LayerNorm", "RMSNorm
               "check_fp8_support", "check_mxfp8_support", "check_fp8_block_scaling_support", "check_nvfp4_support",
               "is_fp8_available", "is_mxfp8_available", "is_fp8_block_scaling_available", "is_nvfp4_available",
               "get_default_fp8_recipe", "get_default_recipe")
+INIT_ATTRIBUTES_OF = ("Linear",)  # classes whose instance attributes the doctor reads (fp8doctor.numerics)
 AVAILABILITY_PREFIXES = ("check_", "_compute_", "is_")
 AVAILABILITY_WORDS = ("fp8", "mxfp8", "nvfp4", "block_scaling")
 # Accelerate files with TE integration or FP8 handling.
@@ -114,6 +115,7 @@ def extract_te(release: str, wheel: Path) -> dict[str, Any]:
                             "deprecated": astscan.deprecation_message(trees[mod])}
     defined_in: dict[str, list[str]] = {}
     signatures: dict[str, dict[str, Any]] = {}
+    init_attributes: dict[str, list[str]] = {}
     for mod, tree in sorted(trees.items()):
         if not mod.startswith("transformer_engine.pytorch"):
             continue
@@ -122,6 +124,8 @@ def extract_te(release: str, wheel: Path) -> dict[str, Any]:
             if name in defs:
                 defined_in.setdefault(name, []).append(mod)
                 signatures.setdefault(name, {"module": mod, **astscan.signature(defs[name])})
+                if name in INIT_ATTRIBUTES_OF and isinstance(defs[name], ast.ClassDef):
+                    init_attributes.setdefault(name, astscan.init_attributes(defs[name]))
     availability = {}
     for mod in ("transformer_engine.pytorch.fp8", "transformer_engine.pytorch.quantization",
                 "transformer_engine.pytorch.utils"):
@@ -149,7 +153,8 @@ def extract_te(release: str, wheel: Path) -> dict[str, Any]:
         "release": release, "distribution": TE_DIST, "status": "ok",
         "wheel": {"file": wheel.name, "sha256": sha256(wheel)},
         "modules": modules, "defined_in": {k: sorted(v) for k, v in sorted(defined_in.items())},
-        "signatures": signatures, "availability": availability, "recipes": recipes, "formats": formats,
+        "signatures": signatures, "init_attributes": init_attributes,
+        "availability": availability, "recipes": recipes, "formats": formats,
     }
 
 
