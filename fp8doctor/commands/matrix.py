@@ -33,7 +33,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "compiled bf16 baseline (backend inductor on GPUs, aot_eager on CPU)")
     p.add_argument("--numerics-every", type=int, default=DEFAULT_EVERY, metavar="K",
                    help="sample each FP8 layer's numerics (torchao, TE Linear; amax, underflow, saturation, SQNR "
-                        f"vs the high-precision matmul) every K of its forward calls (default {DEFAULT_EVERY}; 0: off)")
+                        "against the matmul in high precision) every K of its forward calls"
+                        f" (default {DEFAULT_EVERY}; 0: off)")
     p.add_argument("--steps", type=int, default=8, metavar="N", help="training steps per run")
     p.add_argument("--size", choices=SIZES, default="tiny", help="built-in model size")
     p.add_argument("--seed", type=int, action="append", metavar="N", help="seed, repeatable (default: 0)")

@@ -44,7 +44,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "merging")
     p.add_argument("--numerics", action="store_true",
                    help="also sample each FP8 layer's numerics (torchao, TE Linear; amax, underflow, saturation, "
-                        "SQNR vs the high-precision matmul) and name the layers below the SQNR threshold; also "
+                        "SQNR against the matmul in high precision) and name the layers below the SQNR threshold; also "
                         "records each backward's gradient norm")
     p.add_argument("--numerics-every", type=int, default=DEFAULT_EVERY, metavar="K",
                    help="with --numerics: sample each FP8 layer once every K of its forward calls")

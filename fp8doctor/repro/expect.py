@@ -11,7 +11,7 @@ from fp8doctor.facts.packages import version_of
 from fp8doctor.knowledge.engine import Setup, Stack, predict
 from fp8doctor.knowledge.predict import ERROR_NEW, ERROR_OLD, UNCHECKED, recipe_classes
 from fp8doctor.knowledge.releases import as_observed
-from fp8doctor.runs.backends import backend_env
+from fp8doctor.runs.backends import backend_env, needs_recipe_handler
 from fp8doctor.runs.backends.te import UNCHECKED_ENV
 from fp8doctor.runs.spec import RunSpec
 from fp8doctor.verdicts import FAILED, FP8_ACTIVE, REPRODUCED, not_fp8_word
@@ -50,16 +50,21 @@ def setup_of(spec: RunSpec, stack: Stack, launch_yaml: dict[str, Any] | None = N
     env = {k: v for k, v in spec.env.items() if k.startswith("ACCELERATE_")}
     precision = "bf16" if spec.bf16 else None
     if spec.entry in ("accelerator", "multiproc"):
-        return Setup(mp_arg=spec.mixed_precision, handler=handler_name(spec, stack.accelerate), env=env)
+        # The torchao handler's Float8LinearConfig.from_recipe_name(recipe) sets none of the fields the engine
+        # reads: torchao's defaults apply.
+        return Setup(mp_arg=spec.mixed_precision, handler=handler_name(spec, stack.accelerate), env=env,
+                     ao_config={} if spec.backend == "torchao" else None)
     if spec.entry in PATCHES:
         return Setup(frontend="trainer", precision=precision, env=env, patch=PATCHES[spec.entry])
     if spec.entry == "trainer":
-        if spec.backend == "torchao" and spec.recipe != "tensorwise":
+        if needs_recipe_handler(spec.backend, spec.recipe):
             return None  # the entry adds a recipe handler through the Trainer, a path the lab did not probe
         if "ACCELERATE_MIXED_PRECISION" not in env:
             env = {"ACCELERATE_MIXED_PRECISION": spec.mixed_precision, **backend_env(spec.backend, spec.recipe), **env}
         return Setup(frontend="trainer", precision=precision, env=env)
     if spec.entry == "launch" and launch_yaml is not None:
+        if needs_recipe_handler(spec.backend, spec.recipe):  # the launched script's Accelerator(kwargs_handlers=...)
+            return Setup(launch_yaml=launch_yaml, handler=handler_name(spec, stack.accelerate), ao_config={})
         return Setup(launch_yaml=launch_yaml)
     return None
 

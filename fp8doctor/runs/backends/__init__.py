@@ -26,6 +26,13 @@ def recipe_handler(backend: str, recipe: str, emulate: bool = False) -> Any:
     return None
 
 
+def needs_recipe_handler(backend: str, recipe: str) -> bool:
+    """Whether an entry that leaves FP8 to Accelerate's own settings (the Trainer's environment, an `accelerate
+    launch` config) must still pass the recipe as a handler: a torchao recipe other than the default tensorwise,
+    which no variable or config key selects. The handler carries Float8LinearConfig.from_recipe_name(recipe)."""
+    return backend == "torchao" and recipe != "tensorwise"
+
+
 def backend_env(backend: str, recipe: str) -> dict[str, str]:
     """The ACCELERATE_FP8_* variables a user sets (or `accelerate launch` exports) to pick the backend."""
     if backend == "torchao":

@@ -69,7 +69,7 @@ def run(spec_dict: dict, result: dict, mode: str) -> None:
     ctx = Context(spec=spec, device=resolve_device(spec), result=result, emulate=emulate)
     from accelerate import Accelerator
 
-    from fp8doctor.runs.backends import recipe_handler
+    from fp8doctor.runs.backends import needs_recipe_handler, recipe_handler
 
     if mode in ("fsdp2", "deepspeed"):
         from fp8doctor.runs.entries.plugins import ACCELERATORS
@@ -77,7 +77,7 @@ def run(spec_dict: dict, result: dict, mode: str) -> None:
         accelerate_training(ctx, lambda: ACCELERATORS[mode](ctx))
     elif mode == "config":
         handlers = []
-        if spec.backend == "torchao" and spec.recipe != "tensorwise":
+        if needs_recipe_handler(spec.backend, spec.recipe):
             handlers = [recipe_handler(spec.backend, spec.recipe, ctx.emulate)]
         accelerate_training(ctx, lambda: Accelerator(kwargs_handlers=handlers))
     else:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fp8doctor.runs.backends import backend_env, recipe_handler
+from fp8doctor.runs.backends import backend_env, needs_recipe_handler, recipe_handler
 from fp8doctor.runs.entries.common import (
     Context,
     accelerator_facts,
@@ -56,7 +56,7 @@ class _Rows:
 def run(ctx: Context) -> None:
     env = fixed_env(ctx) if ctx.spec.backend != "none" else {}
     extra_handler = None
-    if ctx.spec.backend == "torchao" and ctx.spec.recipe != "tensorwise":
+    if needs_recipe_handler(ctx.spec.backend, ctx.spec.recipe):
         extra_handler = recipe_handler(ctx.spec.backend, ctx.spec.recipe, ctx.emulate)
     run_trainer(ctx, bf16=ctx.spec.bf16 or ctx.spec.backend == "none", env=env, extra_handler=extra_handler)
 
