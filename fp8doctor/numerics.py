@@ -45,16 +45,32 @@ def grad_norm(parameters: Any) -> float | str | None:
     return value if math.isfinite(value) else str(value)
 
 
-def summary(layers: dict[str, dict[str, Any]], every: Any) -> dict[str, Any]:
+SAMPLED_CLASSES = "torchao Float8Linear and Transformer Engine Linear"
+
+
+def summary(layers: dict[str, dict[str, Any]], every: Any, unsampled: Any = None) -> dict[str, Any]:
     """The sampled layers (NumericsSampler.to_dict(), non-finite floats as None) and those whose FP8 output falls
-    below knowledge/numerics.py's SQNR threshold, named with the config that keeps them in bf16."""
+    below knowledge/numerics.py's SQNR threshold, named with the config that keeps them in bf16; `unsampled`: the
+    FP8 layers the sampler cannot read ({name: class}, NumericsSampler.unsampled)."""
     from fp8doctor.knowledge.numerics import SQNR_MIN_DB, SQNR_SOURCE, keep_in_bf16_config
 
     low = [name for name, row in layers.items()
            if isinstance(row.get("sqnr_db_min"), (int, float)) and row["sqnr_db_min"] < SQNR_MIN_DB]
     backends = {str(layers[name].get("backend") or "torchao") for name in low}
     return {"every": every, "layers": layers, "threshold_db": SQNR_MIN_DB, "source": SQNR_SOURCE,
-            "candidates": low, "config": keep_in_bf16_config(low, backends) if low else None}
+            "candidates": low, "config": keep_in_bf16_config(low, backends) if low else None,
+            "unsampled": {str(k): str(v) for k, v in unsampled.items()} if isinstance(unsampled, dict) else {}}
+
+
+def unsampled_words(unsampled: dict[str, str]) -> str:
+    """'not sampled: 3 FP8 layers (2 LayerNormLinear, 1 LayerNormMLP, e.g. ...): ...'."""
+    counts: dict[str, int] = {}
+    for cls in unsampled.values():
+        counts[cls] = counts.get(cls, 0) + 1
+    kinds = ", ".join(f"{n} {cls}" for cls, n in sorted(counts.items()))
+    plural = "s" if len(unsampled) != 1 else ""
+    return (f"not sampled: {len(unsampled)} FP8 layer{plural} ({kinds}, e.g. {next(iter(unsampled))}): the sampler "
+            f"reads {SAMPLED_CLASSES} layers only")
 
 
 def finite_rows(layers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -139,7 +155,7 @@ def _gemm_operands(module: Any, backend: str, output: Any) -> tuple[Any, Any, An
 
 class NumericsSampler:
     """Forward hooks on every sampled FP8 layer (`sampled_backend`); `to_dict()` gives per layer the samples' worst
-    values."""
+    values; `unsampled` names the other FP8 modules (TE's LayerNormLinear, LayerNormMLP, ...) with their class."""
 
     def __init__(self, every: int) -> None:
         self.every = max(1, every)
@@ -147,14 +163,19 @@ class NumericsSampler:
         self._calls: dict[str, int] = {}
         self._handles: list[Any] = []
         self._backends: dict[str, str] = {}
+        self.unsampled: dict[str, str] = {}
 
     def attach(self, model: Any) -> NumericsSampler:
+        from fp8doctor.observe import is_fp8_module
+
         for name, module in model.named_modules():
             backend = sampled_backend(module)
             if backend:
                 self._calls[name] = 0
                 self._backends[name] = backend
                 self._handles.append(module.register_forward_hook(self._hook(name)))
+            elif is_fp8_module(module):
+                self.unsampled[name] = type(module).__name__
         return self
 
     def _hook(self, name: str) -> Any:

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torchao.float8 import Float8LinearConfig, convert_to_float8_training, float8_utils
 
 from fp8doctor.knowledge.numerics import SQNR_MIN_DB
-from fp8doctor.numerics import NumericsSampler
+from fp8doctor.knowledge.te_releases import first_release_with_autocast
+from fp8doctor.numerics import NumericsSampler, fp8_cast, fp8_scale, sampled_backend, sqnr_db, summary
 from fp8doctor.watch.render import render
 
 SCRIPTS = Path(__file__).parent / "watch_scripts"
@@ -55,8 +57,6 @@ def test_numerics_in_text_and_markdown(watched: dict) -> None:
 
 
 def test_sampler_measures_torchaos_own_cast() -> None:
-    from torchao.float8 import Float8LinearConfig, convert_to_float8_training
-
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(32, 32, bias=False))
     convert_to_float8_training(model, config=Float8LinearConfig(emulate=True))
@@ -83,10 +83,6 @@ def test_numerics_every_must_be_positive(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_the_plain_torch_cast_and_sqnr_are_torchaos() -> None:
-    from torchao.float8 import float8_utils
-
-    from fp8doctor.numerics import fp8_cast, fp8_scale, sqnr_db
-
     torch.manual_seed(0)
     for dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
         for t in (torch.randn(64, 64) * 3e3, torch.randn(64, 64) * 1e-5, torch.zeros(4, 4)):
@@ -100,10 +96,6 @@ def test_the_plain_torch_cast_and_sqnr_are_torchaos() -> None:
 
 
 def test_the_sampled_layers_are_fp8_gemms_only() -> None:
-    from torchao.float8 import Float8LinearConfig, convert_to_float8_training
-
-    from fp8doctor.numerics import sampled_backend
-
     model = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.Linear(32, 32))
     convert_to_float8_training(model, config=Float8LinearConfig(emulate=True))
     assert sampled_backend(model[0]) == "torchao" and sampled_backend(torch.nn.Linear(2, 2)) is None
@@ -114,9 +106,6 @@ def test_the_sampled_layers_are_fp8_gemms_only() -> None:
 
 
 def test_keep_in_bf16_forms_follow_the_layers_backend() -> None:
-    from fp8doctor.knowledge.te_releases import first_release_with_autocast
-    from fp8doctor.numerics import summary
-
     low = {"samples": 1, "sqnr_db_min": 3.0}
     te = summary({"a": {**low, "backend": "te"}, "b": {"samples": 1, "sqnr_db_min": 40.0, "backend": "te"}}, 20)
     assert te["candidates"] == ["a"] and list(te["config"]) == ["transformer_engine"]
@@ -128,6 +117,28 @@ def test_keep_in_bf16_forms_follow_the_layers_backend() -> None:
     assert list(ao["config"]) == ["accelerate", "torchao"]
     both = summary({"a": {**low, "backend": "torchao"}, "c": {**low, "backend": "te"}}, 20)
     assert list(both["config"]) == ["accelerate", "torchao", "transformer_engine"]
+
+
+def test_fp8_layers_the_sampler_cannot_read_are_named_not_passed() -> None:
+    from fp8doctor.findings import Level
+    from fp8doctor.matrix.divergence import check_numerics
+    from fp8doctor.render.numerics import candidate_lines
+
+    te_blocks = {"h.0.ln_mlp": "LayerNormMLP", "h.0.qkv": "LayerNormLinear", "h.1.qkv": "LayerNormLinear"}
+    none = summary({}, 20, te_blocks)
+    lines = candidate_lines(none)
+    assert lines[0] == "no FP8 layer was sampled" and not any("below" in line for line in lines)
+    assert lines[1].startswith("not sampled: 3 FP8 layers (2 LayerNormLinear, 1 LayerNormMLP, e.g. h.0.ln_mlp)")
+    v = check_numerics({"numerics": {"every": 20, "layers": {}, "unsampled": te_blocks}})
+    assert v.level is Level.SKIP and "0/3 FP8 layers sampled" in v.detail
+    row = {"samples": 1, "sqnr_db_min": 30.0, "backend": "te"}
+    some = summary({"h.2.proj": row}, 20, {"h.0.ln_mlp": "LayerNormMLP"})
+    assert candidate_lines(some) == ["no sampled layer below 25 dB SQNR (" + some["source"] + ")",
+                                     "not sampled: 1 FP8 layer (1 LayerNormMLP, e.g. h.0.ln_mlp): the sampler reads "
+                                     "torchao Float8Linear and Transformer Engine Linear layers only"]
+    v = check_numerics({"numerics": {"every": 20, "layers": {"h.2.proj": row}, "unsampled": {"x": "LayerNormMLP"}}})
+    assert v.level is Level.OK and "1/2 FP8 layers sampled" in v.detail and "not sampled: 1 FP8 layer" in v.detail
+    assert summary({}, 20, "not a dict")["unsampled"] == {}  # a record is untrusted input
 
 
 @pytest.mark.gpu

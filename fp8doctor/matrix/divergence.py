@@ -13,7 +13,7 @@ from fp8doctor.findings import Level
 from fp8doctor.knowledge.divergence import tolerance
 from fp8doctor.knowledge.optimizer_params import SENTENCE
 from fp8doctor.matrix.verdict import Verdict
-from fp8doctor.numerics import summary
+from fp8doctor.numerics import summary, unsampled_words
 from fp8doctor.observe import DEEPSPEED_COPIES, fp8_weights_among
 
 
@@ -55,20 +55,22 @@ def numerics_of(r: dict[str, Any]) -> dict[str, Any] | None:
     n = r.get("numerics")
     if not isinstance(n, dict) or not isinstance(n.get("layers"), dict):
         return None
-    return summary(n["layers"], n.get("every"))
+    return summary(n["layers"], n.get("every"), n.get("unsampled"))
 
 
 def check_numerics(r: dict[str, Any]) -> Verdict:
     n = numerics_of(r)
     if n is None:
-        why = "not sampled (--numerics-every 0, or not a torchao cell, or compiled)"
+        why = "not sampled (--numerics-every 0, or compiled)"
         return Verdict("numerics", Level.SKIP, why)
     rows = {k: v for k, v in n["layers"].items() if isinstance(v, dict)}
     sampled = {k: v for k, v in rows.items() if v.get("samples")}
     errors = sorted({str(v["error"]) for v in rows.values() if v.get("error")})
     sqnr = [(v["sqnr_db_min"], k) for k, v in sampled.items() if isinstance(v.get("sqnr_db_min"), (int, float))]
     under = [(v.get("input_underflow_max") or 0.0, k) for k, v in sampled.items()]
-    parts = [f"{len(sampled)}/{len(rows)} FP8 layers sampled every {n['every']} calls"]
+    parts = [f"{len(sampled)}/{len(rows) + len(n['unsampled'])} FP8 layers sampled every {n['every']} calls"]
+    if n["unsampled"]:
+        parts.append(unsampled_words(n["unsampled"]))
     if sqnr:
         parts.append(f"min SQNR {min(sqnr)[0]:.1f} dB ({min(sqnr)[1]})")
     if under:
@@ -76,6 +78,8 @@ def check_numerics(r: dict[str, Any]) -> Verdict:
     if errors:
         parts.append("not sampled: " + "; ".join(errors)[:300])
     worst = min(sqnr)[0] if sqnr else None
+    if not sampled:
+        return Verdict("numerics", Level.SKIP, "; ".join(parts))
     if n["candidates"]:
         parts.append(f"below {n['threshold_db']:g} dB ({n['source']}): {', '.join(n['candidates'])}; keep them in "
                      f"bf16 with {next(iter(n['config'].values()))}")

@@ -28,7 +28,12 @@ def layer_table(layers: dict[str, Any], fmt: str) -> str:
 
 
 def candidate_lines(n: dict[str, Any]) -> list[str]:
+    from fp8doctor.numerics import unsampled_words
+
+    unsampled = [unsampled_words(n["unsampled"])] if n.get("unsampled") else []
+    if not any(isinstance(row, dict) and row.get("samples") for row in n["layers"].values()):
+        return ["no FP8 layer was sampled", *unsampled]
     if not n["candidates"]:
-        return [f"no layer below {n['threshold_db']:g} dB SQNR ({n['source']})"]
+        return [f"no sampled layer below {n['threshold_db']:g} dB SQNR ({n['source']})", *unsampled]
     return ([f"candidates to keep in bf16 (SQNR below {n['threshold_db']:g} dB; {n['source']}): "
-             + ", ".join(n["candidates"])] + [f"  {path}: {cfg}" for path, cfg in n["config"].items()])
+             + ", ".join(n["candidates"])] + [f"  {path}: {cfg}" for path, cfg in n["config"].items()] + unsampled)

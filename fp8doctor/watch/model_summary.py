@@ -35,7 +35,9 @@ def numerics_summary(acc: dict[str, Any], model: dict[str, Any]) -> dict[str, An
     from fp8doctor.numerics import summary
 
     seen = [n for n in acc.get("numerics") or [] if n.get("arg_index") == model.get("arg_index")]
-    return summary(seen[-1].get("layers") or {}, seen[-1].get("every")) if seen else None
+    if not seen:
+        return None
+    return summary(seen[-1].get("layers") or {}, seen[-1].get("every"), seen[-1].get("unsampled"))
 
 
 def eval_summary(acc: dict[str, Any], model: dict[str, Any]) -> dict[str, Any] | None:

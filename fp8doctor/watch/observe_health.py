@@ -46,7 +46,7 @@ def watch_numerics(model: Any, acc_id: int | None, arg_index: int) -> None:
         from fp8doctor.numerics import finite_rows
 
         record("numerics", accelerator=acc_id, arg_index=arg_index, every=int(every),
-               layers=finite_rows(sampler.to_dict()))
+               layers=finite_rows(sampler.to_dict()), unsampled=sampler.unsampled)
 
     atexit.register(flush)
 

@@ -199,7 +199,8 @@ def finish(ctx: Context, counter: Any, tokens_per_step: int) -> None:
         from fp8doctor.numerics import finite_rows
 
         ctx.sampler.detach()
-        ctx.result["numerics"] = {"every": ctx.sampler.every, "layers": finite_rows(ctx.sampler.to_dict())}
+        ctx.result["numerics"] = {"every": ctx.sampler.every, "layers": finite_rows(ctx.sampler.to_dict()),
+                                  "unsampled": ctx.sampler.unsampled}
     ctx.result["forwards"] = counter.to_dict()
     ctx.result["fp8_active"] = fp8_active(len(ctx.result.get("fp8_layers") or []), ctx.result["forwards"])
     ctx.result["peak_mem_bytes"] = peak_memory(ctx.device)
