@@ -104,11 +104,11 @@ def tally(codes: dict[str, int | None], names: list[str]) -> dict[str, int]:
     return counts
 
 
-def run_mutmut(work: Path, names: list[str], children: int, started: float) -> int:
+def run_mutmut(work: Path, names: list[str], children: int, started: float, env: dict[str, str]) -> int:
     """`mutmut run` in the copy, its output to a log there; a progress line on stderr every POLL_S seconds."""
     cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *names]
     with open(work / "mutmut.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             while proc.poll() is None:
                 time.sleep(POLL_S)
@@ -139,7 +139,9 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     started = time.monotonic()
     copy_tree(work)
     set_only_mutate(work / "pyproject.toml", args.paths)
-    env = {**os.environ, "MUTATION_CHILDREN": str(args.max_children)}
+    # One torch thread: mutmut forks per mutant, and a child forked after torch started its intra-op thread pool
+    # hangs in its first parallel op (every such mutant would read as a timeout).
+    env = {**os.environ, "MUTATION_CHILDREN": str(args.max_children), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     print("mutation: generating mutants", file=sys.stderr)
     gen = subprocess.run([sys.executable, "-c", GENERATE], cwd=work, env=env, capture_output=True, text=True,
                          timeout=1800)
@@ -150,7 +152,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     if not names:
         raise UsageError(f"--paths {args.paths}: mutmut made no mutant there")
     print(f"mutation: testing {len(names)} of {len(everything)} mutants", file=sys.stderr)
-    rc = run_mutmut(work, names if len(names) < len(everything) else [], args.max_children, started)
+    rc = run_mutmut(work, names if len(names) < len(everything) else [], args.max_children, started, env)
     codes = exit_codes(work)
     counts = tally(codes, names)
     if rc != 0 or counts.get("not checked"):

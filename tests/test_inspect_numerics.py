@@ -70,6 +70,7 @@ def test_sampler_measures_torchaos_own_cast() -> None:
     assert row["samples"] == 2 and row["calls"] == 3
     assert row["input_underflow_max"] == pytest.approx(8 * 31 / (8 * 32), abs=0.01)
     assert row["input_saturated_max"] == 0.0 and row["weight_underflow_max"] < 0.01
+    assert row["input_amax_max"] == 1e4 and row["backend"] == "torchao"
     sampler.detach()
     model(x)
     assert sampler.to_dict()["0"]["calls"] == 3
@@ -115,6 +116,7 @@ def test_keep_in_bf16_forms_follow_the_layers_backend() -> None:
     assert first_release_with_autocast("autocast") == "2.9.0"  # the static TE lab's reading (lab/te/README.md)
     ao = summary({"a": {**low, "backend": "torchao"}}, 20)
     assert list(ao["config"]) == ["accelerate", "torchao"]
+    assert summary({"b": {"samples": 1, "sqnr_db_min": 40.0}}, 20)["config"] is None
     both = summary({"a": {**low, "backend": "torchao"}, "c": {**low, "backend": "te"}}, 20)
     assert list(both["config"]) == ["accelerate", "torchao", "transformer_engine"]
 
@@ -156,3 +158,57 @@ def test_te_layers_are_sampled_on_the_gpu() -> None:
     assert n["layers"]["3"]["sqnr_db_min"] < SQNR_MIN_DB and "3" in n["candidates"]
     assert all(n["layers"][k]["sqnr_db_min"] >= SQNR_MIN_DB for k in ("1", "4"))
     assert list(n["config"]) == ["transformer_engine"]
+
+
+def test_sampler_rows_hold_the_layers_real_values() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.Linear(64, 32))
+    with torch.no_grad():
+        model[0].bias.fill_(50.0)  # a bias the reference must add: without it the SQNR would collapse
+    convert_to_float8_training(model, config=Float8LinearConfig(emulate=True))
+    sampler = NumericsSampler(every=2).attach(model)
+    assert sampler.unsampled == {}
+    x = torch.randn(2, 4, 32)  # (batch, tokens, features): rows are batch x tokens
+    for _ in range(4):
+        model(x)
+    model[0](input=x)  # a keyword input at a sampled call: the hook sees no positional input, and says so
+    rows = sampler.to_dict()
+    assert set(rows) == {"0", "1"} and rows["1"]["calls"] == 4 and rows["1"]["samples"] == 2
+    assert rows["0"]["error"] == "IndexError: tuple index out of range" and rows["0"]["calls"] == 5
+    for name, inp in (("0", x), ("1", model[0](x))):
+        row = rows[name]
+        assert 25 < row["sqnr_db_min"] < float("inf"), row
+        assert row["input_amax_max"] == pytest.approx(float(inp.abs().max()), rel=1e-6)
+        assert row["weight_amax_max"] == pytest.approx(float(model[int(name)].weight.abs().max()), rel=1e-6)
+        assert row["input_saturated_max"] == 0.0 and row["weight_saturated_max"] == 0.0
+        assert row["input_underflow_max"] < 0.01 and row["backend"] == "torchao"
+
+
+def test_the_printed_keep_in_bf16_forms_run() -> None:
+    """The torchao and Accelerate forms of the config, executed as printed (the Accelerate one with a real
+    Float8LinearConfig for its `config=...`): the named layer stays a plain Linear, the others convert."""
+    import functools
+
+    import accelerate
+    import accelerate.utils.ao
+    from accelerate import Accelerator
+    from accelerate.utils import AORecipeKwargs
+
+    from fp8doctor.knowledge.numerics import keep_in_bf16_config
+
+    def model() -> torch.nn.Sequential:
+        return torch.nn.Sequential(*(torch.nn.Linear(64, 64) for _ in range(5)))
+
+    def kinds(m: torch.nn.Module) -> list[str]:
+        return [type(layer).__name__ for layer in m]
+
+    forms = keep_in_bf16_config(["2"])
+    m = model()
+    exec(forms["torchao"], {"convert_to_float8_training": convert_to_float8_training, "model": m})  # noqa: S102
+    assert kinds(m) == ["Float8Linear", "Float8Linear", "Linear", "Float8Linear", "Float8Linear"]
+    m = model()
+    scope = {"AORecipeKwargs": AORecipeKwargs, "functools": functools, "accelerate": accelerate, "model": m}
+    handler = eval(forms["accelerate"].replace("config=...", "config=config"),  # noqa: S307
+                   {**scope, "config": Float8LinearConfig(emulate=True)})
+    prepared = Accelerator(mixed_precision="fp8", kwargs_handlers=[handler]).prepare(m)
+    assert kinds(prepared) == ["Linear", "Float8Linear", "Linear", "Float8Linear", "Linear"]

@@ -41,6 +41,30 @@ def result(backend="torchao", recipe="tensorwise", entry="accelerator", losses=N
     return r
 
 
+CHECKPOINT = {"bytes": 9000, "missing": [], "missing_count": 0, "unexpected": [], "unexpected_count": 0,
+              "max_abs_diff": 0.0}
+
+
+def test_checkpoint_check_reads_each_failure_of_the_round_trip() -> None:
+    from fp8doctor.matrix.checkpoint import check_checkpoint
+
+    def verdict(**over):
+        return check_checkpoint({"checkpoint": {**CHECKPOINT, **over}})
+
+    assert verdict().level is Level.OK and "9000 bytes" in verdict().detail
+    assert check_checkpoint({}).level is Level.SKIP
+    assert check_checkpoint({"checkpoint": {"skipped": "sharded"}}).detail == "sharded"
+    v = check_checkpoint({"checkpoint": {"load_error": "UnpicklingError: Weights only load failed"}})
+    assert v.level is Level.FAIL and v.detail.endswith("fails to load: UnpicklingError: Weights only load failed")
+    assert "fails to save" in check_checkpoint({"checkpoint": {"save_error": "x"}}).detail
+    v = verdict(missing=["lm_head.weight"], missing_count=1)
+    assert v.level is Level.FAIL and v.value == 1 and "lm_head.weight" in v.detail
+    v = verdict(max_abs_diff=0.5)
+    assert v.level is Level.FAIL and v.value == 0.5
+    v = verdict(unexpected=["h.0.mlp._extra_state"], unexpected_count=1)
+    assert v.level is Level.WARN and "strict=False" in v.detail and "_extra_state" in v.detail
+
+
 def levels(verdicts):
     return {v.check: v.level for v in verdicts}
 
@@ -48,7 +72,8 @@ def levels(verdicts):
 def test_healthy_cell_passes_every_check_with_numbers() -> None:
     base = result("none", "bf16", grad_norms=GRAD_NORMS)
     fp8 = result(losses=[x * 1.001 for x in LOSSES], step_times_s=[0.5] + [0.1] * 7,
-                 grad_norms=[g * 1.02 for g in GRAD_NORMS], numerics=NUMERICS, outside_optimizer=[])
+                 grad_norms=[g * 1.02 for g in GRAD_NORMS], numerics=NUMERICS, outside_optimizer=[],
+                 checkpoint=CHECKPOINT)
     native = result(entry="native", losses=[x * 1.001 for x in LOSSES])
     verdicts = checks.check_cell(fp8, base, native)
     assert [v.check for v in verdicts] == list(checks.CHECK_NAMES)

@@ -12,6 +12,7 @@ from typing import Any
 
 from fp8doctor.findings import Level
 from fp8doctor.knowledge.divergence import tolerance
+from fp8doctor.matrix.checkpoint import check_checkpoint
 from fp8doctor.matrix.divergence import check_divergence, check_numerics, check_optimizer
 from fp8doctor.matrix.layers import check_fp8_active, check_fp8_layers
 from fp8doctor.matrix.verdict import Verdict
@@ -60,6 +61,7 @@ CHECK_NAMES = (
     "optimizer",
     "divergence",
     "numerics",
+    "checkpoint",
 )
 
 
@@ -245,6 +247,7 @@ def check_cell(r: dict[str, Any], baseline: dict[str, Any] | None = None,
         check_optimizer(r),
         check_divergence(r, baseline),
         check_numerics(r),
+        check_checkpoint(r),
     ]
     return out
 

@@ -271,3 +271,7 @@ def accelerate_training(ctx: Context, make_accelerator: Any) -> None:
         return out.loss
 
     train(ctx, model, step, counter)
+    if ctx.spec.backend != "none":
+        from fp8doctor.runs.entries.checkpoint import round_trip
+
+        round_trip(ctx, model)

@@ -17,7 +17,7 @@ from fp8doctor.runs.entries.common import Context
 RANK_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rank_script.py")
 MERGED_KEYS = ("accelerator", "fp8_layers", "eligible_layers", "eligibility_rule", "forwards", "fp8_active",
                "losses", "grad_norms", "numerics", "step_times_s", "tokens_per_s", "peak_mem_bytes", "device",
-               "emulated", "wrapper", "compiled", "outside_optimizer")
+               "emulated", "wrapper", "compiled", "outside_optimizer", "checkpoint")
 
 
 def work_dir() -> str:
