@@ -75,6 +75,13 @@ def test_cpu_matrix_runs_every_torchao_cell_and_fails_only_where_fp8_weights_nev
             assert row["samples"] == 1 and row["calls"] == 8 and row["sqnr_db_min"] > 20, row
             assert row["input_amax_max"] > 0 and 0 <= row["input_underflow_max"] < 0.01, row
         assert next(v for v in c["verdicts"] if v["check"] == "numerics")["level"] == "ok"
+        # checkpoint: the trained FP8 model's weights load strictly into the model without FP8, unchanged
+        saved = next(v for v in c["verdicts"] if v["check"] == "checkpoint")
+        if c["result"]["spec"]["entry"] in ("accelerator", "launch", "multiproc"):
+            assert saved["level"] == "ok", saved
+            assert c["result"]["checkpoint"]["bytes"] > 0 and c["result"]["checkpoint"]["max_abs_diff"] == 0.0
+        else:
+            assert saved["level"] == "skip", saved
     # One JSON line per cell, written as each finished.
     lines = cpu_matrix["jsonl"].read_text().splitlines()
     assert sorted(json.loads(x)["key"] for x in lines) == sorted(c["key"] for c in data["cells"])
