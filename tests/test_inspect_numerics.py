@@ -117,6 +117,7 @@ def test_keep_in_bf16_forms_follow_the_layers_backend() -> None:
     ao = summary({"a": {**low, "backend": "torchao"}}, 20)
     assert list(ao["config"]) == ["accelerate", "torchao"]
     assert summary({"b": {"samples": 1, "sqnr_db_min": 40.0}}, 20)["config"] is None
+    assert summary({"b": {"samples": 1, "sqnr_db_min": 25.0}}, 20)["candidates"] == []  # torchao: sqnr >= 25 passes
     both = summary({"a": {**low, "backend": "torchao"}, "c": {**low, "backend": "te"}}, 20)
     assert list(both["config"]) == ["accelerate", "torchao", "transformer_engine"]
 

@@ -62,7 +62,14 @@ def test_checkpoint_check_reads_each_failure_of_the_round_trip() -> None:
     v = verdict(max_abs_diff=0.5)
     assert v.level is Level.FAIL and v.value == 0.5
     v = verdict(unexpected=["h.0.mlp._extra_state"], unexpected_count=1)
-    assert v.level is Level.WARN and "strict=False" in v.detail and "_extra_state" in v.detail
+    assert v.level is Level.WARN and v.value == 1 and "strict=False" in v.detail and "_extra_state" in v.detail
+    ok = verdict()
+    assert (ok.value, ok.detail) == (0, "saved (9000 bytes) and loaded strictly into the model without FP8, weights "
+                                        "identical")
+    assert check_checkpoint({}).detail.startswith("not recorded for this entry (the round trip runs in the accelerator")
+    every = [verdict(), verdict(max_abs_diff=1.0), verdict(unexpected_count=1), check_checkpoint({}),
+             check_checkpoint({"checkpoint": {"skipped": "x"}}), check_checkpoint({"checkpoint": {"load_error": "x"}})]
+    assert {v.check for v in every} == {"checkpoint"}
 
 
 def levels(verdicts):
