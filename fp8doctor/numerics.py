@@ -52,13 +52,16 @@ def summary(layers: dict[str, dict[str, Any]], every: Any, unsampled: Any = None
     """The sampled layers (NumericsSampler.to_dict(), non-finite floats as None) and those whose FP8 output falls
     below knowledge/numerics.py's SQNR threshold, named with the config that keeps them in bf16; `unsampled`: the
     FP8 layers the sampler cannot read ({name: class}, NumericsSampler.unsampled)."""
-    from fp8doctor.knowledge.numerics import SQNR_MIN_DB, SQNR_SOURCE, keep_in_bf16_config
+    from fp8doctor.knowledge.numerics import NOT_JUDGED_RECIPES, SQNR_MIN_DB, SQNR_SOURCE, keep_in_bf16_config
 
     low = [name for name, row in layers.items()
-           if isinstance(row.get("sqnr_db_min"), (int, float)) and row["sqnr_db_min"] < SQNR_MIN_DB]
-    backends = {str(layers[name].get("backend") or "torchao") for name in low}
+           if isinstance(row.get("sqnr_db_min"), (int, float)) and row["sqnr_db_min"] < SQNR_MIN_DB
+           and row.get("recipe") not in NOT_JUDGED_RECIPES]
+    by_backend: dict[str, list[str]] = {}
+    for name in low:
+        by_backend.setdefault("te" if layers[name].get("backend") == "te" else "torchao", []).append(name)
     return {"every": every, "layers": layers, "threshold_db": SQNR_MIN_DB, "source": SQNR_SOURCE,
-            "candidates": low, "config": keep_in_bf16_config(low, backends) if low else None,
+            "candidates": low, "config": keep_in_bf16_config(by_backend) if low else None,
             "unsampled": {str(k): str(v) for k, v in unsampled.items()} if isinstance(unsampled, dict) else {}}
 
 
@@ -136,8 +139,9 @@ def sampled_backend(module: Any) -> str | None:
     return None
 
 
-def _dense(t: Any) -> Any:
-    """A TE FP8 parameter (QuantizedTensor) as the high-precision values it holds."""
+def dense(t: Any) -> Any:
+    """A tensor as the high-precision values it holds: a TE FP8 tensor (QuantizedTensor) dequantized; a plain
+    tensor's `dequantize()` is the tensor itself."""
     return t.dequantize() if hasattr(t, "dequantize") else t
 
 
@@ -147,10 +151,10 @@ def _gemm_operands(module: Any, backend: str, output: Any) -> tuple[Any, Any, An
 
     if backend == "torchao":
         return module.weight, module.bias, output
-    weight = torch.cat([_dense(getattr(module, n)).detach() for n in module.weight_names])
+    weight = torch.cat([dense(getattr(module, n)).detach() for n in module.weight_names])
     bias = None
     if module.apply_bias:
-        bias = torch.cat([_dense(getattr(module, n)).detach() for n in module.bias_names])
+        bias = torch.cat([dense(getattr(module, n)).detach() for n in module.bias_names])
     return weight, bias, output[0] if isinstance(output, tuple) else output
 
 
@@ -183,7 +187,9 @@ class NumericsSampler:
         def hook(module: Any, inputs: Any, output: Any) -> None:
             calls = self._calls[name]
             self._calls[name] = calls + 1
-            if calls % self.every:
+            if self._backends[name] == "te":
+                calls -= 1  # TE's delayed scaling has no amax history on a layer's first call: start at the second
+            if calls < 0 or calls % self.every:
                 return
             try:
                 self._sample(name, module, inputs[0], output)
@@ -195,6 +201,9 @@ class NumericsSampler:
     def _sample(self, name: str, module: Any, x: Any, output: Any) -> None:
         import torch
 
+        from fp8doctor.observe import te_fp8_recipe
+
+        recipe = te_fp8_recipe() if self._backends[name] == "te" else None
         with torch.no_grad():
             weight, bias, out = _gemm_operands(module, self._backends[name], output)
             x = x.detach().reshape(-1, x.shape[-1])[:MAX_ROWS].float()
@@ -204,11 +213,14 @@ class NumericsSampler:
             ref = torch.nn.functional.linear(x, weight, bias)
             sqnr = sqnr_db(ref, out)
             xs, ws = _cast_stats(x), _cast_stats(weight)
-        row = self.layers.setdefault(name, {"backend": self._backends[name], "samples": 0,
-                                            "sqnr_db_min": float("inf"), "input_underflow_max": 0.0,
-                                            "input_saturated_max": 0.0, "weight_underflow_max": 0.0,
-                                            "weight_saturated_max": 0.0, "input_amax_max": 0.0,
-                                            "weight_amax_max": 0.0})
+        row = self.layers.setdefault(name, {})  # may hold an earlier sample's error
+        for key, start in (("backend", self._backends[name]), ("samples", 0), ("sqnr_db_min", float("inf")),
+                           ("input_underflow_max", 0.0), ("input_saturated_max", 0.0),
+                           ("weight_underflow_max", 0.0), ("weight_saturated_max", 0.0), ("input_amax_max", 0.0),
+                           ("weight_amax_max", 0.0)):
+            row.setdefault(key, start)
+        if recipe:
+            row["recipe"] = recipe
         row["samples"] += 1
         row["sqnr_db_min"] = min(row["sqnr_db_min"], sqnr)
         for who, stats in (("input", xs), ("weight", ws)):

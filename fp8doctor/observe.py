@@ -193,15 +193,28 @@ class FP8ForwardCounter:
         }
 
 
-def te_fp8_enabled() -> bool:
-    """TE's global FP8 state; the manager moved from pytorch.fp8 to pytorch.quantization in TE 2.9."""
+def _te_state_manager() -> Any:
+    """TE's FP8GlobalStateManager; it moved from pytorch.fp8 to pytorch.quantization in TE 2.9. None without TE."""
     for mod_name in ("transformer_engine.pytorch.quantization", "transformer_engine.pytorch.fp8"):
         try:
-            mod = __import__(mod_name, fromlist=["FP8GlobalStateManager"])
-            return bool(mod.FP8GlobalStateManager.is_fp8_enabled())
+            return __import__(mod_name, fromlist=["FP8GlobalStateManager"]).FP8GlobalStateManager
         except (ImportError, AttributeError):
             continue
-    return False
+    return None
+
+
+def te_fp8_enabled() -> bool:
+    """TE's global FP8 state."""
+    manager = _te_state_manager()
+    return bool(manager is not None and manager.is_fp8_enabled())
+
+
+def te_fp8_recipe() -> str | None:
+    """The class name of the recipe TE's FP8 autocast runs now (None outside it, or without TE)."""
+    manager = _te_state_manager()
+    if manager is None or not manager.is_fp8_enabled():
+        return None
+    return type(manager.get_fp8_recipe()).__name__
 
 
 def fp8_active(layer_count: int, counter: dict[str, int]) -> bool:

@@ -120,6 +120,11 @@ def test_keep_in_bf16_forms_follow_the_layers_backend() -> None:
     assert summary({"b": {"samples": 1, "sqnr_db_min": 25.0}}, 20)["candidates"] == []  # torchao: sqnr >= 25 passes
     both = summary({"a": {**low, "backend": "torchao"}, "c": {**low, "backend": "te"}}, 20)
     assert list(both["config"]) == ["accelerate", "torchao", "transformer_engine"]
+    assert "'c'" not in both["config"]["torchao"] and "'a'" not in both["config"]["transformer_engine"]
+    odd = summary({"a": {**low, "backend": "jax"}}, 20)  # a record's unknown backend reads as torchao
+    assert list(odd["config"]) == ["accelerate", "torchao"]
+    # NVFP4 is a 4-bit format: its rows are reported, not judged by an FP8 GEMM's threshold
+    assert summary({"a": {**low, "backend": "te", "recipe": "NVFP4BlockScaling"}}, 20)["candidates"] == []
 
 
 def test_fp8_layers_the_sampler_cannot_read_are_named_not_passed() -> None:
@@ -155,7 +160,9 @@ def test_te_layers_are_sampled_on_the_gpu() -> None:
     assert rank["verdict"] == "fp8-active", rank.get("reason")
     n = rank["model"]["numerics"]
     assert {"1", "3", "4"} <= set(n["layers"]) and all(r["backend"] == "te" for r in n["layers"].values())
+    # from each layer's second call (TE's delayed scaling has no amax history on the first): calls 1, 6, 11, 16
     assert all(r["samples"] == 4 and "error" not in r for r in n["layers"].values()), n["layers"]
+    assert {r.get("recipe") for r in n["layers"].values()} == {"DelayedScaling"}  # Accelerate's TE default
     assert n["layers"]["3"]["sqnr_db_min"] < SQNR_MIN_DB and "3" in n["candidates"]
     assert all(n["layers"][k]["sqnr_db_min"] >= SQNR_MIN_DB for k in ("1", "4"))
     assert list(n["config"]) == ["transformer_engine"]
@@ -176,6 +183,9 @@ def test_sampler_rows_hold_the_layers_real_values() -> None:
     rows = sampler.to_dict()
     assert set(rows) == {"0", "1"} and rows["1"]["calls"] == 4 and rows["1"]["samples"] == 2
     assert rows["0"]["error"] == "IndexError: tuple index out of range" and rows["0"]["calls"] == 5
+    model[0](x)
+    model[0](x)  # a sample after the failed one still counts
+    assert sampler.to_dict()["0"]["samples"] == 3
     for name, inp in (("0", x), ("1", model[0](x))):
         row = rows[name]
         assert 25 < row["sqnr_db_min"] < float("inf"), row
@@ -203,7 +213,7 @@ def test_the_printed_keep_in_bf16_forms_run() -> None:
     def kinds(m: torch.nn.Module) -> list[str]:
         return [type(layer).__name__ for layer in m]
 
-    forms = keep_in_bf16_config(["2"])
+    forms = keep_in_bf16_config({"torchao": ["2"]})
     m = model()
     exec(forms["torchao"], {"convert_to_float8_training": convert_to_float8_training, "model": m})  # noqa: S102
     assert kinds(m) == ["Float8Linear", "Float8Linear", "Linear", "Float8Linear", "Float8Linear"]

@@ -42,7 +42,7 @@ def result(backend="torchao", recipe="tensorwise", entry="accelerator", losses=N
 
 
 CHECKPOINT = {"bytes": 9000, "missing": [], "missing_count": 0, "unexpected": [], "unexpected_count": 0,
-              "max_abs_diff": 0.0}
+              "compared": 12, "max_abs_diff": 0.0}
 
 
 def test_checkpoint_check_reads_each_failure_of_the_round_trip() -> None:
@@ -64,9 +64,16 @@ def test_checkpoint_check_reads_each_failure_of_the_round_trip() -> None:
     v = verdict(unexpected=["h.0.mlp._extra_state"], unexpected_count=1)
     assert v.level is Level.WARN and v.value == 1 and "strict=False" in v.detail and "_extra_state" in v.detail
     ok = verdict()
-    assert (ok.value, ok.detail) == (0, "saved (9000 bytes) and loaded strictly into the model without FP8, weights "
-                                        "identical")
-    assert check_checkpoint({}).detail.startswith("not recorded for this entry (the round trip runs in the accelerator")
+    assert (ok.value, ok.detail) == (0, "saved (9000 bytes) and loaded strictly into the model without FP8, 12 "
+                                        "weights identical")
+    assert check_checkpoint({}).detail.startswith("not recorded (the round trip runs after training in the accel")
+    assert verdict(max_abs_diff="nan").level is Level.FAIL and verdict(max_abs_diff=float("nan")).level is Level.FAIL
+    assert "fails to compare" in check_checkpoint({"checkpoint": {"compare_error": "x"}}).detail
+    assert verdict(compared=0).level is Level.WARN and verdict(max_abs_diff=None).level is Level.WARN
+    # a resumed --out file is untrusted: wrong types read as absent, never a traceback
+    odd = verdict(missing_count="abc", missing="lm_head", unexpected_count=[1], unexpected=[3, None])
+    assert odd.level is Level.OK
+    assert verdict(missing_count=2, missing="ab").detail.endswith("e.g. ")
     every = [verdict(), verdict(max_abs_diff=1.0), verdict(unexpected_count=1), check_checkpoint({}),
              check_checkpoint({"checkpoint": {"skipped": "x"}}), check_checkpoint({"checkpoint": {"load_error": "x"}})]
     assert {v.check for v in every} == {"checkpoint"}

@@ -18,11 +18,13 @@ A result is a plain JSON object so it survives a child process, a JSON-lines fil
   losses          per-step loss (floats; NaN/inf kept as strings "nan"/"inf")
   grad_norms      per-step L2 norm of the gradients before the optimizer step (fp8doctor.numerics.grad_norm; the
                   Trainer entry: the pre-clipping norm the Trainer logs), same encoding as losses
-  numerics        spec.numerics_every > 0, torchao, eager: {"every", "layers"} from fp8doctor.numerics's sampler
-  checkpoint      FP8 cells of the Accelerator entries: the trained model's state dict saved (torch.save) and
-                  loaded (torch.load's default) into the model built without FP8: {"bytes", "missing",
-                  "missing_count", "unexpected", "unexpected_count", "max_abs_diff"}, or {"save_error"} /
-                  {"load_error"} where that step failed, or {"skipped"} (runs/entries/checkpoint.py)
+  numerics        spec.numerics_every > 0, FP8 cell, eager: {"every", "layers", "unsampled"} from fp8doctor.numerics's
+                  sampler
+  checkpoint      FP8 cells of the accelerator, multiproc and launch entries: the trained model's state dict saved
+                  (torch.save) and loaded (torch.load's default) into the model built without FP8: {"bytes",
+                  "missing", "missing_count", "unexpected", "unexpected_count", "compared", "max_abs_diff" (a
+                  float, or "nan"/"inf")}; "save_error" / "load_error" / "compare_error" where that step
+                  failed; or {"skipped"} (runs/entries/checkpoint.py)
   step_times_s    per-step wall time
   tokens_per_s    mean over steps after the first
   peak_mem_bytes  peak RSS (CPU) or torch.cuda.max_memory_allocated (GPU)

@@ -274,4 +274,4 @@ def accelerate_training(ctx: Context, make_accelerator: Any) -> None:
     if ctx.spec.backend != "none":
         from fp8doctor.runs.entries.checkpoint import round_trip
 
-        round_trip(ctx, model)
+        ctx.result["checkpoint"] = round_trip(ctx.spec, unwrap(getattr(model, "_orig_mod", model)))
