@@ -54,8 +54,8 @@ def summary(layers: dict[str, dict[str, Any]], every: Any, unsampled: Any = None
     FP8 layers the sampler cannot read ({name: class}, NumericsSampler.unsampled)."""
     from fp8doctor.knowledge.numerics import NOT_JUDGED_RECIPES, SQNR_MIN_DB, SQNR_SOURCE, keep_in_bf16_config
 
-    low = [name for name, row in layers.items()
-           if isinstance(row.get("sqnr_db_min"), (int, float)) and row["sqnr_db_min"] < SQNR_MIN_DB
+    low = [name for name, row in layers.items() if isinstance(row, dict)
+           and isinstance(row.get("sqnr_db_min"), (int, float)) and row["sqnr_db_min"] < SQNR_MIN_DB
            and row.get("recipe") not in NOT_JUDGED_RECIPES]
     by_backend: dict[str, list[str]] = {}
     for name in low:

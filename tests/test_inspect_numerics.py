@@ -121,6 +121,7 @@ def test_keep_in_bf16_forms_follow_the_layers_backend() -> None:
     both = summary({"a": {**low, "backend": "torchao"}, "c": {**low, "backend": "te"}}, 20)
     assert list(both["config"]) == ["accelerate", "torchao", "transformer_engine"]
     assert "'c'" not in both["config"]["torchao"] and "'a'" not in both["config"]["transformer_engine"]
+    assert summary({"x": 5, "y": None}, 20)["candidates"] == []  # a record's row that is not an object
     odd = summary({"a": {**low, "backend": "jax"}}, 20)  # a record's unknown backend reads as torchao
     assert list(odd["config"]) == ["accelerate", "torchao"]
     # NVFP4 is a 4-bit format: its rows are reported, not judged by an FP8 GEMM's threshold
