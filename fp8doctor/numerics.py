@@ -24,6 +24,8 @@ EPS = 1e-12  # the amax floor of torchao's amax_to_scale
 # concatenated, dequantized when they are FP8; the GEMM adds the bias when `apply_bias`).
 # tests/test_te_releases.py holds each to an assignment in `Linear.__init__` of every TE release the lab read.
 TE_LINEAR_ATTRIBUTES = ("weight_names", "bias_names", "apply_bias")
+# The first call of a layer that is sampled, per backend: TE's delayed scaling has no amax history on the first.
+FIRST_SAMPLED_CALL = {"torchao": 0, "te": 1}
 
 
 def grad_norm(parameters: Any) -> float | str | None:
@@ -187,9 +189,8 @@ class NumericsSampler:
         def hook(module: Any, inputs: Any, output: Any) -> None:
             calls = self._calls[name]
             self._calls[name] = calls + 1
-            if self._backends[name] == "te":
-                calls -= 1  # TE's delayed scaling has no amax history on a layer's first call: start at the second
-            if calls < 0 or calls % self.every:
+            since = calls - FIRST_SAMPLED_CALL[self._backends[name]]
+            if since < 0 or since % self.every:
                 return
             try:
                 self._sample(name, module, inputs[0], output)

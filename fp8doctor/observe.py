@@ -109,11 +109,10 @@ def optimizer_membership(model: Any, optimizers: list[Any], plugin: str | None) 
     return {"count": len(outside), "fp8_weights": len(fp8), "names": (fp8 + rest)[:MAX_OUTSIDE_NAMES]}
 
 
-def ao_config_facts(accelerator: Any, user_config: bool) -> dict[str, Any] | None:
-    """The float8 all-gather flag of the torchao config the Accelerator's AO recipe handler holds (None: no such
+def ao_config_facts(handler: Any, user_config: bool) -> dict[str, Any] | None:
+    """The float8 all-gather flag of the torchao config an Accelerator's AO recipe handler holds (None: no such
     handler; flag None: the handler holds no config, so torchao's default applies), and whether the user's own
     AORecipeKwargs(config=...) passed it."""
-    handler = getattr(accelerator, "ao_recipe_handler", None)
     if handler is None:
         return None
     config = getattr(handler, "config", None)

@@ -20,10 +20,10 @@ def _launch(intent: Intent) -> LaunchConfig | None:
     return intent.launch if intent.launch is not None and intent.launch.mixed_precision is not None else None
 
 
-def user_start(facts: dict[str, Any]) -> tuple[Stack, Setup, bool]:
+def user_start(facts: dict[str, Any], intent: Intent | None = None) -> tuple[Stack, Setup, bool]:
     """The installed stack and the user's start: through `accelerate launch` of the launch config when it sets a
-    mixed precision (launched), else plainly with the shell's variables."""
-    intent = read_intent(facts)
+    mixed precision (launched), else plainly with the shell's variables. `intent`: read_intent(facts), if read."""
+    intent = intent if intent is not None else read_intent(facts)
     launched = _launch(intent) is not None
     return Stack.of(facts.get("packages", {})), intent.setup(launched=launched), launched
 
@@ -35,7 +35,7 @@ def check_fp8_weights_in_optimizer(facts: dict[str, Any]) -> list[Finding]:
     intent = read_intent(facts)
     if not intent.wanted:
         return [Finding(ID, Level.SKIP, "FP8 weights in the optimizer: FP8 not intended", NO_INTENT)]
-    stack, setup, launched = user_start(facts)
+    stack, setup, launched = user_start(facts, intent)
     got = predict_optimizer(stack, setup)
     versions = f"accelerate {stack.accelerate}, torchao {stack.torchao}"
     if got["outcome"] == "unobserved":
@@ -54,13 +54,13 @@ def check_fp8_weights_in_optimizer(facts: dict[str, Any]) -> list[Finding]:
               f"accelerate {since}), with or without FSDP. torchao then gives each converted weight a new Parameter "
               "inside prepare(), while the optimizer, built before prepare(), keeps the old ones: those weights get "
               "gradients but are never stepped (lab-observed: unchanged after 2 steps).")
-    return [Finding(ID, Level.FAIL, f"{SENTENCE} ({versions})", detail, fix_text(facts))]
+    return [Finding(ID, Level.FAIL, f"{SENTENCE} ({versions})", detail, fix_text(facts, intent))]
 
 
-def fix_text(facts: dict[str, Any]) -> str:
+def fix_text(facts: dict[str, Any], intent: Intent | None = None) -> str:
     """The all-gather-off fix for the user's start and command, rendered: the launch config's key when the start is
-    `accelerate launch` of it, else the variable."""
-    launch = _launch(read_intent(facts))
+    `accelerate launch` of it, else the variable. `intent`: read_intent(facts), if read."""
+    launch = _launch(intent if intent is not None else read_intent(facts))
     fp8 = launch.data.get("fp8_config") if launch else None
     fix = optimizer_fix(parse(facts.get("command")), launch.path if launch else None,
                         dict(fp8) if isinstance(fp8, dict) else None)

@@ -94,7 +94,7 @@ def _wrap_accelerator_init(original: Any) -> Any:
             from fp8doctor.observe import ao_config_facts
 
             handler = getattr(self, "ao_recipe_handler", None)
-            fields["ao_config"] = ao_config_facts(self, id(handler) in STATE["ao_user_configs"])
+            fields["ao_config"] = ao_config_facts(handler, id(handler) in STATE["ao_user_configs"])
         record("accelerator", **fields)
         _record_device(self)
 

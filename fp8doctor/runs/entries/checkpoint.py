@@ -33,7 +33,8 @@ def round_trip(spec: RunSpec, model: Any) -> dict[str, Any]:
     buffer = io.BytesIO()
     step = "save"
     try:
-        torch.save(model.state_dict(), buffer)
+        own = model.state_dict()
+        torch.save(own, buffer)
         out["bytes"] = buffer.tell()
         buffer.seek(0)
         step = "load"
@@ -43,7 +44,6 @@ def round_trip(spec: RunSpec, model: Any) -> dict[str, Any]:
         out.update(missing=sorted(keys.missing_keys)[:MAX_NAMES], missing_count=len(keys.missing_keys),
                    unexpected=sorted(keys.unexpected_keys)[:MAX_NAMES], unexpected_count=len(keys.unexpected_keys))
         step = "compare"
-        own = model.state_dict()
         diffs = [float((value.float() - dense(own[name]).detach().float().cpu()).abs().max())
                  for name, value in plain.state_dict().items()
                  if isinstance(own.get(name), torch.Tensor) and own[name].numel() and name not in keys.missing_keys]

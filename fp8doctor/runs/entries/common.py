@@ -105,7 +105,7 @@ def record_fp8_layers(ctx: Context, model: Any) -> Any:
         ctx.result["emulated"] = emulated
         if emulated:
             ctx.note("torchao emulate=True: real FP8 casts and scales, matmul in high precision (CPU)")
-    if ctx.spec.numerics_every and ctx.spec.backend in ("torchao", "te") and ctx.sampler is None:
+    if ctx.spec.numerics_every and ctx.spec.backend != "none" and ctx.sampler is None:
         if ctx.spec.compile:
             ctx.note("numerics not sampled: the sampler's hooks would be traced by torch.compile")
         else:
